@@ -1,0 +1,104 @@
+//! Data lists: files of strings or regexes that rules reference by name
+//! (`File('backdoors.txt')`, `RegexpInFile(x, 'bad_user_agents.regex.txt')`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// How a data list's lines are interpreted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataKind {
+    /// One literal string per line.
+    Strings,
+    /// One regular expression per line (any match wins).
+    Regexes,
+}
+
+/// One loaded data list.
+#[derive(Debug)]
+pub struct DataList {
+    /// The name rules use (`backdoors.txt`).
+    pub name: Arc<str>,
+    /// How lines are interpreted.
+    pub kind: DataKind,
+    /// The lines, without comments (`#`) and blank lines.
+    pub lines: Vec<String>,
+    /// For [`DataKind::Regexes`]: all lines compiled into one set.
+    pub regexes: Option<regex::RegexSet>,
+}
+
+impl DataList {
+    /// Builds a list from file text. Lines starting with `#` and blank lines are skipped.
+    pub fn from_text(name: &str, kind: DataKind, text: &str) -> Result<Self, String> {
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect();
+        let regexes = match kind {
+            DataKind::Strings => None,
+            DataKind::Regexes => Some(
+                regex::RegexSetBuilder::new(&lines)
+                    .size_limit(64 << 20)
+                    .build()
+                    .map_err(|e| format!("data list {name}: {e}"))?,
+            ),
+        };
+        Ok(DataList {
+            name: Arc::from(name),
+            kind,
+            lines,
+            regexes,
+        })
+    }
+
+    /// True when any regex of the list matches `s` (false for string lists).
+    pub fn any_regex_matches(&self, s: &str) -> bool {
+        self.regexes.as_ref().is_some_and(|set| set.is_match(s))
+    }
+}
+
+/// An index into [`DataLists`], resolved at compile time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DataId(pub u32);
+
+/// Every data list the enabled rules reference.
+#[derive(Debug, Default)]
+pub struct DataLists {
+    lists: Vec<DataList>,
+    by_name: HashMap<Arc<str>, DataId>,
+}
+
+impl DataLists {
+    /// An empty set of lists.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a list; a list of the same name replaces the earlier one.
+    pub fn insert(&mut self, list: DataList) -> DataId {
+        if let Some(id) = self.by_name.get(&list.name) {
+            self.lists[id.0 as usize] = list;
+            return *id;
+        }
+        let id = DataId(self.lists.len() as u32);
+        self.by_name.insert(list.name.clone(), id);
+        self.lists.push(list);
+        id
+    }
+
+    /// Looks a list up by name.
+    pub fn id(&self, name: &str) -> Option<DataId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The list behind an id.
+    pub fn get(&self, id: DataId) -> &DataList {
+        &self.lists[id.0 as usize]
+    }
+
+    /// All list names, for hints.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.lists.iter().map(|l| &*l.name)
+    }
+}

@@ -1,0 +1,197 @@
+//! The event: one parsed log line as it flows from `parse` into `detect`.
+//!
+//! Fields are interned at compile time ([`FieldRegistry`]): a filter reads a slot by
+//! [`FieldId`], never a string-keyed map. Values captured from the line are byte ranges of
+//! the line itself, so parsing a line allocates nothing in the common case.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// An instant in time (UTC), as used for event times and bucket clocks.
+pub type Timestamp = jiff::Timestamp;
+
+/// Which map of the event a field lives in (CrowdSec's `evt.Meta`, `evt.Parsed`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Namespace {
+    /// `evt.Meta.*`: the fields that reach alerts and the API.
+    Meta,
+    /// `evt.Parsed.*`: pattern captures and intermediate values.
+    Parsed,
+    /// `evt.Enriched.*`: enricher outputs.
+    Enriched,
+    /// `evt.Line.Labels.*`: acquisition labels (`type`, ...).
+    Labels,
+}
+
+impl Namespace {
+    /// The name used in expressions (`Meta`, `Parsed`, `Enriched`, `Labels`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Namespace::Meta => "Meta",
+            Namespace::Parsed => "Parsed",
+            Namespace::Enriched => "Enriched",
+            Namespace::Labels => "Labels",
+        }
+    }
+
+    /// Parses the name used in expressions.
+    pub fn from_name(name: &str) -> Option<Namespace> {
+        Some(match name {
+            "Meta" => Namespace::Meta,
+            "Parsed" => Namespace::Parsed,
+            "Enriched" => Namespace::Enriched,
+            "Labels" => Namespace::Labels,
+            _ => return None,
+        })
+    }
+}
+
+/// An interned field: an index into [`Event::fields`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FieldId(pub u16);
+
+/// The table of every field that some enabled parser, label or enricher produces.
+///
+/// Built once by the compiler; expressions resolve `evt.Meta.source_ip` against it, so a
+/// reference to a field nobody produces is a compile-time error.
+#[derive(Debug, Clone, Default)]
+pub struct FieldRegistry {
+    by_name: HashMap<(Namespace, Box<str>), FieldId>,
+    names: Vec<(Namespace, Box<str>)>,
+}
+
+impl FieldRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Interns a field, returning its id (the existing one if already known).
+    pub fn intern(&mut self, ns: Namespace, name: &str) -> FieldId {
+        if let Some(id) = self.by_name.get(&(ns, Box::from(name))) {
+            return *id;
+        }
+        let id = FieldId(u16::try_from(self.names.len()).expect("fewer than 65536 fields"));
+        self.names.push((ns, Box::from(name)));
+        self.by_name.insert((ns, Box::from(name)), id);
+        id
+    }
+
+    /// Looks a field up without interning it.
+    pub fn get(&self, ns: Namespace, name: &str) -> Option<FieldId> {
+        self.by_name.get(&(ns, Box::from(name))).copied()
+    }
+
+    /// The namespace and name of a field.
+    pub fn name(&self, id: FieldId) -> (Namespace, &str) {
+        let (ns, name) = &self.names[usize::from(id.0)];
+        (*ns, name)
+    }
+
+    /// Number of interned fields (the length of [`Event::fields`]).
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// True when no field is interned.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// All names of one namespace, for "did you mean" hints.
+    pub fn names_in(&self, ns: Namespace) -> impl Iterator<Item = &str> {
+        self.names
+            .iter()
+            .filter(move |(n, _)| *n == ns)
+            .map(|(_, name)| &**name)
+    }
+}
+
+/// The value of one field of an event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum FieldValue {
+    /// Not set (reads as the empty string, like a missing key in CrowdSec).
+    #[default]
+    Unset,
+    /// A byte range of [`Event::line`].
+    Line { start: u32, end: u32 },
+    /// A constant from the rules (`statics`).
+    Static(Arc<str>),
+    /// A value computed at run time (expressions, enrichers).
+    Owned(String),
+}
+
+/// One log line on its way through the pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct Event {
+    /// The raw line (without its newline).
+    pub line: String,
+    /// The event time: from the line when a parser found a timestamp, else the time it was read.
+    pub time: Timestamp,
+    /// Whether a timestamp was found in the line (replay needs one).
+    pub has_line_time: bool,
+    /// Slots indexed by [`FieldId`].
+    pub fields: Vec<FieldValue>,
+    /// Set by a whitelist: the event never pours into a bucket.
+    pub whitelisted: bool,
+    /// Why it was whitelisted.
+    pub whitelist_reason: Option<Arc<str>>,
+}
+
+impl Event {
+    /// A fresh event for `line` with room for `field_count` fields.
+    pub fn new(line: String, time: Timestamp, field_count: usize) -> Self {
+        Event {
+            line,
+            time,
+            has_line_time: false,
+            fields: vec![FieldValue::Unset; field_count],
+            whitelisted: false,
+            whitelist_reason: None,
+        }
+    }
+
+    /// Reuses this event for another line, keeping its allocations.
+    pub fn reset(&mut self, line: &str, time: Timestamp) {
+        self.line.clear();
+        self.line.push_str(line);
+        self.time = time;
+        self.has_line_time = false;
+        for f in &mut self.fields {
+            *f = FieldValue::Unset;
+        }
+        self.whitelisted = false;
+        self.whitelist_reason = None;
+    }
+
+    /// The value of a field; `""` when unset (CrowdSec semantics for a missing map key).
+    pub fn get(&self, id: FieldId) -> &str {
+        match self.fields.get(usize::from(id.0)) {
+            None | Some(FieldValue::Unset) => "",
+            Some(FieldValue::Line { start, end }) => {
+                self.line.get(*start as usize..*end as usize).unwrap_or("")
+            }
+            Some(FieldValue::Static(s)) => s,
+            Some(FieldValue::Owned(s)) => s,
+        }
+    }
+
+    /// True when the field holds a non-empty value.
+    pub fn is_set(&self, id: FieldId) -> bool {
+        !self.get(id).is_empty()
+    }
+
+    /// Sets a field.
+    pub fn set(&mut self, id: FieldId, value: FieldValue) {
+        let i = usize::from(id.0);
+        if i >= self.fields.len() {
+            self.fields.resize(i + 1, FieldValue::Unset);
+        }
+        self.fields[i] = value;
+    }
+
+    /// Sets a field to a computed string.
+    pub fn set_owned(&mut self, id: FieldId, value: String) {
+        self.set(id, FieldValue::Owned(value));
+    }
+}

@@ -1,0 +1,1 @@
+//! The filter expression language (stub; being written).

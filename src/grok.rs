@@ -1,0 +1,1 @@
+//! Grok-style pattern libraries (stub; being written).

@@ -1,0 +1,12 @@
+//! garrison: a declarative, CrowdSec-compatible intrusion-prevention appliance.
+//!
+//! The daemon is a pipeline, one module per stage:
+//! acquire → parse → detect → decide → store → enforce / serve,
+//! with the configuration compiler (`config`, `rules`, `compile`, `expr`) in front.
+
+pub mod alert;
+pub mod data;
+pub mod event;
+pub mod expr;
+pub mod grok;
+pub mod parse;

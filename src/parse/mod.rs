@@ -1,0 +1,4 @@
+//! The parse stage: raw lines into events.
+
+pub mod syslog;
+pub mod timefmt;

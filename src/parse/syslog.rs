@@ -1,0 +1,1 @@
+//! Syslog headers (stub; being written).

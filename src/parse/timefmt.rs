@@ -1,0 +1,1 @@
+//! Timestamps found in log lines (stub; being written).
