@@ -5,6 +5,7 @@
 //! with the configuration compiler (`config`, `rules`, `compile`, `expr`) in front.
 
 pub mod alert;
+pub mod config;
 pub mod data;
 pub mod event;
 pub mod expr;
