@@ -14,13 +14,12 @@ pub use timings::Timings;
 
 use crate::config::diag::{Diagnostic, Diagnostics, SourceFile, did_you_mean};
 use crate::config::model::{Config, Profile};
-use crate::config::tree::Node;
 use crate::config::{self, LoadedConfig};
 use crate::data::{DataList, DataLists};
 use crate::event::{FieldRegistry, Namespace};
 use crate::expr::{self, CompileEnv, Roots, Type};
 use crate::grok::{self, PatternLibrary};
-use crate::rules::model::{Decoder, ParserRule, ScenarioKind, ScenarioRule, Stage, Static};
+use crate::rules::model::{ParserRule, ScenarioKind, ScenarioRule, ScenarioScope, Stage, Static};
 use crate::rules::{self, LoadedRules};
 use locate::Locator;
 use std::collections::{BTreeSet, HashMap, HashSet};
