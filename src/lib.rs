@@ -11,6 +11,7 @@ pub mod rules;
 pub mod schema;
 pub mod config;
 pub mod data;
+pub mod decide;
 pub mod detect;
 pub mod event;
 pub mod expr;
