@@ -1,1 +1,470 @@
-//! The filter expression language (stub; being written).
+//! The filter expression language: a statically typed, expr-lang compatible subset.
+//!
+//! Hub rules (CrowdSec scenarios, parsers and profiles) carry [expr-lang] expressions such as
+//! `evt.Meta.log_type == 'ssh_failed-auth'` or
+//! `any(File('sqli_probe_patterns.txt'), {Upper(evt.Parsed.http_args) contains Upper(#)})`.
+//! [`compile`] parses one such expression once, checks it against the [`FieldRegistry`] and
+//! the loaded [`DataLists`], and lowers it to a tree with resolved slots: field reads are
+//! [`FieldId`] lookups, list membership tests are prebuilt sets, automata or tries, and literal
+//! regexes are compiled up front. [`Program::eval`] then runs it per event without string
+//! lookups; a typical filter evaluates without allocating.
+//!
+//! Static checking rejects, with a span into the source and a hint where one helps: unknown
+//! fields (`evt.Meta.nope`), functions and data lists (each with the closest known name),
+//! wrong arity, comparisons between strings and numbers, roots not in scope (`Alert` in a
+//! scenario filter) and filters that do not return the expected type.
+//!
+//! Run-time failures (a type surprise on a dynamically typed value, an invalid regex built
+//! at run time, an out-of-range index) are reported by [`Program::eval`] as [`EvalError`]; the
+//! convenience [`Program::eval_bool`] maps them to `false`, as CrowdSec does for filters.
+//!
+//! `matches` with a literal pattern compiles the regex at compile time (an invalid one is a
+//! compile error); with a computed pattern, the regex is compiled at run time through a small
+//! per-thread cache (an invalid one is a run-time error, so the filter is false).
+//!
+//! [expr-lang]: https://expr-lang.org
+
+mod check;
+mod eval;
+mod funcs;
+mod lexer;
+mod matcher;
+mod parser;
+#[cfg(test)]
+mod tests;
+
+use crate::alert::Alert;
+use crate::data::DataLists;
+use crate::event::{Event, FieldId, FieldRegistry, Timestamp};
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::fmt;
+use std::ops::Range;
+use std::rc::Rc;
+
+pub use jiff::SignedDuration;
+
+/// The static type of an expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Type {
+    /// Unknown until run time (checked dynamically).
+    Any,
+    /// The type of `nil`.
+    Nil,
+    /// `true` / `false`.
+    Bool,
+    /// A 64-bit signed integer.
+    Int,
+    /// A 64-bit float.
+    Float,
+    /// A string (every event field is one).
+    Str,
+    /// A signed duration (`duration("10m")`).
+    Duration,
+    /// An instant (`evt.Time`).
+    Time,
+    /// A list of values of one type.
+    List(Box<Type>),
+    /// An event (`evt`, elements of `queue.Queue`).
+    Event,
+    /// An alert (`Alert` in profiles).
+    Alert,
+    /// A queue of events (`queue`; its `Queue` member is the list).
+    Queue,
+}
+
+impl fmt::Display for Type {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Type::Any => f.write_str("any"),
+            Type::Nil => f.write_str("nil"),
+            Type::Bool => f.write_str("bool"),
+            Type::Int => f.write_str("int"),
+            Type::Float => f.write_str("float"),
+            Type::Str => f.write_str("string"),
+            Type::Duration => f.write_str("duration"),
+            Type::Time => f.write_str("time"),
+            Type::List(t) => write!(f, "list of {t}"),
+            Type::Event => f.write_str("event"),
+            Type::Alert => f.write_str("alert"),
+            Type::Queue => f.write_str("queue"),
+        }
+    }
+}
+
+/// Which root variables an expression may use (a small bit set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Roots(u8);
+
+impl Roots {
+    /// No root at all (constant expressions only).
+    pub const NONE: Roots = Roots(0);
+    /// `evt`: the event being parsed or poured.
+    pub const EVT: Roots = Roots(1);
+    /// `Alert`: the alert a profile looks at.
+    pub const ALERT: Roots = Roots(2);
+    /// `queue`: the bucket's queue (`queue.Queue`), for conditions.
+    pub const QUEUE: Roots = Roots(4);
+
+    /// True when every root of `other` is in `self`.
+    pub fn contains(self, other: Roots) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl std::ops::BitOr for Roots {
+    type Output = Roots;
+    fn bitor(self, rhs: Roots) -> Roots {
+        Roots(self.0 | rhs.0)
+    }
+}
+
+impl std::ops::BitOrAssign for Roots {
+    fn bitor_assign(&mut self, rhs: Roots) {
+        self.0 |= rhs.0;
+    }
+}
+
+/// What an expression is compiled against.
+pub struct CompileEnv<'a> {
+    /// Known fields; `evt.SetMeta("k", ..)` interns `Meta.k`.
+    pub fields: &'a mut FieldRegistry,
+    /// Loaded data lists (`File`, `RegexpInFile`); their contents are copied into the program.
+    pub data: &'a DataLists,
+    /// Root variables in scope.
+    pub roots: Roots,
+}
+
+/// A compile error: a byte range of the source text, a message and an optional hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExprError {
+    /// Byte offsets into the source text.
+    pub span: Range<usize>,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it (e.g. "did you mean `source_ip`?").
+    pub hint: Option<String>,
+}
+
+impl ExprError {
+    /// An error without a hint.
+    pub fn new(span: Range<usize>, message: impl Into<String>) -> Self {
+        ExprError {
+            span,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Adds a hint.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for ExprError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (at {}..{})",
+            self.message, self.span.start, self.span.end
+        )?;
+        if let Some(h) = &self.hint {
+            write!(f, "; hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ExprError {}
+
+/// A run-time error: what failed and where in the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvalError {
+    /// Byte offsets into the source text of the failing sub-expression.
+    pub span: Range<usize>,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl fmt::Display for EvalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (at {}..{})",
+            self.message, self.span.start, self.span.end
+        )
+    }
+}
+
+impl std::error::Error for EvalError {}
+
+/// Answers `GetDecisionsCount(value)` and friends from the decision store.
+pub trait DecisionHistory {
+    /// How many decisions (active or expired) were ever taken for `value`.
+    fn decisions_count(&self, value: &str) -> i64;
+
+    /// How many decisions are active for `value` (defaults to [`Self::decisions_count`]).
+    fn active_decisions_count(&self, value: &str) -> i64 {
+        self.decisions_count(value)
+    }
+}
+
+/// Everything an evaluation can see.
+pub struct EvalCtx<'a> {
+    /// `evt`, when in scope.
+    pub event: Option<&'a Event>,
+    /// `Alert`, when in scope.
+    pub alert: Option<&'a Alert>,
+    /// `queue.Queue`, when in scope.
+    pub queue: Option<&'a [Event]>,
+    /// The data lists (kept for callers; programs carry what they need).
+    pub data: &'a DataLists,
+    /// Answers `GetDecisionsCount`; `None` means every count is 0.
+    pub decisions: Option<&'a dyn DecisionHistory>,
+    /// `evt.SetMeta` writes, buffered for the caller to apply after evaluation.
+    pub writes: RefCell<Vec<(FieldId, String)>>,
+}
+
+impl<'a> EvalCtx<'a> {
+    /// A context with nothing in scope.
+    pub fn new(data: &'a DataLists) -> Self {
+        EvalCtx {
+            event: None,
+            alert: None,
+            queue: None,
+            data,
+            decisions: None,
+            writes: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// A context for an event filter.
+    pub fn for_event(event: &'a Event, data: &'a DataLists) -> Self {
+        EvalCtx {
+            event: Some(event),
+            ..EvalCtx::new(data)
+        }
+    }
+
+    /// Sets `evt`.
+    pub fn with_event(mut self, event: &'a Event) -> Self {
+        self.event = Some(event);
+        self
+    }
+
+    /// Sets `Alert`.
+    pub fn with_alert(mut self, alert: &'a Alert) -> Self {
+        self.alert = Some(alert);
+        self
+    }
+
+    /// Sets `queue.Queue`.
+    pub fn with_queue(mut self, queue: &'a [Event]) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// Sets the decision history.
+    pub fn with_decisions(mut self, decisions: &'a dyn DecisionHistory) -> Self {
+        self.decisions = Some(decisions);
+        self
+    }
+
+    /// Takes the buffered `SetMeta` writes.
+    pub fn take_writes(&self) -> Vec<(FieldId, String)> {
+        std::mem::take(&mut *self.writes.borrow_mut())
+    }
+}
+
+/// A run-time value; strings borrow from the event or the program when they can.
+#[derive(Debug, Clone)]
+pub enum Value<'a> {
+    /// `nil`.
+    Nil,
+    /// A boolean.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A string.
+    Str(Cow<'a, str>),
+    /// A duration.
+    Duration(SignedDuration),
+    /// An instant.
+    Time(Timestamp),
+    /// A list.
+    List(List<'a>),
+    /// An event.
+    Event(&'a Event),
+    /// An alert.
+    Alert(&'a Alert),
+}
+
+/// A list value: either borrowed (queue, data list) or built at run time.
+#[derive(Debug, Clone)]
+pub enum List<'a> {
+    /// Values built at run time.
+    Values(Rc<Vec<Value<'a>>>),
+    /// Strings of a data list.
+    Strs(&'a [Box<str>]),
+    /// Events (`queue.Queue`, `Alert.Events`).
+    Events(&'a [Event]),
+}
+
+impl<'a> List<'a> {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            List::Values(v) => v.len(),
+            List::Strs(s) => s.len(),
+            List::Events(e) => e.len(),
+        }
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The element at `i`, if any.
+    pub fn get(&self, i: usize) -> Option<Value<'a>> {
+        match self {
+            List::Values(v) => v.get(i).cloned(),
+            List::Strs(s) => s.get(i).map(|s| Value::Str(Cow::Borrowed(&**s))),
+            List::Events(e) => e.get(i).map(Value::Event),
+        }
+    }
+
+    /// The sub-list `from..to` (bounds already clamped by the caller).
+    pub fn slice(&self, from: usize, to: usize) -> List<'a> {
+        let to = to.min(self.len());
+        let from = from.min(to);
+        match self {
+            List::Values(v) => List::Values(Rc::new(v.get(from..to).unwrap_or(&[]).to_vec())),
+            List::Strs(s) => List::Strs(s.get(from..to).unwrap_or(&[])),
+            List::Events(e) => List::Events(e.get(from..to).unwrap_or(&[])),
+        }
+    }
+}
+
+impl Value<'_> {
+    /// The type of this value.
+    pub fn type_of(&self) -> Type {
+        match self {
+            Value::Nil => Type::Nil,
+            Value::Bool(_) => Type::Bool,
+            Value::Int(_) => Type::Int,
+            Value::Float(_) => Type::Float,
+            Value::Str(_) => Type::Str,
+            Value::Duration(_) => Type::Duration,
+            Value::Time(_) => Type::Time,
+            Value::List(List::Strs(_)) => Type::List(Box::new(Type::Str)),
+            Value::List(List::Events(_)) => Type::List(Box::new(Type::Event)),
+            Value::List(List::Values(_)) => Type::List(Box::new(Type::Any)),
+            Value::Event(_) => Type::Event,
+            Value::Alert(_) => Type::Alert,
+        }
+    }
+
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Formats like Go's `fmt.Sprint` (`nil` → `<nil>`).
+    pub fn to_go_string(&self) -> String {
+        funcs::go_sprint(self)
+    }
+}
+
+/// A compiled expression.
+pub struct Program {
+    root: eval::Node,
+    ty: Type,
+    fields: Vec<FieldId>,
+    src: Box<str>,
+}
+
+impl fmt::Debug for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Program")
+            .field("src", &self.src)
+            .field("type", &self.ty)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Compiles `src`; with `expect`, the result must have that type (or be dynamically typed).
+pub fn compile(
+    src: &str,
+    env: &mut CompileEnv<'_>,
+    expect: Option<Type>,
+) -> Result<Program, ExprError> {
+    let ast = parser::parse(src)?;
+    let mut ck = check::Checker::new(env);
+    let (root, ty) = ck.lower(&ast)?;
+    if let Some(want) = &expect {
+        if !check::assignable(&ty, want) {
+            return Err(ExprError::new(
+                ast.span.clone(),
+                format!("expression returns {ty}, expected {want}"),
+            )
+            .with_hint(match want {
+                Type::Bool => "a filter must be a condition, e.g. `evt.Meta.log_type == 'x'`",
+                Type::Str => "convert with ToString(...) or build a string with +",
+                _ => "change the expression's result type",
+            }));
+        }
+    }
+    let mut fields = ck.take_fields();
+    fields.sort();
+    fields.dedup();
+    Ok(Program {
+        root,
+        ty,
+        fields,
+        src: Box::from(src),
+    })
+}
+
+impl Program {
+    /// The static type of the result.
+    pub fn result_type(&self) -> &Type {
+        &self.ty
+    }
+
+    /// The source text this was compiled from.
+    pub fn source(&self) -> &str {
+        &self.src
+    }
+
+    /// Evaluates the expression.
+    pub fn eval<'a>(&'a self, ctx: &EvalCtx<'a>) -> Result<Value<'a>, EvalError> {
+        eval::eval(&self.root, ctx, None)
+    }
+
+    /// Evaluates a condition; errors and non-boolean results are `false`.
+    pub fn eval_bool(&self, ctx: &EvalCtx<'_>) -> bool {
+        eval::eval_bool(&self.root, ctx, None).unwrap_or(false)
+    }
+
+    /// Evaluates to a string: numbers formatted like Go's `fmt.Sprint`; `nil` (and errors) → `None`.
+    pub fn eval_string<'a>(&'a self, ctx: &EvalCtx<'a>) -> Option<Cow<'a, str>> {
+        match self.eval(ctx).ok()? {
+            Value::Nil => None,
+            Value::Str(s) => Some(s),
+            v => Some(Cow::Owned(funcs::go_sprint(&v))),
+        }
+    }
+
+    /// Every field the expression reads or writes, sorted.
+    pub fn referenced_fields(&self) -> Vec<FieldId> {
+        self.fields.clone()
+    }
+}

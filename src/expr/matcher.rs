@@ -1,0 +1,193 @@
+//! Prebuilt matchers for "a string against many literal patterns":
+//! `x in ['a', 'b']`, `x in File(L)`, `any(File(L), {X contains #})`,
+//! `any(File(L), {Upper(X) contains Upper(#)})`, `{X endsWith #}`, ...
+//!
+//! Case folding follows the expression exactly: with `Upper(X)` on the left, the haystack is
+//! `Upper(X)`; patterns that contain lower-case ASCII letters can never match it and are
+//! dropped; the rest match ASCII-case-insensitively against `X` itself when `X` is ASCII (no
+//! allocation), or against the upper-cased copy of `X` otherwise.
+
+use super::funcs::{go_lower, go_upper};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+/// How a pattern is compared with the haystack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MatchOp {
+    /// `X == p`
+    Exact,
+    /// `X contains p`
+    Contains,
+    /// `X startsWith p`
+    Prefix,
+    /// `X endsWith p`
+    Suffix,
+}
+
+/// A case transform applied to the haystack (`Upper(X)` / `Lower(X)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fold {
+    /// `X` as is.
+    None,
+    /// `Upper(X)`.
+    Upper,
+    /// `Lower(X)`.
+    Lower,
+}
+
+#[derive(Debug)]
+enum Imp {
+    Never,
+    Small(Vec<Box<str>>),
+    Set(HashSet<Box<str>>),
+    Ac(AhoCorasick),
+    Trie(Trie),
+}
+
+/// A compiled "any pattern matches" test.
+#[derive(Debug)]
+pub(crate) struct StrMatcher {
+    op: MatchOp,
+    fold: Fold,
+    imp: Imp,
+}
+
+impl StrMatcher {
+    /// Builds a matcher; `patterns` are already transformed as the expression says (`Upper(#)`).
+    pub(crate) fn new<'p>(
+        op: MatchOp,
+        fold: Fold,
+        patterns: impl IntoIterator<Item = &'p str>,
+    ) -> Result<Self, String> {
+        let mut pats: Vec<Box<str>> = Vec::new();
+        for p in patterns {
+            let keep = match fold {
+                Fold::None => true,
+                Fold::Upper => !p.bytes().any(|b| b.is_ascii_lowercase()),
+                Fold::Lower => !p.bytes().any(|b| b.is_ascii_uppercase()),
+            };
+            if keep {
+                pats.push(Box::from(p));
+            }
+        }
+        pats.sort();
+        pats.dedup();
+        let imp = if pats.is_empty() {
+            Imp::Never
+        } else {
+            match (op, fold) {
+                (MatchOp::Exact, Fold::None) if pats.len() <= 8 => Imp::Small(pats),
+                (MatchOp::Exact, Fold::None) => Imp::Set(pats.into_iter().collect()),
+                (MatchOp::Contains, _) => Imp::Ac(
+                    AhoCorasickBuilder::new()
+                        .ascii_case_insensitive(fold != Fold::None)
+                        .match_kind(MatchKind::Standard)
+                        .build(pats.iter().map(|p| p.as_bytes()))
+                        .map_err(|e| e.to_string())?,
+                ),
+                _ => {
+                    let mut t = Trie::new(fold != Fold::None);
+                    for p in &pats {
+                        if op == MatchOp::Suffix {
+                            t.insert(p.bytes().rev());
+                        } else {
+                            t.insert(p.bytes());
+                        }
+                    }
+                    Imp::Trie(t)
+                }
+            }
+        };
+        Ok(StrMatcher { op, fold, imp })
+    }
+
+    /// True when some pattern matches `x` (after the fold).
+    pub(crate) fn is_match(&self, x: &str) -> bool {
+        if matches!(self.imp, Imp::Never) {
+            return false;
+        }
+        let hay: Cow<'_, str> = match self.fold {
+            Fold::None => Cow::Borrowed(x),
+            _ if x.is_ascii() => Cow::Borrowed(x),
+            Fold::Upper => Cow::Owned(go_upper(x)),
+            Fold::Lower => Cow::Owned(go_lower(x)),
+        };
+        let h = hay.as_bytes();
+        match &self.imp {
+            Imp::Never => false,
+            Imp::Small(v) => v.iter().any(|p| **p == *hay),
+            Imp::Set(s) => s.contains(&*hay),
+            Imp::Ac(ac) => ac.is_match(h),
+            Imp::Trie(t) => match self.op {
+                MatchOp::Exact => t.walk(h.iter().copied(), true),
+                MatchOp::Prefix => t.walk(h.iter().copied(), false),
+                MatchOp::Suffix => t.walk(h.iter().rev().copied(), false),
+                MatchOp::Contains => false,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct TrieNode {
+    terminal: bool,
+    children: Vec<(u8, u32)>,
+}
+
+/// A byte trie for prefix / suffix / exact tests without allocation.
+#[derive(Debug)]
+struct Trie {
+    nodes: Vec<TrieNode>,
+    ci: bool,
+}
+
+impl Trie {
+    fn new(ci: bool) -> Self {
+        Trie {
+            nodes: vec![TrieNode::default()],
+            ci,
+        }
+    }
+
+    fn norm(&self, b: u8) -> u8 {
+        if self.ci { b.to_ascii_lowercase() } else { b }
+    }
+
+    fn insert(&mut self, bytes: impl Iterator<Item = u8>) {
+        let mut cur = 0usize;
+        for b in bytes {
+            let b = self.norm(b);
+            let next = match self.nodes[cur].children.binary_search_by_key(&b, |c| c.0) {
+                Ok(i) => self.nodes[cur].children[i].1 as usize,
+                Err(i) => {
+                    let id = self.nodes.len();
+                    self.nodes.push(TrieNode::default());
+                    self.nodes[cur].children.insert(i, (b, id as u32));
+                    id
+                }
+            };
+            cur = next;
+        }
+        self.nodes[cur].terminal = true;
+    }
+
+    /// With `exact`, the whole input must be a pattern; otherwise some prefix of it.
+    fn walk(&self, bytes: impl Iterator<Item = u8>, exact: bool) -> bool {
+        let mut cur = 0usize;
+        for b in bytes {
+            let Some(node) = self.nodes.get(cur) else {
+                return false;
+            };
+            if !exact && node.terminal {
+                return true;
+            }
+            let b = self.norm(b);
+            match node.children.binary_search_by_key(&b, |c| c.0) {
+                Ok(i) => cur = node.children[i].1 as usize,
+                Err(_) => return false,
+            }
+        }
+        self.nodes.get(cur).is_some_and(|n| n.terminal)
+    }
+}
