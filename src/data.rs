@@ -72,6 +72,19 @@ impl DataList {
             .map_err(Clone::clone)
     }
 
+    /// The compiled regexes of a regex list (compiled on first call).
+    pub fn regex_set(&self) -> Result<&regex::RegexSet, String> {
+        if self.kind == DataKind::Strings {
+            return Err(format!("data list {} is not a regex list", self.name));
+        }
+        self.compile()?;
+        match self.regexes.get() {
+            Some(Ok(set)) => Ok(set),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(format!("data list {} did not compile", self.name)),
+        }
+    }
+
     /// True when any regex of the list matches `s` (false for string lists and for a list
     /// whose regexes failed to compile, which `garrison check` reports).
     pub fn any_regex_matches(&self, s: &str) -> bool {

@@ -141,13 +141,13 @@ pub fn compile_loaded_with(loaded: LoadedConfig, mut timings: Timings, options: 
         .collect();
     let mut groks: HashMap<(String, usize), grok::Grok> = HashMap::new();
     for (rule, loc, ptr) in &enabled_parsers {
-        let local = match library.layer(&rule.patterns) {
-            Ok(l) => l,
-            Err(e) => {
-                diags.push(loc.at(&format!("{ptr}/patterns"), e.to_string()));
-                continue;
+        let mut own = PatternLibrary::new();
+        for (name, pattern) in &rule.patterns {
+            if let Err(e) = own.add(name, pattern) {
+                diags.push(loc.at(&format!("{ptr}/patterns/{}", crate::config::tree::pointer_segment(name)), e.to_string()));
             }
-        };
+        }
+        let local = library.with_local(&own);
         for (i, g) in rule.grok.iter().enumerate() {
             let gptr = format!("{ptr}/grok/{i}/pattern");
             match grok::compile(&g.pattern, &local) {
