@@ -1,6 +1,9 @@
 //! The command line: parsing with clap, one function per subcommand.
 
 mod check;
+pub mod explain;
+mod input;
+pub mod replay;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -27,6 +30,10 @@ pub enum Command {
         #[arg(long)]
         timings: bool,
     },
+    /// Replay log files through the engine (forensic mode, on the lines' own time).
+    Replay(replay::ReplayArgs),
+    /// Show, line by line, which parsers ran, the fields they set, and where it poured.
+    Explain(explain::ExplainArgs),
     /// Print the JSON Schema of the configuration.
     Schema,
     /// Print the embedded default configuration.
@@ -38,6 +45,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config, timings } => check::run(config.as_deref(), timings),
+        Command::Replay(args) => replay::run(&args),
+        Command::Explain(args) => explain::run(&args),
         Command::Schema => {
             println!("{}", crate::schema::config_schema_json());
             ExitCode::SUCCESS

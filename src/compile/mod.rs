@@ -14,13 +14,12 @@ pub use timings::Timings;
 
 use crate::config::diag::{Diagnostic, Diagnostics, SourceFile, did_you_mean};
 use crate::config::model::{Config, Profile};
-use crate::config::tree::Node;
 use crate::config::{self, LoadedConfig};
 use crate::data::{DataList, DataLists};
 use crate::event::{FieldRegistry, Namespace};
 use crate::expr::{self, CompileEnv, Roots, Type};
 use crate::grok::{self, PatternLibrary};
-use crate::rules::model::{Decoder, ParserRule, ScenarioKind, ScenarioRule, Stage, Static};
+use crate::rules::model::{ParserRule, ScenarioKind, ScenarioRule, ScenarioScope, Stage, Static};
 use crate::rules::{self, LoadedRules};
 use locate::Locator;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -28,13 +27,26 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Options that widen what a compilation enables.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CompileOptions {
+    /// Enable every parser and scenario of every rule file, whatever the collections say
+    /// (`replay --scenario` picks among them, as a hub test's `config.yaml` does).
+    pub all_rules: bool,
+}
+
 /// Loads the configuration at `path` (or the embedded default) and compiles it.
 pub fn compile_path(path: Option<&Path>) -> Result<Compiled, Diagnostics> {
+    compile_path_with(path, CompileOptions::default())
+}
+
+/// [`compile_path`] with options.
+pub fn compile_path_with(path: Option<&Path>, options: CompileOptions) -> Result<Compiled, Diagnostics> {
     let mut timings = Timings::default();
     let t = Instant::now();
     let loaded = config::load(path)?;
     timings.record("read and decode configuration", t);
-    compile_loaded(loaded, timings)
+    compile_loaded_with(loaded, timings, options)
 }
 
 /// Compiles a configuration given as text (tests, the NixOS build check).
@@ -63,7 +75,12 @@ struct Selection {
 }
 
 /// Compiles a decoded configuration with the shipped rules and its `rule-dirs`.
-pub fn compile_loaded(loaded: LoadedConfig, mut timings: Timings) -> Result<Compiled, Diagnostics> {
+pub fn compile_loaded(loaded: LoadedConfig, timings: Timings) -> Result<Compiled, Diagnostics> {
+    compile_loaded_with(loaded, timings, CompileOptions::default())
+}
+
+/// [`compile_loaded`] with options.
+pub fn compile_loaded_with(loaded: LoadedConfig, mut timings: Timings, options: CompileOptions) -> Result<Compiled, Diagnostics> {
     let total = Instant::now();
     let mut diags = Diagnostics::default();
     let cfg_loc = Locator::new(&loaded.file, &loaded.tree);
@@ -77,7 +94,11 @@ pub fn compile_loaded(loaded: LoadedConfig, mut timings: Timings) -> Result<Comp
     // Index every rule by name; later definitions (rule-dirs) replace shipped ones.
     let t = Instant::now();
     let index = RuleIndex::build(&rules, &mut diags);
-    let selection = select(&loaded.config, &index, &cfg_loc, &mut diags);
+    let mut selection = select(&loaded.config, &index, &cfg_loc, &mut diags);
+    if options.all_rules {
+        selection.parsers.extend(index.parsers.keys().map(|k| k.to_string()));
+        selection.scenarios.extend(index.scenarios.keys().map(|k| k.to_string()));
+    }
     timings.record("resolve collections", t);
 
     let t = Instant::now();

@@ -227,9 +227,13 @@ impl<'de> SeqAccess<'de> for Seq<'de> {
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
             None => Ok(None),
-            Some((i, node)) => seed
-                .deserialize(NodeDe { node, pointer: format!("{}/{i}", self.pointer) })
-                .map(Some),
+            Some((i, node)) => {
+                let pointer = format!("{}/{i}", self.pointer);
+                // Errors raised after the node returned (a value's own validation) get its span.
+                seed.deserialize(NodeDe { node, pointer: pointer.clone() })
+                    .map(Some)
+                    .map_err(|e| e.at(node.span, &pointer))
+            }
         }
     }
     fn size_hint(&self) -> Option<usize> {
@@ -257,10 +261,9 @@ impl<'de> MapAccess<'de> for Map<'de> {
         let Some(entry) = self.pending.take() else {
             return Err(de::Error::custom("value requested before key"));
         };
-        seed.deserialize(NodeDe {
-            node: &entry.value,
-            pointer: format!("{}/{}", self.pointer, pointer_segment(&entry.key)),
-        })
+        let pointer = format!("{}/{}", self.pointer, pointer_segment(&entry.key));
+        seed.deserialize(NodeDe { node: &entry.value, pointer: pointer.clone() })
+            .map_err(|e| e.at(entry.value.span, &pointer))
     }
 }
 

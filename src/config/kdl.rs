@@ -23,13 +23,22 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
             let mut diags = Diagnostics::default();
             for d in err.diagnostics {
                 let start = d.span.offset();
-                let span = Span::new(start, start + d.span.len().max(1));
+                let mut span = Span::new(start, start + d.span.len().max(1));
+                // The parser sometimes blames the whole document; find the likely culprit.
+                let multi_line = file.text.get(span.start..span.end.min(file.text.len())).is_some_and(|t| t.trim_end().contains('\n'));
+                let mut digit_word = false;
+                if multi_line {
+                    if let Some(found) = find_unquoted_digit_word(&file.text) {
+                        span = found;
+                        digit_word = true;
+                    }
+                }
                 let message = d
                     .message
                     .clone()
                     .unwrap_or_else(|| "invalid KDL syntax".to_owned());
                 let mut diag = Diagnostic::new(file, span, format!("KDL syntax: {message}"));
-                let hint = d.help.clone().or_else(|| kdl2_hint(file, span));
+                let hint = if digit_word { kdl2_hint(file, span) } else { kdl2_hint(file, span).or_else(|| d.help.clone()) };
                 diag.hint = hint;
                 diags.push(diag);
             }
@@ -43,6 +52,59 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
     let span = Span::new(0, file.text.len());
     let node = block(file, &doc, span, &mut diags);
     if diags.is_empty() { Ok(node) } else { Err(diags) }
+}
+
+/// Finds a bare word starting with a digit and followed by letters (`4h`, `10s`) outside
+/// strings and comments: KDL 2 rejects it, and its parser does not always say where.
+fn find_unquoted_digit_word(text: &str) -> Option<Span> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'#' if b.get(i + 1) == Some(&b'"') => {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'"' && b[i + 1] == b'#') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    if b[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            c if c.is_ascii_digit() && (i == 0 || matches!(b[i - 1], b' ' | b'=' | b'\t')) => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.') {
+                    i += 1;
+                }
+                let word = &text[start..i];
+                if word.bytes().any(|c| c.is_ascii_alphabetic()) && !word.starts_with("0x") && !word.contains('e') {
+                    return Some(Span::new(start, i));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Hints for the KDL 1 habits that KDL 2 rejects.
@@ -109,7 +171,13 @@ fn block(file: &Arc<SourceFile>, doc: &KdlDocument, span: Span, diags: &mut Diag
 }
 
 fn scalar(file: &Arc<SourceFile>, e: &KdlEntry, diags: &mut Diagnostics) -> Node {
-    let span = entry_span(e);
+    let mut span = entry_span(e);
+    // A property's span covers `key=value`; point at the value.
+    if e.name().is_some() {
+        if let Some(eq) = file.text.get(span.start..span.end).and_then(|t| t.find('=')) {
+            span.start += eq + 1;
+        }
+    }
     if let Some(ty) = e.ty() {
         diags.push(
             Diagnostic::new(file, span, format!("type annotation `({})` is not used by garrison", ty.value()))

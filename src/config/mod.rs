@@ -79,6 +79,7 @@ pub fn decode<T: serde::de::DeserializeOwned>(file: &Arc<SourceFile>, tree: &Nod
             d.hint = Some(match did_you_mean(word, expected.iter().copied()) {
                 Some(best) => format!("did you mean `{best}`?"),
                 None if expected.is_empty() => "this block takes no keys".to_owned(),
+                None if e.message.contains("expected one of") => return d,
                 None => format!(
                     "expected one of {}",
                     expected.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
