@@ -5,7 +5,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::borrow::Cow;
 use std::fmt;
 
-/// A duration written as a string: `"10s"`, `"4h"`, `"1h30m"`, `"500ms"`, `"7d"`, `"2w"`.
+/// A duration written as a string: `"10s"`, `"4h"`, `"1h30m"`, `"500ms"`, `"7d"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Duration(pub std::time::Duration);
 
@@ -15,46 +15,12 @@ impl Duration {
         Duration(std::time::Duration::from_secs(s))
     }
 
-    /// Parses `"1h30m"`-style text. Units: `ms`, `s`, `m`, `h`, `d` (24 h), `w` (7 d);
-    /// a number may have a fraction (`"1.5h"`).
+    /// Parses Go-style duration text (`"1h30m"`, `"500ms"`, `"1.5h"`) plus a `d` (24 h) unit,
+    /// as CrowdSec's `ParseDurationWithDays` accepts.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let s = text.trim();
-        if s.is_empty() {
-            return Err("empty duration".into());
-        }
-        if s == "0" {
-            return Ok(Duration::default());
-        }
-        let mut total = 0f64;
-        let mut rest = s;
-        while !rest.is_empty() {
-            let num_len = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .ok_or_else(|| format!("`{text}` has a number without a unit (ms, s, m, h, d, w)"))?;
-            if num_len == 0 {
-                return Err(format!("`{text}` is not a duration like \"10s\" or \"4h\""));
-            }
-            let n: f64 = rest[..num_len]
-                .parse()
-                .map_err(|_| format!("`{text}` has an invalid number"))?;
-            rest = &rest[num_len..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-            let secs = match &rest[..unit_len] {
-                "ms" => 0.001,
-                "s" => 1.0,
-                "m" => 60.0,
-                "h" => 3600.0,
-                "d" => 86400.0,
-                "w" => 604800.0,
-                u => return Err(format!("unknown unit `{u}` in `{text}`; use ms, s, m, h, d or w")),
-            };
-            total += n * secs;
-            rest = &rest[unit_len..];
-        }
-        if !total.is_finite() || total > 1e12 {
-            return Err(format!("`{text}` is too long a duration"));
-        }
-        Ok(Duration(std::time::Duration::from_secs_f64(total)))
+        crate::parse::timefmt::parse_go_duration(text.trim())
+            .map(Duration)
+            .ok_or_else(|| format!("`{text}` is not a duration: write numbers with units (ms, s, m, h, d), like \"4h\" or \"1h30m\""))
     }
 
     /// Seconds, as a float.
@@ -110,8 +76,8 @@ impl JsonSchema for Duration {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^([0-9]+(\\.[0-9]+)?(ms|s|m|h|d|w))+$|^0$",
-            "description": "A duration: a number and a unit (ms, s, m, h, d, w), repeated: \"10s\", \"4h\", \"1h30m\".",
+            "pattern": "^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h|d))+$|^0$",
+            "description": "A duration: a number and a unit (ms, s, m, h, d), repeated: \"10s\", \"4h\", \"1h30m\".",
             "examples": ["10s", "4h", "1h30m"]
         })
     }
