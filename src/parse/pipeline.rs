@@ -70,13 +70,14 @@ impl Pipeline {
         let rs = self.ruleset.clone();
         let wk = rs.well_known;
         event.set(wk.label_type, FieldValue::Static(log_type.clone()));
-        let mut parser_no = 0usize;
+        let mut base = 0usize;
         for stage in Stage::ALL {
             let parsers = &rs.stages[stage as usize];
+            let stage_base = base;
+            base += parsers.len();
             let mut any = false;
-            for p in parsers {
-                let this = parser_no;
-                parser_no += 1;
+            for (n, p) in parsers.iter().enumerate() {
+                let this = stage_base + n;
                 if !applies(p, event, log_type, wk.program) {
                     continue;
                 }
@@ -87,7 +88,6 @@ impl Pipeline {
                 if ok {
                     any = true;
                     if p.on_success == ParserOnSuccess::NextStage {
-                        parser_no += parsers.len().saturating_sub(parsers.iter().position(|q| std::ptr::eq(q, p)).unwrap_or(0) + 1);
                         break;
                     }
                 }
