@@ -1208,17 +1208,11 @@ impl<'e, 'a> Checker<'e, 'a> {
                     && matches!(args[1].kind, AstKind::Pointer)
                     && !mentions_pointer(&args[0]) =>
             {
-                let mut nets = Vec::with_capacity(data.len());
-                for s in data {
-                    let net = s
-                        .parse::<ipnet::IpNet>()
-                        .ok()
-                        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from));
-                    match net {
-                        Some(n) => nets.push(n),
-                        None => return Ok(None),
-                    }
-                }
+                // Like IpInRange, an entry that is not a CIDR never matches.
+                let nets: Vec<ipnet::IpNet> = data
+                    .iter()
+                    .filter_map(|s| s.parse::<ipnet::IpNet>().ok())
+                    .collect();
                 let x =
                     self.lower_typed(&args[0], &Type::Str, "the first argument of IpInRange")?;
                 Ok(Some(Node::new(
