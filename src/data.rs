@@ -22,39 +22,79 @@ pub struct DataList {
     pub kind: DataKind,
     /// The lines, without comments (`#`) and blank lines.
     pub lines: Vec<String>,
-    /// For [`DataKind::Regexes`]: all lines compiled into one set.
-    pub regexes: Option<regex::RegexSet>,
+    /// For [`DataKind::Regexes`]: all lines compiled into one set, on first use (or by
+    /// [`DataLists::compile_pending`] at compile time), so unused lists cost nothing.
+    regexes: std::sync::OnceLock<Result<regex::RegexSet, String>>,
+    /// Set when an enabled rule references the list.
+    used: std::sync::atomic::AtomicBool,
 }
 
 impl DataList {
-    /// Builds a list from file text. Lines starting with `#` and blank lines are skipped.
+    /// Builds a list from file text and compiles its regexes now.
     pub fn from_text(name: &str, kind: DataKind, text: &str) -> Result<Self, String> {
+        let list = Self::from_text_lazy(name, kind, text)?;
+        list.compile()?;
+        Ok(list)
+    }
+
+    /// Builds a list from file text; regexes compile on first use. Lines starting with `#`
+    /// and blank lines are skipped.
+    pub fn from_text_lazy(name: &str, kind: DataKind, text: &str) -> Result<Self, String> {
         let lines: Vec<String> = text
             .lines()
             .map(|l| l.trim_end_matches('\r'))
             .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
             .map(str::to_owned)
             .collect();
-        let regexes = match kind {
-            DataKind::Strings => None,
-            DataKind::Regexes => Some(
-                regex::RegexSetBuilder::new(&lines)
-                    .size_limit(64 << 20)
-                    .build()
-                    .map_err(|e| format!("data list {name}: {e}"))?,
-            ),
-        };
         Ok(DataList {
             name: Arc::from(name),
             kind,
             lines,
-            regexes,
+            regexes: std::sync::OnceLock::new(),
+            used: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
-    /// True when any regex of the list matches `s` (false for string lists).
+    /// Compiles the regexes of a regex list (once); the error names the list.
+    pub fn compile(&self) -> Result<(), String> {
+        if self.kind == DataKind::Strings {
+            return Ok(());
+        }
+        self.regexes
+            .get_or_init(|| {
+                regex::RegexSetBuilder::new(&self.lines)
+                    .size_limit(64 << 20)
+                    .build()
+                    .map_err(|e| format!("data list {}: {e}", self.name))
+            })
+            .as_ref()
+            .map(|_| ())
+            .map_err(Clone::clone)
+    }
+
+    /// The compiled regexes of a regex list (compiled on first call).
+    pub fn regex_set(&self) -> Result<&regex::RegexSet, String> {
+        if self.kind == DataKind::Strings {
+            return Err(format!("data list {} is not a regex list", self.name));
+        }
+        self.compile()?;
+        match self.regexes.get() {
+            Some(Ok(set)) => Ok(set),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(format!("data list {} did not compile", self.name)),
+        }
+    }
+
+    /// True when any regex of the list matches `s` (false for string lists and for a list
+    /// whose regexes failed to compile, which `garrison check` reports).
     pub fn any_regex_matches(&self, s: &str) -> bool {
-        self.regexes.as_ref().is_some_and(|set| set.is_match(s))
+        if self.kind == DataKind::Strings || self.compile().is_err() {
+            return false;
+        }
+        self.regexes
+            .get()
+            .and_then(|r| r.as_ref().ok())
+            .is_some_and(|set| set.is_match(s))
     }
 }
 
@@ -95,6 +135,22 @@ impl DataLists {
     /// The list behind an id.
     pub fn get(&self, id: DataId) -> &DataList {
         &self.lists[id.0 as usize]
+    }
+
+    /// Marks lists as used; [`DataLists::compile_pending`] compiles the regex lists among them.
+    pub fn mark_used(&self, id: DataId) {
+        if let Some(l) = self.lists.get(id.0 as usize) {
+            l.used.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Compiles the regexes of every used list, returning the errors.
+    pub fn compile_pending(&self) -> Vec<String> {
+        self.lists
+            .iter()
+            .filter(|l| l.used.load(std::sync::atomic::Ordering::Relaxed))
+            .filter_map(|l| l.compile().err())
+            .collect()
     }
 
     /// All list names, for hints.

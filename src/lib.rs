@@ -5,7 +5,14 @@
 //! with the configuration compiler (`config`, `rules`, `compile`, `expr`) in front.
 
 pub mod alert;
+pub mod cli;
+pub mod compile;
+pub mod rules;
+pub mod schema;
+pub mod config;
 pub mod data;
+pub mod decide;
+pub mod detect;
 pub mod event;
 pub mod expr;
 pub mod grok;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `garrison` command.
+
+fn main() -> std::process::ExitCode {
+    garrison::cli::main()
+}

@@ -841,7 +841,7 @@ impl<'e, 'a> Checker<'e, 'a> {
             if let Some(c) = closest(name, self.env.data.names()) {
                 e = e.with_hint(format!("did you mean `{c}`?"));
             } else {
-                e = e.with_hint("declare it in the rule's `data` section");
+                e = e.with_hint("data lists are files under a rules `data/` directory");
             }
             return Err(e);
         };
@@ -852,7 +852,9 @@ impl<'e, 'a> Checker<'e, 'a> {
                 a.span.clone(),
                 format!("data list `{name}` is not a regex list"),
             )
-            .with_hint("declare it with type regexp, or use any(File(...), {...})"));
+            .with_hint(
+                "regex lists are files named `*.regex.txt`; for literal strings use any(File(...), {...})",
+            ));
         }
         Ok(id)
     }
@@ -903,9 +905,9 @@ impl<'e, 'a> Checker<'e, 'a> {
                     .env
                     .data
                     .get(id)
-                    .regexes
-                    .clone()
-                    .unwrap_or_else(regex::RegexSet::empty);
+                    .regex_set()
+                    .map_err(|e| ExprError::new(args[1].span.clone(), e))?
+                    .clone();
                 return Ok((Node::new(K::RegexpInFile(Box::new(x), set), sp), Type::Bool));
             }
             "any" | "all" | "none" | "one" | "filter" | "map" | "count" | "find" | "findIndex" => {

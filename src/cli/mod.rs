@@ -1,0 +1,59 @@
+//! The command line: parsing with clap, one function per subcommand.
+
+mod check;
+pub mod explain;
+mod input;
+pub mod replay;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// garrison: a declarative, CrowdSec-compatible intrusion-prevention appliance.
+#[derive(Debug, Parser)]
+#[command(name = "garrison", version, about, long_about = None)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compile the configuration and rules; print a summary or every error.
+    Check {
+        /// Configuration file (`.kdl` or `.json`); the embedded default when absent.
+        #[arg(long, short, env = "GARRISON_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print how long each compilation step took.
+        #[arg(long)]
+        timings: bool,
+    },
+    /// Replay log files through the engine (forensic mode, on the lines' own time).
+    Replay(replay::ReplayArgs),
+    /// Show, line by line, which parsers ran, the fields they set, and where it poured.
+    Explain(explain::ExplainArgs),
+    /// Print the JSON Schema of the configuration.
+    Schema,
+    /// Print the embedded default configuration.
+    DefaultConfig,
+}
+
+/// Runs the command line; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config, timings } => check::run(config.as_deref(), timings),
+        Command::Replay(args) => replay::run(&args),
+        Command::Explain(args) => explain::run(&args),
+        Command::Schema => {
+            println!("{}", crate::schema::config_schema_json());
+            ExitCode::SUCCESS
+        }
+        Command::DefaultConfig => {
+            print!("{}", crate::config::DEFAULT_CONFIG);
+            ExitCode::SUCCESS
+        }
+    }
+}

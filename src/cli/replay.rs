@@ -1,0 +1,250 @@
+//! `garrison replay`: forensic mode. Buckets run on the time written in the lines.
+
+use super::input::{ReadStats, for_each_line};
+use crate::alert::Alert;
+use crate::compile::{CompileOptions, compile_path_with};
+use crate::decide::{Decision, History, decide};
+use crate::detect::Detector;
+use crate::event::{Event, FieldValue, Namespace};
+use crate::parse::timefmt::{TimeContext, format_go_duration};
+use crate::parse::{Outcome, Pipeline};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Options of `garrison replay`.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Configuration file; the embedded default when absent.
+    #[arg(long, short, env = "GARRISON_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The acquisition type of the files (`syslog`, `nginx`, `apache2`, ...).
+    #[arg(long = "type", short = 't')]
+    pub log_type: String,
+    /// Extra labels, `key=value` (repeatable).
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Enable only these scenarios, from every shipped rule (repeatable).
+    #[arg(long = "scenario")]
+    pub scenarios: Vec<String>,
+    /// Disable the whitelists (hub fixtures attack from private addresses).
+    #[arg(long)]
+    pub no_whitelist: bool,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Log files to replay.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// A table on a terminal.
+    Table,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Parses `key=value`.
+pub fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{s}` is not key=value"))
+}
+
+/// An alert with the decisions the profiles made.
+#[derive(Debug)]
+pub struct Finding {
+    /// The alert.
+    pub alert: Alert,
+    /// Its decisions.
+    pub decisions: Vec<Decision>,
+}
+
+/// Counters of a replay.
+#[derive(Debug, Default)]
+pub struct ReplayStats {
+    /// Reading.
+    pub read: ReadStats,
+    /// Lines parsed.
+    pub parsed: u64,
+    /// Lines no parser accepted.
+    pub unparsed: u64,
+    /// Lines whitelisted.
+    pub whitelisted: u64,
+    /// Parsed lines without a timestamp (cannot be placed in time).
+    pub no_time: u64,
+}
+
+/// Replays files through a compiled ruleset; the engine used by the CLI and the tests.
+pub fn replay_files(args: &ReplayArgs, progress: bool) -> Result<(Vec<Finding>, ReplayStats), String> {
+    let options = CompileOptions { all_rules: !args.scenarios.is_empty() };
+    let compiled = compile_path_with(args.config.as_deref(), options).map_err(|d| d.to_string())?;
+    let rs = compiled.ruleset;
+    let mut detector = Detector::new(rs.clone());
+    if !args.scenarios.is_empty() {
+        let unknown = detector.only(&args.scenarios);
+        if !unknown.is_empty() {
+            return Err(format!("unknown scenario(s): {}", unknown.join(", ")));
+        }
+    }
+    let mut pipeline = Pipeline::new(rs.clone(), TimeContext::new(jiff::Timestamp::now()));
+    pipeline.no_whitelist = args.no_whitelist;
+    let log_type: Arc<str> = Arc::from(args.log_type.as_str());
+    let labels: Vec<(crate::event::FieldId, Arc<str>)> = args
+        .labels
+        .iter()
+        .filter_map(|(k, v)| rs.fields.get(Namespace::Labels, k).map(|id| (id, Arc::from(v.as_str()))))
+        .collect();
+
+    let mut stats = ReplayStats::default();
+    let mut alerts = Vec::new();
+    let mut event = Event::new(String::new(), jiff::Timestamp::now(), rs.fields.len());
+    let mut last_time = jiff::Timestamp::UNIX_EPOCH;
+    for path in &args.files {
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bar = progress_bar(progress, bytes.len());
+        let mut done = 0usize;
+        let mut seen = 0u64;
+        for_each_line(&bytes, &mut stats.read, |line| {
+            done += line.len() + 1;
+            seen += 1;
+            if let Some(b) = &bar {
+                if seen % 4096 == 0 {
+                    b.set_position(done as u64);
+                }
+            }
+            event.reset(line, jiff::Timestamp::now());
+            for (id, v) in &labels {
+                event.set(*id, FieldValue::Static(v.clone()));
+            }
+            match pipeline.parse(&mut event, &log_type, None) {
+                Outcome::Parsed => {
+                    stats.parsed += 1;
+                    if !event.has_line_time {
+                        stats.no_time += 1;
+                        return;
+                    }
+                    last_time = last_time.max(event.time);
+                    detector.pour(&event, event.time, &mut alerts);
+                }
+                Outcome::Whitelisted(_) => {
+                    stats.parsed += 1;
+                    stats.whitelisted += 1;
+                }
+                Outcome::Unparsed(_) => stats.unparsed += 1,
+            }
+        });
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+    }
+    detector.flush(last_time, &mut alerts);
+    let mut history = History::default();
+    let findings = alerts
+        .into_iter()
+        .map(|alert| {
+            let decisions = decide(&rs, &alert, &mut history, alert.stop_at);
+            Finding { alert, decisions }
+        })
+        .collect();
+    Ok((findings, stats))
+}
+
+fn progress_bar(enabled: bool, len: usize) -> Option<indicatif::ProgressBar> {
+    (enabled && len > 8 << 20).then(|| {
+        let b = indicatif::ProgressBar::new(len as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    })
+}
+
+/// The JSON object printed for one alert with `-o json`.
+pub fn finding_json(f: &Finding) -> serde_json::Value {
+    serde_json::json!({
+        "scenario": &*f.alert.scenario,
+        "source": { "scope": f.alert.scope.as_str(), "value": f.alert.value },
+        "events_count": f.alert.events_count,
+        "start_at": f.alert.start_at.to_string(),
+        "stop_at": f.alert.stop_at.to_string(),
+        "decisions": f.decisions.iter().map(|d| serde_json::json!({
+            "type": d.decision_type,
+            "duration": format_go_duration(d.duration),
+            "scope": d.scope.as_str(),
+            "value": d.value,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Runs `garrison replay`.
+pub fn run(args: &ReplayArgs) -> ExitCode {
+    let tty = std::io::stderr().is_terminal();
+    let (findings, stats) = match replay_files(args, tty) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        Output::Json => {
+            for f in &findings {
+                let _ = writeln!(out, "{}", finding_json(f));
+            }
+        }
+        Output::Table => {
+            let mut t = comfy_table::Table::new();
+            t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+            t.set_header(["scenario", "source", "events", "first", "last", "decisions"]);
+            for f in &findings {
+                let ds: Vec<String> = f
+                    .decisions
+                    .iter()
+                    .map(|d| format!("{} {} {}", d.decision_type, format_go_duration(d.duration), d.value))
+                    .collect();
+                t.add_row([
+                    f.alert.scenario.to_string(),
+                    format!("{} {}", f.alert.scope.as_str(), f.alert.value),
+                    f.alert.events_count.to_string(),
+                    f.alert.start_at.to_string(),
+                    f.alert.stop_at.to_string(),
+                    ds.join("\n"),
+                ]);
+            }
+            let _ = writeln!(out, "{t}");
+        }
+    }
+    eprintln!(
+        "{} lines: {} parsed ({} whitelisted, {} without a timestamp), {} unparsed, {} not UTF-8, {} too long; {} alerts",
+        stats.read.lines,
+        stats.parsed,
+        stats.whitelisted,
+        stats.no_time,
+        stats.unparsed,
+        stats.read.not_utf8,
+        stats.read.too_long,
+        findings.len()
+    );
+    ExitCode::SUCCESS
+}
+
+/// Used by `explain` too.
+pub(crate) fn meta_of(rs: &crate::compile::Ruleset, event: &Event) -> serde_json::Map<String, serde_json::Value> {
+    let mut meta = serde_json::Map::new();
+    for i in 0..rs.fields.len() {
+        let id = crate::event::FieldId(i as u16);
+        let (ns, name) = rs.fields.name(id);
+        if ns == Namespace::Meta && event.is_set(id) {
+            meta.insert(name.to_owned(), serde_json::Value::String(event.get(id).to_owned()));
+        }
+    }
+    meta
+}
+

@@ -1,0 +1,224 @@
+//! The compiled, immutable ruleset the engine runs.
+
+use crate::config::model::{Config, DecisionSpec, Escalation, OnSuccess};
+use crate::config::types::{Cidr, Duration};
+use crate::data::DataLists;
+use crate::event::{FieldId, FieldRegistry, Namespace};
+use crate::expr::Program;
+use crate::rules::model::{Decoder, ParserOnSuccess, Sample, ScenarioKind, ScenarioScope, Stage};
+use std::sync::Arc;
+
+/// Fields the pipeline itself reads or writes, interned up front.
+#[derive(Debug, Clone, Copy)]
+pub struct WellKnown {
+    /// `evt.Line.Labels.type`: the acquisition type.
+    pub label_type: FieldId,
+    /// `evt.Parsed.program`.
+    pub program: FieldId,
+    /// `evt.Parsed.message`.
+    pub message: FieldId,
+    /// `evt.Parsed.pid`.
+    pub pid: FieldId,
+    /// `evt.Parsed.logsource`.
+    pub logsource: FieldId,
+    /// `evt.Parsed.timestamp`: the syslog header's time text.
+    pub timestamp: FieldId,
+    /// `evt.Meta.machine`.
+    pub machine: FieldId,
+    /// `evt.Meta.source_ip`.
+    pub source_ip: FieldId,
+    /// `evt.Meta.source_range`.
+    pub source_range: FieldId,
+    /// `evt.Meta.timestamp`: the event time in RFC 3339 with the line's offset.
+    pub meta_timestamp: FieldId,
+    /// `evt.Meta.log_type`.
+    pub log_type: FieldId,
+    /// `evt.Meta.service`.
+    pub service: FieldId,
+}
+
+impl WellKnown {
+    /// Interns the well-known fields.
+    pub fn register(fields: &mut FieldRegistry) -> Self {
+        WellKnown {
+            label_type: fields.intern(Namespace::Labels, "type"),
+            program: fields.intern(Namespace::Parsed, "program"),
+            message: fields.intern(Namespace::Parsed, "message"),
+            pid: fields.intern(Namespace::Parsed, "pid"),
+            logsource: fields.intern(Namespace::Parsed, "logsource"),
+            timestamp: fields.intern(Namespace::Parsed, "timestamp"),
+            machine: fields.intern(Namespace::Meta, "machine"),
+            source_ip: fields.intern(Namespace::Meta, "source_ip"),
+            source_range: fields.intern(Namespace::Meta, "source_range"),
+            meta_timestamp: fields.intern(Namespace::Meta, "timestamp"),
+            log_type: fields.intern(Namespace::Meta, "log_type"),
+            service: fields.intern(Namespace::Meta, "service"),
+        }
+    }
+}
+
+/// What a pattern is matched against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchTarget {
+    /// The raw line.
+    Line,
+    /// A field (usually `Parsed.message`).
+    Field(FieldId),
+}
+
+/// How a static computes its value.
+#[derive(Debug)]
+pub enum StaticValue {
+    /// A constant.
+    Const(Arc<str>),
+    /// A copy of another field (no allocation: ranges of the line stay ranges).
+    Copy(FieldId),
+    /// The whole raw line.
+    Line,
+    /// An expression.
+    Expr(Program),
+}
+
+/// A compiled static.
+#[derive(Debug)]
+pub struct CompiledStatic {
+    /// The field it sets.
+    pub target: FieldId,
+    /// Its value.
+    pub value: StaticValue,
+}
+
+/// A compiled grok alternative.
+#[derive(Debug)]
+pub struct CompiledGrok {
+    /// The pattern.
+    pub grok: crate::grok::Grok,
+    /// What it matches.
+    pub target: MatchTarget,
+    /// The `Parsed` field of each of the pattern's capture fields, by index.
+    pub fields: Vec<FieldId>,
+    /// Statics of this alternative.
+    pub statics: Vec<CompiledStatic>,
+}
+
+/// A compiled parser.
+#[derive(Debug)]
+pub struct CompiledParser {
+    /// Its name.
+    pub name: Arc<str>,
+    /// Its stage.
+    pub stage: Stage,
+    /// Acquisition types it applies to (empty: all).
+    pub types: Vec<Box<str>>,
+    /// Programs it applies to (empty: all).
+    pub programs: Vec<Box<str>>,
+    /// Extra condition.
+    pub filter: Option<Program>,
+    /// A native decoder.
+    pub decoder: Option<Decoder>,
+    /// Grok alternatives.
+    pub groks: Vec<CompiledGrok>,
+    /// Statics on success.
+    pub statics: Vec<CompiledStatic>,
+    /// The field giving the event time.
+    pub time: Option<FieldId>,
+    /// After success.
+    pub on_success: ParserOnSuccess,
+    /// Samples for tests.
+    pub samples: Vec<Sample>,
+}
+
+/// A compiled scenario.
+#[derive(Debug)]
+pub struct CompiledScenario {
+    /// Its name.
+    pub name: Arc<str>,
+    /// What it detects.
+    pub description: Option<String>,
+    /// Bucket kind.
+    pub kind: ScenarioKind,
+    /// Event filter.
+    pub filter: Program,
+    /// Bucket key (None: `Meta.source_ip`).
+    pub groupby: Option<Program>,
+    /// Distinct key.
+    pub distinct: Option<Program>,
+    /// Capacity (leaky), -1 for counter/conditional, 0 for trigger.
+    pub capacity: i64,
+    /// Leak speed.
+    pub leakspeed: Option<Duration>,
+    /// Counter duration.
+    pub duration: Option<Duration>,
+    /// Conditional overflow expression.
+    pub condition: Option<Program>,
+    /// Cancel expression.
+    pub cancel_on: Option<Program>,
+    /// Blackhole after overflow.
+    pub blackhole: Option<Duration>,
+    /// Events kept in an alert.
+    pub cache_size: Option<u32>,
+    /// Source scope.
+    pub scope: ScenarioScope,
+    /// Range expression for `range` scope.
+    pub scope_expression: Option<Program>,
+    /// Labels, flattened.
+    pub labels: Vec<(Arc<str>, String)>,
+    /// The `remediation` label.
+    pub remediation: bool,
+}
+
+/// The compiled whitelist.
+#[derive(Debug, Default)]
+pub struct CompiledWhitelist {
+    /// Ranges and why they are whitelisted.
+    pub cidrs: Vec<(Cidr, Arc<str>)>,
+    /// Expressions over the event.
+    pub expressions: Vec<Program>,
+}
+
+impl CompiledWhitelist {
+    /// The reason an address is whitelisted, if it is.
+    pub fn covers(&self, ip: &std::net::IpAddr) -> Option<&Arc<str>> {
+        self.cidrs.iter().find(|(c, _)| c.contains(ip)).map(|(_, r)| r)
+    }
+}
+
+/// A compiled profile.
+#[derive(Debug)]
+pub struct CompiledProfile {
+    /// Its name.
+    pub name: Arc<str>,
+    /// Filters over `Alert` (OR).
+    pub filters: Vec<Program>,
+    /// Decisions it makes.
+    pub decisions: Vec<DecisionSpec>,
+    /// Escalation for repeat offenders.
+    pub escalation: Option<Escalation>,
+    /// After it applied.
+    pub on_success: OnSuccess,
+}
+
+/// Everything the engine needs, compiled once and shared read-only.
+#[derive(Debug)]
+pub struct Ruleset {
+    /// The configuration it was compiled from.
+    pub config: Config,
+    /// The configuration's file name (for messages).
+    pub config_name: String,
+    /// Every field.
+    pub fields: FieldRegistry,
+    /// Fields the pipeline uses directly.
+    pub well_known: WellKnown,
+    /// Data lists.
+    pub data: DataLists,
+    /// Parsers of each stage, in order.
+    pub stages: [Vec<CompiledParser>; 3],
+    /// Enabled scenarios.
+    pub scenarios: Vec<CompiledScenario>,
+    /// Profiles, in order.
+    pub profiles: Vec<CompiledProfile>,
+    /// Whitelists.
+    pub whitelist: CompiledWhitelist,
+    /// Enabled collections (with those they include).
+    pub collections: Vec<String>,
+}

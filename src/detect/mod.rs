@@ -1,0 +1,391 @@
+//! Detection: events pour into the buckets of every scenario whose filter matches; a bucket
+//! that overflows emits an [`Alert`].
+//!
+//! Semantics follow CrowdSec's (`pkg/leakybucket`):
+//! - leaky: a token bucket that starts full with `capacity` tokens and regains one token per
+//!   `leakspeed`; a pour with less than one whole token overflows, so `capacity N` overflows
+//!   on the N+1-th event of a burst. A bucket idle for `(capacity + 1) × leakspeed` dies.
+//! - trigger: every pour overflows.
+//! - counter: overflows `duration` after its first pour, with the count.
+//! - conditional: overflows when `condition` (over the queue) becomes true; lives `leakspeed`
+//!   after its last pour.
+//! - `distinct`: an event whose distinct value the bucket already saw is ignored (no token,
+//!   no count, no timer reset). `cancel-on`: kills the bucket without an alert.
+//! - `blackhole`: after an alert for a key, alerts for the same key within the blackhole are
+//!   dropped (the bucket still dies); this survives bucket re-creation.
+//! - An overflow kills the bucket; the next event starts a fresh, full one.
+//!
+//! Time is passed in by the caller: the event's time in replay, the wall clock live.
+
+use crate::alert::{Alert, Scope};
+use crate::compile::{CompiledScenario, Ruleset};
+use crate::event::{Event, Timestamp};
+use crate::expr::EvalCtx;
+use crate::rules::model::{ScenarioKind, ScenarioScope};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+/// Events kept in a bucket whose scenario sets no `capacity` or `cache-size` bound
+/// (conditional and counter scenarios), so one attacker cannot grow memory without limit.
+pub const DEFAULT_QUEUE_LIMIT: usize = 64;
+
+/// One live bucket.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last_refill: Timestamp,
+    first_at: Timestamp,
+    last_at: Timestamp,
+    count: u64,
+    queue: VecDeque<Event>,
+    seen: HashSet<Box<str>>,
+}
+
+impl Bucket {
+    fn new(capacity: i64, now: Timestamp) -> Self {
+        Bucket {
+            tokens: capacity.max(0) as f64,
+            last_refill: now,
+            first_at: now,
+            last_at: now,
+            count: 0,
+            queue: VecDeque::new(),
+            seen: HashSet::new(),
+        }
+    }
+}
+
+/// The state of one scenario: its buckets by key and its blackhole.
+#[derive(Debug, Default)]
+struct ScenarioState {
+    buckets: HashMap<Box<str>, Bucket>,
+    blackhole_until: HashMap<Box<str>, Timestamp>,
+}
+
+/// Counters for metrics and `replay` summaries.
+#[derive(Debug, Default, Clone)]
+pub struct DetectStats {
+    /// Events poured, per scenario index.
+    pub pours: Vec<u64>,
+    /// Overflows (alerts emitted), per scenario index.
+    pub overflows: Vec<u64>,
+    /// Overflows dropped by a blackhole, per scenario index.
+    pub blackholed: Vec<u64>,
+}
+
+/// The bucket engine for one ruleset.
+#[derive(Debug)]
+pub struct Detector {
+    ruleset: Arc<Ruleset>,
+    states: Vec<ScenarioState>,
+    enabled: Vec<bool>,
+    /// Counters.
+    pub stats: DetectStats,
+}
+
+impl Detector {
+    /// A detector with every scenario of the ruleset enabled.
+    pub fn new(ruleset: Arc<Ruleset>) -> Self {
+        let n = ruleset.scenarios.len();
+        Detector {
+            ruleset,
+            states: (0..n).map(|_| ScenarioState::default()).collect(),
+            enabled: vec![true; n],
+            stats: DetectStats { pours: vec![0; n], overflows: vec![0; n], blackholed: vec![0; n] },
+        }
+    }
+
+    /// Enables only the named scenarios (as a hub test's `config.yaml` does). Returns the
+    /// names that match no scenario.
+    pub fn only(&mut self, names: &[String]) -> Vec<String> {
+        let mut unknown = Vec::new();
+        self.enabled.iter_mut().for_each(|e| *e = false);
+        for n in names {
+            match self.ruleset.scenarios.iter().position(|s| &*s.name == n) {
+                Some(i) => self.enabled[i] = true,
+                None => unknown.push(n.clone()),
+            }
+        }
+        unknown
+    }
+
+    /// The scenarios a parsed event matches, by index (for `explain`).
+    pub fn matching(&self, event: &Event) -> Vec<usize> {
+        let ctx = self.ctx(Some(event), None);
+        self.ruleset
+            .scenarios
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| self.enabled[*i] && s.filter.eval_bool(&ctx))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    fn ctx<'a>(&'a self, event: Option<&'a Event>, queue: Option<&'a [Event]>) -> EvalCtx<'a> {
+        EvalCtx {
+            event,
+            alert: None,
+            queue,
+            data: &self.ruleset.data,
+            decisions: None,
+            writes: Default::default(),
+        }
+    }
+
+    /// Pours a parsed, non-whitelisted event at time `now`; alerts go to `out`. Returns the
+    /// indices of the scenarios it poured into.
+    pub fn pour(&mut self, event: &Event, now: Timestamp, out: &mut Vec<Alert>) -> Vec<usize> {
+        let mut poured = Vec::new();
+        let ruleset = self.ruleset.clone();
+        for (i, sc) in ruleset.scenarios.iter().enumerate() {
+            if !self.enabled[i] {
+                continue;
+            }
+            // The filter may set fields (`evt.SetMeta`); apply them to a copy for this scenario.
+            let ctx = self.ctx(Some(event), None);
+            if !sc.filter.eval_bool(&ctx) {
+                continue;
+            }
+            let writes = ctx.writes.take();
+            drop(ctx);
+            let owned;
+            let event = if writes.is_empty() {
+                event
+            } else {
+                let mut e = event.clone();
+                for (id, v) in writes {
+                    e.set_owned(id, v);
+                }
+                owned = e;
+                &owned
+            };
+            poured.push(i);
+            self.stats.pours[i] += 1;
+            if let Some(alert) = self.pour_one(i, sc, event, now) {
+                out.push(alert);
+            }
+        }
+        poured
+    }
+
+    fn key(&self, sc: &CompiledScenario, event: &Event) -> Option<String> {
+        match &sc.groupby {
+            None => {
+                let ip = event.get(self.ruleset.well_known.source_ip);
+                (!ip.is_empty()).then(|| ip.to_owned())
+            }
+            Some(g) => g.eval_string(&self.ctx(Some(event), None)).map(|c| c.into_owned()),
+        }
+    }
+
+    fn pour_one(&mut self, i: usize, sc: &CompiledScenario, event: &Event, now: Timestamp) -> Option<Alert> {
+        let key = self.key(sc, event)?;
+        let distinct = sc
+            .distinct
+            .as_ref()
+            .and_then(|d| d.eval_string(&self.ctx(Some(event), None)).map(|c| c.into_owned()));
+        let cancel = sc.cancel_on.as_ref().is_some_and(|c| c.eval_bool(&self.ctx(Some(event), None)));
+        let lifetime = bucket_lifetime(sc);
+        let queue_limit = queue_limit(sc);
+        let state = &mut self.states[i];
+
+        // A bucket idle past its lifetime is gone (underflow); a counter past its duration
+        // overflowed at its deadline, which replay sees only now.
+        let mut counter_alert = None;
+        if let Some(b) = state.buckets.get(key.as_str()) {
+            let expired = lifetime.is_some_and(|l| add(b.last_at, l) < now);
+            let counter_due = sc.kind == ScenarioKind::Counter && sc.duration.is_some_and(|d| add(b.first_at, d.0) <= now);
+            if counter_due {
+                if let Some(b) = state.buckets.remove(key.as_str()) {
+                    let at = sc.duration.map_or(now, |d| add(b.first_at, d.0));
+                    counter_alert = Some((b, at));
+                }
+            } else if expired {
+                state.buckets.remove(key.as_str());
+            }
+        }
+        if let Some((b, at)) = counter_alert {
+            return self.overflow(i, sc, &key, b, at);
+        }
+        let state = &mut self.states[i];
+        if cancel {
+            state.buckets.remove(key.as_str());
+            return None;
+        }
+        let bucket = state
+            .buckets
+            .entry(Box::from(key.as_str()))
+            .or_insert_with(|| Bucket::new(sc.capacity, now));
+        if let Some(d) = distinct {
+            if bucket.seen.contains(d.as_str()) {
+                return None;
+            }
+            bucket.seen.insert(Box::from(d));
+        }
+        bucket.count += 1;
+        bucket.last_at = now;
+        if bucket.queue.len() > queue_limit {
+            bucket.queue.pop_front();
+        }
+        bucket.queue.push_back(event.clone());
+
+        let overflow = match sc.kind {
+            ScenarioKind::Trigger => true,
+            ScenarioKind::Counter => false,
+            ScenarioKind::Leaky => {
+                let per_token = sc.leakspeed.map_or(1.0, |l| l.as_secs_f64().max(1e-9));
+                let elapsed = now.duration_since(bucket.last_refill).as_secs_f64().max(0.0);
+                bucket.tokens = (bucket.tokens + elapsed / per_token).min(sc.capacity as f64);
+                bucket.last_refill = now;
+                if bucket.tokens >= 1.0 {
+                    bucket.tokens -= 1.0;
+                    false
+                } else {
+                    true
+                }
+            }
+            ScenarioKind::Conditional => {
+                let queue: Vec<Event> = bucket.queue.iter().cloned().collect();
+                sc.condition.as_ref().is_some_and(|c| {
+                    c.eval_bool(&EvalCtx {
+                        event: Some(event),
+                        alert: None,
+                        queue: Some(&queue),
+                        data: &self.ruleset.data,
+                        decisions: None,
+                        writes: Default::default(),
+                    })
+                })
+            }
+        };
+        if !overflow {
+            return None;
+        }
+        let bucket = self.states[i].buckets.remove(key.as_str())?;
+        self.overflow(i, sc, &key, bucket, now)
+    }
+
+    fn overflow(&mut self, i: usize, sc: &CompiledScenario, key: &str, bucket: Bucket, at: Timestamp) -> Option<Alert> {
+        let state = &mut self.states[i];
+        if let Some(until) = state.blackhole_until.get(key) {
+            if at < *until {
+                self.stats.blackholed[i] += 1;
+                return None;
+            }
+        }
+        if let Some(bh) = sc.blackhole {
+            state.blackhole_until.insert(Box::from(key), add(at, bh.0));
+        }
+        let alert = build_alert(&self.ruleset, sc, bucket, at)?;
+        self.stats.overflows[i] += 1;
+        Some(alert)
+    }
+
+    /// Ends a replay: counters whose deadline passed by `now` overflow.
+    pub fn flush(&mut self, now: Timestamp, out: &mut Vec<Alert>) {
+        let ruleset = self.ruleset.clone();
+        for (i, sc) in ruleset.scenarios.iter().enumerate() {
+            if sc.kind != ScenarioKind::Counter || !self.enabled[i] {
+                continue;
+            }
+            let Some(d) = sc.duration else { continue };
+            let due: Vec<Box<str>> = self.states[i]
+                .buckets
+                .iter()
+                .filter(|(_, b)| add(b.first_at, d.0) <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in due {
+                if let Some(b) = self.states[i].buckets.remove(&k) {
+                    let at = add(b.first_at, d.0);
+                    if let Some(a) = self.overflow(i, sc, &k, b, at) {
+                        out.push(a);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops buckets idle past their lifetime (live mode calls this on a timer).
+    pub fn expire(&mut self, now: Timestamp) {
+        let ruleset = self.ruleset.clone();
+        for (i, sc) in ruleset.scenarios.iter().enumerate() {
+            if let Some(l) = bucket_lifetime(sc) {
+                self.states[i].buckets.retain(|_, b| add(b.last_at, l) >= now);
+            }
+            self.states[i].blackhole_until.retain(|_, until| *until > now);
+        }
+    }
+
+    /// Live buckets in total (for metrics and memory bounds).
+    pub fn bucket_count(&self) -> usize {
+        self.states.iter().map(|s| s.buckets.len()).sum()
+    }
+}
+
+fn add(t: Timestamp, d: std::time::Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d).ok())
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// How long an idle bucket lives: `(capacity + 1) × leakspeed` for leaky, `leakspeed` for
+/// conditional, none for triggers (they never hold state) and counters (their deadline rules).
+fn bucket_lifetime(sc: &CompiledScenario) -> Option<std::time::Duration> {
+    match sc.kind {
+        ScenarioKind::Leaky => sc.leakspeed.map(|l| l.0 * u32::try_from(sc.capacity + 1).unwrap_or(u32::MAX)),
+        ScenarioKind::Conditional => sc.leakspeed.map(|l| l.0),
+        ScenarioKind::Trigger | ScenarioKind::Counter => None,
+    }
+}
+
+/// Events kept for the alert: CrowdSec keeps capacity (or cache-size) + 1.
+fn queue_limit(sc: &CompiledScenario) -> usize {
+    let cap = if sc.capacity > 0 { sc.capacity as usize } else { DEFAULT_QUEUE_LIMIT };
+    let cap = sc.cache_size.map_or(cap, |c| (c as usize).min(cap));
+    cap
+}
+
+fn build_alert(rs: &Ruleset, sc: &CompiledScenario, bucket: Bucket, at: Timestamp) -> Option<Alert> {
+    let last = bucket.queue.back()?;
+    let (scope, value) = match sc.scope {
+        ScenarioScope::Ip => {
+            let ip = crate::parse::normalize_ip(last.get(rs.well_known.source_ip))?;
+            (Scope::Ip, ip.to_string())
+        }
+        ScenarioScope::Range => {
+            let v = match &sc.scope_expression {
+                Some(e) => e
+                    .eval_string(&EvalCtx { event: Some(last), alert: None, queue: None, data: &rs.data, decisions: None, writes: Default::default() })
+                    .map(|c| c.into_owned())
+                    .unwrap_or_default(),
+                None => last.get(rs.well_known.source_range).to_owned(),
+            };
+            let net = crate::config::types::Cidr::parse(&v).ok()?;
+            (Scope::Range, net.to_string())
+        }
+    };
+    let span = at.duration_since(bucket.first_at);
+    let message = format!(
+        "{} {} performed '{}' ({} events over {}) at {}",
+        scope.as_str(),
+        value,
+        sc.name,
+        bucket.count,
+        crate::parse::timefmt::format_go_duration(span.unsigned_abs()),
+        at
+    );
+    Some(Alert {
+        scenario: sc.name.clone(),
+        scope,
+        value,
+        events_count: bucket.count,
+        start_at: bucket.first_at,
+        stop_at: at,
+        remediation: sc.remediation,
+        events: bucket.queue.into_iter().collect(),
+        labels: sc.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        message,
+    })
+}

@@ -1,1 +1,0 @@
-//! Grok-style pattern libraries (stub; being written).

@@ -1,0 +1,623 @@
+use std::collections::BTreeMap;
+
+use super::*;
+
+const PATTERN_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/rules/patterns");
+const HUB: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/corpora/crowdsec-hub"
+);
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+/// The shipped KDL pattern files, base first, then the others by name.
+fn kdl_files() -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(PATTERN_DIR)
+        .expect("rules/patterns")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "kdl"))
+        .collect();
+    files.sort_by_key(|p| (p.file_stem().is_none_or(|s| s != "base"), p.clone()));
+    files
+}
+
+/// Loads the shipped library, checking the KDL with the `kdl` crate directly.
+fn shared_lib() -> PatternLibrary {
+    let mut lib = PatternLibrary::new();
+    for path in kdl_files() {
+        let text = std::fs::read_to_string(&path).expect("read kdl");
+        let doc: kdl::KdlDocument = text
+            .parse()
+            .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+        let block = doc.get("patterns").expect("patterns block");
+        for child in block.children().expect("children").nodes() {
+            assert_eq!(child.entries().len(), 1, "{}", child.name().value());
+            let pattern = child.entries()[0]
+                .value()
+                .as_string()
+                .expect("string pattern");
+            lib.add(child.name().value(), pattern)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+    lib
+}
+
+fn caps<'h>(g: &Grok, line: &'h str) -> BTreeMap<String, &'h str> {
+    g.captures(line)
+        .unwrap_or_else(|| panic!("no match for {line:?} with {}", g.as_str()))
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+fn lib_of(pairs: &[(&str, &str)]) -> PatternLibrary {
+    let mut lib = PatternLibrary::new();
+    for (k, v) in pairs {
+        lib.add(k, v).expect("add");
+    }
+    lib
+}
+
+#[test]
+fn every_shipped_pattern_compiles_and_matches_the_hub_source() {
+    let lib = shared_lib();
+    assert!(lib.len() >= 397, "{}", lib.len());
+    for (name, pattern) in lib.iter() {
+        if let Err(e) = compile(pattern, &lib) {
+            panic!("{name}: {e}");
+        }
+    }
+    // The KDL files are faithful copies of the hub files (same line rule as grokky).
+    let line_re = Regex::new(r"^(\w+)\s+(.+)$").expect("regex");
+    let mut from_hub = 0;
+    for entry in std::fs::read_dir(format!("{HUB}/patterns")).expect("hub patterns") {
+        let path = entry.expect("entry").path();
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("LICENSE"))
+        {
+            continue;
+        }
+        for line in read(&path.to_string_lossy()).lines() {
+            if let Some(c) = line_re.captures(line) {
+                assert_eq!(lib.get(&c[1]), Some(&c[2]), "{}", &c[1]);
+                from_hub += 1;
+            }
+        }
+    }
+    assert_eq!(from_hub, lib.len());
+    // And through the library's own loader.
+    let mut via_loader = PatternLibrary::new();
+    for path in kdl_files() {
+        via_loader
+            .add_kdl(&std::fs::read_to_string(&path).expect("read"))
+            .expect("add_kdl");
+    }
+    assert_eq!(via_loader, lib);
+    assert!(via_loader.check(&via_loader).is_ok());
+}
+
+#[test]
+fn expansion_and_fields() {
+    let lib = lib_of(&[
+        ("WORD", r"\b\w+\b"),
+        ("NUM", r"[0-9]+"),
+        ("PAIR", "%{WORD:key}=%{NUM:value}"),
+    ]);
+    let g = compile("%{WORD:first} %{NUM} %{PAIR}", &lib).expect("compile");
+    assert_eq!(
+        g.fields().iter().map(|f| &**f).collect::<Vec<_>>(),
+        ["first", "key", "value"]
+    );
+    assert_eq!(
+        g.regex().captures_len(),
+        4,
+        "only field groups capture: {}",
+        g.as_str()
+    );
+    let c = caps(&g, "xx hello 42 a=7 yy");
+    assert_eq!(c["first"], "hello");
+    assert_eq!(c["key"], "a");
+    assert_eq!(c["value"], "7");
+    // Unanchored search; type suffix ignored.
+    let g = compile("%{NUM:n:int}$", &lib).expect("compile");
+    assert_eq!(caps(&g, "abc 123")["n"], "123");
+    assert_eq!(g.field_index("n"), Some(0));
+}
+
+#[test]
+fn named_reference_keeps_inner_fields_and_outer_wins() {
+    let lib = lib_of(&[
+        ("W", r"[a-z]+"),
+        ("KV", "%{W:key}-%{W:val}"),
+        ("WRAP", "<%{KV:key}>"),
+    ]);
+    let g = compile("%{KV:pair}", &lib).expect("compile");
+    let c = caps(&g, "ab-cd");
+    assert_eq!((c["pair"], c["key"], c["val"]), ("ab-cd", "ab", "cd"));
+    // `key` declared by WRAP wins over KV's inner `key`.
+    let g = compile("%{WRAP}", &lib).expect("compile");
+    let c = caps(&g, "<ab-cd>");
+    assert_eq!((c["key"], c["val"]), ("ab-cd", "cd"));
+    // The top level wins over everything below.
+    let g = compile("%{WRAP:val}", &lib).expect("compile");
+    let c = caps(&g, "<ab-cd>");
+    assert_eq!((c["key"], c["val"]), ("ab-cd", "<ab-cd>"));
+    assert_eq!(g.fields().len(), 2);
+}
+
+#[test]
+fn duplicate_fields() {
+    let lib = lib_of(&[("W", r"[a-z]+"), ("N", r"[0-9]+")]);
+    // Alternatives: the participating one.
+    let g = compile("^(?:x%{W:a}|y%{N:a})$", &lib).expect("compile");
+    assert_eq!(caps(&g, "xabc")["a"], "abc");
+    assert_eq!(caps(&g, "y42")["a"], "42");
+    assert_eq!(g.fields().len(), 1);
+    // Sequence: the last non-empty one (grokky keeps the last group).
+    let g = compile("%{W:a} %{W:a}", &lib).expect("compile");
+    assert_eq!(caps(&g, "foo bar")["a"], "bar");
+    let g = compile("(%{W:a} )?%{N:b}(-%{W:a})?", &lib).expect("compile");
+    assert_eq!(caps(&g, "foo 1")["a"], "foo");
+    assert_eq!(caps(&g, "foo 1-bar")["a"], "bar");
+}
+
+#[test]
+fn empty_captures_are_skipped() {
+    let lib = lib_of(&[("DATA", ".*?"), ("N", "[0-9]+")]);
+    let g = compile("a%{DATA:d}b(%{N:n})?", &lib).expect("compile");
+    let mut locs = g.capture_locations();
+    let mut seen = Vec::new();
+    assert!(g.captures_into("ab", &mut locs, |f, s, e| seen.push((f, s, e))));
+    assert!(seen.is_empty());
+    assert!(g.captures_into("xaZb12", &mut locs, |f, s, e| seen.push((f, s, e))));
+    assert_eq!(seen, [(0, 2, 3), (1, 4, 6)]);
+    assert!(!g.captures_into("nothing", &mut locs, |_, _, _| {}));
+    // Foreign capture locations are replaced, not a panic.
+    let mut foreign = Regex::new("x").expect("regex").capture_locations();
+    assert!(g.captures_into("aZb", &mut foreign, |_, _, _| {}));
+    // No fields: plain match test.
+    let g = compile("a%{DATA}b", &lib).expect("compile");
+    assert!(g.fields().is_empty());
+    assert_eq!(g.captures("zzaqbzz"), Some(vec![]));
+    assert_eq!(g.captures("zz"), None);
+}
+
+#[test]
+fn raw_named_groups_are_fields() {
+    let lib = lib_of(&[("W", "[a-z]+")]);
+    let g = compile("(?P<x>[0-9]+) (?<y>%{W:z})", &lib).expect("compile");
+    let c = caps(&g, "12 ab");
+    assert_eq!((c["x"], c["y"], c["z"]), ("12", "ab", "ab"));
+}
+
+#[test]
+fn cycles_are_errors() {
+    let lib = lib_of(&[
+        ("A", "x%{B}"),
+        ("B", "%{C:c}"),
+        ("C", "%{A}"),
+        ("SELF", "%{SELF}"),
+    ]);
+    let e = compile("12 %{A}", &lib).expect_err("cycle");
+    assert!(e.message.contains("A -> B -> C -> A"), "{e}");
+    assert_eq!(e.offset, Some(3..7));
+    let e = compile("%{SELF}", &lib).expect_err("cycle");
+    assert!(e.message.contains("cycle"), "{e}");
+}
+
+#[test]
+fn unknown_names_have_hints_and_spans() {
+    let lib = shared_lib();
+    let e = compile("from %{IPV5:ip} port", &lib).expect_err("unknown");
+    assert!(e.message.contains("IPV5"), "{e}");
+    assert_eq!(e.offset, Some(5..15));
+    let hint = e.hint.expect("hint");
+    assert!(hint.contains("IPV4") || hint.contains("IPV6"), "{hint}");
+    let e = compile("%{usernam}", &lib).expect_err("unknown");
+    assert_eq!(e.hint.as_deref(), Some("did you mean `USERNAME`?"));
+    let e = compile("%{ZZZZZZZZZZZ}", &lib).expect_err("unknown");
+    assert_eq!(e.hint, None);
+    // Unknown name deep inside a library pattern: span of the top-level reference.
+    let local = lib_of(&[("OUTER", "%{INNER_MISSING}")]);
+    let e = compile("ab %{OUTER:o}", &lib.with_local(&local)).expect_err("unknown");
+    assert_eq!(e.offset, Some(3..13));
+    assert!(
+        e.message.contains("INNER_MISSING") && e.message.contains("OUTER"),
+        "{e}"
+    );
+}
+
+#[test]
+fn regex_errors_are_located() {
+    let lib = lib_of(&[("BAD", "a{2,1}"), ("OK", "b")]);
+    let e = compile("%{OK} %{BAD:x}", &lib).expect_err("bad");
+    assert_eq!(e.offset, Some(6..14));
+    assert!(e.message.contains("BAD"), "{e}");
+    let e = compile("%{OK} (", &lib).expect_err("bad");
+    assert_eq!(e.offset, Some(0..7));
+    let e = compile("x[", &lib).expect_err("bad");
+    assert_eq!(e.offset, Some(1..2));
+    assert!(compile("", &lib).is_err());
+    let display = e.to_string();
+    assert!(display.contains("bytes 1..2"), "{display}");
+}
+
+#[test]
+fn library_rules() {
+    let mut lib = PatternLibrary::new();
+    lib.add("A", "a").expect("add");
+    assert!(lib.add("A", "b").is_err());
+    assert!(lib.add("bad-name", "b").is_err());
+    assert!(lib.add("E", "").is_err());
+    assert_eq!(lib.get("A"), Some("a"));
+    assert_eq!(lib.get("B"), None);
+    let e = PatternLibrary::from_kdl("patterns {\n  A #\"a\"#\n  A #\"b\"#\n}\n").expect_err("dup");
+    assert!(
+        e.message.contains("already defined") && e.offset.is_some(),
+        "{e}"
+    );
+    let e = PatternLibrary::from_kdl("patterns {\n  A 1\n}\n").expect_err("not a string");
+    assert!(e.offset.is_some());
+    assert!(PatternLibrary::from_kdl("other {\n}\n").is_err());
+    assert!(PatternLibrary::from_kdl("patterns { A \"unterminated }").is_err());
+}
+
+#[test]
+fn local_patterns_extend_and_override() {
+    let base = lib_of(&[("W", "[a-z]+"), ("PAIR", "%{W:k}=%{W:v}")]);
+    let local = lib_of(&[("W", "[0-9]+"), ("EXTRA", "<%{PAIR}>")]);
+    let layered = base.with_local(&local);
+    let g = compile("%{EXTRA}", &layered).expect("compile");
+    let c = caps(&g, "<1=2>");
+    assert_eq!((c["k"], c["v"]), ("1", "2"));
+    // The base library alone is unchanged.
+    assert!(compile("%{EXTRA}", &base).is_err());
+    let g = compile("%{PAIR}", &base).expect("compile");
+    assert!(g.captures("1=2").is_none());
+    // Layers stack.
+    let top = lib_of(&[("W", "[A-Z]+")]);
+    let two = Layered::new(&top, &layered);
+    let g = compile("%{EXTRA}", &two).expect("compile");
+    assert!(g.captures("<A=B>").is_some());
+}
+
+#[test]
+fn required_literals() {
+    let lib = shared_lib();
+    let g = compile("%{SSHD_FAIL}", &lib).expect("compile");
+    assert_eq!(g.required_literal(), Some("Failed "));
+    let g = compile("%{SYSLOGLINE}", &lib).expect("compile");
+    assert_eq!(g.required_literal(), None);
+    let g = compile(r"(?i)Failed password", &lib).expect("compile");
+    assert_eq!(g.required_literal(), None);
+    let g = compile(r"%{IP:ip} port \d+ \[preauth\]", &lib).expect("compile");
+    assert_eq!(g.required_literal(), Some(" [preauth]"));
+}
+
+#[test]
+fn no_panic_on_odd_input() {
+    let lib = shared_lib();
+    let odd = [
+        "[",
+        "]",
+        "(",
+        ")",
+        "%{",
+        "%{}",
+        "%{A:}",
+        "%{A",
+        "%{A:b",
+        "%{A:b:c:d}",
+        "\\",
+        "\\x",
+        "\\x{",
+        "\\p",
+        "\\p{",
+        "(?P<",
+        "(?P<>x)",
+        "(?<a",
+        "[[:",
+        "[[:alpha:",
+        "[^",
+        "[]",
+        "{",
+        "}",
+        "a{1",
+        "a{1,",
+        "\\Q",
+        "\\Qab",
+        "\\8",
+        "\\1",
+        "é\\é",
+        "[é-]",
+        "%%{{",
+        "(?i",
+        "(?",
+        "\\0\\00\\000\\0000",
+        "[\\",
+        "[a-",
+        "[a-\\",
+        "x{99999999999}",
+    ];
+    for p in odd {
+        let _ = compile(p, &lib);
+    }
+    // Every prefix of every shipped pattern.
+    for (_, pattern) in lib.iter() {
+        for (i, _) in pattern.char_indices() {
+            let _ = translate::translate(&pattern[..i]);
+            let _ = literal::required_literal(&pattern[..i]);
+        }
+    }
+    let g = compile("%{SYSLOGLINE}", &lib).expect("compile");
+    for hay in ["", "\u{0}", "é", "Feb 12 14:10:21 é sshd[1]: é"] {
+        let _ = g.captures(hay);
+    }
+    // Exponential expansion is cut off, not an out-of-memory.
+    let mut lib = lib_of(&[("L0", "ab")]);
+    for i in 1..40 {
+        lib.add(&format!("L{i}"), &format!("%{{L{0}}}%{{L{0}}}", i - 1))
+            .expect("add");
+    }
+    let e = compile("%{L39}", &lib).expect_err("too big");
+    assert!(e.message.contains("exceeds"), "{e}");
+    // Deep nesting is an error, not a stack overflow.
+    let mut lib = lib_of(&[("D0", "x")]);
+    for i in 1..200 {
+        lib.add(&format!("D{i}"), &format!("%{{D{}}}", i - 1))
+            .expect("add");
+    }
+    assert!(compile("%{D199}", &lib).is_err());
+}
+
+// ---------------------------------------------------------------------------
+// Real log lines from the hub test corpus, checked against its parser.assert.
+
+/// `(stage, parser, index) -> {field: value}` from a parser.assert file.
+fn asserted_parsed(test: &str) -> BTreeMap<(String, String, usize), BTreeMap<String, String>> {
+    let re = Regex::new(
+        r#"^results\["([^"]+)"\]\["([^"]+)"\]\[(\d+)\]\.Evt\.Parsed\["([^"]+)"\] == "(.*)"$"#,
+    )
+    .expect("regex");
+    let mut out: BTreeMap<_, BTreeMap<String, String>> = BTreeMap::new();
+    for line in read(&format!("{HUB}/.tests/{test}/parser.assert")).lines() {
+        if let Some(c) = re.captures(line) {
+            let idx: usize = c[3].parse().expect("index");
+            let value = c[5].replace("\\\"", "\"").replace("\\\\", "\\");
+            out.entry((c[1].to_string(), c[2].to_string(), idx))
+                .or_default()
+                .insert(c[4].to_string(), value);
+        }
+    }
+    out
+}
+
+/// Local `pattern_syntax` (top level) and grok `name:`s of a hub parser file,
+/// read with a minimal line parser (enough for these files).
+fn parser_locals(path: &str) -> (PatternLibrary, Vec<String>) {
+    let text = read(&format!("{HUB}/parsers/{path}"));
+    let mut lib = PatternLibrary::new();
+    let mut names = Vec::new();
+    let mut in_syntax = false;
+    let entry = Regex::new(r"^  ([A-Za-z0-9_]+): (.*)$").expect("regex");
+    let name = Regex::new(r#"^\s+name: "(\w+)""#).expect("regex");
+    for line in text.lines() {
+        if line.starts_with("pattern_syntax:") {
+            in_syntax = true;
+            continue;
+        }
+        if !line.starts_with(' ') && !line.starts_with('#') {
+            in_syntax = false;
+        }
+        if in_syntax && let Some(c) = entry.captures(line) {
+            let v = c[2].trim();
+            let v = match v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+                Some(q) => q.replace("''", "'"),
+                None => v.to_string(),
+            };
+            lib.add(&c[1], &v).expect("local pattern");
+        }
+        if let Some(c) = name.captures(line) {
+            names.push(c[1].to_string());
+        }
+    }
+    (lib, names)
+}
+
+fn check_fields(
+    ctx: &str,
+    ours: &BTreeMap<String, &str>,
+    grok: &Grok,
+    expected: &BTreeMap<String, String>,
+) {
+    for field in grok.fields() {
+        let field = &**field;
+        if field == "logsource" {
+            continue; // overwritten by a static in the parser
+        }
+        let want = expected.get(field).map(String::as_str).unwrap_or("");
+        let got = ours.get(field).copied().unwrap_or("");
+        assert_eq!(got, want, "{ctx}: field {field}");
+    }
+}
+
+#[test]
+fn sshd_logs_match_the_hub_results() {
+    let lib = shared_lib();
+    let syslog = compile("^%{SYSLOGLINE}", &lib).expect("syslog");
+    let (local, names) = parser_locals("s01-parse/crowdsecurity/sshd-logs.yaml");
+    let layered = lib.with_local(&local);
+    let nodes: Vec<(String, Grok)> = names
+        .iter()
+        .map(|n| {
+            let text = layered.resolve(n).unwrap_or_else(|| panic!("{n}"));
+            (
+                n.clone(),
+                compile(text, &layered).unwrap_or_else(|e| panic!("{n}: {e}")),
+            )
+        })
+        .collect();
+    assert!(nodes.len() >= 15);
+    let asserts = asserted_parsed("sshd-logs");
+    let log = read(&format!("{HUB}/.tests/sshd-logs/sshd-logs.log"));
+    let mut matched = 0;
+    for (i, line) in log.lines().enumerate() {
+        let s00 = caps(&syslog, line);
+        let key = (
+            "s00-raw".to_string(),
+            "crowdsecurity/syslog-logs".to_string(),
+            i,
+        );
+        check_fields(&format!("line {i} s00"), &s00, &syslog, &asserts[&key]);
+        let message = s00["message"];
+        let key = (
+            "s01-parse".to_string(),
+            "crowdsecurity/sshd-logs".to_string(),
+            i,
+        );
+        let Some((node, grok)) = nodes.iter().find(|(_, g)| g.is_match(message)) else {
+            assert!(
+                asserts
+                    .get(&key)
+                    .is_none_or(|a| !a.contains_key("sshd_client_ip")),
+                "line {i}: {message}"
+            );
+            continue;
+        };
+        matched += 1;
+        check_fields(
+            &format!("line {i} {node}"),
+            &caps(grok, message),
+            grok,
+            &asserts[&key],
+        );
+    }
+    assert_eq!(matched, 23);
+}
+
+#[test]
+fn sshd_log_alternatives() {
+    let lib = shared_lib();
+    let all = compile("%{SSHD_LOG}", &lib).expect("SSHD_LOG");
+    let line = "Failed password for root from 192.168.1.2 port 51182 ssh2";
+    let c = caps(&all, line);
+    assert_eq!(c["sshd_client_ip"], "192.168.1.2");
+    assert_eq!(c["sshd_invalid_user"], "root");
+    assert_eq!(c["sshd_port"], "51182");
+    let c = caps(&all, "Received disconnect from 10.0.0.1 port 22:11: Bye");
+    assert_eq!(
+        (c["sshd_client_ip"], c["sshd_disconnect_status"]),
+        ("10.0.0.1", "Bye")
+    );
+    let c = caps(
+        &all,
+        "Bad protocol version identification 'GET / HTTP/1.1' from 2001:db8::1",
+    );
+    assert_eq!(c["sshd_client_ip"], "2001:db8::1");
+}
+
+#[test]
+fn syslog_lines() {
+    let lib = shared_lib();
+    let g = compile("^%{SYSLOGLINE}", &lib).expect("compile");
+    let c = caps(
+        &g,
+        "Feb 12 14:10:21 sd-126005 sshd[16378]: Invalid user pascal from 35.188.49.176 port 53502",
+    );
+    assert_eq!(c["timestamp"], "Feb 12 14:10:21");
+    assert_eq!(c["logsource"], "sd-126005");
+    assert_eq!(c["program"], "sshd");
+    assert_eq!(c["pid"], "16378");
+    assert_eq!(
+        c["message"],
+        "Invalid user pascal from 35.188.49.176 port 53502"
+    );
+    let c = caps(
+        &g,
+        "2023-11-14T00:20:42.738197+01:00 myserver sshd-session[1]: hello",
+    );
+    assert_eq!(c["timestamp8601"], "2023-11-14T00:20:42.738197+01:00");
+    assert_eq!(c["program"], "sshd-session");
+    assert!(!c.contains_key("timestamp"));
+    assert!(g.captures("not a syslog line").is_none());
+}
+
+#[test]
+fn nginx_access_log() {
+    let lib = shared_lib();
+    let text = read(&format!(
+        "{HUB}/parsers/s01-parse/crowdsecurity/nginx-logs.yaml"
+    ));
+    let (local, _) = parser_locals("s01-parse/crowdsecurity/nginx-logs.yaml");
+    let pattern_re = Regex::new(r"^      pattern: '(.*)'$").expect("regex");
+    let access = text
+        .lines()
+        .find_map(|l| pattern_re.captures(l).map(|c| c[1].replace("''", "'")))
+        .expect("first pattern");
+    let g = compile(&access, &lib.with_local(&local)).expect("compile");
+    let asserts = asserted_parsed("nginx_http-logs");
+    let log = read(&format!("{HUB}/.tests/nginx_http-logs/nginx_http-logs.log"));
+    let mut checked = 0;
+    for (i, line) in log.lines().enumerate() {
+        let Some(key) = asserts
+            .keys()
+            .find(|k| k.0 == "s01-parse" && k.1 == "crowdsecurity/nginx-logs" && k.2 == i)
+        else {
+            continue;
+        };
+        let Some(found) = g.captures(line) else {
+            continue;
+        };
+        let ours: BTreeMap<String, &str> =
+            found.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        check_fields(&format!("nginx line {i}"), &ours, &g, &asserts[key]);
+        checked += 1;
+    }
+    assert!(checked >= 5, "{checked}");
+    let c = caps(&g, log.lines().next().expect("line"));
+    assert_eq!(c["remote_addr"], "192.168.1.1");
+    assert_eq!(c["verb"], "GET");
+    assert_eq!(c["status"], "404");
+    assert_eq!(c["http_user_agent"], "Go-http-client/1.1");
+}
+
+#[test]
+fn apache_common_log() {
+    let lib = shared_lib();
+    let g = compile("%{COMMONAPACHELOG}", &lib).expect("compile");
+    for f in [
+        "clientip",
+        "ident",
+        "auth",
+        "timestamp",
+        "verb",
+        "request",
+        "httpversion",
+        "rawrequest",
+        "response",
+        "bytes",
+    ] {
+        assert!(g.field_index(f).is_some(), "{f}");
+    }
+    let log = read(&format!("{HUB}/.tests/apache2-logs/apache2-logs.log"));
+    for line in log.lines().filter(|l| l.contains("\" 500 ")) {
+        assert!(g.is_match(line), "{line}");
+    }
+    let c = caps(
+        &g,
+        r#"93.43.209.58 - - [08/Jun/2020:06:49:01 +0000] "POST /login HTTP/1.0" 500 803 "-" "-""#,
+    );
+    assert_eq!(c["clientip"], "93.43.209.58");
+    assert_eq!(c["ident"], "-");
+    assert_eq!(c["timestamp"], "08/Jun/2020:06:49:01 +0000");
+    assert_eq!(
+        (c["verb"], c["request"], c["httpversion"]),
+        ("POST", "/login", "1.0")
+    );
+    assert_eq!((c["response"], c["bytes"]), ("500", "803"));
+    assert!(!c.contains_key("rawrequest"));
+}

@@ -1,0 +1,296 @@
+//! The stage runner: a raw line through `raw` → `parse` → `enrich`, then the whitelists.
+
+use super::normalize_ip;
+use super::timefmt::{TimeContext, format_rfc3339, parse_timestamp_with_offset};
+use crate::compile::{CompiledGrok, CompiledParser, CompiledStatic, MatchTarget, Ruleset, StaticValue};
+use crate::event::{Event, FieldId, FieldValue, Timestamp};
+use crate::expr::EvalCtx;
+use crate::rules::model::{Decoder, ParserOnSuccess, Stage};
+use std::sync::Arc;
+
+/// What happened to a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Parsed and not whitelisted: ready to pour.
+    Parsed,
+    /// Parsed, but whitelisted (with the reason).
+    Whitelisted(Arc<str>),
+    /// No parser of this stage accepted the line.
+    Unparsed(Stage),
+}
+
+/// One parser's verdict on a line, for `explain`.
+#[derive(Debug, Clone)]
+pub struct TraceStep {
+    /// The stage.
+    pub stage: Stage,
+    /// The parser.
+    pub parser: Arc<str>,
+    /// Whether it succeeded.
+    pub success: bool,
+}
+
+/// Parses lines with a ruleset. Keeps scratch state so parsing allocates little per line.
+pub struct Pipeline {
+    ruleset: Arc<Ruleset>,
+    /// How timestamps in lines are read (year inference, default offset).
+    pub time: TimeContext,
+    /// Skip the whitelists (hub fixtures attack from private addresses).
+    pub no_whitelist: bool,
+    locs: Vec<regex::CaptureLocations>,
+    grok_index: Vec<Vec<usize>>,
+}
+
+impl Pipeline {
+    /// A pipeline for a ruleset.
+    pub fn new(ruleset: Arc<Ruleset>, time: TimeContext) -> Self {
+        let mut locs = Vec::new();
+        let mut grok_index = Vec::new();
+        for stage in &ruleset.stages {
+            for p in stage {
+                let mut idx = Vec::new();
+                for g in &p.groks {
+                    idx.push(locs.len());
+                    locs.push(g.grok.capture_locations());
+                }
+                grok_index.push(idx);
+            }
+        }
+        Pipeline { ruleset, time, no_whitelist: false, locs, grok_index }
+    }
+
+    /// The ruleset.
+    pub fn ruleset(&self) -> &Arc<Ruleset> {
+        &self.ruleset
+    }
+
+    /// Parses `event` (already holding its line, time and labels) through every stage.
+    /// `trace`, when given, records each parser tried.
+    pub fn parse(&mut self, event: &mut Event, log_type: &Arc<str>, mut trace: Option<&mut Vec<TraceStep>>) -> Outcome {
+        let rs = self.ruleset.clone();
+        let wk = rs.well_known;
+        event.set(wk.label_type, FieldValue::Static(log_type.clone()));
+        let mut base = 0usize;
+        for stage in Stage::ALL {
+            let parsers = &rs.stages[stage as usize];
+            let stage_base = base;
+            base += parsers.len();
+            let mut any = false;
+            for (n, p) in parsers.iter().enumerate() {
+                let this = stage_base + n;
+                if !applies(p, event, log_type, wk.program) {
+                    continue;
+                }
+                let ok = self.run_parser(p, this, event, log_type);
+                if let Some(t) = trace.as_deref_mut() {
+                    t.push(TraceStep { stage, parser: p.name.clone(), success: ok });
+                }
+                if ok {
+                    any = true;
+                    if p.on_success == ParserOnSuccess::NextStage {
+                        break;
+                    }
+                }
+            }
+            if !any && stage != Stage::Enrich {
+                return Outcome::Unparsed(stage);
+            }
+        }
+        if self.no_whitelist {
+            return Outcome::Parsed;
+        }
+        if let Some(ip) = normalize_ip(event.get(wk.source_ip)) {
+            if let Some(reason) = rs.whitelist.covers(&ip) {
+                event.whitelisted = true;
+                event.whitelist_reason = Some(reason.clone());
+                return Outcome::Whitelisted(reason.clone());
+            }
+        }
+        if !rs.whitelist.expressions.is_empty() {
+            let ctx = EvalCtx { event: Some(event), alert: None, queue: None, data: &rs.data, decisions: None, writes: Default::default() };
+            if rs.whitelist.expressions.iter().any(|e| e.eval_bool(&ctx)) {
+                let reason: Arc<str> = Arc::from("whitelists.expressions");
+                event.whitelisted = true;
+                event.whitelist_reason = Some(reason.clone());
+                return Outcome::Whitelisted(reason);
+            }
+        }
+        Outcome::Parsed
+    }
+
+    fn run_parser(&mut self, p: &CompiledParser, index: usize, event: &mut Event, log_type: &Arc<str>) -> bool {
+        let rs = &self.ruleset;
+        if let Some(f) = &p.filter {
+            let ctx = EvalCtx { event: Some(event), alert: None, queue: None, data: &rs.data, decisions: None, writes: Default::default() };
+            if !f.eval_bool(&ctx) {
+                return false;
+            }
+        }
+        let matched_statics: Option<usize> = match p.decoder {
+            Some(Decoder::Syslog) => {
+                if !decode_syslog(event, rs) {
+                    return false;
+                }
+                None
+            }
+            Some(Decoder::Plain) => {
+                let len = event.line.len() as u32;
+                event.set(rs.well_known.message, FieldValue::Line { start: 0, end: len });
+                event.set(rs.well_known.program, FieldValue::Static(log_type.clone()));
+                None
+            }
+            None if p.groks.is_empty() => None,
+            None => {
+                let mut hit = None;
+                for (gi, g) in p.groks.iter().enumerate() {
+                    let loc = self.grok_index[index][gi];
+                    if run_grok(g, event, &mut self.locs[loc]) {
+                        hit = Some(gi);
+                        break;
+                    }
+                }
+                match hit {
+                    Some(gi) => Some(gi),
+                    None => return false,
+                }
+            }
+        };
+        if let Some(gi) = matched_statics {
+            apply_statics(&p.groks[gi].statics, event, &self.ruleset);
+        }
+        apply_statics(&p.statics, event, &self.ruleset);
+        if let Some(tf) = p.time {
+            self.set_time(event, tf);
+        }
+        true
+    }
+
+    fn set_time(&self, event: &mut Event, field: FieldId) {
+        let text = event.get(field);
+        if text.is_empty() {
+            return;
+        }
+        if let Some((ts, offset)) = parse_timestamp_with_offset(text, &self.time) {
+            event.time = ts;
+            event.has_line_time = true;
+            event.set_owned(self.ruleset.well_known.meta_timestamp, format_rfc3339(ts, offset));
+        }
+    }
+}
+
+fn applies(p: &CompiledParser, event: &Event, log_type: &str, program: FieldId) -> bool {
+    if !p.types.is_empty() && !p.types.iter().any(|t| &**t == log_type) {
+        return false;
+    }
+    if !p.programs.is_empty() {
+        let prog = event.get(program);
+        if !p.programs.iter().any(|t| &**t == prog) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Byte range of `part` inside `whole`, when `part` is a sub-slice of it.
+fn range_in(whole: &str, part: &str) -> Option<(u32, u32)> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (end <= whole.len()).then(|| (start as u32, end as u32))
+}
+
+fn decode_syslog(event: &mut Event, rs: &Ruleset) -> bool {
+    let wk = rs.well_known;
+    let Some(h) = super::syslog::parse_syslog(&event.line) else { return false };
+    let mut sets: [(FieldId, Option<(u32, u32)>); 6] = [
+        (wk.timestamp, range_in(&event.line, h.timestamp)),
+        (wk.program, range_in(&event.line, h.program)),
+        (wk.message, range_in(&event.line, h.message)),
+        (wk.pid, h.pid.and_then(|p| range_in(&event.line, p))),
+        (wk.logsource, h.host.and_then(|p| range_in(&event.line, p))),
+        (wk.machine, h.host.and_then(|p| range_in(&event.line, p))),
+    ];
+    for (id, r) in sets.iter_mut() {
+        if let Some((start, end)) = r.take() {
+            event.set(*id, FieldValue::Line { start, end });
+        }
+    }
+    true
+}
+
+fn run_grok(g: &CompiledGrok, event: &mut Event, locs: &mut regex::CaptureLocations) -> bool {
+    let (base, haystack): (u32, &str) = match g.target {
+        MatchTarget::Line => (0, event.line.as_str()),
+        MatchTarget::Field(id) => match event.fields.get(usize::from(id.0)) {
+            Some(FieldValue::Line { start, end }) => (*start, event.line.get(*start as usize..*end as usize).unwrap_or("")),
+            Some(FieldValue::Unset) | None => return false,
+            Some(_) => (u32::MAX, event.get(id)),
+        },
+    };
+    if base == u32::MAX {
+        // The target is not a range of the line: captures must be copied out.
+        let text = haystack.to_owned();
+        let mut caps: Vec<(usize, String)> = Vec::new();
+        let ok = g.grok.captures_into(&text, locs, &mut |fi, s, e| {
+            if let Some(v) = text.get(s..e) {
+                caps.push((fi, v.to_owned()));
+            }
+        });
+        if ok {
+            for (fi, v) in caps {
+                if let Some(id) = g.fields.get(fi) {
+                    event.set_owned(*id, v);
+                }
+            }
+        }
+        return ok;
+    }
+    let mut caps: [(usize, u32, u32); 32] = [(0, 0, 0); 32];
+    let mut n = 0;
+    let mut overflow: Vec<(usize, u32, u32)> = Vec::new();
+    let ok = g.grok.captures_into(haystack, locs, &mut |fi, s, e| {
+        let item = (fi, base + s as u32, base + e as u32);
+        if n < caps.len() {
+            caps[n] = item;
+            n += 1;
+        } else {
+            overflow.push(item);
+        }
+    });
+    if ok {
+        for &(fi, start, end) in caps[..n].iter().chain(overflow.iter()) {
+            if let Some(id) = g.fields.get(fi) {
+                event.set(*id, FieldValue::Line { start, end });
+            }
+        }
+    }
+    ok
+}
+
+fn apply_statics(statics: &[CompiledStatic], event: &mut Event, rs: &Ruleset) {
+    for st in statics {
+        let value = match &st.value {
+            StaticValue::Const(c) => FieldValue::Static(c.clone()),
+            StaticValue::Copy(id) => match event.fields.get(usize::from(id.0)) {
+                Some(FieldValue::Unset) | None => continue,
+                Some(v) => v.clone(),
+            },
+            StaticValue::Line => FieldValue::Line { start: 0, end: event.line.len() as u32 },
+            StaticValue::Expr(p) => {
+                let ctx = EvalCtx { event: Some(event), alert: None, queue: None, data: &rs.data, decisions: None, writes: Default::default() };
+                match p.eval_string(&ctx) {
+                    Some(s) if !s.is_empty() => FieldValue::Owned(s.into_owned()),
+                    _ => continue,
+                }
+            }
+        };
+        if matches!(&value, FieldValue::Static(s) if s.is_empty()) {
+            continue;
+        }
+        event.set(st.target, value);
+    }
+}
+
+/// The current time, as the pipeline's default event time.
+pub fn now() -> Timestamp {
+    Timestamp::now()
+}

@@ -1,0 +1,144 @@
+//! Loading rule files: the shipped `rules/` tree (embedded in the binary) and the
+//! configuration's `rule-dirs`.
+
+pub mod model;
+
+use crate::config::diag::{Diagnostic, Diagnostics, Format, SourceFile};
+use crate::config::tree::Node;
+use crate::data::DataKind;
+use include_dir::{Dir, include_dir};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The shipped rules, embedded at build time so the binary is self-contained.
+static SHIPPED: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/rules");
+
+/// One decoded rule file.
+#[derive(Debug)]
+pub struct LoadedRuleFile {
+    /// The source, for diagnostics.
+    pub file: Arc<SourceFile>,
+    /// Its tree, for locating errors by JSON pointer.
+    pub tree: Node,
+    /// The rules.
+    pub rules: model::RuleFile,
+}
+
+/// A data list's text, before it is compiled.
+#[derive(Debug)]
+pub struct DataSource {
+    /// The name rules use (the file name: `backdoors.txt`).
+    pub name: String,
+    /// Strings, or regexes for names ending in `.regex.txt`.
+    pub kind: DataKind,
+    /// The text.
+    pub text: String,
+    /// Where it came from.
+    pub origin: String,
+}
+
+/// Every rule file and data list.
+#[derive(Debug, Default)]
+pub struct LoadedRules {
+    /// Rule files in load order: shipped first (patterns before the rest), then `rule-dirs`.
+    pub files: Vec<LoadedRuleFile>,
+    /// Data lists.
+    pub data: Vec<DataSource>,
+}
+
+fn data_kind(name: &str) -> DataKind {
+    if name.ends_with(".regex.txt") {
+        DataKind::Regexes
+    } else {
+        DataKind::Strings
+    }
+}
+
+/// Orders rule paths so pattern libraries load first, then everything by path.
+fn load_order(path: &str) -> (u8, String) {
+    (u8::from(!path.starts_with("patterns/")), path.to_owned())
+}
+
+fn push_file(out: &mut LoadedRules, diags: &mut Diagnostics, name: String, text: String) {
+    let file = SourceFile::new(name, text, Format::Kdl);
+    match crate::config::parse_tree(&file) {
+        Ok(tree) => match crate::config::decode::<model::RuleFile>(&file, &tree) {
+            Ok(rules) => out.files.push(LoadedRuleFile { file, tree, rules }),
+            Err(d) => diags.push(d),
+        },
+        Err(ds) => diags.0.extend(ds.0),
+    }
+}
+
+fn is_data(path: &str) -> bool {
+    path.split('/').any(|seg| seg == "data") && (path.ends_with(".txt") || path.ends_with(".json"))
+}
+
+/// Loads the shipped rules, then every `*.kdl` and data file under `extra_dirs`.
+pub fn load(extra_dirs: &[String]) -> Result<LoadedRules, Diagnostics> {
+    let mut out = LoadedRules::default();
+    let mut diags = Diagnostics::default();
+
+    let mut shipped: Vec<&include_dir::File<'static>> = Vec::new();
+    collect_embedded(&SHIPPED, &mut shipped);
+    shipped.sort_by_key(|f| load_order(&f.path().to_string_lossy()));
+    for f in shipped {
+        let path = f.path().to_string_lossy().into_owned();
+        let Some(text) = f.contents_utf8() else { continue };
+        if path.ends_with(".kdl") {
+            push_file(&mut out, &mut diags, format!("rules/{path}"), text.to_owned());
+        } else if is_data(&path) {
+            let name = f.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            out.data.push(DataSource { kind: data_kind(&name), name, text: text.to_owned(), origin: format!("rules/{path}") });
+        }
+    }
+
+    for dir in extra_dirs {
+        let mut paths = Vec::new();
+        if let Err(e) = walk(Path::new(dir), &mut paths) {
+            diags.push(Diagnostic::global(format!("cannot read rule directory {dir}: {e}")).with_hint("check `rule-dirs` in the configuration"));
+            continue;
+        }
+        paths.sort();
+        for p in paths {
+            let display = p.display().to_string();
+            let rel = p.strip_prefix(dir).map(|r| r.to_string_lossy().into_owned()).unwrap_or_default();
+            let text = match std::fs::read_to_string(&p) {
+                Ok(t) => t,
+                Err(e) => {
+                    diags.push(Diagnostic::global(format!("cannot read {display}: {e}")));
+                    continue;
+                }
+            };
+            if display.ends_with(".kdl") {
+                push_file(&mut out, &mut diags, display, text);
+            } else if is_data(&rel) {
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                out.data.push(DataSource { kind: data_kind(&name), name, text, origin: display });
+            }
+        }
+    }
+    if diags.is_empty() { Ok(out) } else { Err(diags) }
+}
+
+fn collect_embedded<'a>(dir: &'a Dir<'a>, out: &mut Vec<&'a include_dir::File<'a>>) {
+    for f in dir.files() {
+        out.push(f);
+    }
+    for d in dir.dirs() {
+        collect_embedded(d, out);
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            walk(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}

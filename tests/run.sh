@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# garrison's test suite: the one command CI runs (through .ci/run) and developers run locally.
+# It installs what it needs on a fresh Debian 12 machine, then checks formatting, lints,
+# and runs every test. Any failure fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v nix-instantiate >/dev/null || need_apt+=(nix-bin)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "==> installing Debian packages: ${need_apt[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    else
+        echo "missing Debian packages: ${need_apt[*]} (run as root to install them)" >&2
+        exit 1
+    fi
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+echo "==> nix files parse"
+find . -name '*.nix' -not -path './target/*' -print0 | while IFS= read -r -d '' f; do
+    nix-instantiate --parse "$f" >/dev/null
+done
+
+echo "==> cargo test"
+cargo test --locked --all-targets 2>&1 | tee target/test-output.txt
