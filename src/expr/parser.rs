@@ -185,7 +185,7 @@ pub(crate) const CLOSURE_BUILTINS: &[&str] = &[
 
 /// Limit on nesting (recursion plus operator / postfix chains), so that checking, evaluating
 /// and dropping a tree can never exhaust the stack.
-const MAX_DEPTH: usize = 100;
+const MAX_DEPTH: usize = 64;
 
 struct Parser {
     toks: Vec<Token>,

@@ -1397,3 +1397,41 @@ fn typical_filters_do_not_allocate() {
     assert_eq!(after - before, 0, "filters allocated");
     assert!(hits > 0);
 }
+
+/// Nesting just under the limit still compiles and evaluates on a thread with the
+/// default 2 MiB stack (unoptimised build); beyond it, a clean error.
+#[test]
+fn deep_nesting_is_bounded() {
+    let t = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(deep_nesting_body);
+    match t.map(std::thread::JoinHandle::join) {
+        Ok(Ok(())) => {}
+        _ => panic!("deep nesting test failed"),
+    }
+}
+
+fn deep_nesting_body() {
+    let mut e = env();
+    let n = 60;
+    for src in [
+        format!("{}1{}", "(".repeat(n), ")".repeat(n)),
+        format!("{}true", "!".repeat(n)),
+        format!("1{}", " + 1".repeat(n)),
+        format!("{}1{}", "[".repeat(n), "]".repeat(n)),
+        format!("[1]{}", "[0:]".repeat(n)),
+    ] {
+        let p = e.ok(&src);
+        let ev = e.event(&[]);
+        let ctx = EvalCtx::for_event(&ev, &e.data);
+        assert!(p.eval(&ctx).is_ok(), "{src}");
+    }
+    for src in [
+        format!("{}1{}", "(".repeat(5000), ")".repeat(5000)),
+        format!("1{}", " + 1".repeat(5000)),
+        format!("evt{}", ".Meta".repeat(5000)),
+    ] {
+        let err = e.err(&src, Roots::EVT, None);
+        assert!(err.message.contains("nested too deeply"), "{err}");
+    }
+}
