@@ -219,13 +219,13 @@ fn mentions_pointer(a: &Ast) -> bool {
 
 /// `Upper(x)` / `Lower(x)` → (fold, x).
 fn case_call(a: &Ast) -> Option<(Fold, &Ast)> {
-    if let AstKind::Call { name, args, .. } = &a.kind {
-        if args.len() == 1 {
-            match name.as_str() {
-                "Upper" | "upper" => return Some((Fold::Upper, &args[0])),
-                "Lower" | "lower" => return Some((Fold::Lower, &args[0])),
-                _ => {}
-            }
+    if let AstKind::Call { name, args, .. } = &a.kind
+        && args.len() == 1
+    {
+        match name.as_str() {
+            "Upper" | "upper" => return Some((Fold::Upper, &args[0])),
+            "Lower" | "lower" => return Some((Fold::Lower, &args[0])),
+            _ => {}
         }
     }
     None
@@ -558,13 +558,13 @@ impl<'e, 'a> Checker<'e, 'a> {
 
     fn ident(&mut self, name: &str, span: &Range<usize>) -> Result<L, ExprError> {
         for (depth, s) in self.scopes.iter().rev().enumerate() {
-            if let Scope::Let { name: n, ty } = s {
-                if n == name {
-                    return Ok(L::V(
-                        Node::new(K::Var(depth as u32), span.clone()),
-                        ty.clone(),
-                    ));
-                }
+            if let Scope::Let { name: n, ty } = s
+                && n == name
+            {
+                return Ok(L::V(
+                    Node::new(K::Var(depth as u32), span.clone()),
+                    ty.clone(),
+                ));
             }
         }
         if let Some((n, t)) = self.root(name, span)? {
@@ -845,14 +845,16 @@ impl<'e, 'a> Checker<'e, 'a> {
             }
             return Err(e);
         };
-        if let Some(k) = kind {
-            if self.env.data.get(id).kind != k {
-                return Err(ExprError::new(
-                    a.span.clone(),
-                    format!("data list `{name}` is not a regex list"),
-                )
-                .with_hint("regex lists are files named `*.regex.txt`; for literal strings use any(File(...), {...})"));
-            }
+        if let Some(k) = kind
+            && self.env.data.get(id).kind != k
+        {
+            return Err(ExprError::new(
+                a.span.clone(),
+                format!("data list `{name}` is not a regex list"),
+            )
+            .with_hint(
+                "regex lists are files named `*.regex.txt`; for literal strings use any(File(...), {...})",
+            ));
         }
         Ok(id)
     }
@@ -1132,15 +1134,15 @@ impl<'e, 'a> Checker<'e, 'a> {
                 .collect(),
             _ => None,
         };
-        if let (Some(d), Quant::Any | Quant::None) = (&data, q) {
-            if let Some(n) = self.special_any(d, body, span)? {
-                let n = if q == Quant::None {
-                    Node::new(K::Not(Box::new(n)), span.clone())
-                } else {
-                    n
-                };
-                return Ok((n, Type::Bool));
-            }
+        if let (Some(d), Quant::Any | Quant::None) = (&data, q)
+            && let Some(n) = self.special_any(d, body, span)?
+        {
+            let n = if q == Quant::None {
+                Node::new(K::Not(Box::new(n)), span.clone())
+            } else {
+                n
+            };
+            return Ok((n, Type::Bool));
         }
         self.scopes.push(Scope::Closure {
             elem: elem.clone(),
@@ -1208,17 +1210,11 @@ impl<'e, 'a> Checker<'e, 'a> {
                     && matches!(args[1].kind, AstKind::Pointer)
                     && !mentions_pointer(&args[0]) =>
             {
-                let mut nets = Vec::with_capacity(data.len());
-                for s in data {
-                    let net = s
-                        .parse::<ipnet::IpNet>()
-                        .ok()
-                        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from));
-                    match net {
-                        Some(n) => nets.push(n),
-                        None => return Ok(None),
-                    }
-                }
+                // Like IpInRange, an entry that is not a CIDR never matches.
+                let nets: Vec<ipnet::IpNet> = data
+                    .iter()
+                    .filter_map(|s| s.parse::<ipnet::IpNet>().ok())
+                    .collect();
                 let x =
                     self.lower_typed(&args[0], &Type::Str, "the first argument of IpInRange")?;
                 Ok(Some(Node::new(
@@ -1276,14 +1272,15 @@ impl<'e, 'a> Checker<'e, 'a> {
                     return Ok((n, Type::Bool));
                 }
             }
-            if let AstKind::Call { name, args, .. } = &rhs.kind {
-                if name == "File" && args.len() == 1 {
-                    let id = self.data_list(&args[0], None)?;
-                    let lines: Vec<String> = self.env.data.get(id).lines.clone();
-                    let n =
-                        self.matcher(lhs, MatchOp::Exact, lines.iter().map(String::as_str), span)?;
-                    return Ok((n, Type::Bool));
-                }
+            if let AstKind::Call { name, args, .. } = &rhs.kind
+                && name == "File"
+                && args.len() == 1
+            {
+                let id = self.data_list(&args[0], None)?;
+                let lines: Vec<String> = self.env.data.get(id).lines.clone();
+                let n =
+                    self.matcher(lhs, MatchOp::Exact, lines.iter().map(String::as_str), span)?;
+                return Ok((n, Type::Bool));
             }
         }
         let (ln, lt) = self.lower(lhs)?;

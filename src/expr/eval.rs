@@ -514,11 +514,11 @@ pub(crate) fn eval<'a>(n: &'a Node, ctx: &EvalCtx<'a>, fr: Option<&Frame<'_, 'a>
             let l = eval_list(b, ctx, fr)?;
             let mut found = false;
             for i in 0..l.len() {
-                if let Some(y) = l.get(i) {
-                    if values_eq(&x, &y) {
-                        found = true;
-                        break;
-                    }
+                if let Some(y) = l.get(i)
+                    && values_eq(&x, &y)
+                {
+                    found = true;
+                    break;
                 }
             }
             Value::Bool(found)
@@ -582,25 +582,17 @@ fn quant_collect<'a>(
         };
         match q {
             Quant::Map => out.push(eval(body, ctx, Some(&f))?),
-            Quant::Filter => {
-                if eval_bool(body, ctx, Some(&f))? {
-                    out.push(val);
-                }
+            Quant::Filter if eval_bool(body, ctx, Some(&f))? => {
+                out.push(val);
             }
-            Quant::Count => {
-                if eval_bool(body, ctx, Some(&f))? {
-                    count += 1;
-                }
+            Quant::Count if eval_bool(body, ctx, Some(&f))? => {
+                count += 1;
             }
-            Quant::Find => {
-                if eval_bool(body, ctx, Some(&f))? {
-                    return Ok(val);
-                }
+            Quant::Find if eval_bool(body, ctx, Some(&f))? => {
+                return Ok(val);
             }
-            Quant::FindIndex => {
-                if eval_bool(body, ctx, Some(&f))? {
-                    return Ok(Value::Int(idx as i64));
-                }
+            Quant::FindIndex if eval_bool(body, ctx, Some(&f))? => {
+                return Ok(Value::Int(idx as i64));
             }
             _ => {}
         }

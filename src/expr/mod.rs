@@ -409,18 +409,18 @@ pub fn compile(
     let ast = parser::parse(src)?;
     let mut ck = check::Checker::new(env);
     let (root, ty) = ck.lower(&ast)?;
-    if let Some(want) = &expect {
-        if !check::assignable(&ty, want) {
-            return Err(ExprError::new(
-                ast.span.clone(),
-                format!("expression returns {ty}, expected {want}"),
-            )
-            .with_hint(match want {
-                Type::Bool => "a filter must be a condition, e.g. `evt.Meta.log_type == 'x'`",
-                Type::Str => "convert with ToString(...) or build a string with +",
-                _ => "change the expression's result type",
-            }));
-        }
+    if let Some(want) = &expect
+        && !check::assignable(&ty, want)
+    {
+        return Err(ExprError::new(
+            ast.span.clone(),
+            format!("expression returns {ty}, expected {want}"),
+        )
+        .with_hint(match want {
+            Type::Bool => "a filter must be a condition, e.g. `evt.Meta.log_type == 'x'`",
+            Type::Str => "convert with ToString(...) or build a string with +",
+            _ => "change the expression's result type",
+        }));
     }
     let mut fields = ck.take_fields();
     fields.sort();

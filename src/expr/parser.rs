@@ -183,7 +183,9 @@ pub(crate) const CLOSURE_BUILTINS: &[&str] = &[
     "sortBy",
 ];
 
-const MAX_DEPTH: usize = 200;
+/// Limit on nesting (recursion plus operator / postfix chains), so that checking, evaluating
+/// and dropping a tree can never exhaust the stack.
+const MAX_DEPTH: usize = 64;
 
 struct Parser {
     toks: Vec<Token>,
@@ -311,9 +313,10 @@ impl Parser {
 
     fn expr(&mut self, min_prec: u8) -> Result<Ast, ExprError> {
         let here = self.peek().span;
+        let saved = self.depth;
         self.enter(&here)?;
         let r = self.expr_inner(min_prec);
-        self.depth -= 1;
+        self.depth = saved;
         r
     }
 
@@ -363,6 +366,7 @@ impl Parser {
                 .with_hint("wrap either side in parentheses"));
             }
             self.pos += 1;
+            self.enter(&op_tok.span)?;
             let rhs = self.expr(if right { prec } else { prec + 1 })?;
             let span = lhs.span.start..rhs.span.end;
             lhs = Ast {
@@ -552,9 +556,19 @@ impl Parser {
         }
     }
 
-    fn postfix(&mut self, mut node: Ast) -> Result<Ast, ExprError> {
+    fn postfix(&mut self, node: Ast) -> Result<Ast, ExprError> {
+        let saved = self.depth;
+        let r = self.postfix_inner(node);
+        self.depth = saved;
+        r
+    }
+
+    fn postfix_inner(&mut self, mut node: Ast) -> Result<Ast, ExprError> {
         loop {
             let t = self.peek();
+            if matches!(t.tok, Tok::Op(".") | Tok::Op("?.") | Tok::Op("[")) {
+                self.enter(&t.span)?;
+            }
             match t.tok {
                 Tok::Op(".") | Tok::Op("?.") => {
                     let optional = t.tok == Tok::Op("?.");

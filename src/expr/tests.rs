@@ -1,1 +1,1437 @@
 //! Tests for the expression language.
+
+use super::*;
+use crate::alert::{Alert, Scope};
+use crate::data::{DataKind, DataList, DataLists};
+use crate::event::{Event, FieldRegistry, FieldValue, Namespace, Timestamp};
+use std::sync::Arc;
+
+// ---------------------------------------------------------------- helpers
+
+struct Env {
+    fields: FieldRegistry,
+    data: DataLists,
+}
+
+const FIELDS: &[(Namespace, &str)] = &[
+    (Namespace::Meta, "log_type"),
+    (Namespace::Meta, "source_ip"),
+    (Namespace::Meta, "service"),
+    (Namespace::Meta, "http_status"),
+    (Namespace::Meta, "http_path"),
+    (Namespace::Meta, "http_user_agent"),
+    (Namespace::Meta, "target_user"),
+    (Namespace::Meta, "sub_type"),
+    (Namespace::Parsed, "program"),
+    (Namespace::Parsed, "message"),
+    (Namespace::Parsed, "request"),
+    (Namespace::Parsed, "http_args"),
+    (Namespace::Parsed, "file_name"),
+    (Namespace::Parsed, "file_ext"),
+    (Namespace::Parsed, "file_frag"),
+    (Namespace::Parsed, "target_fqdn"),
+    (Namespace::Parsed, "verb"),
+    (Namespace::Parsed, "http_user_agent"),
+    (Namespace::Parsed, "static_ressource"),
+    (Namespace::Parsed, "x_forwarded_for"),
+    (Namespace::Parsed, "json"),
+    (Namespace::Enriched, "IsoCode"),
+    (Namespace::Labels, "type"),
+];
+
+fn list(data: &mut DataLists, name: &str, kind: DataKind, text: &str) {
+    match DataList::from_text(name, kind, text) {
+        Ok(l) => {
+            data.insert(l);
+        }
+        Err(e) => panic!("bad test list {name}: {e}"),
+    }
+}
+
+fn env() -> Env {
+    let mut fields = FieldRegistry::new();
+    for (ns, n) in FIELDS {
+        fields.intern(*ns, n);
+    }
+    let mut data = DataLists::new();
+    let s = DataKind::Strings;
+    list(
+        &mut data,
+        "admin_interfaces.txt",
+        s,
+        "#generic\n/admin\n/manager\n\n/phpmyadmin\n",
+    );
+    list(
+        &mut data,
+        "backdoors.txt",
+        s,
+        "c99.php\nr57.php\nshell.php\n",
+    );
+    list(
+        &mut data,
+        "sensitive_data.txt",
+        s,
+        ".sql\n.bak\n.env\nid_rsa\n",
+    );
+    list(
+        &mut data,
+        "sqli_probe_patterns.txt",
+        s,
+        "%20union%20select%20\n' or 1=1\nsleep(\ninformation_schema.tables\n",
+    );
+    list(
+        &mut data,
+        "xss_probe_patterns.txt",
+        s,
+        "<script\nonerror=\n",
+    );
+    list(&mut data, "http_path_traversal.txt", s, "../\n..%2f\n");
+    list(
+        &mut data,
+        "trendy_cves_uris.json",
+        s,
+        "{\"cve\":\"CVE-2024-3400\",\"uri\":\"/global-protect/login.esp\"}\n{\"cve\":\"CVE-2021-3129\",\"uri\":\"/_ignition/execute-solution\"}\n",
+    );
+    list(
+        &mut data,
+        "bad_user_agents.regex.txt",
+        DataKind::Regexes,
+        "^curl/\nsqlmap\nNikto\n",
+    );
+    list(
+        &mut data,
+        "cidrs.txt",
+        s,
+        "10.0.0.0/8\n192.168.0.0/16\n2001:db8::/32\n1.2.3.4\n",
+    );
+    Env { fields, data }
+}
+
+impl Env {
+    fn compile(
+        &mut self,
+        src: &str,
+        roots: Roots,
+        expect: Option<Type>,
+    ) -> Result<Program, ExprError> {
+        let mut ce = CompileEnv {
+            fields: &mut self.fields,
+            data: &self.data,
+            roots,
+        };
+        compile(src, &mut ce, expect)
+    }
+
+    fn ok(&mut self, src: &str) -> Program {
+        match self.compile(src, Roots::EVT | Roots::QUEUE | Roots::ALERT, None) {
+            Ok(p) => p,
+            Err(e) => panic!("{src:?} failed to compile: {e}"),
+        }
+    }
+
+    fn err(&mut self, src: &str, roots: Roots, expect: Option<Type>) -> ExprError {
+        match self.compile(src, roots, expect) {
+            Ok(p) => panic!("{src:?} should not compile (type {})", p.result_type()),
+            Err(e) => e,
+        }
+    }
+
+    fn event(&self, kv: &[(&str, &str)]) -> Event {
+        let mut e = Event::new(
+            "raw line".to_owned(),
+            Timestamp::UNIX_EPOCH,
+            self.fields.len(),
+        );
+        for (k, v) in kv {
+            let (ns, name) = split_key(k);
+            let Some(id) = self.fields.get(ns, name) else {
+                panic!("test field {k} not registered");
+            };
+            e.set(id, FieldValue::Owned((*v).to_owned()));
+        }
+        e
+    }
+
+    fn check(&mut self, src: &str, kv: &[(&str, &str)]) -> bool {
+        let p = self.ok(src);
+        let ev = self.event(kv);
+        let ctx = EvalCtx::for_event(&ev, &self.data);
+        match p.eval(&ctx) {
+            Ok(Value::Bool(b)) => {
+                assert_eq!(b, p.eval_bool(&ctx));
+                b
+            }
+            other => panic!("{src:?} gave {other:?}"),
+        }
+    }
+
+    fn string(&mut self, src: &str, kv: &[(&str, &str)]) -> Option<String> {
+        let p = self.ok(src);
+        let ev = self.event(kv);
+        let ctx = EvalCtx::for_event(&ev, &self.data);
+        p.eval_string(&ctx).map(|s| s.into_owned())
+    }
+}
+
+fn split_key(k: &str) -> (Namespace, &str) {
+    if let Some(n) = k.strip_prefix("Labels.") {
+        return (Namespace::Labels, n);
+    }
+    let (ns, n) = k.split_once('.').unwrap_or(("Meta", k));
+    (Namespace::from_name(ns).unwrap_or(Namespace::Meta), n)
+}
+
+fn constant(src: &str) -> String {
+    let mut e = env();
+    let p = e.ok(src);
+    let ev = e.event(&[]);
+    let ctx = EvalCtx::for_event(&ev, &e.data);
+    match p.eval(&ctx) {
+        Ok(v) => v.to_go_string(),
+        Err(err) => format!("error: {}", err.message),
+    }
+}
+
+// ---------------------------------------------------------------- hub expressions
+
+/// Every supported `filter`, `expression`, `groupby`, `distinct`, `cancel_on`, `condition` of the
+/// hub corpus (parsers and scenarios).
+const HUB: &[(&str, &str)] = &[
+    ("filter", "evt.Line.Labels.type == 'containerd'"),
+    ("expression", "evt.Parsed.cri_timestamp"),
+    ("expression", "evt.Line.Labels.program"),
+    ("filter", "evt.Line.Labels.type == 'syslog'"),
+    ("expression", "evt.Parsed.logsource"),
+    ("expression", "evt.Parsed.timestamp8601"),
+    ("filter", "evt.Line.Labels.type not in ['syslog', 'unifi']"),
+    ("expression", "evt.Line.Raw"),
+    ("filter", "evt.Parsed.program startsWith 'apache2'"),
+    (
+        "expression",
+        "evt.Parsed.request != '' ? evt.Parsed.request : evt.Parsed.rawrequest",
+    ),
+    (
+        "filter",
+        "evt.Parsed.module == 'core' && evt.Parsed.message contains 'Invalid URI'",
+    ),
+    ("filter", "evt.Parsed.program in ['sshd-session', 'sshd']"),
+    ("filter", "evt.Parsed.program == 'envoy'"),
+    (
+        "expression",
+        "let xff = evt.Parsed.x_forwarded_for ?? '';\nlet first_ip = xff != '' ? Split(xff, ',')[0] : '';\nTrimPrefix(TrimSuffix(first_ip, \"]\"), \"[\")",
+    ),
+    ("expression", "evt.Enriched.MarshaledTime"),
+    (
+        "filter",
+        "evt.Meta.service == 'http' && evt.Meta.log_type in ['http_access-log', 'http_error-log']",
+    ),
+    (
+        "expression",
+        "evt.Meta.http_status in ['404', '403', '502'] ? 'false' : 'true'",
+    ),
+    ("expression", "len(evt.Parsed.http_args)"),
+    ("expression", "evt.Parsed.file_frag + evt.Parsed.file_ext"),
+    (
+        "expression",
+        "Upper(evt.Parsed.file_ext) in ['.JPG', '.CSS', '.JS', '.JPEG', '.PNG', '.SVG', '.MAP', '.ICO', '.OTF', '.GIF', '.MP3', '.MP4', '.WOFF', '.WOFF2', '.TTF', '.OTF', '.EOT', '.WEBP', '.WAV', '.GZ', '.BROTLI', '.BVR', '.TS', '.BMP', '.AVIF', '.MJS'] ? 'true' : 'false'",
+    ),
+    ("filter", "evt.Meta.log_type == 'ssh_bad_keyexchange'"),
+    ("groupby", "evt.Meta.source_ip"),
+    (
+        "filter",
+        "evt.Meta.service == 'http' and \nevt.Meta.log_type in ['http_access-log', 'http_error-log'] and \nevt.Meta.http_status in ['404', '403'] and\nany(File(\"admin_interfaces.txt\"), { Lower(evt.Meta.http_path) contains #})",
+    ),
+    ("distinct", "evt.Meta.http_path"),
+    (
+        "filter",
+        "evt.Meta.log_type in [\"http_access-log\", \"http_error-log\"] and any(File(\"backdoors.txt\"), { evt.Parsed.file_name == #})",
+    ),
+    (
+        "filter",
+        "evt.Meta.log_type in [\"http_access-log\", \"http_error-log\"] && RegexpInFile(evt.Parsed.http_user_agent, \"bad_user_agents.regex.txt\")",
+    ),
+    (
+        "filter",
+        "evt.Meta.log_type == 'http_access-log' && evt.Parsed.file_name == 'wp-login.php' && evt.Parsed.verb == 'POST' && evt.Meta.http_status == '200'",
+    ),
+    (
+        "filter",
+        "evt.Meta.log_type in ['http_access-log', 'http_error-log'] && evt.Parsed.static_ressource == 'false' && evt.Parsed.verb in ['GET', 'HEAD']",
+    ),
+    (
+        "groupby",
+        "evt.Meta.source_ip + '/' + evt.Parsed.target_fqdn",
+    ),
+    (
+        "filter",
+        "evt.Meta.service == 'http' and \nevt.Meta.log_type in ['http_access-log', 'http_error-log'] and \nevt.Meta.http_status in ['404', '403'] and\nany(File(\"trendy_cves_uris.json\"), { \n  evt.Meta.http_path contains JsonExtract(#, \"uri\") ? evt.SetMeta(\"cve\", JsonExtract(#, \"cve\")) : false \n})",
+    ),
+    (
+        "filter",
+        "evt.Meta.service == 'http' && evt.Meta.sub_type == 'auth_fail'",
+    ),
+    (
+        "filter",
+        "evt.Meta.log_type in [\"http_access-log\", \"http_error-log\"] and evt.Meta.http_path == \"/crowdsec-test-NtktlJHV4TfBSK3wvlhiOBnl\"",
+    ),
+    (
+        "filter",
+        "evt.Meta.log_type == 'http_access-log' && evt.Meta.http_status in ['400','405'] && (evt.Parsed.verb == 'CONNECT' || evt.Parsed.request matches '^http[s]?://')",
+    ),
+    (
+        "filter",
+        "evt.Meta.log_type in ['http_access-log', 'http_error-log'] && any(File('http_path_traversal.txt'),{evt.Meta.http_path contains #})",
+    ),
+    (
+        "filter",
+        "evt.Meta.log_type in [\"http_access-log\", \"http_error-log\"] and any(File(\"sensitive_data.txt\"), { evt.Parsed.request endsWith #})",
+    ),
+    (
+        "filter",
+        "evt.Meta.log_type in ['http_access-log', 'http_error-log'] && any(File('sqli_probe_patterns.txt'), {Upper(evt.Parsed.http_args) contains Upper(#)})",
+    ),
+    (
+        "filter",
+        "evt.Meta.service == 'http' and\nevt.Meta.log_type in ['http_access-log', 'http_error-log'] and\nevt.Meta.http_status in ['404', '403'] and\nLower(evt.Parsed.request) matches \"(?i)(/wp-.*\\\\.php|/wp-content/plugins/.*\\\\.(txt|md))$\"",
+    ),
+    (
+        "filter",
+        "evt.Meta.log_type == 'http_access-log' && Upper(evt.Parsed.http_args) contains 'AUTHOR='",
+    ),
+    (
+        "filter",
+        "evt.Meta.log_type in ['http_access-log', 'http_error-log'] && any(File('xss_probe_patterns.txt'), {Upper(evt.Parsed.http_args) contains Upper(#)})",
+    ),
+    (
+        "filter",
+        "evt.Meta.log_type in ['ssh_auth_timeout', 'ssh_dispatch_fatal']",
+    ),
+    (
+        "filter",
+        "evt.Meta.service == 'ssh' && evt.Meta.log_type in ['ssh_failed-auth', 'auth_success']",
+    ),
+    ("cancel_on", "evt.Meta.log_type == 'auth_success'"),
+    (
+        "condition",
+        "let failedAuths = filter(queue.Queue, {#.Meta.log_type == 'ssh_failed-auth'});\nlen(failedAuths) >= 4 &&\nMedianInterval(map(failedAuths[-4:], {#.Time})) > duration(\"10m\")",
+    ),
+];
+
+/// Interns every `evt.<ns>.<name>` mentioned in `src` (so the hub corpus compiles).
+fn intern_mentions(fields: &mut FieldRegistry, src: &str) {
+    for (prefix, ns) in [
+        ("evt.Meta.", Namespace::Meta),
+        ("evt.Parsed.", Namespace::Parsed),
+        ("evt.Enriched.", Namespace::Enriched),
+        ("evt.Line.Labels.", Namespace::Labels),
+        ("#.Meta.", Namespace::Meta),
+    ] {
+        let mut rest = src;
+        while let Some(i) = rest.find(prefix) {
+            rest = &rest[i + prefix.len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            if end > 0 {
+                fields.intern(ns, &rest[..end]);
+            }
+        }
+    }
+}
+
+#[test]
+fn hub_expressions_compile() {
+    let mut e = env();
+    for (kind, src) in HUB {
+        intern_mentions(&mut e.fields, src);
+        let (roots, expect) = match *kind {
+            "filter" | "cancel_on" => (Roots::EVT, Some(Type::Bool)),
+            "condition" => (Roots::EVT | Roots::QUEUE, Some(Type::Bool)),
+            "groupby" => (Roots::EVT, Some(Type::Str)),
+            _ => (Roots::EVT, None),
+        };
+        if let Err(err) = e.compile(src, roots, expect) {
+            panic!("{kind} {src:?}: {err}");
+        }
+    }
+}
+
+/// Loads the real hub data lists when the shared corpus is next to the checkout.
+#[test]
+fn hub_scenarios_with_real_lists() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpora/crowdsec-hub/sec-lists/web");
+    if !dir.is_dir() {
+        return;
+    }
+    let mut e = env();
+    let mut data = DataLists::new();
+    for (file, name, kind) in [
+        (
+            "sqli_probe_patterns.txt",
+            "sqli_probe_patterns.txt",
+            DataKind::Strings,
+        ),
+        (
+            "xss_probe_patterns.txt",
+            "xss_probe_patterns.txt",
+            DataKind::Strings,
+        ),
+        ("backdoors.txt", "backdoors.txt", DataKind::Strings),
+        (
+            "sensitive_data.txt",
+            "sensitive_data.txt",
+            DataKind::Strings,
+        ),
+        (
+            "admin_interfaces.txt",
+            "admin_interfaces.txt",
+            DataKind::Strings,
+        ),
+        (
+            "path_traversal.txt",
+            "http_path_traversal.txt",
+            DataKind::Strings,
+        ),
+        (
+            "trendy_cves_uris.json",
+            "trendy_cves_uris.json",
+            DataKind::Strings,
+        ),
+        (
+            "bad_user_agents.regex.txt",
+            "bad_user_agents.regex.txt",
+            DataKind::Regexes,
+        ),
+    ] {
+        let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
+            return;
+        };
+        match DataList::from_text(name, kind, &text) {
+            Ok(l) => {
+                data.insert(l);
+            }
+            Err(err) => panic!("{file}: {err}"),
+        }
+    }
+    e.data = data;
+    for (kind, src) in HUB {
+        intern_mentions(&mut e.fields, src);
+        let roots = Roots::EVT | Roots::QUEUE;
+        if let Err(err) = e.compile(src, roots, None) {
+            panic!("{kind} {src:?}: {err}");
+        }
+    }
+    let http = [
+        ("log_type", "http_access-log"),
+        ("service", "http"),
+        ("http_status", "404"),
+    ];
+    let sqli = "evt.Meta.log_type in ['http_access-log', 'http_error-log'] && any(File('sqli_probe_patterns.txt'), {Upper(evt.Parsed.http_args) contains Upper(#)})";
+    let mut kv = http.to_vec();
+    kv.push(("Parsed.http_args", "id=1%20UNION%20ALL%20SELECT%20null"));
+    assert!(e.check(sqli, &kv));
+    kv.pop();
+    kv.push(("Parsed.http_args", "q=hello"));
+    assert!(!e.check(sqli, &kv));
+    let cve = HUB
+        .iter()
+        .find(|(_, s)| s.contains("trendy_cves"))
+        .map(|(_, s)| *s)
+        .unwrap_or_default();
+    let mut kv = http.to_vec();
+    kv.push(("http_path", "/global-protect/login.esp"));
+    let p = e.ok(cve);
+    let ev = e.event(&kv);
+    let ctx = EvalCtx::for_event(&ev, &e.data);
+    assert!(p.eval_bool(&ctx));
+    let w = ctx.take_writes();
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0].1, "CVE-2024-3400");
+    let ua = "RegexpInFile(evt.Parsed.http_user_agent, 'bad_user_agents.regex.txt')";
+    assert!(e.check(
+        ua,
+        &[("Parsed.http_user_agent", "Mozilla/5.00 (Nikto/2.1.6)")]
+    ));
+    assert!(!e.check(
+        ua,
+        &[(
+            "Parsed.http_user_agent",
+            "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"
+        )]
+    ));
+}
+
+#[test]
+fn hub_filters_behave() {
+    let mut e = env();
+    let ssh = "evt.Meta.log_type == 'ssh_failed-auth'";
+    assert!(e.check(ssh, &[("log_type", "ssh_failed-auth")]));
+    assert!(!e.check(ssh, &[("log_type", "ssh_success")]));
+    assert!(!e.check(ssh, &[]));
+
+    let prog = "evt.Parsed.program in ['sshd-session', 'sshd']";
+    assert!(e.check(prog, &[("Parsed.program", "sshd")]));
+    assert!(e.check(prog, &[("Parsed.program", "sshd-session")]));
+    assert!(!e.check(prog, &[("Parsed.program", "sshd2")]));
+    let notin = "evt.Line.Labels.type not in ['syslog', 'unifi']";
+    assert!(e.check(notin, &[("Labels.type", "nginx")]));
+    assert!(!e.check(notin, &[("Labels.type", "syslog")]));
+    assert!(e.check(
+        "evt.Meta.log_type not in ['a', 'b', 'c']",
+        &[("log_type", "d")]
+    ));
+
+    assert_eq!(
+        e.string(
+            "evt.Meta.source_ip + '/' + evt.Parsed.target_fqdn",
+            &[
+                ("source_ip", "1.2.3.4"),
+                ("Parsed.target_fqdn", "example.org")
+            ]
+        )
+        .as_deref(),
+        Some("1.2.3.4/example.org")
+    );
+
+    let sqli =
+        "any(File('sqli_probe_patterns.txt'), {Upper(evt.Parsed.http_args) contains Upper(#)})";
+    assert!(e.check(sqli, &[("Parsed.http_args", "id=1%20UNION%20select%20x")]));
+    assert!(e.check(sqli, &[("Parsed.http_args", "x=1' OR 1=1")]));
+    assert!(e.check(sqli, &[("Parsed.http_args", "é=SLEEP(5)")]));
+    assert!(!e.check(sqli, &[("Parsed.http_args", "id=12")]));
+    assert!(!e.check(sqli, &[("Parsed.http_args", "é=ok")]));
+
+    let bd = "any(File(\"backdoors.txt\"), { evt.Parsed.file_name == #})";
+    assert!(e.check(bd, &[("Parsed.file_name", "c99.php")]));
+    assert!(!e.check(bd, &[("Parsed.file_name", "C99.php")]));
+    assert!(!e.check(bd, &[("Parsed.file_name", "c99.php5")]));
+
+    let sens = "any(File(\"sensitive_data.txt\"), { evt.Parsed.request endsWith #})";
+    assert!(e.check(sens, &[("Parsed.request", "/backup/db.sql")]));
+    assert!(e.check(sens, &[("Parsed.request", "/.env")]));
+    assert!(e.check(sens, &[("Parsed.request", "/home/.ssh/id_rsa")]));
+    assert!(!e.check(sens, &[("Parsed.request", "/db.sql.txt")]));
+    assert!(!e.check(sens, &[("Parsed.request", "")]));
+
+    let admin = "any(File(\"admin_interfaces.txt\"), { Lower(evt.Meta.http_path) contains #})";
+    assert!(e.check(admin, &[("http_path", "/ADMIN/login")]));
+    assert!(e.check(admin, &[("http_path", "/x/PhpMyAdmin/")]));
+    assert!(!e.check(admin, &[("http_path", "/index.html")]));
+    assert!(!e.check(admin, &[("http_path", "/#generic")]));
+
+    let ua = "RegexpInFile(evt.Parsed.http_user_agent, \"bad_user_agents.regex.txt\")";
+    assert!(e.check(ua, &[("Parsed.http_user_agent", "curl/8.1")]));
+    assert!(!e.check(ua, &[("Parsed.http_user_agent", "Mozilla curl/8.1")]));
+
+    let proxy = "evt.Meta.log_type == 'http_access-log' && evt.Meta.http_status in ['400','405'] && (evt.Parsed.verb == 'CONNECT' || evt.Parsed.request matches '^http[s]?://')";
+    let base = [("log_type", "http_access-log"), ("http_status", "400")];
+    let mut kv = base.to_vec();
+    kv.push(("Parsed.request", "https://x.org/"));
+    assert!(e.check(proxy, &kv));
+    let mut kv = base.to_vec();
+    kv.push(("Parsed.request", "/https://x.org/"));
+    assert!(!e.check(proxy, &kv));
+    let mut kv = base.to_vec();
+    kv.push(("Parsed.verb", "CONNECT"));
+    assert!(e.check(proxy, &kv));
+
+    let statics = "Upper(evt.Parsed.file_ext) in ['.JPG', '.CSS', '.JS'] ? 'true' : 'false'";
+    assert_eq!(
+        e.string(statics, &[("Parsed.file_ext", ".jpg")]).as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        e.string(statics, &[("Parsed.file_ext", ".php")]).as_deref(),
+        Some("false")
+    );
+    assert_eq!(
+        e.string(
+            "len(evt.Parsed.http_args)",
+            &[("Parsed.http_args", "a=1&b=2")]
+        )
+        .as_deref(),
+        Some("7")
+    );
+    assert_eq!(
+        e.string(
+            "evt.Parsed.file_frag + evt.Parsed.file_ext",
+            &[("Parsed.file_frag", "index"), ("Parsed.file_ext", ".php")]
+        )
+        .as_deref(),
+        Some("index.php")
+    );
+    assert!(e.check(
+        "IpInRange(evt.Meta.source_ip, \"10.0.0.0/8\")",
+        &[("source_ip", "10.1.2.3")]
+    ));
+    assert!(!e.check(
+        "IpInRange(evt.Meta.source_ip, \"10.0.0.0/8\")",
+        &[("source_ip", "11.1.2.3")]
+    ));
+    assert!(!e.check(
+        "IpInRange(evt.Meta.source_ip, \"10.0.0.0/8\")",
+        &[("source_ip", "junk")]
+    ));
+    assert!(e.check(
+        "evt.Meta.http_user_agent startsWith 'curl'",
+        &[("http_user_agent", "curl/7")]
+    ));
+    assert!(e.check("Lower(evt.Meta.service) == 'http'", &[("service", "HTTP")]));
+    assert!(e.check("!(evt.Meta.service == 'ssh')", &[("service", "http")]));
+    assert!(e.check("not (evt.Meta.service == 'ssh')", &[("service", "http")]));
+    assert!(e.check(
+        "evt.Meta.service == 'http' and evt.Meta.log_type == 'x' or evt.Meta.sub_type == 'y'",
+        &[("sub_type", "y")]
+    ));
+    let xff = "let xff = evt.Parsed.x_forwarded_for ?? '';\nlet first_ip = xff != '' ? Split(xff, ',')[0] : '';\nTrimPrefix(TrimSuffix(first_ip, \"]\"), \"[\")";
+    assert_eq!(
+        e.string(xff, &[("Parsed.x_forwarded_for", "[2001:db8::1],10.0.0.1")])
+            .as_deref(),
+        Some("2001:db8::1")
+    );
+    assert_eq!(e.string(xff, &[]).as_deref(), Some(""));
+}
+
+#[test]
+fn set_meta_interns_and_buffers() {
+    let mut e = env();
+    let src = "any(File(\"trendy_cves_uris.json\"), { evt.Meta.http_path contains JsonExtract(#, \"uri\") ? evt.SetMeta(\"cve\", JsonExtract(#, \"cve\")) : false })";
+    let p = e.ok(src);
+    let cve = e.fields.get(Namespace::Meta, "cve");
+    assert!(cve.is_some());
+    assert!(p.referenced_fields().contains(&cve.unwrap_or(FieldId(0))));
+    let ev = e.event(&[("http_path", "/x/_ignition/execute-solution?a")]);
+    let ctx = EvalCtx::for_event(&ev, &e.data);
+    assert!(p.eval_bool(&ctx));
+    let w = ctx.take_writes();
+    assert_eq!(
+        w,
+        vec![(cve.unwrap_or(FieldId(0)), "CVE-2021-3129".to_owned())]
+    );
+    let ev = e.event(&[("http_path", "/index.html")]);
+    let ctx = EvalCtx::for_event(&ev, &e.data);
+    assert!(!p.eval_bool(&ctx));
+    assert!(ctx.take_writes().is_empty());
+    // Once interned, the new field can be read by later expressions.
+    assert!(
+        e.compile("evt.Meta.cve != ''", Roots::EVT, Some(Type::Bool))
+            .is_ok()
+    );
+    assert!(e.check("evt.GetMeta('log_type') == 'x'", &[("log_type", "x")]));
+}
+
+fn event_at(e: &Env, log_type: &str, secs: i64) -> Event {
+    let mut ev = e.event(&[("log_type", log_type)]);
+    ev.time = Timestamp::from_second(1_700_000_000 + secs).unwrap_or(Timestamp::UNIX_EPOCH);
+    ev
+}
+
+#[test]
+fn conditional_scenario() {
+    let mut e = env();
+    let src = "let failedAuths = filter(queue.Queue, {#.Meta.log_type == 'ssh_failed-auth'});\nlen(failedAuths) >= 4 &&\nMedianInterval(map(failedAuths[-4:], {#.Time})) > duration(\"10m\")";
+    let p = match e.compile(src, Roots::EVT | Roots::QUEUE, Some(Type::Bool)) {
+        Ok(p) => p,
+        Err(err) => panic!("{err}"),
+    };
+    let slow: Vec<Event> = (0..5)
+        .map(|i| {
+            event_at(
+                &e,
+                if i == 2 {
+                    "auth_success"
+                } else {
+                    "ssh_failed-auth"
+                },
+                i * 900,
+            )
+        })
+        .collect();
+    let fast: Vec<Event> = (0..6)
+        .map(|i| event_at(&e, "ssh_failed-auth", i * 60))
+        .collect();
+    let few: Vec<Event> = (0..3)
+        .map(|i| event_at(&e, "ssh_failed-auth", i * 900))
+        .collect();
+    let last = event_at(&e, "ssh_failed-auth", 0);
+    for (q, want) in [(&slow, true), (&fast, false), (&few, false)] {
+        let ctx = EvalCtx::for_event(&last, &e.data).with_queue(q);
+        assert_eq!(p.eval_bool(&ctx), want);
+    }
+    // The median of [15m, 30m, 15m] is 15m.
+    let m = e.ok("MedianInterval(map(queue.Queue, {#.Time}))");
+    let ctx = EvalCtx::for_event(&last, &e.data).with_queue(&slow);
+    assert_eq!(m.eval_string(&ctx).as_deref(), Some("15m0s"));
+    assert_eq!(*m.result_type(), Type::Duration);
+}
+
+struct Hist;
+impl DecisionHistory for Hist {
+    fn decisions_count(&self, value: &str) -> i64 {
+        if value == "1.2.3.4" { 1 } else { 0 }
+    }
+}
+
+fn alert(e: &Env, remediation: bool, scope: Scope) -> Alert {
+    Alert {
+        scenario: Arc::from("crowdsecurity/ssh-bf"),
+        scope,
+        value: "1.2.3.4".to_owned(),
+        events_count: 6,
+        start_at: Timestamp::UNIX_EPOCH,
+        stop_at: Timestamp::UNIX_EPOCH,
+        remediation,
+        events: vec![e.event(&[("log_type", "ssh_failed-auth"), ("target_user", "root")])],
+        labels: Vec::new(),
+        message: String::new(),
+    }
+}
+
+#[test]
+fn profiles() {
+    let mut e = env();
+    let f = "Alert.Remediation == true && Alert.GetScope() == \"Ip\"";
+    let p = match e.compile(f, Roots::ALERT, Some(Type::Bool)) {
+        Ok(p) => p,
+        Err(err) => panic!("{err}"),
+    };
+    let a = alert(&e, true, Scope::Ip);
+    let b = alert(&e, true, Scope::Range);
+    let c = alert(&e, false, Scope::Ip);
+    for (al, want) in [(&a, true), (&b, false), (&c, false)] {
+        let ctx = EvalCtx::new(&e.data).with_alert(al);
+        assert_eq!(p.eval_bool(&ctx), want);
+    }
+    let d = match e.compile(
+        "Sprintf('%dh', (GetDecisionsCount(Alert.GetValue()) + 1) * 4)",
+        Roots::ALERT,
+        Some(Type::Str),
+    ) {
+        Ok(p) => p,
+        Err(err) => panic!("{err}"),
+    };
+    let ctx = EvalCtx::new(&e.data).with_alert(&a).with_decisions(&Hist);
+    assert_eq!(d.eval_string(&ctx).as_deref(), Some("8h"));
+    let ctx = EvalCtx::new(&e.data).with_alert(&a);
+    assert_eq!(d.eval_string(&ctx).as_deref(), Some("4h"));
+    let cases = [
+        ("Alert.GetScenario()", "crowdsecurity/ssh-bf"),
+        ("Alert.GetValue()", "1.2.3.4"),
+        ("Alert.GetEventsCount()", "6"),
+        ("Alert.GetMeta('target_user')", "root"),
+        ("Alert.Source.IP", "1.2.3.4"),
+        ("len(Alert.Events)", "1"),
+        ("Alert.Events[0].Meta.log_type", "ssh_failed-auth"),
+    ];
+    let progs: Vec<Program> = cases
+        .iter()
+        .map(|(src, _)| match e.compile(src, Roots::ALERT, None) {
+            Ok(p) => p,
+            Err(err) => panic!("{src}: {err}"),
+        })
+        .collect();
+    let ctx = EvalCtx::new(&e.data).with_alert(&a);
+    for (p, (src, want)) in progs.iter().zip(cases) {
+        assert_eq!(p.eval_string(&ctx).as_deref(), Some(want), "{src}");
+    }
+}
+
+// ---------------------------------------------------------------- language
+
+#[test]
+fn precedence_and_operators() {
+    for (src, want) in [
+        ("1 + 2 * 3", "7"),
+        ("(1 + 2) * 3", "9"),
+        ("10 - 2 - 3", "5"),
+        ("2 ** 3 ** 2", "512"),
+        ("-2 ** 2", "-4"),
+        ("10 / 4", "2.5"),
+        ("7 % 3", "1"),
+        ("1 + 2 * 3 == 7", "true"),
+        ("true || false && false", "true"),
+        ("(true || false) && false", "false"),
+        ("not true == false", "true"),
+        ("!true || true", "true"),
+        ("1 < 2 && 2 <= 2 && 3 > 2 && 3 >= 4", "false"),
+        ("'a' + 'b' == 'ab'", "true"),
+        ("'abc' < 'abd'", "true"),
+        ("true ? 1 : false ? 2 : 3", "1"),
+        ("false ? 1 : false ? 2 : 3", "3"),
+        ("nil ?? 'x'", "x"),
+        ("'y' ?? 'x'", "y"),
+        ("[1, 2, 3][-1]", "3"),
+        ("[1, 2, 3, 4, 5][-2:]", "[4 5]"),
+        ("[1, 2, 3, 4, 5][1:3]", "[2 3]"),
+        ("[1, 2, 3][:10]", "[1 2 3]"),
+        ("'hello'[1:3]", "el"),
+        ("'hello'[-3:]", "llo"),
+        ("2 in [1, 2]", "true"),
+        ("2.0 in [1, 2]", "true"),
+        ("'x' not in ['x']", "false"),
+        ("'abc' contains 'b'", "true"),
+        ("'abc' not contains 'b'", "false"),
+        ("'abc' startsWith 'ab' and 'abc' endsWith 'bc'", "true"),
+        ("'abc' matches '^a.c$'", "true"),
+        ("'abc' not matches 'z'", "true"),
+        ("'a' + \"b\\t\" + 'c\\x41\\u00e9'", "ab\tcAé"),
+        ("`raw\\n`", "raw\\n"),
+        ("1_000 + 0x10", "1016"),
+        ("1.5e3", "1500"),
+        ("0.1 + 0.2", "0.30000000000000004"),
+        ("1e21 * 1.0", "1e+21"),
+        ("let x = 2; let y = x * 3; y + x", "8"),
+        ("duration('1h30m') == duration('90m')", "true"),
+        ("duration('1h30m')", "1h30m0s"),
+        ("duration('1.5s') + duration('500ms')", "2s"),
+        ("duration('10m') > duration('599s')", "true"),
+        ("any([1, 2, 3], # > 2)", "true"),
+        ("all([1, 2, 3], {# > 0})", "true"),
+        ("none([1, 2, 3], {# > 2})", "false"),
+        ("one([1, 2, 3], {# > 2})", "true"),
+        ("count([1, 2, 3], {# >= 2})", "2"),
+        ("map([1, 2], {# * 10})", "[10 20]"),
+        ("filter(['a', 'bb', 'cc'], {len(#) == 2})", "[bb cc]"),
+        ("map([[1, 2], [3]], {len(filter(#, {# > 1}))})", "[1 1]"),
+        ("1..3", "[1 2 3]"),
+        ("Sprintf('%s-%d-%v', 'a', 3, 1.5)", "a-3-1.5"),
+        ("Upper('abc') + Lower('DÉF')", "ABCdéf"),
+        ("TrimSpace('  x  ') + Trim('--y--', '-')", "xy"),
+        (
+            "Replace('aaa', 'a', 'b', 2) + ReplaceAll('aa', 'a', 'c')",
+            "bbacc",
+        ),
+        ("Join(Split('a,b,c', ','), '|')", "a|b|c"),
+        ("Atof('1.5') * 2", "3"),
+        ("ToString(12) + ToString(true)", "12true"),
+        ("int('42') + 1", "43"),
+        ("JsonExtract('{\"a\":{\"b\":[1,\"x\"]}}', 'a.b.[1]')", "x"),
+        ("JsonExtract('{\"a\":{\"b\":2}}', 'a')", "{\"b\":2}"),
+        ("JsonExtract('not json', 'a')", ""),
+        (
+            "IsIPV4('1.2.3.4') && !IsIPV4('::1') && IsIPV6('::1') && IsIP('::1') && !IsIP('x')",
+            "true",
+        ),
+        ("IpToRange('2001:db8::1234', '/64')", "2001:db8::/64"),
+        ("IpInRange('::ffff:10.1.1.1', '10.0.0.0/8')", "true"),
+        ("ParseUnix('1700000000')", "2023-11-14T22:13:20Z"),
+        ("lastIndexOf('a:b:c', ':')", "3"),
+        ("PathUnescape('%2e%2e%2f')", "../"),
+        ("abs(-3)", "3"),
+        ("first([4, 5]) + last([4, 5])", "9"),
+        ("find([1, 5, 7], {# > 4})", "5"),
+        ("findIndex([1, 5, 7], {# > 6})", "2"),
+        ("/* comment */ 1 // trailing", "1"),
+    ] {
+        assert_eq!(constant(src), want, "{src}");
+    }
+}
+
+#[test]
+fn runtime_errors_are_false() {
+    let mut e = env();
+    for src in [
+        "[1, 2][5] == 1",
+        "int(evt.Meta.log_type) > 3",
+        "evt.Meta.log_type matches evt.Meta.service",
+        "'é'[1:] == ''",
+        "7 % (evt.Meta.log_type == 'abc' ? 0 : 1) == 1",
+    ] {
+        let p = e.ok(src);
+        let ev = e.event(&[("log_type", "abc"), ("service", "(unclosed")]);
+        let ctx = EvalCtx::for_event(&ev, &e.data);
+        assert!(p.eval(&ctx).is_err(), "{src} should fail at run time");
+        assert!(!p.eval_bool(&ctx));
+    }
+    // A dynamic pattern that is valid works (and is cached).
+    for _ in 0..3 {
+        assert!(e.check(
+            "evt.Meta.log_type matches evt.Meta.service",
+            &[("log_type", "abc"), ("service", "^a")]
+        ));
+    }
+    // Missing context: no event.
+    let p = e.ok("evt.Meta.log_type == ''");
+    let ctx = EvalCtx::new(&e.data);
+    assert!(p.eval(&ctx).is_err());
+    assert!(!p.eval_bool(&ctx));
+}
+
+// ---------------------------------------------------------------- compile errors
+
+fn span_text<'s>(src: &'s str, e: &ExprError) -> &'s str {
+    src.get(e.span.clone()).unwrap_or("<bad span>")
+}
+
+#[test]
+fn type_errors() {
+    let mut e = env();
+    let src = "evt.Meta.log_type == 'x' && evt.Meta.http_status == 404";
+    let err = e.err(src, Roots::EVT, Some(Type::Bool));
+    assert_eq!(span_text(src, &err), "evt.Meta.http_status == 404");
+    assert!(
+        err.message.contains("string") && err.message.contains("int"),
+        "{err}"
+    );
+    assert!(err.hint.as_deref().unwrap_or("").contains("'404'"), "{err}");
+
+    let src = "evt.Meta.http_status in [404, 403]";
+    let err = e.err(src, Roots::EVT, Some(Type::Bool));
+    assert!(err.hint.as_deref().unwrap_or("").contains("quote"), "{err}");
+
+    let src = "evt.Meta.source_ip";
+    let err = e.err(src, Roots::EVT, Some(Type::Bool));
+    assert!(err.message.contains("expected bool"), "{err}");
+    assert_eq!(err.span, 0..src.len());
+
+    let src = "evt.Meta.source_ip + 1";
+    let err = e.err(src, Roots::EVT, None);
+    assert_eq!(span_text(src, &err), "+");
+    assert!(err.hint.is_some());
+
+    let src = "evt.Meta.log_type && true";
+    let err = e.err(src, Roots::EVT, None);
+    assert_eq!(span_text(src, &err), "evt.Meta.log_type");
+
+    let src = "Upper(12)";
+    let err = e.err(src, Roots::EVT, None);
+    assert_eq!(span_text(src, &err), "12");
+
+    let src = "len(1)";
+    assert!(e.compile(src, Roots::EVT, None).is_err());
+    let src = "any(File('backdoors.txt'), {len(#)})";
+    let err = e.err(src, Roots::EVT, None);
+    assert!(err.message.contains("must return bool"), "{err}");
+    let src = "1 < 'a'";
+    assert!(e.compile(src, Roots::EVT, None).is_err());
+    let src = "'abc' in 'abcd'";
+    let err = e.err(src, Roots::EVT, None);
+    assert!(
+        err.hint.as_deref().unwrap_or("").contains("contains"),
+        "{err}"
+    );
+    let src = "duration('10 minutes') > duration('1m')";
+    let err = e.err(src, Roots::EVT, None);
+    assert_eq!(span_text(src, &err), "duration('10 minutes')");
+    let src = "evt.Meta.log_type matches '(unclosed'";
+    let err = e.err(src, Roots::EVT, None);
+    assert_eq!(span_text(src, &err), "'(unclosed'");
+}
+
+#[test]
+fn name_errors_with_hints() {
+    let mut e = env();
+    let src = "evt.Meta.source_iq == '1.2.3.4'";
+    let err = e.err(src, Roots::EVT, Some(Type::Bool));
+    assert_eq!(span_text(src, &err), "source_iq");
+    assert_eq!(
+        err.hint.as_deref(),
+        Some("did you mean `evt.Meta.source_ip`?")
+    );
+
+    let src = "evt.Meta.nope == 'x'";
+    let err = e.err(src, Roots::EVT, Some(Type::Bool));
+    assert_eq!(span_text(src, &err), "nope");
+    assert!(err.message.contains("evt.Meta.nope"), "{err}");
+
+    let src = "evt.Parsed['http_argz'] == ''";
+    let err = e.err(src, Roots::EVT, Some(Type::Bool));
+    assert_eq!(span_text(src, &err), "'http_argz'");
+    assert_eq!(
+        err.hint.as_deref(),
+        Some("did you mean `evt.Parsed.http_args`?")
+    );
+    assert!(e.check(
+        "evt.Parsed['http_args'] == 'a'",
+        &[("Parsed.http_args", "a")]
+    ));
+
+    let src = "evt.Line.Labels.typ == 'x'";
+    let err = e.err(src, Roots::EVT, Some(Type::Bool));
+    assert_eq!(
+        err.hint.as_deref(),
+        Some("did you mean `evt.Line.Labels.type`?")
+    );
+
+    let src = "evt.Metta.x == ''";
+    let err = e.err(src, Roots::EVT, None);
+    assert_eq!(span_text(src, &err), "Metta");
+    assert_eq!(err.hint.as_deref(), Some("did you mean `Meta`?"));
+
+    let src = "Uper(evt.Meta.log_type) == 'X'";
+    let err = e.err(src, Roots::EVT, None);
+    assert_eq!(span_text(src, &err), "Uper");
+    assert_eq!(err.hint.as_deref(), Some("did you mean `Upper`?"));
+
+    let src = "IpInRange(evt.Meta.source_ip)";
+    let err = e.err(src, Roots::EVT, None);
+    assert!(err.message.contains("takes 2"), "{err}");
+    assert_eq!(err.span, 0..src.len());
+
+    let src = "any(File('backdoor.txt'), {evt.Parsed.file_name == #})";
+    let err = e.err(src, Roots::EVT, None);
+    assert_eq!(span_text(src, &err), "'backdoor.txt'");
+    assert_eq!(err.hint.as_deref(), Some("did you mean `backdoors.txt`?"));
+
+    let src = "RegexpInFile(evt.Parsed.http_user_agent, 'bad_user_agent.regex.txt')";
+    let err = e.err(src, Roots::EVT, None);
+    assert_eq!(
+        err.hint.as_deref(),
+        Some("did you mean `bad_user_agents.regex.txt`?")
+    );
+    let src = "RegexpInFile(evt.Parsed.http_user_agent, 'backdoors.txt')";
+    assert!(e.compile(src, Roots::EVT, None).is_err());
+
+    let src = "Alert.Remediation == true";
+    let err = e.err(src, Roots::EVT, Some(Type::Bool));
+    assert_eq!(span_text(src, &err), "Alert");
+    assert_eq!(err.hint.as_deref(), Some("available here: evt"));
+    let src = "evt.Meta.log_type == 'x'";
+    let err = e.err(src, Roots::ALERT, Some(Type::Bool));
+    assert_eq!(span_text(src, &err), "evt");
+    let src = "len(queue.Queue) > 1";
+    assert!(e.compile(src, Roots::EVT, Some(Type::Bool)).is_err());
+    assert!(
+        e.compile(src, Roots::EVT | Roots::QUEUE, Some(Type::Bool))
+            .is_ok()
+    );
+
+    let src = "let abc = 1; abd + 1";
+    let err = e.err(src, Roots::EVT, None);
+    assert_eq!(err.hint.as_deref(), Some("did you mean `abc`?"));
+    let src = "# == 1";
+    assert!(e.compile(src, Roots::EVT, None).is_err());
+    let src = "Alert.GetScop()";
+    let err = e.err(src, Roots::ALERT, None);
+    assert_eq!(err.hint.as_deref(), Some("did you mean `GetScope`?"));
+    let src = "evt.SetMeta(evt.Meta.log_type, 'x')";
+    assert!(e.compile(src, Roots::EVT, None).is_err());
+    let src = "evt.Meta";
+    let err = e.err(src, Roots::EVT, None);
+    assert!(err.hint.is_some());
+}
+
+#[test]
+fn parse_errors_with_spans() {
+    let mut e = env();
+    for (src, span_start, needle) in [
+        ("evt.Meta.log_type ==", 20, "unexpected end"),
+        ("'abc", 0, "unterminated string"),
+        ("evt.Meta.log_type == 'x' )", 25, "unexpected `)`"),
+        ("(1 + 2", 6, "expected `)`"),
+        ("1 +* 2", 3, "unexpected `*`"),
+        ("'bad \\q escape'", 5, "invalid escape"),
+        ("1 @ 2", 2, "unexpected character"),
+        ("a not b", 6, "after `not`"),
+        ("nil ?? 1 + 2", 9, "cannot be mixed"),
+        ("[1, 2", 5, "expected `]`"),
+        ("let = 3; 1", 4, "variable name"),
+        ("99999999999999999999", 0, "out of range"),
+    ] {
+        let err = e.err(src, Roots::EVT, None);
+        assert_eq!(err.span.start, span_start, "{src}: {err}");
+        assert!(err.message.contains(needle), "{src}: {err}");
+        assert!(err.span.end <= src.len() && err.span.start <= err.span.end);
+        assert!(!err.to_string().is_empty());
+    }
+}
+
+// ---------------------------------------------------------------- fast paths
+
+/// The specialised matchers give the same answers as the generic closure path.
+#[test]
+fn specialised_matchers_agree_with_generic_path() {
+    let mut e = env();
+    let mut data = DataLists::new();
+    list(
+        &mut data,
+        "p.txt",
+        DataKind::Strings,
+        "abc\nABC\nSelect\nunion\né\nÉX\nfoo/bar\n.php\nİ\nſs\nx\n",
+    );
+    e.data = data;
+    let hays = [
+        "",
+        "abc",
+        "xABCx",
+        "SELECT * from",
+        "Union all",
+        "caféx",
+        "CAFÉX",
+        "foo/bar.php",
+        ".PHP",
+        "ſs",
+        "SS",
+        "İ",
+        "i̇",
+        "zzz",
+        "x",
+        "X",
+    ];
+    for op in ["contains", "==", "startsWith", "endsWith"] {
+        for lhs in [
+            "evt.Parsed.request",
+            "Upper(evt.Parsed.request)",
+            "Lower(evt.Parsed.request)",
+        ] {
+            for rhs in ["#", "Upper(#)", "Lower(#)"] {
+                let fast = format!("any(File('p.txt'), {{{lhs} {op} {rhs}}})");
+                let slow = format!("any(File('p.txt'), {{{lhs} {op} {rhs} && true}})");
+                let none = format!("none(File('p.txt'), {{{lhs} {op} {rhs}}})");
+                for h in hays {
+                    let kv = [("Parsed.request", h)];
+                    let a = e.check(&fast, &kv);
+                    let b = e.check(&slow, &kv);
+                    assert_eq!(a, b, "{fast} on {h:?}");
+                    assert_eq!(e.check(&none, &kv), !b, "{none} on {h:?}");
+                }
+            }
+        }
+    }
+    for lhs in [
+        "evt.Parsed.request",
+        "Upper(evt.Parsed.request)",
+        "Lower(evt.Parsed.request)",
+    ] {
+        let fast = format!("{lhs} in File('p.txt')");
+        let slow = format!("any(File('p.txt'), {{{lhs} == # && true}})");
+        let lit = format!(
+            "{lhs} in ['abc', 'ABC', 'Select', 'union', 'é', 'ÉX', 'foo/bar', '.php', 'İ', 'ſs', 'x']"
+        );
+        for h in hays {
+            let kv = [("Parsed.request", h)];
+            let b = e.check(&slow, &kv);
+            assert_eq!(e.check(&fast, &kv), b, "{fast} on {h:?}");
+            assert_eq!(e.check(&lit, &kv), b, "{lit} on {h:?}");
+        }
+    }
+}
+
+#[test]
+fn ip_ranges_from_list() {
+    let mut e = env();
+    let fast = "any(File('cidrs.txt'), {IpInRange(evt.Meta.source_ip, #)})";
+    let slow = "any(File('cidrs.txt'), {IpInRange(evt.Meta.source_ip, #) && true})";
+    for (ip, want) in [
+        ("10.2.3.4", true),
+        ("192.168.1.1", true),
+        ("2001:db8::5", true),
+        ("1.2.3.4", false), // a bare address is not a CIDR for IpInRange
+        ("1.2.3.5", false),
+        ("8.8.8.8", false),
+        ("nonsense", false),
+        ("", false),
+    ] {
+        assert_eq!(e.check(fast, &[("source_ip", ip)]), want, "{ip}");
+        assert_eq!(e.check(slow, &[("source_ip", ip)]), want, "{ip}");
+    }
+}
+
+// ---------------------------------------------------------------- robustness
+
+/// A small deterministic generator (xorshift).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+#[test]
+fn never_panics_on_junk() {
+    let mut e = env();
+    const VOCAB: &[&str] = &[
+        "evt",
+        ".",
+        "Meta",
+        "Parsed",
+        "log_type",
+        "source_ip",
+        "http_args",
+        "Line",
+        "Labels",
+        "type",
+        "Raw",
+        "Time",
+        "queue",
+        "Queue",
+        "Alert",
+        "GetScope",
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        ",",
+        ":",
+        ";",
+        "?",
+        "??",
+        "!",
+        "not",
+        "in",
+        "contains",
+        "startsWith",
+        "endsWith",
+        "matches",
+        "and",
+        "or",
+        "&&",
+        "||",
+        "==",
+        "!=",
+        "<",
+        ">=",
+        "+",
+        "-",
+        "*",
+        "/",
+        "%",
+        "**",
+        "#",
+        "let",
+        "x",
+        "=",
+        "'a'",
+        "\"b\"",
+        "'",
+        "\"",
+        "\\",
+        "1",
+        "-1",
+        "0",
+        "2.5",
+        "1e400",
+        "9223372036854775807",
+        "nil",
+        "true",
+        "any",
+        "all",
+        "filter",
+        "map",
+        "count",
+        "File",
+        "'backdoors.txt'",
+        "RegexpInFile",
+        "'bad_user_agents.regex.txt'",
+        "Upper",
+        "Lower",
+        "len",
+        "duration",
+        "'10m'",
+        "MedianInterval",
+        "Split",
+        "JsonExtract",
+        "Sprintf",
+        "'%d%s%'",
+        "SetMeta",
+        "'k'",
+        "..",
+        "?.",
+        "é",
+        "\u{0}",
+        "`",
+        "/*",
+        "*/",
+        "..%",
+        "IpInRange",
+        "'10.0.0.0/8'",
+        "int",
+        "'(?i)x'",
+        "'('",
+    ];
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut srcs: Vec<String> = Vec::new();
+    for (_, h) in HUB {
+        for cut in 0..h.len() {
+            if h.is_char_boundary(cut) {
+                srcs.push(h[..cut].to_owned());
+            }
+        }
+    }
+    for _ in 0..4000 {
+        let n = 1 + rng.below(14);
+        let mut s = String::new();
+        for _ in 0..n {
+            s.push_str(VOCAB[rng.below(VOCAB.len())]);
+            if rng.below(3) == 0 {
+                s.push(' ');
+            }
+        }
+        srcs.push(s);
+    }
+    for _ in 0..1000 {
+        let bytes: Vec<u8> = (0..rng.below(24))
+            .map(|_| (rng.next() & 0x7f) as u8)
+            .collect();
+        srcs.push(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    srcs.push("(".repeat(10_000));
+    srcs.push("!".repeat(10_000));
+    srcs.push("-".repeat(10_000) + "1");
+    srcs.push("[".repeat(500) + &"]".repeat(500));
+    let q: Vec<Event> = (0..5)
+        .map(|i| event_at(&e, "ssh_failed-auth", i * 100))
+        .collect();
+    let a = alert(&e, true, Scope::Ip);
+    let ev = e.event(&[
+        ("log_type", "ssh_failed-auth"),
+        ("source_ip", "10.0.0.1"),
+        ("Parsed.http_args", "x"),
+    ]);
+    let mut compiled = 0;
+    for s in &srcs {
+        for expect in [None, Some(Type::Bool)] {
+            if let Ok(p) = e.compile(s, Roots::EVT | Roots::QUEUE | Roots::ALERT, expect) {
+                compiled += 1;
+                let ctx = EvalCtx::for_event(&ev, &e.data)
+                    .with_queue(&q)
+                    .with_alert(&a)
+                    .with_decisions(&Hist);
+                let _ = p.eval(&ctx);
+                let _ = p.eval_bool(&ctx);
+                let _ = p.eval_string(&ctx);
+                let empty = EvalCtx::new(&e.data);
+                let _ = p.eval(&empty);
+            }
+        }
+    }
+    assert!(compiled > 100, "only {compiled} compiled");
+}
+
+#[test]
+fn program_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Program>();
+    check::<ExprError>();
+    check::<EvalError>();
+}
+
+// ---------------------------------------------------------------- allocation
+
+mod alloc_count {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static COUNT: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Counts allocations made by the current thread.
+    pub struct Counting;
+
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+            // SAFETY: forwarded unchanged to the system allocator.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: forwarded unchanged to the system allocator.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+            // SAFETY: forwarded unchanged to the system allocator.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    pub fn count() -> usize {
+        COUNT.with(Cell::get)
+    }
+}
+
+#[global_allocator]
+static ALLOC: alloc_count::Counting = alloc_count::Counting;
+
+#[test]
+fn typical_filters_do_not_allocate() {
+    let mut e = env();
+    let filters = [
+        "evt.Meta.log_type == 'ssh_failed-auth'",
+        "evt.Meta.service == 'http' && evt.Meta.log_type in ['http_access-log', 'http_error-log'] && evt.Meta.http_status in ['404', '403', '400'] && evt.Parsed.static_ressource == 'false'",
+        "evt.Meta.log_type in ['http_access-log', 'http_error-log'] && any(File('sqli_probe_patterns.txt'), {Upper(evt.Parsed.http_args) contains Upper(#)})",
+        "evt.Meta.log_type in [\"http_access-log\", \"http_error-log\"] and any(File(\"backdoors.txt\"), { evt.Parsed.file_name == #})",
+        "evt.Meta.log_type in [\"http_access-log\", \"http_error-log\"] and any(File(\"sensitive_data.txt\"), { evt.Parsed.request endsWith #})",
+        "evt.Meta.log_type == 'http_access-log' && evt.Meta.http_status in ['400','405'] && (evt.Parsed.verb == 'CONNECT' || evt.Parsed.request matches '^http[s]?://')",
+        "evt.Meta.log_type == 'http_access-log' && Upper(evt.Parsed.file_ext) in ['.JPG', '.CSS', '.JS']",
+        "any(File(\"admin_interfaces.txt\"), { Lower(evt.Meta.http_path) contains #})",
+        "any(File(\"trendy_cves_uris.json\"), { evt.Meta.http_path contains JsonExtract(#, \"uri\") ? evt.SetMeta(\"cve\", JsonExtract(#, \"cve\")) : false })",
+    ];
+    let progs: Vec<Program> = filters.iter().map(|f| e.ok(f)).collect();
+    let ev = e.event(&[
+        ("log_type", "http_access-log"),
+        ("service", "http"),
+        ("http_status", "404"),
+        ("http_path", "/wp-login.php"),
+        ("Parsed.http_args", "id=1&q=hello%20world"),
+        ("Parsed.file_name", "wp-login.php"),
+        ("Parsed.file_ext", ".php"),
+        ("Parsed.request", "/wp-login.php?id=1"),
+        ("Parsed.static_ressource", "false"),
+        ("Parsed.verb", "GET"),
+    ]);
+    let ctx = EvalCtx::for_event(&ev, &e.data);
+    let mut hits = 0;
+    for p in &progs {
+        hits += usize::from(p.eval_bool(&ctx));
+    }
+    let before = alloc_count::count();
+    for _ in 0..10_000 {
+        for p in &progs {
+            hits += usize::from(p.eval_bool(&ctx));
+        }
+    }
+    let after = alloc_count::count();
+    assert_eq!(after - before, 0, "filters allocated");
+    assert!(hits > 0);
+}
+
+/// Nesting just under the limit still compiles and evaluates on a thread with the
+/// default 2 MiB stack (unoptimised build); beyond it, a clean error.
+#[test]
+fn deep_nesting_is_bounded() {
+    let t = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(deep_nesting_body);
+    match t.map(std::thread::JoinHandle::join) {
+        Ok(Ok(())) => {}
+        _ => panic!("deep nesting test failed"),
+    }
+}
+
+fn deep_nesting_body() {
+    let mut e = env();
+    let n = 60;
+    for src in [
+        format!("{}1{}", "(".repeat(n), ")".repeat(n)),
+        format!("{}true", "!".repeat(n)),
+        format!("1{}", " + 1".repeat(n)),
+        format!("{}1{}", "[".repeat(n), "]".repeat(n)),
+        format!("[1]{}", "[0:]".repeat(n)),
+    ] {
+        let p = e.ok(&src);
+        let ev = e.event(&[]);
+        let ctx = EvalCtx::for_event(&ev, &e.data);
+        assert!(p.eval(&ctx).is_ok(), "{src}");
+    }
+    for src in [
+        format!("{}1{}", "(".repeat(5000), ")".repeat(5000)),
+        format!("1{}", " + 1".repeat(5000)),
+        format!("evt{}", ".Meta".repeat(5000)),
+    ] {
+        let err = e.err(&src, Roots::EVT, None);
+        assert!(err.message.contains("nested too deeply"), "{err}");
+    }
+}
