@@ -36,8 +36,8 @@
 //! * Matching is an unanchored leftmost-first search, like Go's
 //!   `FindStringSubmatch`, unless the pattern anchors itself with `^`/`$`.
 //! * The RE2 dialect is translated to the Rust `regex` dialect (ASCII `\d \w
-//!   \s \b`, literal `\<`, literal `{`, class escapes...): see
-//!   [`translate`](self) notes in the source.
+//!   \s \b`, literal `\<`, literal `{`, class escapes...); the full list
+//!   is in the `translate` submodule's documentation.
 //!
 //! # Layering
 //!

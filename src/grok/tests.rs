@@ -621,3 +621,95 @@ fn apache_common_log() {
     assert_eq!((c["response"], c["bytes"]), ("500", "803"));
     assert!(!c.contains_key("rawrequest"));
 }
+
+/// Rough throughput check: `cargo test --release --lib grok::tests::throughput -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing, run manually in release mode"]
+fn throughput() {
+    let lib = shared_lib();
+    let syslog = compile("^%{SYSLOGLINE}", &lib).expect("syslog");
+    let (local, names) = parser_locals("s01-parse/crowdsecurity/sshd-logs.yaml");
+    let layered = lib.with_local(&local);
+    let nodes: Vec<Grok> = names
+        .iter()
+        .filter_map(|n| layered.resolve(n))
+        .map(|t| compile(t, &layered).expect("compile"))
+        .collect();
+    let log = read(&format!("{HUB}/.tests/sshd-logs/sshd-logs.log"));
+    let lines: Vec<&str> = log.lines().collect();
+    let mut syslog_locs = syslog.capture_locations();
+    let mut node_locs: Vec<_> = nodes.iter().map(Grok::capture_locations).collect();
+    let rounds = 20_000;
+    let start = std::time::Instant::now();
+    let mut fields = 0usize;
+    for _ in 0..rounds {
+        for line in &lines {
+            let mut msg = 0..0;
+            let msg_field = syslog.field_index("message").unwrap_or(usize::MAX);
+            syslog.captures_into(line, &mut syslog_locs, |f, s, e| {
+                fields += 1;
+                if f == msg_field {
+                    msg = s..e;
+                }
+            });
+            let message = line.get(msg).unwrap_or_default();
+            for (g, locs) in nodes.iter().zip(node_locs.iter_mut()) {
+                if g.captures_into(message, locs, |_, _, _| fields += 1) {
+                    break;
+                }
+            }
+        }
+    }
+    let n = rounds * lines.len();
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{n} lines in {secs:.2}s: {:.0} lines/s ({fields} fields)",
+        n as f64 / secs
+    );
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        for line in &lines {
+            syslog.captures_into(line, &mut syslog_locs, |_, _, _| fields += 1);
+        }
+    }
+    println!(
+        "syslog only: {:.0} lines/s",
+        n as f64 / start.elapsed().as_secs_f64()
+    );
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        for line in &lines {
+            fields += usize::from(syslog.is_match(line));
+        }
+    }
+    println!(
+        "syslog is_match: {:.0} lines/s",
+        n as f64 / start.elapsed().as_secs_f64()
+    );
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        for line in &lines {
+            fields += syslog.regex().find(line).map_or(0, |m| m.end());
+        }
+    }
+    println!(
+        "syslog find: {:.0} lines/s",
+        n as f64 / start.elapsed().as_secs_f64()
+    );
+    let messages: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.split_once("]: ").map(|x| x.1))
+        .collect();
+    for (name, (g, locs)) in names.iter().zip(nodes.iter().zip(node_locs.iter_mut())) {
+        let start = std::time::Instant::now();
+        for _ in 0..2000 {
+            for m in &messages {
+                g.captures_into(m, locs, |_, _, _| fields += 1);
+            }
+        }
+        println!(
+            "{name}: {:.0} lines/s",
+            (2000 * messages.len()) as f64 / start.elapsed().as_secs_f64()
+        );
+    }
+}
