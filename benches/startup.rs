@@ -23,8 +23,19 @@ fn main() {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let all_rules = {
         let t = Instant::now();
-        let r = garrison::compile::compile_path_with(None, garrison::compile::CompileOptions { all_rules: true });
-        (t.elapsed(), r.map(|c| (c.ruleset.stages.iter().map(Vec::len).sum::<usize>(), c.ruleset.scenarios.len())))
+        let r = garrison::compile::compile_path_with(
+            None,
+            garrison::compile::CompileOptions { all_rules: true },
+        );
+        (
+            t.elapsed(),
+            r.map(|c| {
+                (
+                    c.ruleset.stages.iter().map(Vec::len).sum::<usize>(),
+                    c.ruleset.scenarios.len(),
+                )
+            }),
+        )
     };
     println!(
         "startup: compile default config + shipped rules: median {:.2} ms, p90 {:.2} ms, max {:.2} ms over {runs} runs (target < 50 ms)",
@@ -33,6 +44,9 @@ fn main() {
         ms(times[runs - 1])
     );
     if let (d, Ok((parsers, scenarios))) = all_rules {
-        println!("startup: compile with every shipped rule ({parsers} parsers, {scenarios} scenarios): {:.2} ms", ms(d));
+        println!(
+            "startup: compile with every shipped rule ({parsers} parsers, {scenarios} scenarios): {:.2} ms",
+            ms(d)
+        );
     }
 }

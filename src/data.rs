@@ -22,11 +22,9 @@ pub struct DataList {
     pub kind: DataKind,
     /// The lines, without comments (`#`) and blank lines.
     pub lines: Vec<String>,
-    /// For [`DataKind::Regexes`]: all lines compiled into one set, on first use (or by
-    /// [`DataLists::compile_pending`] at compile time), so unused lists cost nothing.
+    /// For [`DataKind::Regexes`]: all lines compiled into one set, on first use (when an
+    /// expression referencing the list is compiled), so unused lists cost nothing.
     regexes: std::sync::OnceLock<Result<regex::RegexSet, String>>,
-    /// Set when an enabled rule references the list.
-    used: std::sync::atomic::AtomicBool,
 }
 
 impl DataList {
@@ -51,7 +49,6 @@ impl DataList {
             kind,
             lines,
             regexes: std::sync::OnceLock::new(),
-            used: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -135,22 +132,6 @@ impl DataLists {
     /// The list behind an id.
     pub fn get(&self, id: DataId) -> &DataList {
         &self.lists[id.0 as usize]
-    }
-
-    /// Marks lists as used; [`DataLists::compile_pending`] compiles the regex lists among them.
-    pub fn mark_used(&self, id: DataId) {
-        if let Some(l) = self.lists.get(id.0 as usize) {
-            l.used.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    /// Compiles the regexes of every used list, returning the errors.
-    pub fn compile_pending(&self) -> Vec<String> {
-        self.lists
-            .iter()
-            .filter(|l| l.used.load(std::sync::atomic::Ordering::Relaxed))
-            .filter_map(|l| l.compile().err())
-            .collect()
     }
 
     /// All list names, for hints.

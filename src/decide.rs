@@ -44,7 +44,9 @@ impl History {
 
     /// Decisions for `value` since `since`.
     pub fn count_since(&self, value: &str, since: Timestamp) -> usize {
-        self.by_value.get(value).map_or(0, |v| v.iter().filter(|t| **t >= since).count())
+        self.by_value
+            .get(value)
+            .map_or(0, |v| v.iter().filter(|t| **t >= since).count())
     }
 }
 
@@ -81,11 +83,14 @@ pub fn decide(rs: &Ruleset, alert: &Alert, history: &mut History, now: Timestamp
             };
             let mut duration = d.duration.0;
             if let Some(e) = &p.escalation {
-                let window = jiff::SignedDuration::try_from(e.window.0).unwrap_or(jiff::SignedDuration::ZERO);
+                let window = jiff::SignedDuration::try_from(e.window.0)
+                    .unwrap_or(jiff::SignedDuration::ZERO);
                 let since = now.checked_sub(window).unwrap_or(Timestamp::MIN);
                 let earlier = history.count_since(&value, since);
                 let factor = e.factor.powi(i32::try_from(earlier).unwrap_or(i32::MAX));
-                duration = Duration::from_secs_f64((duration.as_secs_f64() * factor).min(e.max.0.as_secs_f64()));
+                duration = Duration::from_secs_f64(
+                    (duration.as_secs_f64() * factor).min(e.max.0.as_secs_f64()),
+                );
             }
             out.push(Decision {
                 decision_type: d.decision_type.clone(),
@@ -111,5 +116,7 @@ pub fn decide(rs: &Ruleset, alert: &Alert, history: &mut History, now: Timestamp
 fn range_of(ip: &str) -> Option<String> {
     let ip: std::net::IpAddr = ip.parse().ok()?;
     let prefix = if ip.is_ipv4() { 24 } else { 64 };
-    ipnet::IpNet::new(ip, prefix).ok().map(|n| n.trunc().to_string())
+    ipnet::IpNet::new(ip, prefix)
+        .ok()
+        .map(|n| n.trunc().to_string())
 }

@@ -7,8 +7,6 @@
 pub mod alert;
 pub mod cli;
 pub mod compile;
-pub mod rules;
-pub mod schema;
 pub mod config;
 pub mod data;
 pub mod decide;
@@ -17,3 +15,5 @@ pub mod event;
 pub mod expr;
 pub mod grok;
 pub mod parse;
+pub mod rules;
+pub mod schema;

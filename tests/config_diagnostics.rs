@@ -23,7 +23,9 @@ fn every_bad_config_reports_its_expected_diagnostics() {
         let expected_path = path.with_extension("expected");
         let expected = std::fs::read_to_string(&expected_path)
             .unwrap_or_else(|e| panic!("{}: {e}", expected_path.display()));
-        let rel = path.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap_or(&path);
+        let rel = path
+            .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+            .unwrap_or(&path);
         let output = match compile_path(Some(rel)) {
             Ok(_) => {
                 failures.push(format!("{}: compiled, but must fail", rel.display()));
@@ -52,7 +54,10 @@ fn check_exits_1_on_a_bad_config_and_prints_the_location() {
         .expect("run garrison");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("tests/configs/bad/unknown-field.kdl:3:5"), "{stderr}");
+    assert!(
+        stderr.contains("tests/configs/bad/unknown-field.kdl:3:5"),
+        "{stderr}"
+    );
     assert!(stderr.contains("did you mean `log-level`?"), "{stderr}");
 }
 

@@ -15,7 +15,8 @@ fn every_example_and_the_default_compile() {
     for entry in std::fs::read_dir(root().join("examples")).expect("examples/") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|x| x == "kdl" || x == "json") {
-            compile_path(Some(&path)).unwrap_or_else(|d| panic!("{} must compile:\n{d}", path.display()));
+            compile_path(Some(&path))
+                .unwrap_or_else(|d| panic!("{} must compile:\n{d}", path.display()));
             n += 1;
         }
     }
@@ -47,8 +48,12 @@ fn checked_in_schema_is_current() {
 
 #[test]
 fn schema_documents_every_option() {
-    let schema: serde_json::Value = serde_json::from_str(&garrison::schema::config_schema_json()).expect("valid JSON");
-    assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
+    let schema: serde_json::Value =
+        serde_json::from_str(&garrison::schema::config_schema_json()).expect("valid JSON");
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
     // Every property of every object in the schema has a description.
     fn walk(v: &serde_json::Value, path: &str, missing: &mut Vec<String>) {
         if let Some(props) = v.get("properties").and_then(|p| p.as_object()) {
@@ -67,5 +72,8 @@ fn schema_documents_every_option() {
     }
     let mut missing = Vec::new();
     walk(&schema, "", &mut missing);
-    assert!(missing.is_empty(), "options without a description: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "options without a description: {missing:?}"
+    );
 }

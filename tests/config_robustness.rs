@@ -19,9 +19,17 @@ fn valid_configs() -> Vec<(String, String)> {
         .expect("examples/")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "kdl" || x == "json"))
-        .map(|p| (p.display().to_string(), std::fs::read_to_string(&p).expect("readable")))
+        .map(|p| {
+            (
+                p.display().to_string(),
+                std::fs::read_to_string(&p).expect("readable"),
+            )
+        })
         .collect();
-    out.push(("default.kdl".into(), garrison::config::DEFAULT_CONFIG.to_owned()));
+    out.push((
+        "default.kdl".into(),
+        garrison::config::DEFAULT_CONFIG.to_owned(),
+    ));
     out
 }
 

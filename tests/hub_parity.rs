@@ -39,7 +39,9 @@ fn parse_config(text: &str) -> HubConfig {
             continue;
         }
         let indented = line.starts_with(' ') || line.starts_with('\t');
-        let Some((k, v)) = t.split_once(':') else { continue };
+        let Some((k, v)) = t.split_once(':') else {
+            continue;
+        };
         if indented && section == "labels" {
             c.labels.push((k.trim().to_owned(), unquote(v)));
             continue;
@@ -94,7 +96,8 @@ struct Expected {
 fn parse_assert(text: &str) -> (Option<usize>, BTreeMap<usize, Expected>) {
     let mut count = None;
     let mut by_index: BTreeMap<usize, Expected> = BTreeMap::new();
-    let idx = |s: &str| -> Option<usize> { s.split("results[").nth(1)?.split(']').next()?.parse().ok() };
+    let idx =
+        |s: &str| -> Option<usize> { s.split("results[").nth(1)?.split(']').next()?.parse().ok() };
     let quoted = |s: &str| -> Option<String> { s.rsplit('"').nth(1).map(str::to_owned) };
     for line in text.lines().map(str::trim) {
         if let Some(n) = line.strip_prefix("len(results) == ") {
@@ -137,7 +140,12 @@ fn exceptions() -> Vec<String> {
 fn hub_scenario_tests_replay_to_the_same_alerts() {
     let tests_dir = hub().join(".tests");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&tests_dir)
-        .unwrap_or_else(|e| panic!("{} must exist (shared/ beside the checkout): {e}", tests_dir.display()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} must exist (shared/ beside the checkout): {e}",
+                tests_dir.display()
+            )
+        })
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir())
         .collect();
@@ -145,13 +153,21 @@ fn hub_scenario_tests_replay_to_the_same_alerts() {
     let skip = exceptions();
     let (mut ran, mut failures) = (0, Vec::new());
     for dir in dirs {
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let assert = std::fs::read_to_string(dir.join("scenario.assert")).unwrap_or_default();
         if assert.trim().is_empty() || skip.contains(&name) {
             continue;
         }
-        let cfg = parse_config(&std::fs::read_to_string(dir.join("config.yaml")).unwrap_or_default());
-        let hub_names: Vec<String> = cfg.scenarios.iter().flat_map(|s| hub_scenario_names(s)).collect();
+        let cfg =
+            parse_config(&std::fs::read_to_string(dir.join("config.yaml")).unwrap_or_default());
+        let hub_names: Vec<String> = cfg
+            .scenarios
+            .iter()
+            .flat_map(|s| hub_scenario_names(s))
+            .collect();
         let args = ReplayArgs {
             config: None,
             log_type: cfg.log_type.clone(),
@@ -171,7 +187,11 @@ fn hub_scenario_tests_replay_to_the_same_alerts() {
         };
         // CrowdSec sorts results by full scenario name + sources, descending.
         let full = |short_name: &str| {
-            hub_names.iter().find(|h| short(h) == short_name).cloned().unwrap_or_else(|| short_name.to_owned())
+            hub_names
+                .iter()
+                .find(|h| short(h) == short_name)
+                .cloned()
+                .unwrap_or_else(|| short_name.to_owned())
         };
         let mut got: Vec<Expected> = findings
             .iter()
@@ -183,44 +203,67 @@ fn hub_scenario_tests_replay_to_the_same_alerts() {
                 value: Some(f.alert.value.clone()),
             })
             .collect();
-        got.sort_by(|a, b| (b.scenario.clone() + &b.sources.join(",")).cmp(&(a.scenario.clone() + &a.sources.join(","))));
+        got.sort_by(|a, b| {
+            (b.scenario.clone() + &b.sources.join(","))
+                .cmp(&(a.scenario.clone() + &a.sources.join(",")))
+        });
         let (count, expected) = parse_assert(&assert);
         let mut problems = Vec::new();
-        if let Some(n) = count {
-            if got.len() != n {
-                problems.push(format!("{} alerts, expected {n}", got.len()));
-            }
+        if let Some(n) = count
+            && got.len() != n
+        {
+            problems.push(format!("{} alerts, expected {n}", got.len()));
         }
         for (i, want) in &expected {
             let Some(have) = got.get(*i) else {
-                problems.push(format!("alert {i} missing (expected {} from {:?})", want.scenario, want.sources));
+                problems.push(format!(
+                    "alert {i} missing (expected {} from {:?})",
+                    want.scenario, want.sources
+                ));
                 continue;
             };
             if short(&have.scenario) != short(&want.scenario) {
-                problems.push(format!("alert {i}: scenario {}, expected {}", have.scenario, want.scenario));
+                problems.push(format!(
+                    "alert {i}: scenario {}, expected {}",
+                    have.scenario, want.scenario
+                ));
             }
-            if let Some(e) = want.events {
-                if have.events != Some(e) {
-                    problems.push(format!("alert {i} ({}): {:?} events, expected {e}", want.scenario, have.events));
-                }
+            if let Some(e) = want.events
+                && have.events != Some(e)
+            {
+                problems.push(format!(
+                    "alert {i} ({}): {:?} events, expected {e}",
+                    want.scenario, have.events
+                ));
             }
             let value_ok = match (&want.value, &want.scope) {
                 (Some(v), _) => have.value.as_deref() == Some(v.as_str()),
                 (None, _) => want.sources.iter().all(|s| have.sources.contains(s)),
             };
             if !value_ok {
-                problems.push(format!("alert {i} ({}): source {:?}, expected {:?} / {:?}", want.scenario, have.value, want.value, want.sources));
+                problems.push(format!(
+                    "alert {i} ({}): source {:?}, expected {:?} / {:?}",
+                    want.scenario, have.value, want.value, want.sources
+                ));
             }
-            if let Some(s) = &want.scope {
-                if have.scope.as_deref() != Some(s.as_str()) {
-                    problems.push(format!("alert {i}: scope {:?}, expected {s}", have.scope));
-                }
+            if let Some(s) = &want.scope
+                && have.scope.as_deref() != Some(s.as_str())
+            {
+                problems.push(format!("alert {i}: scope {:?}, expected {s}", have.scope));
             }
         }
         if !problems.is_empty() {
             failures.push(format!("{name}:\n    {}", problems.join("\n    ")));
         }
     }
-    assert!(ran >= 10, "only {ran} hub tests ran; is ../shared/corpora/crowdsec-hub complete?");
-    assert!(failures.is_empty(), "{} of {ran} hub tests differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        ran >= 10,
+        "only {ran} hub tests ran; is ../shared/corpora/crowdsec-hub complete?"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} hub tests differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

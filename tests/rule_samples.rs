@@ -27,8 +27,14 @@ fn parser_samples_hold() {
                 let accepted = trace.iter().any(|t| t.parser == parser.name && t.success);
                 let at = format!("parser {} sample {i} ({})", parser.name, sample.line);
                 if accepted != sample.parses {
-                    let tried: Vec<String> = trace.iter().map(|t| format!("{}:{}", t.parser, t.success)).collect();
-                    failures.push(format!("{at}: accepted={accepted}, expected {} (tried {tried:?})", sample.parses));
+                    let tried: Vec<String> = trace
+                        .iter()
+                        .map(|t| format!("{}:{}", t.parser, t.success))
+                        .collect();
+                    failures.push(format!(
+                        "{at}: accepted={accepted}, expected {} (tried {tried:?})",
+                        sample.parses
+                    ));
                     continue;
                 }
                 for (k, want) in &sample.meta {
@@ -44,6 +50,14 @@ fn parser_samples_hold() {
             }
         }
     }
-    assert!(checked >= 20, "only {checked} samples: every parser should carry several");
-    assert!(failures.is_empty(), "{} of {checked} samples fail:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        checked >= 20,
+        "only {checked} samples: every parser should carry several"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} samples fail:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -40,7 +40,12 @@ pub struct ExplainArgs {
 
 /// Runs `garrison explain`.
 pub fn run(args: &ExplainArgs) -> ExitCode {
-    let compiled = match compile_path_with(args.config.as_deref(), CompileOptions { all_rules: args.all_rules }) {
+    let compiled = match compile_path_with(
+        args.config.as_deref(),
+        CompileOptions {
+            all_rules: args.all_rules,
+        },
+    ) {
         Ok(c) => c,
         Err(d) => {
             eprint!("{d}");
@@ -74,7 +79,11 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
         let outcome = pipeline.parse(&mut event, &log_type, Some(&mut trace));
         let parsed = !matches!(outcome, Outcome::Unparsed(_));
         let poured: Vec<&str> = if outcome == Outcome::Parsed {
-            detector.matching(&event).into_iter().map(|i| &*rs.scenarios[i].name).collect()
+            detector
+                .matching(&event)
+                .into_iter()
+                .map(|i| &*rs.scenarios[i].name)
+                .collect()
         } else {
             Vec::new()
         };
@@ -94,14 +103,25 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
             Output::Table => {
                 let _ = writeln!(out, "line {n}: {line}");
                 for t in &trace {
-                    let _ = writeln!(out, "  {:<7} {:<28} {}", t.stage.as_str(), t.parser, if t.success { "ok" } else { "no match" });
+                    let _ = writeln!(
+                        out,
+                        "  {:<7} {:<28} {}",
+                        t.stage.as_str(),
+                        t.parser,
+                        if t.success { "ok" } else { "no match" }
+                    );
                 }
                 match &outcome {
                     Outcome::Unparsed(stage) => {
-                        let _ = writeln!(out, "  => not parsed: no {} parser accepted the line", stage.as_str());
+                        let _ = writeln!(
+                            out,
+                            "  => not parsed: no {} parser accepted the line",
+                            stage.as_str()
+                        );
                     }
                     Outcome::Whitelisted(r) => {
-                        let _ = writeln!(out, "  => whitelisted ({r}); it never pours into a bucket");
+                        let _ =
+                            writeln!(out, "  => whitelisted ({r}); it never pours into a bucket");
                     }
                     Outcome::Parsed => {}
                 }

@@ -80,8 +80,13 @@ pub struct ReplayStats {
 }
 
 /// Replays files through a compiled ruleset; the engine used by the CLI and the tests.
-pub fn replay_files(args: &ReplayArgs, progress: bool) -> Result<(Vec<Finding>, ReplayStats), String> {
-    let options = CompileOptions { all_rules: !args.scenarios.is_empty() };
+pub fn replay_files(
+    args: &ReplayArgs,
+    progress: bool,
+) -> Result<(Vec<Finding>, ReplayStats), String> {
+    let options = CompileOptions {
+        all_rules: !args.scenarios.is_empty(),
+    };
     let compiled = compile_path_with(args.config.as_deref(), options).map_err(|d| d.to_string())?;
     let rs = compiled.ruleset;
     let mut detector = Detector::new(rs.clone());
@@ -97,7 +102,11 @@ pub fn replay_files(args: &ReplayArgs, progress: bool) -> Result<(Vec<Finding>, 
     let labels: Vec<(crate::event::FieldId, Arc<str>)> = args
         .labels
         .iter()
-        .filter_map(|(k, v)| rs.fields.get(Namespace::Labels, k).map(|id| (id, Arc::from(v.as_str()))))
+        .filter_map(|(k, v)| {
+            rs.fields
+                .get(Namespace::Labels, k)
+                .map(|id| (id, Arc::from(v.as_str())))
+        })
         .collect();
 
     let mut stats = ReplayStats::default();
@@ -105,17 +114,18 @@ pub fn replay_files(args: &ReplayArgs, progress: bool) -> Result<(Vec<Finding>, 
     let mut event = Event::new(String::new(), jiff::Timestamp::now(), rs.fields.len());
     let mut last_time = jiff::Timestamp::UNIX_EPOCH;
     for path in &args.files {
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let bar = progress_bar(progress, bytes.len());
         let mut done = 0usize;
         let mut seen = 0u64;
         for_each_line(&bytes, &mut stats.read, |line| {
             done += line.len() + 1;
             seen += 1;
-            if let Some(b) = &bar {
-                if seen % 4096 == 0 {
-                    b.set_position(done as u64);
-                }
+            if let Some(b) = &bar
+                && seen.is_multiple_of(4096)
+            {
+                b.set_position(done as u64);
             }
             event.reset(line, jiff::Timestamp::now());
             for (id, v) in &labels {
@@ -158,8 +168,10 @@ fn progress_bar(enabled: bool, len: usize) -> Option<indicatif::ProgressBar> {
     (enabled && len > 8 << 20).then(|| {
         let b = indicatif::ProgressBar::new(len as u64);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         b
     })
@@ -207,7 +219,14 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
                 let ds: Vec<String> = f
                     .decisions
                     .iter()
-                    .map(|d| format!("{} {} {}", d.decision_type, format_go_duration(d.duration), d.value))
+                    .map(|d| {
+                        format!(
+                            "{} {} {}",
+                            d.decision_type,
+                            format_go_duration(d.duration),
+                            d.value
+                        )
+                    })
                     .collect();
                 t.add_row([
                     f.alert.scenario.to_string(),
@@ -236,15 +255,20 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
 }
 
 /// Used by `explain` too.
-pub(crate) fn meta_of(rs: &crate::compile::Ruleset, event: &Event) -> serde_json::Map<String, serde_json::Value> {
+pub(crate) fn meta_of(
+    rs: &crate::compile::Ruleset,
+    event: &Event,
+) -> serde_json::Map<String, serde_json::Value> {
     let mut meta = serde_json::Map::new();
     for i in 0..rs.fields.len() {
         let id = crate::event::FieldId(i as u16);
         let (ns, name) = rs.fields.name(id);
         if ns == Namespace::Meta && event.is_set(id) {
-            meta.insert(name.to_owned(), serde_json::Value::String(event.get(id).to_owned()));
+            meta.insert(
+                name.to_owned(),
+                serde_json::Value::String(event.get(id).to_owned()),
+            );
         }
     }
     meta
 }
-

@@ -25,11 +25,22 @@ impl<'a> Locator<'a> {
     /// A diagnostic at `range` (byte offsets into the string's value) inside the string
     /// value `pointer` names, when the string is written verbatim in the file; else at the
     /// whole value.
-    pub(crate) fn in_string(&self, pointer: &str, range: Option<Range<usize>>, message: impl Into<String>) -> Diagnostic {
+    pub(crate) fn in_string(
+        &self,
+        pointer: &str,
+        range: Option<Range<usize>>,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         let mut d = self.at(pointer, message);
-        let (Some(range), Some((node, _))) = (range, self.tree.pointer(pointer)) else { return d };
+        let (Some(range), Some((node, _))) = (range, self.tree.pointer(pointer)) else {
+            return d;
+        };
         let Value::Str(s) = &node.value else { return d };
-        let written = self.file.text.get(node.span.start..node.span.end).unwrap_or("");
+        let written = self
+            .file
+            .text
+            .get(node.span.start..node.span.end)
+            .unwrap_or("");
         if let Some(pos) = written.find(s.as_str()) {
             let base = node.span.start + pos;
             let end = (base + range.end.min(s.len())).max(base + range.start.min(s.len()) + 1);

@@ -41,7 +41,10 @@ pub fn compile_path(path: Option<&Path>) -> Result<Compiled, Diagnostics> {
 }
 
 /// [`compile_path`] with options.
-pub fn compile_path_with(path: Option<&Path>, options: CompileOptions) -> Result<Compiled, Diagnostics> {
+pub fn compile_path_with(
+    path: Option<&Path>,
+    options: CompileOptions,
+) -> Result<Compiled, Diagnostics> {
     let mut timings = Timings::default();
     let t = Instant::now();
     let loaded = config::load(path)?;
@@ -80,7 +83,11 @@ pub fn compile_loaded(loaded: LoadedConfig, timings: Timings) -> Result<Compiled
 }
 
 /// [`compile_loaded`] with options.
-pub fn compile_loaded_with(loaded: LoadedConfig, mut timings: Timings, options: CompileOptions) -> Result<Compiled, Diagnostics> {
+pub fn compile_loaded_with(
+    loaded: LoadedConfig,
+    mut timings: Timings,
+    options: CompileOptions,
+) -> Result<Compiled, Diagnostics> {
     let total = Instant::now();
     let mut diags = Diagnostics::default();
     let cfg_loc = Locator::new(&loaded.file, &loaded.tree);
@@ -96,8 +103,12 @@ pub fn compile_loaded_with(loaded: LoadedConfig, mut timings: Timings, options: 
     let index = RuleIndex::build(&rules, &mut diags);
     let mut selection = select(&loaded.config, &index, &cfg_loc, &mut diags);
     if options.all_rules {
-        selection.parsers.extend(index.parsers.keys().map(|k| k.to_string()));
-        selection.scenarios.extend(index.scenarios.keys().map(|k| k.to_string()));
+        selection
+            .parsers
+            .extend(index.parsers.keys().map(|k| k.to_string()));
+        selection
+            .scenarios
+            .extend(index.scenarios.keys().map(|k| k.to_string()));
     }
     timings.record("resolve collections", t);
 
@@ -107,7 +118,10 @@ pub fn compile_loaded_with(loaded: LoadedConfig, mut timings: Timings, options: 
         let loc = Locator::new(&f.file, &f.tree);
         for (name, pattern) in &f.rules.patterns {
             if let Err(e) = library.add(name, pattern) {
-                diags.push(loc.at(&format!("/patterns/{}", crate::config::tree::pointer_segment(name)), e.to_string()));
+                diags.push(loc.at(
+                    &format!("/patterns/{}", crate::config::tree::pointer_segment(name)),
+                    e.to_string(),
+                ));
             }
         }
     }
@@ -130,7 +144,12 @@ pub fn compile_loaded_with(loaded: LoadedConfig, mut timings: Timings, options: 
     let t = Instant::now();
     let mut fields = FieldRegistry::new();
     let well_known = WellKnown::register(&mut fields);
-    for (k, _) in loaded.config.acquisitions.iter().flat_map(|a| a.labels.iter()) {
+    for (k, _) in loaded
+        .config
+        .acquisitions
+        .iter()
+        .flat_map(|a| a.labels.iter())
+    {
         fields.intern(Namespace::Labels, k);
     }
     let enabled_parsers: Vec<(&ParserRule, Locator<'_>, String)> = selection
@@ -144,7 +163,13 @@ pub fn compile_loaded_with(loaded: LoadedConfig, mut timings: Timings, options: 
         let mut own = PatternLibrary::new();
         for (name, pattern) in &rule.patterns {
             if let Err(e) = own.add(name, pattern) {
-                diags.push(loc.at(&format!("{ptr}/patterns/{}", crate::config::tree::pointer_segment(name)), e.to_string()));
+                diags.push(loc.at(
+                    &format!(
+                        "{ptr}/patterns/{}",
+                        crate::config::tree::pointer_segment(name)
+                    ),
+                    e.to_string(),
+                ));
             }
         }
         let local = library.with_local(&own);
@@ -157,10 +182,17 @@ pub fn compile_loaded_with(loaded: LoadedConfig, mut timings: Timings, options: 
                     }
                     groks.insert((rule.name.clone(), i), compiled);
                 }
-                Err(e) => diags.push(loc.in_string(&gptr, e.offset.clone(), e.message.clone()).with_opt_hint(e.hint.clone())),
+                Err(e) => diags.push(
+                    loc.in_string(&gptr, e.offset.clone(), e.message.clone())
+                        .with_opt_hint(e.hint.clone()),
+                ),
             }
         }
-        for st in rule.statics.iter().chain(rule.grok.iter().flat_map(|g| g.statics.iter())) {
+        for st in rule
+            .statics
+            .iter()
+            .chain(rule.grok.iter().flat_map(|g| g.statics.iter()))
+        {
             if let Some((ns, name)) = static_target(st) {
                 fields.intern(ns, name);
             }
@@ -174,18 +206,29 @@ pub fn compile_loaded_with(loaded: LoadedConfig, mut timings: Timings, options: 
     let t = Instant::now();
     let mut stages: [Vec<CompiledParser>; 3] = Default::default();
     for (rule, loc, ptr) in &enabled_parsers {
-        if let Some(p) = compile_parser(rule, loc, ptr, &mut groks, &mut fields, &data, &mut diags) {
+        if let Some(p) = compile_parser(rule, loc, ptr, &mut groks, &mut fields, &data, &mut diags)
+        {
             stages[rule.stage as usize].push(p);
         }
     }
     if stages[Stage::Raw as usize].is_empty() && diags.is_empty() {
-        diags.push(cfg_loc.at("/collections", "no raw-stage parser is enabled, so no line can be parsed")
-            .with_hint("enable the `linux` collection, which decodes syslog and plain log lines"));
+        diags.push(
+            cfg_loc
+                .at(
+                    "/collections",
+                    "no raw-stage parser is enabled, so no line can be parsed",
+                )
+                .with_hint(
+                    "enable the `linux` collection, which decodes syslog and plain log lines",
+                ),
+        );
     }
 
     let mut scenarios = Vec::new();
     for name in &selection.scenarios {
-        let Some((rule, file, ptr)) = index.scenarios.get(name.as_str()) else { continue };
+        let Some((rule, file, ptr)) = index.scenarios.get(name.as_str()) else {
+            continue;
+        };
         let loc = Locator::new(&file.file, &file.tree);
         if let Some(s) = compile_scenario(rule, &loc, ptr, &mut fields, &data, &mut diags) {
             scenarios.push(s);
@@ -194,21 +237,28 @@ pub fn compile_loaded_with(loaded: LoadedConfig, mut timings: Timings, options: 
 
     let whitelist = compile_whitelist(&loaded.config, &cfg_loc, &mut fields, &data, &mut diags);
 
-    let (profile_src, profile_loc, profile_base): (&[Profile], Locator<'_>, String) = if loaded.config.profiles.is_empty() {
-        match index.default_profiles {
-            Some((file, profiles)) => (profiles, Locator::new(&file.file, &file.tree), "/profiles".into()),
-            None => (&[], cfg_loc.clone(), "/profiles".into()),
-        }
-    } else {
-        (&loaded.config.profiles, cfg_loc.clone(), "/profiles".into())
-    };
-    let profiles = compile_profiles(profile_src, &profile_loc, &profile_base, &mut fields, &data, &mut diags);
+    let (profile_src, profile_loc, profile_base): (&[Profile], Locator<'_>, String) =
+        if loaded.config.profiles.is_empty() {
+            match index.default_profiles {
+                Some((file, profiles)) => (
+                    profiles,
+                    Locator::new(&file.file, &file.tree),
+                    "/profiles".into(),
+                ),
+                None => (&[], cfg_loc.clone(), "/profiles".into()),
+            }
+        } else {
+            (&loaded.config.profiles, cfg_loc.clone(), "/profiles".into())
+        };
+    let profiles = compile_profiles(
+        profile_src,
+        &profile_loc,
+        &profile_base,
+        &mut fields,
+        &data,
+        &mut diags,
+    );
     timings.record("compile parsers, scenarios, profiles", t);
-
-    // Regex data lists used by enabled rules are compiled now, so their errors surface here.
-    let t = Instant::now();
-    data.compile_pending().into_iter().for_each(|e| diags.push(Diagnostic::global(e)));
-    timings.record("compile regex data lists", t);
 
     if !diags.is_empty() {
         return Err(diags);
@@ -226,14 +276,24 @@ pub fn compile_loaded_with(loaded: LoadedConfig, mut timings: Timings, options: 
         whitelist,
         collections: selection.collections,
     };
-    Ok(Compiled { ruleset: Arc::new(ruleset), timings })
+    Ok(Compiled {
+        ruleset: Arc::new(ruleset),
+        timings,
+    })
 }
 
 /// Every rule by name, with the file and JSON pointer it was defined at.
 struct RuleIndex<'a> {
     parsers: HashMap<&'a str, (&'a ParserRule, &'a rules::LoadedRuleFile, String)>,
     scenarios: HashMap<&'a str, (&'a ScenarioRule, &'a rules::LoadedRuleFile, String)>,
-    collections: HashMap<&'a str, (&'a crate::rules::model::Collection, &'a rules::LoadedRuleFile, String)>,
+    collections: HashMap<
+        &'a str,
+        (
+            &'a crate::rules::model::Collection,
+            &'a rules::LoadedRuleFile,
+            String,
+        ),
+    >,
     default_profiles: Option<(&'a rules::LoadedRuleFile, &'a [Profile])>,
 }
 
@@ -249,26 +309,33 @@ impl<'a> RuleIndex<'a> {
             let loc = Locator::new(&f.file, &f.tree);
             for (i, p) in f.rules.parsers.iter().enumerate() {
                 let ptr = format!("/parsers/{i}");
-                if let Some((_, other, _)) = idx.parsers.get(p.name.as_str()) {
-                    if other.file.name == f.file.name {
-                        diags.push(loc.at(&format!("{ptr}/name"), format!("parser `{}` is defined twice in this file", p.name)));
-                        continue;
-                    }
+                if let Some((_, other, _)) = idx.parsers.get(p.name.as_str())
+                    && other.file.name == f.file.name
+                {
+                    diags.push(loc.at(
+                        &format!("{ptr}/name"),
+                        format!("parser `{}` is defined twice in this file", p.name),
+                    ));
+                    continue;
                 }
                 idx.parsers.insert(&p.name, (p, f, ptr));
             }
             for (i, s) in f.rules.scenarios.iter().enumerate() {
                 let ptr = format!("/scenarios/{i}");
-                if let Some((_, other, _)) = idx.scenarios.get(s.name.as_str()) {
-                    if other.file.name == f.file.name {
-                        diags.push(loc.at(&format!("{ptr}/name"), format!("scenario `{}` is defined twice in this file", s.name)));
-                        continue;
-                    }
+                if let Some((_, other, _)) = idx.scenarios.get(s.name.as_str())
+                    && other.file.name == f.file.name
+                {
+                    diags.push(loc.at(
+                        &format!("{ptr}/name"),
+                        format!("scenario `{}` is defined twice in this file", s.name),
+                    ));
+                    continue;
                 }
                 idx.scenarios.insert(&s.name, (s, f, ptr));
             }
             for (i, c) in f.rules.collections.iter().enumerate() {
-                idx.collections.insert(&c.name, (c, f, format!("/collections/{i}")));
+                idx.collections
+                    .insert(&c.name, (c, f, format!("/collections/{i}")));
             }
             if !f.rules.profiles.is_empty() {
                 idx.default_profiles = Some((f, &f.rules.profiles));
@@ -279,8 +346,17 @@ impl<'a> RuleIndex<'a> {
 }
 
 /// Resolves the enabled collections (recursively) into parser and scenario names.
-fn select(cfg: &Config, index: &RuleIndex<'_>, loc: &Locator<'_>, diags: &mut Diagnostics) -> Selection {
-    let mut sel = Selection { parsers: BTreeSet::new(), scenarios: BTreeSet::new(), collections: Vec::new() };
+fn select(
+    cfg: &Config,
+    index: &RuleIndex<'_>,
+    loc: &Locator<'_>,
+    diags: &mut Diagnostics,
+) -> Selection {
+    let mut sel = Selection {
+        parsers: BTreeSet::new(),
+        scenarios: BTreeSet::new(),
+        collections: Vec::new(),
+    };
     let mut seen = HashSet::new();
     let mut stack: Vec<(String, Option<(Locator<'_>, String)>)> = Vec::new();
     for (i, name) in cfg.collections.iter().enumerate().rev() {
@@ -293,7 +369,12 @@ fn select(cfg: &Config, index: &RuleIndex<'_>, loc: &Locator<'_>, diags: &mut Di
         let Some((c, file, ptr)) = index.collections.get(name.as_str()) else {
             let hint = did_you_mean(&name, index.collections.keys().copied())
                 .map(|b| format!("did you mean `{b}`?"))
-                .unwrap_or_else(|| format!("known collections: {}", sorted(index.collections.keys().copied())));
+                .unwrap_or_else(|| {
+                    format!(
+                        "known collections: {}",
+                        sorted(index.collections.keys().copied())
+                    )
+                });
             let d = match &origin {
                 Some((l, p)) => l.at(p, format!("unknown collection `{name}`")),
                 None => Diagnostic::global(format!("unknown collection `{name}`")),
@@ -307,20 +388,40 @@ fn select(cfg: &Config, index: &RuleIndex<'_>, loc: &Locator<'_>, diags: &mut Di
             if index.parsers.contains_key(p.as_str()) {
                 sel.parsers.insert(p.clone());
             } else {
-                let hint = did_you_mean(p, index.parsers.keys().copied()).map(|b| format!("did you mean `{b}`?"));
-                diags.push(cloc.at(&list_ptr(&format!("{ptr}/parsers"), i, c.parsers.len()), format!("collection `{name}` names unknown parser `{p}`")).with_opt_hint(hint));
+                let hint = did_you_mean(p, index.parsers.keys().copied())
+                    .map(|b| format!("did you mean `{b}`?"));
+                diags.push(
+                    cloc.at(
+                        &list_ptr(&format!("{ptr}/parsers"), i, c.parsers.len()),
+                        format!("collection `{name}` names unknown parser `{p}`"),
+                    )
+                    .with_opt_hint(hint),
+                );
             }
         }
         for (i, s) in c.scenarios.iter().enumerate() {
             if index.scenarios.contains_key(s.as_str()) {
                 sel.scenarios.insert(s.clone());
             } else {
-                let hint = did_you_mean(s, index.scenarios.keys().copied()).map(|b| format!("did you mean `{b}`?"));
-                diags.push(cloc.at(&list_ptr(&format!("{ptr}/scenarios"), i, c.scenarios.len()), format!("collection `{name}` names unknown scenario `{s}`")).with_opt_hint(hint));
+                let hint = did_you_mean(s, index.scenarios.keys().copied())
+                    .map(|b| format!("did you mean `{b}`?"));
+                diags.push(
+                    cloc.at(
+                        &list_ptr(&format!("{ptr}/scenarios"), i, c.scenarios.len()),
+                        format!("collection `{name}` names unknown scenario `{s}`"),
+                    )
+                    .with_opt_hint(hint),
+                );
             }
         }
         for (i, sub) in c.collections.iter().enumerate().rev() {
-            stack.push((sub.clone(), Some((cloc.clone(), list_ptr(&format!("{ptr}/collections"), i, c.collections.len())))));
+            stack.push((
+                sub.clone(),
+                Some((
+                    cloc.clone(),
+                    list_ptr(&format!("{ptr}/collections"), i, c.collections.len()),
+                )),
+            ));
         }
     }
     sel
@@ -329,12 +430,19 @@ fn select(cfg: &Config, index: &RuleIndex<'_>, loc: &Locator<'_>, diags: &mut Di
 fn sorted<'a>(names: impl Iterator<Item = &'a str>) -> String {
     let mut v: Vec<&str> = names.collect();
     v.sort_unstable();
-    v.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The pointer of item `i` of a [`crate::config::types::List`] written either as one value or a list.
 fn list_ptr(base: &str, i: usize, len: usize) -> String {
-    if len == 1 { base.to_owned() } else { format!("{base}/{i}") }
+    if len == 1 {
+        base.to_owned()
+    } else {
+        format!("{base}/{i}")
+    }
 }
 
 fn collection_ptr(cfg: &Config, i: usize) -> String {
@@ -345,62 +453,124 @@ fn collection_ptr(cfg: &Config, i: usize) -> String {
 fn validate_config(cfg: &Config, loc: &Locator<'_>, diags: &mut Diagnostics) {
     for (i, a) in cfg.acquisitions.iter().enumerate() {
         let ptr = format!("/acquisitions/{i}");
-        let sources = usize::from(!a.files.is_empty()) + usize::from(!a.journald.is_empty()) + usize::from(a.syslog.is_some());
+        let sources = usize::from(!a.files.is_empty())
+            + usize::from(!a.journald.is_empty())
+            + usize::from(a.syslog.is_some());
         if sources != 1 {
-            diags.push(loc.at(&ptr, if sources == 0 { "this acquisition has no source" } else { "this acquisition has several sources" })
-                .with_hint("give exactly one of `files`, `journald` or `syslog`"));
+            diags.push(
+                loc.at(
+                    &ptr,
+                    if sources == 0 {
+                        "this acquisition has no source"
+                    } else {
+                        "this acquisition has several sources"
+                    },
+                )
+                .with_hint("give exactly one of `files`, `journald` or `syslog`"),
+            );
         }
         if a.log_type.trim().is_empty() {
-            diags.push(loc.at(&format!("{ptr}/type"), "the acquisition type is empty").with_hint("use `syslog` for syslog and journal lines, or the service name (`nginx`)"));
+            diags.push(
+                loc.at(&format!("{ptr}/type"), "the acquisition type is empty")
+                    .with_hint(
+                        "use `syslog` for syslog and journal lines, or the service name (`nginx`)",
+                    ),
+            );
         }
         for (j, m) in a.journald.iter().enumerate() {
             if !m.contains('=') {
-                diags.push(loc.at(&list_ptr(&format!("{ptr}/journald"), j, a.journald.len()), format!("`{m}` is not a journald match"))
-                    .with_hint("write FIELD=value, like `_SYSTEMD_UNIT=sshd.service`"));
+                diags.push(
+                    loc.at(
+                        &list_ptr(&format!("{ptr}/journald"), j, a.journald.len()),
+                        format!("`{m}` is not a journald match"),
+                    )
+                    .with_hint("write FIELD=value, like `_SYSTEMD_UNIT=sshd.service`"),
+                );
             }
         }
-        if let Some(s) = &a.syslog {
-            if s.listen.parse::<std::net::SocketAddr>().is_err() {
-                diags.push(loc.at(&format!("{ptr}/syslog/listen"), format!("`{}` is not an address:port", s.listen)).with_hint("for example 127.0.0.1:5514"));
-            }
+        if let Some(s) = &a.syslog
+            && s.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            diags.push(
+                loc.at(
+                    &format!("{ptr}/syslog/listen"),
+                    format!("`{}` is not an address:port", s.listen),
+                )
+                .with_hint("for example 127.0.0.1:5514"),
+            );
         }
     }
-    for (ptr, addr) in [("/lapi/listen", &cfg.lapi.listen), ("/metrics/listen", &cfg.metrics.listen)] {
+    for (ptr, addr) in [
+        ("/lapi/listen", &cfg.lapi.listen),
+        ("/metrics/listen", &cfg.metrics.listen),
+    ] {
         if addr.parse::<std::net::SocketAddr>().is_err() {
-            diags.push(loc.at(ptr, format!("`{addr}` is not an address:port")).with_hint("for example 127.0.0.1:8080 or [::1]:8080"));
+            diags.push(
+                loc.at(ptr, format!("`{addr}` is not an address:port"))
+                    .with_hint("for example 127.0.0.1:8080 or [::1]:8080"),
+            );
         }
     }
     let table = &cfg.enforcement.nftables.table;
-    if table.is_empty() || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') || table.len() > 64 {
-        diags.push(loc.at("/enforcement/nftables/table", format!("`{table}` is not a valid nftables table name")).with_hint("use letters, digits, `_` and `-`"));
+    if table.is_empty()
+        || !table
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        || table.len() > 64
+    {
+        diags.push(
+            loc.at(
+                "/enforcement/nftables/table",
+                format!("`{table}` is not a valid nftables table name"),
+            )
+            .with_hint("use letters, digits, `_` and `-`"),
+        );
     }
     let mut names = HashSet::new();
     for (i, p) in cfg.profiles.iter().enumerate() {
         if !names.insert(&p.name) {
-            diags.push(loc.at(&format!("/profiles/{i}/name"), format!("profile `{}` is defined twice", p.name)));
+            diags.push(loc.at(
+                &format!("/profiles/{i}/name"),
+                format!("profile `{}` is defined twice", p.name),
+            ));
         }
-        if let Some(e) = &p.escalation {
-            if !(e.factor >= 1.0 && e.factor <= 100.0) {
-                diags.push(loc.at(&format!("/profiles/{i}/escalation/factor"), "the escalation factor must be between 1 and 100"));
-            }
+        if let Some(e) = &p.escalation
+            && !(e.factor >= 1.0 && e.factor <= 100.0)
+        {
+            diags.push(loc.at(
+                &format!("/profiles/{i}/escalation/factor"),
+                "the escalation factor must be between 1 and 100",
+            ));
         }
     }
     let mut names = HashSet::new();
     for (i, b) in cfg.blocklists.iter().enumerate() {
         let ptr = format!("/blocklists/{i}");
         if !names.insert(&b.name) {
-            diags.push(loc.at(&format!("{ptr}/name"), format!("blocklist `{}` is defined twice", b.name)));
+            diags.push(loc.at(
+                &format!("{ptr}/name"),
+                format!("blocklist `{}` is defined twice", b.name),
+            ));
         }
         if b.url.is_some() == b.file.is_some() {
             diags.push(loc.at(&ptr, "a blocklist needs exactly one of `url` or `file`"));
         }
-        if let Some(u) = &b.url {
-            if !(u.starts_with("https://") || u.starts_with("http://")) {
-                diags.push(loc.at(&format!("{ptr}/url"), format!("`{u}` is not an http(s) URL")));
-            }
+        if let Some(u) = &b.url
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            diags.push(loc.at(
+                &format!("{ptr}/url"),
+                format!("`{u}` is not an http(s) URL"),
+            ));
         }
         if b.refresh.0 < std::time::Duration::from_secs(60) {
-            diags.push(loc.at(&format!("{ptr}/refresh"), "refreshing more often than every minute is abusive to list providers").with_hint("use at least \"1m\""));
+            diags.push(
+                loc.at(
+                    &format!("{ptr}/refresh"),
+                    "refreshing more often than every minute is abusive to list providers",
+                )
+                .with_hint("use at least \"1m\""),
+            );
         }
     }
 }
@@ -426,11 +596,18 @@ fn compile_expr(
     data: &DataLists,
     diags: &mut Diagnostics,
 ) -> Option<expr::Program> {
-    let mut env = CompileEnv { fields, data, roots };
+    let mut env = CompileEnv {
+        fields,
+        data,
+        roots,
+    };
     match expr::compile(src, &mut env, expect) {
         Ok(p) => Some(p),
         Err(e) => {
-            diags.push(loc.in_string(ptr, Some(e.span.clone()), e.message.clone()).with_opt_hint(e.hint.clone()));
+            diags.push(
+                loc.in_string(ptr, Some(e.span.clone()), e.message.clone())
+                    .with_opt_hint(e.hint.clone()),
+            );
             None
         }
     }
@@ -452,12 +629,22 @@ fn static_value(
             if t == "evt.Line.Raw" {
                 return Some(StaticValue::Line);
             }
-            if let Some((ns, name)) = plain_field_ref(t) {
-                if let Some(id) = fields.get(ns, name) {
-                    return Some(StaticValue::Copy(id));
-                }
+            if let Some((ns, name)) = plain_field_ref(t)
+                && let Some(id) = fields.get(ns, name)
+            {
+                return Some(StaticValue::Copy(id));
             }
-            compile_expr(e, Roots::EVT, None, loc, &format!("{ptr}/expression"), fields, data, diags).map(StaticValue::Expr)
+            compile_expr(
+                e,
+                Roots::EVT,
+                None,
+                loc,
+                &format!("{ptr}/expression"),
+                fields,
+                data,
+                diags,
+            )
+            .map(StaticValue::Expr)
         }
         _ => {
             diags.push(loc.at(ptr, "a static needs exactly one of `value` or `expression`"));
@@ -475,7 +662,8 @@ fn plain_field_ref(s: &str) -> Option<(Namespace, &str)> {
         let (ns, n) = rest.split_once('.')?;
         (Namespace::from_name(ns)?, n)
     };
-    (!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')).then_some((ns, name))
+    (!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .then_some((ns, name))
 }
 
 fn compile_statics(
@@ -490,7 +678,10 @@ fn compile_statics(
     for (i, st) in statics.iter().enumerate() {
         let ptr = list_ptr(base, i, statics.len());
         let Some((ns, name)) = static_target(st) else {
-            diags.push(loc.at(&ptr, "a static needs exactly one target: `meta`, `parsed` or `enriched`"));
+            diags.push(loc.at(
+                &ptr,
+                "a static needs exactly one target: `meta`, `parsed` or `enriched`",
+            ));
             continue;
         };
         let target = fields.intern(ns, name);
@@ -520,28 +711,73 @@ fn compile_parser(
     diags: &mut Diagnostics,
 ) -> Option<CompiledParser> {
     let before = diags.len();
-    let filter = rule
-        .filter
-        .as_ref()
-        .and_then(|f| compile_expr(f, Roots::EVT, Some(Type::Bool), loc, &format!("{ptr}/filter"), fields, data, diags));
+    let filter = rule.filter.as_ref().and_then(|f| {
+        compile_expr(
+            f,
+            Roots::EVT,
+            Some(Type::Bool),
+            loc,
+            &format!("{ptr}/filter"),
+            fields,
+            data,
+            diags,
+        )
+    });
     if rule.decoder.is_some() && !rule.grok.is_empty() {
-        diags.push(loc.at(&format!("{ptr}/decoder"), "a parser has either a `decoder` or `grok` patterns, not both"));
+        diags.push(loc.at(
+            &format!("{ptr}/decoder"),
+            "a parser has either a `decoder` or `grok` patterns, not both",
+        ));
     }
     if rule.decoder.is_some() && rule.stage != Stage::Raw {
-        diags.push(loc.at(&format!("{ptr}/decoder"), "decoders run in the `raw` stage").with_hint("set `stage raw`"));
+        diags.push(
+            loc.at(&format!("{ptr}/decoder"), "decoders run in the `raw` stage")
+                .with_hint("set `stage raw`"),
+        );
     }
     let default_target = match_target(&rule.apply_on, fields);
     let mut compiled_groks = Vec::new();
     for (i, g) in rule.grok.iter().enumerate() {
         let gptr = list_ptr(&format!("{ptr}/grok"), i, rule.grok.len());
-        let Some(grok) = groks.remove(&(rule.name.clone(), i)) else { continue };
-        let target = g.apply_on.as_deref().map_or(default_target, |a| match_target(a, fields));
-        let field_ids = grok.fields().iter().map(|f| fields.intern(Namespace::Parsed, f)).collect();
-        let statics = compile_statics(&g.statics, loc, &format!("{gptr}/statics"), fields, data, diags);
-        compiled_groks.push(CompiledGrok { grok, target, fields: field_ids, statics });
+        let Some(grok) = groks.remove(&(rule.name.clone(), i)) else {
+            continue;
+        };
+        let target = g
+            .apply_on
+            .as_deref()
+            .map_or(default_target, |a| match_target(a, fields));
+        let field_ids = grok
+            .fields()
+            .iter()
+            .map(|f| fields.intern(Namespace::Parsed, f))
+            .collect();
+        let statics = compile_statics(
+            &g.statics,
+            loc,
+            &format!("{gptr}/statics"),
+            fields,
+            data,
+            diags,
+        );
+        compiled_groks.push(CompiledGrok {
+            grok,
+            target,
+            fields: field_ids,
+            statics,
+        });
     }
-    let statics = compile_statics(&rule.statics, loc, &format!("{ptr}/statics"), fields, data, diags);
-    let time = rule.time.as_ref().map(|t| fields.intern(Namespace::Parsed, t));
+    let statics = compile_statics(
+        &rule.statics,
+        loc,
+        &format!("{ptr}/statics"),
+        fields,
+        data,
+        diags,
+    );
+    let time = rule
+        .time
+        .as_ref()
+        .map(|t| fields.intern(Namespace::Parsed, t));
     if diags.len() > before {
         return None;
     }
@@ -549,7 +785,11 @@ fn compile_parser(
         name: Arc::from(rule.name.as_str()),
         stage: rule.stage,
         types: rule.types.iter().map(|t| Box::from(t.as_str())).collect(),
-        programs: rule.programs.iter().map(|t| Box::from(t.as_str())).collect(),
+        programs: rule
+            .programs
+            .iter()
+            .map(|t| Box::from(t.as_str()))
+            .collect(),
         filter,
         decoder: rule.decoder,
         groks: compiled_groks,
@@ -570,43 +810,126 @@ fn compile_scenario(
 ) -> Option<CompiledScenario> {
     let before = diags.len();
     let p = |k: &str| format!("{ptr}/{k}");
-    let filter = compile_expr(&rule.filter, Roots::EVT, Some(Type::Bool), loc, &p("filter"), fields, data, diags);
-    let groupby = rule.groupby.as_ref().and_then(|g| compile_expr(g, Roots::EVT, Some(Type::Str), loc, &p("groupby"), fields, data, diags));
-    let distinct = rule.distinct.as_ref().and_then(|g| compile_expr(g, Roots::EVT, None, loc, &p("distinct"), fields, data, diags));
-    let condition = rule.condition.as_ref().and_then(|g| {
-        compile_expr(g, Roots::EVT | Roots::QUEUE, Some(Type::Bool), loc, &p("condition"), fields, data, diags)
+    let filter = compile_expr(
+        &rule.filter,
+        Roots::EVT,
+        Some(Type::Bool),
+        loc,
+        &p("filter"),
+        fields,
+        data,
+        diags,
+    );
+    let groupby = rule.groupby.as_ref().and_then(|g| {
+        compile_expr(
+            g,
+            Roots::EVT,
+            Some(Type::Str),
+            loc,
+            &p("groupby"),
+            fields,
+            data,
+            diags,
+        )
     });
-    let cancel_on = rule.cancel_on.as_ref().and_then(|g| compile_expr(g, Roots::EVT, Some(Type::Bool), loc, &p("cancel-on"), fields, data, diags));
-    let scope_expression = rule
-        .scope_expression
-        .as_ref()
-        .and_then(|g| compile_expr(g, Roots::EVT, Some(Type::Str), loc, &p("scope-expression"), fields, data, diags));
+    let distinct = rule.distinct.as_ref().and_then(|g| {
+        compile_expr(
+            g,
+            Roots::EVT,
+            None,
+            loc,
+            &p("distinct"),
+            fields,
+            data,
+            diags,
+        )
+    });
+    let condition = rule.condition.as_ref().and_then(|g| {
+        compile_expr(
+            g,
+            Roots::EVT | Roots::QUEUE,
+            Some(Type::Bool),
+            loc,
+            &p("condition"),
+            fields,
+            data,
+            diags,
+        )
+    });
+    let cancel_on = rule.cancel_on.as_ref().and_then(|g| {
+        compile_expr(
+            g,
+            Roots::EVT,
+            Some(Type::Bool),
+            loc,
+            &p("cancel-on"),
+            fields,
+            data,
+            diags,
+        )
+    });
+    let scope_expression = rule.scope_expression.as_ref().and_then(|g| {
+        compile_expr(
+            g,
+            Roots::EVT,
+            Some(Type::Str),
+            loc,
+            &p("scope-expression"),
+            fields,
+            data,
+            diags,
+        )
+    });
 
     let positive = |d: Option<crate::config::types::Duration>| d.is_some_and(|d| !d.0.is_zero());
     let capacity = match rule.kind {
         ScenarioKind::Leaky => {
             match rule.capacity {
                 Some(c) if c > 0 => {}
-                _ => diags.push(loc.at(&p(if rule.capacity.is_some() { "capacity" } else { "name" }), "a leaky scenario needs a capacity above 0")
-                    .with_hint("the bucket overflows on the capacity+1-th event: `capacity 5`")),
+                _ => diags.push(
+                    loc.at(
+                        &p(if rule.capacity.is_some() {
+                            "capacity"
+                        } else {
+                            "name"
+                        }),
+                        "a leaky scenario needs a capacity above 0",
+                    )
+                    .with_hint("the bucket overflows on the capacity+1-th event: `capacity 5`"),
+                ),
             }
             if !positive(rule.leakspeed) {
-                diags.push(loc.at(&p("name"), "a leaky scenario needs a `leakspeed`").with_hint("for example `leakspeed \"10s\"`"));
+                diags.push(
+                    loc.at(&p("name"), "a leaky scenario needs a `leakspeed`")
+                        .with_hint("for example `leakspeed \"10s\"`"),
+                );
             }
             rule.capacity.unwrap_or(1)
         }
         ScenarioKind::Trigger => {
             if rule.capacity.is_some_and(|c| c != 0) {
-                diags.push(loc.at(&p("capacity"), "a trigger scenario overflows on every event; it takes no capacity").with_hint("remove `capacity`, or use `type leaky`"));
+                diags.push(
+                    loc.at(
+                        &p("capacity"),
+                        "a trigger scenario overflows on every event; it takes no capacity",
+                    )
+                    .with_hint("remove `capacity`, or use `type leaky`"),
+                );
             }
             0
         }
         ScenarioKind::Counter => {
             if rule.capacity.is_some_and(|c| c != -1) {
-                diags.push(loc.at(&p("capacity"), "a counter scenario takes no capacity").with_hint("remove `capacity`"));
+                diags.push(
+                    loc.at(&p("capacity"), "a counter scenario takes no capacity")
+                        .with_hint("remove `capacity`"),
+                );
             }
             if !positive(rule.duration) {
-                diags.push(loc.at(&p("name"), "a counter scenario needs a `duration`").with_hint("for example `duration \"1h\"`"));
+                diags.push(
+                    loc.at(&p("name"), "a counter scenario needs a `duration`")
+                        .with_hint("for example `duration \"1h\"`"),
+                );
             }
             -1
         }
@@ -615,19 +938,31 @@ fn compile_scenario(
                 diags.push(loc.at(&p("name"), "a conditional scenario needs a `condition`"));
             }
             if !positive(rule.leakspeed) {
-                diags.push(loc.at(&p("name"), "a conditional scenario needs a `leakspeed` (how long its bucket lives)"));
+                diags.push(loc.at(
+                    &p("name"),
+                    "a conditional scenario needs a `leakspeed` (how long its bucket lives)",
+                ));
             }
             -1
         }
     };
     if rule.kind != ScenarioKind::Conditional && rule.condition.is_some() {
-        diags.push(loc.at(&p("condition"), "only conditional scenarios take a `condition`").with_hint("set `type conditional`"));
+        diags.push(
+            loc.at(
+                &p("condition"),
+                "only conditional scenarios take a `condition`",
+            )
+            .with_hint("set `type conditional`"),
+        );
     }
     if rule.kind != ScenarioKind::Counter && rule.duration.is_some() {
         diags.push(loc.at(&p("duration"), "only counter scenarios take a `duration`"));
     }
     if rule.scope == ScenarioScope::Ip && rule.scope_expression.is_some() {
-        diags.push(loc.at(&p("scope-expression"), "an `ip` scope takes no expression").with_hint("set `scope range`"));
+        diags.push(
+            loc.at(&p("scope-expression"), "an `ip` scope takes no expression")
+                .with_hint("set `scope range`"),
+        );
     }
     let mut remediation = false;
     let mut labels = Vec::new();
@@ -635,7 +970,10 @@ fn compile_scenario(
         if k == "remediation" {
             match v {
                 serde_json::Value::Bool(b) => remediation = *b,
-                _ => diags.push(loc.at(&format!("{ptr}/labels/remediation"), "`remediation` is #true or #false")),
+                _ => diags.push(loc.at(
+                    &format!("{ptr}/labels/remediation"),
+                    "`remediation` is #true or #false",
+                )),
             }
         }
         let text = match v {
@@ -670,8 +1008,15 @@ fn compile_scenario(
 
 /// Loopback, RFC 1918, CGNAT, link-local and unique-local ranges.
 pub const PRIVATE_RANGES: &[&str] = &[
-    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
-    "::1/128", "fc00::/7", "fe80::/10",
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+    "::1/128",
+    "fc00::/7",
+    "fe80::/10",
 ];
 
 fn compile_whitelist(
@@ -691,10 +1036,20 @@ fn compile_whitelist(
         }
     }
     let reason: Arc<str> = Arc::from("whitelists.cidrs");
-    wl.cidrs.extend(cfg.whitelists.cidrs.iter().map(|c| (*c, reason.clone())));
+    wl.cidrs
+        .extend(cfg.whitelists.cidrs.iter().map(|c| (*c, reason.clone())));
     let n = cfg.whitelists.expressions.len();
     for (i, e) in cfg.whitelists.expressions.iter().enumerate() {
-        if let Some(p) = compile_expr(e, Roots::EVT, Some(Type::Bool), loc, &list_ptr("/whitelists/expressions", i, n), fields, data, diags) {
+        if let Some(p) = compile_expr(
+            e,
+            Roots::EVT,
+            Some(Type::Bool),
+            loc,
+            &list_ptr("/whitelists/expressions", i, n),
+            fields,
+            data,
+            diags,
+        ) {
             wl.expressions.push(p);
         }
     }
@@ -717,11 +1072,23 @@ fn compile_profiles(
             .iter()
             .enumerate()
             .filter_map(|(j, f)| {
-                compile_expr(f, Roots::ALERT, Some(Type::Bool), loc, &list_ptr(&format!("{ptr}/filters"), j, p.filters.len()), fields, data, diags)
+                compile_expr(
+                    f,
+                    Roots::ALERT,
+                    Some(Type::Bool),
+                    loc,
+                    &list_ptr(&format!("{ptr}/filters"), j, p.filters.len()),
+                    fields,
+                    data,
+                    diags,
+                )
             })
             .collect();
         if p.decisions.is_empty() {
-            diags.push(loc.at(&ptr, format!("profile `{}` makes no decision", p.name)).with_hint("add `decisions type=ban duration=\"4h\"`"));
+            diags.push(
+                loc.at(&ptr, format!("profile `{}` makes no decision", p.name))
+                    .with_hint("add `decisions type=ban duration=\"4h\"`"),
+            );
         }
         out.push(CompiledProfile {
             name: Arc::from(p.name.as_str()),

@@ -179,7 +179,10 @@ pub struct CompiledWhitelist {
 impl CompiledWhitelist {
     /// The reason an address is whitelisted, if it is.
     pub fn covers(&self, ip: &std::net::IpAddr) -> Option<&Arc<str>> {
-        self.cidrs.iter().find(|(c, _)| c.contains(ip)).map(|(_, r)| r)
+        self.cidrs
+            .iter()
+            .find(|(c, _)| c.contains(ip))
+            .map(|(_, r)| r)
     }
 }
 

@@ -17,11 +17,19 @@ impl Ruleset {
     pub fn summary(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "configuration OK: {}", self.config_name);
-        let _ = writeln!(s, "collections ({}): {}", self.collections.len(), self.collections.join(", "));
+        let _ = writeln!(
+            s,
+            "collections ({}): {}",
+            self.collections.len(),
+            self.collections.join(", ")
+        );
         let total: usize = self.stages.iter().map(Vec::len).sum();
         let _ = writeln!(s, "parsers ({total}):");
         for stage in Stage::ALL {
-            let names: Vec<&str> = self.stages[stage as usize].iter().map(|p| &*p.name).collect();
+            let names: Vec<&str> = self.stages[stage as usize]
+                .iter()
+                .map(|p| &*p.name)
+                .collect();
             let _ = writeln!(s, "  {:<7} {}", stage.as_str(), names.join(", "));
         }
         let _ = writeln!(s, "scenarios ({}):", self.scenarios.len());
@@ -33,8 +41,15 @@ impl Ruleset {
                 (_, Some(l), _) => format!("lifetime {l}"),
                 _ => String::new(),
             };
-            let bh = sc.blackhole.map(|b| format!(", blackhole {b}")).unwrap_or_default();
-            let rem = if sc.remediation { "" } else { ", no remediation" };
+            let bh = sc
+                .blackhole
+                .map(|b| format!(", blackhole {b}"))
+                .unwrap_or_default();
+            let rem = if sc.remediation {
+                ""
+            } else {
+                ", no remediation"
+            };
             let _ = writeln!(s, "  {:<32} {kind:<11} {shape}{bh}{rem}", sc.name);
         }
         let _ = writeln!(s, "profiles ({}):", self.profiles.len());
@@ -42,7 +57,16 @@ impl Ruleset {
             let ds: Vec<String> = p
                 .decisions
                 .iter()
-                .map(|d| format!("{} {}{}", d.decision_type, d.duration, d.scope.map(|s| format!(" {s:?}").to_lowercase()).unwrap_or_default()))
+                .map(|d| {
+                    format!(
+                        "{} {}{}",
+                        d.decision_type,
+                        d.duration,
+                        d.scope
+                            .map(|s| format!(" {s:?}").to_lowercase())
+                            .unwrap_or_default()
+                    )
+                })
                 .collect();
             let esc = p
                 .escalation
@@ -66,24 +90,64 @@ impl Ruleset {
         }
         let wl = &self.whitelist;
         let cidrs: Vec<String> = wl.cidrs.iter().map(|(c, _)| c.to_string()).collect();
-        let _ = writeln!(s, "whitelists: {} ranges ({}), {} expressions", cidrs.len(), cidrs.join(" "), wl.expressions.len());
+        let _ = writeln!(
+            s,
+            "whitelists: {} ranges ({}), {} expressions",
+            cidrs.len(),
+            cidrs.join(" "),
+            wl.expressions.len()
+        );
         let e = &self.config.enforcement;
-        let hooks: Vec<String> = e.nftables.hooks.iter().map(|h| format!("{h:?}").to_lowercase()).collect();
+        let hooks: Vec<String> = e
+            .nftables
+            .hooks
+            .iter()
+            .map(|h| format!("{h:?}").to_lowercase())
+            .collect();
         let _ = writeln!(
             s,
             "enforcement: {}nftables table inet {}, hooks {}, priority {}, {:?}{}",
-            if !e.enable { "disabled; " } else if e.dry_run { "dry-run; " } else { "" },
+            if !e.enable {
+                "disabled; "
+            } else if e.dry_run {
+                "dry-run; "
+            } else {
+                ""
+            },
             e.nftables.table,
             hooks.join("+"),
             e.nftables.priority,
             e.nftables.action,
-            if e.admin_cidrs.is_empty() { String::new() } else { format!(", {} admin ranges protected", e.admin_cidrs.len()) }
+            if e.admin_cidrs.is_empty() {
+                String::new()
+            } else {
+                format!(", {} admin ranges protected", e.admin_cidrs.len())
+            }
         );
         let l = &self.config.lapi;
-        let _ = writeln!(s, "local api: {}", if l.enable { format!("{}{}", l.listen, if l.tls.is_some() { " (tls)" } else { "" }) } else { "disabled".into() });
+        let _ = writeln!(
+            s,
+            "local api: {}",
+            if l.enable {
+                format!(
+                    "{}{}",
+                    l.listen,
+                    if l.tls.is_some() { " (tls)" } else { "" }
+                )
+            } else {
+                "disabled".into()
+            }
+        );
         let _ = writeln!(s, "blocklists: {}", self.config.blocklists.len());
-        let _ = writeln!(s, "metrics: {}", if self.config.metrics.enable { self.config.metrics.listen.clone() } else { "disabled".into() });
+        let _ = writeln!(
+            s,
+            "metrics: {}",
+            if self.config.metrics.enable {
+                self.config.metrics.listen.clone()
+            } else {
+                "disabled".into()
+            }
+        );
         s
     }
 }
-

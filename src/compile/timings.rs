@@ -18,7 +18,11 @@ impl Timings {
 
     /// The total of every step except the overall ones.
     pub fn total(&self) -> Duration {
-        self.steps.iter().filter(|(s, _)| !s.starts_with("total")).map(|(_, d)| *d).sum()
+        self.steps
+            .iter()
+            .filter(|(s, _)| !s.starts_with("total"))
+            .map(|(_, d)| *d)
+            .sum()
     }
 }
 
@@ -30,6 +34,11 @@ impl fmt::Display for Timings {
                 writeln!(f, "  {step:<40} {:>9.3} ms", d.as_secs_f64() * 1e3)?;
             }
         }
-        writeln!(f, "  {:<40} {:>9.3} ms", "total", self.total().as_secs_f64() * 1e3)
+        writeln!(
+            f,
+            "  {:<40} {:>9.3} ms",
+            "total",
+            self.total().as_secs_f64() * 1e3
+        )
     }
 }

@@ -49,10 +49,7 @@ impl de::Error for DeError {
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
         DeError {
-            message: format!(
-                "unknown value `{variant}`, expected {}",
-                one_of(expected)
-            ),
+            message: format!("unknown value `{variant}`, expected {}", one_of(expected)),
             span: None,
             pointer: None,
             unknown: Some((variant.to_owned(), expected.to_vec())),
@@ -70,7 +67,11 @@ fn one_of(names: &[&str]) -> String {
         [one] => format!("`{one}`"),
         _ => format!(
             "one of {}",
-            names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+            names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -79,7 +80,11 @@ impl DeError {
     fn at(mut self, span: Span, pointer: &str) -> Self {
         if self.span.is_none() {
             self.span = Some(span);
-            self.pointer = Some(if pointer.is_empty() { "/".into() } else { pointer.into() });
+            self.pointer = Some(if pointer.is_empty() {
+                "/".into()
+            } else {
+                pointer.into()
+            });
         }
         self
     }
@@ -87,7 +92,10 @@ impl DeError {
 
 /// Deserializes a value of type `T` from a tree.
 pub fn from_node<T: de::DeserializeOwned>(node: &Node) -> Result<T, DeError> {
-    T::deserialize(NodeDe { node, pointer: String::new() })
+    T::deserialize(NodeDe {
+        node,
+        pointer: String::new(),
+    })
 }
 
 /// A deserializer for one node.
@@ -142,7 +150,12 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
         // Turn serde's "invalid type: X, expected Y" into our wording with the real value.
         let r = r.map_err(|e| {
             if e.span.is_none() && e.message.starts_with("invalid type:") {
-                let expected = e.message.split(", expected ").nth(1).unwrap_or("another type").to_owned();
+                let expected = e
+                    .message
+                    .split(", expected ")
+                    .nth(1)
+                    .unwrap_or("another type")
+                    .to_owned();
                 self.invalid(&expected.as_str())
             } else {
                 e
@@ -158,7 +171,11 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
         }
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         visitor.visit_newtype_struct(self)
     }
 
@@ -187,13 +204,22 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
         deserialize_identifier deserialize_ignored_any
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _: &'static str, v: V) -> Result<V::Value, DeError> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        v: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_any(v)
     }
     fn deserialize_tuple<V: Visitor<'de>>(self, _: usize, v: V) -> Result<V::Value, DeError> {
         self.deserialize_any(v)
     }
-    fn deserialize_tuple_struct<V: Visitor<'de>>(self, _: &'static str, _: usize, v: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: usize,
+        v: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_any(v)
     }
     fn deserialize_struct<V: Visitor<'de>>(
@@ -206,7 +232,11 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
             Value::Object(_) => self.deserialize_any(v),
             // `dry-run` with no value is `true`, but `enforcement` with no block is an empty block.
             Value::Bool(true) if self.node.span.end > self.node.span.start => {
-                let r = v.visit_map(Map { entries: [].iter(), pending: None, pointer: self.pointer.clone() });
+                let r = v.visit_map(Map {
+                    entries: [].iter(),
+                    pending: None,
+                    pointer: self.pointer.clone(),
+                });
                 self.wrap(r)
             }
             _ => {
@@ -224,15 +254,21 @@ struct Seq<'a> {
 
 impl<'de> SeqAccess<'de> for Seq<'de> {
     type Error = DeError;
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
             None => Ok(None),
             Some((i, node)) => {
                 let pointer = format!("{}/{i}", self.pointer);
                 // Errors raised after the node returned (a value's own validation) get its span.
-                seed.deserialize(NodeDe { node, pointer: pointer.clone() })
-                    .map(Some)
-                    .map_err(|e| e.at(node.span, &pointer))
+                seed.deserialize(NodeDe {
+                    node,
+                    pointer: pointer.clone(),
+                })
+                .map(Some)
+                .map_err(|e| e.at(node.span, &pointer))
             }
         }
     }
@@ -249,8 +285,13 @@ struct Map<'a> {
 
 impl<'de> MapAccess<'de> for Map<'de> {
     type Error = DeError;
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
-        let Some(entry) = self.entries.next() else { return Ok(None) };
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
+        let Some(entry) = self.entries.next() else {
+            return Ok(None);
+        };
         self.pending = Some(entry);
         let ptr = format!("{}/{}", self.pointer, pointer_segment(&entry.key));
         seed.deserialize(entry.key.as_str().into_deserializer())
@@ -262,8 +303,11 @@ impl<'de> MapAccess<'de> for Map<'de> {
             return Err(de::Error::custom("value requested before key"));
         };
         let pointer = format!("{}/{}", self.pointer, pointer_segment(&entry.key));
-        seed.deserialize(NodeDe { node: &entry.value, pointer: pointer.clone() })
-            .map_err(|e| e.at(entry.value.span, &pointer))
+        seed.deserialize(NodeDe {
+            node: &entry.value,
+            pointer: pointer.clone(),
+        })
+        .map_err(|e| e.at(entry.value.span, &pointer))
     }
 }
 
@@ -275,12 +319,21 @@ struct Enum<'a> {
 impl<'de> de::EnumAccess<'de> for Enum<'de> {
     type Error = DeError;
     type Variant = NodeDe<'de>;
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, NodeDe<'de>), DeError> {
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, NodeDe<'de>), DeError> {
         let ptr = format!("{}/{}", self.pointer, pointer_segment(&self.entry.key));
         let v = seed
             .deserialize(self.entry.key.as_str().into_deserializer())
             .map_err(|e: DeError| e.at(self.entry.key_span, &ptr))?;
-        Ok((v, NodeDe { node: &self.entry.value, pointer: ptr }))
+        Ok((
+            v,
+            NodeDe {
+                node: &self.entry.value,
+                pointer: ptr,
+            },
+        ))
     }
 }
 
@@ -295,7 +348,11 @@ impl<'de> de::VariantAccess<'de> for NodeDe<'de> {
     fn tuple_variant<V: Visitor<'de>>(self, _: usize, v: V) -> Result<V::Value, DeError> {
         de::Deserializer::deserialize_any(self, v)
     }
-    fn struct_variant<V: Visitor<'de>>(self, _: &'static [&'static str], v: V) -> Result<V::Value, DeError> {
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, DeError> {
         de::Deserializer::deserialize_any(self, v)
     }
 }

@@ -19,22 +19,29 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
         allow_non_finite_numbers: false,
         allow_extended_string_escapes: false,
     };
-    let parsed = jsonc_parser::parse_to_ast(&file.text, &Default::default(), &options).map_err(|e| {
-        let r = e.range();
-        Diagnostics::from(Diagnostic::new(
-            file,
-            Span::new(r.start, r.end.max(r.start + 1)),
-            format!("JSON syntax: {}", e.kind()),
-        ))
-    })?;
+    let parsed =
+        jsonc_parser::parse_to_ast(&file.text, &Default::default(), &options).map_err(|e| {
+            let r = e.range();
+            Diagnostics::from(Diagnostic::new(
+                file,
+                Span::new(r.start, r.end.max(r.start + 1)),
+                format!("JSON syntax: {}", e.kind()),
+            ))
+        })?;
     let Some(value) = parsed.value else {
-        return Err(Diagnostic::new(file, Span::new(0, 1), "empty JSON document")
-            .with_hint("a configuration is a JSON object: {}")
-            .into());
+        return Err(
+            Diagnostic::new(file, Span::new(0, 1), "empty JSON document")
+                .with_hint("a configuration is a JSON object: {}")
+                .into(),
+        );
     };
     let mut diags = Diagnostics::default();
     let node = convert(file, &value, &mut diags);
-    if diags.is_empty() { Ok(node) } else { Err(diags) }
+    if diags.is_empty() {
+        Ok(node)
+    } else {
+        Err(diags)
+    }
 }
 
 fn span(r: jsonc_parser::common::Range) -> Span {
@@ -58,7 +65,9 @@ fn convert(file: &Arc<SourceFile>, v: &ast::Value<'_>, diags: &mut Diagnostics) 
         }
         ast::Value::BooleanLit(b) => Value::Bool(b.value),
         ast::Value::NullKeyword(_) => Value::Null,
-        ast::Value::Array(a) => Value::Array(a.elements.iter().map(|e| convert(file, e, diags)).collect()),
+        ast::Value::Array(a) => {
+            Value::Array(a.elements.iter().map(|e| convert(file, e, diags)).collect())
+        }
         ast::Value::Object(o) => {
             let mut entries: Vec<Entry> = Vec::with_capacity(o.properties.len());
             for p in &o.properties {
@@ -67,10 +76,18 @@ fn convert(file: &Arc<SourceFile>, v: &ast::Value<'_>, diags: &mut Diagnostics) 
                     ast::ObjectPropName::Word(w) => (w.value.to_owned(), span(w.range)),
                 };
                 if entries.iter().any(|e| e.key == key) {
-                    diags.push(Diagnostic::new(file, key_span, format!("`{key}` is given twice")));
+                    diags.push(Diagnostic::new(
+                        file,
+                        key_span,
+                        format!("`{key}` is given twice"),
+                    ));
                     continue;
                 }
-                entries.push(Entry { key, key_span, value: convert(file, &p.value, diags) });
+                entries.push(Entry {
+                    key,
+                    key_span,
+                    value: convert(file, &p.value, diags),
+                });
             }
             Value::Object(entries)
         }

@@ -25,25 +25,34 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
                 let start = d.span.offset();
                 let mut span = Span::new(start, start + d.span.len().max(1));
                 // The parser sometimes blames the whole document; find the likely culprit.
-                let multi_line = file.text.get(span.start..span.end.min(file.text.len())).is_some_and(|t| t.trim_end().contains('\n'));
+                let multi_line = file
+                    .text
+                    .get(span.start..span.end.min(file.text.len()))
+                    .is_some_and(|t| t.trim_end().contains('\n'));
                 let mut digit_word = false;
-                if multi_line {
-                    if let Some(found) = find_unquoted_digit_word(&file.text) {
-                        span = found;
-                        digit_word = true;
-                    }
+                if multi_line && let Some(found) = find_unquoted_digit_word(&file.text) {
+                    span = found;
+                    digit_word = true;
                 }
                 let message = d
                     .message
                     .clone()
                     .unwrap_or_else(|| "invalid KDL syntax".to_owned());
                 let mut diag = Diagnostic::new(file, span, format!("KDL syntax: {message}"));
-                let hint = if digit_word { kdl2_hint(file, span) } else { kdl2_hint(file, span).or_else(|| d.help.clone()) };
+                let hint = if digit_word {
+                    kdl2_hint(file, span)
+                } else {
+                    kdl2_hint(file, span).or_else(|| d.help.clone())
+                };
                 diag.hint = hint;
                 diags.push(diag);
             }
             if diags.is_empty() {
-                diags.push(Diagnostic::new(file, Span::new(0, 1), "invalid KDL document"));
+                diags.push(Diagnostic::new(
+                    file,
+                    Span::new(0, 1),
+                    "invalid KDL document",
+                ));
             }
             return Err(diags);
         }
@@ -51,7 +60,11 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
     let mut diags = Diagnostics::default();
     let span = Span::new(0, file.text.len());
     let node = block(file, &doc, span, &mut diags);
-    if diags.is_empty() { Ok(node) } else { Err(diags) }
+    if diags.is_empty() {
+        Ok(node)
+    } else {
+        Err(diags)
+    }
 }
 
 /// Finds a bare word starting with a digit and followed by letters (`4h`, `10s`) outside
@@ -95,7 +108,10 @@ fn find_unquoted_digit_word(text: &str) -> Option<Span> {
                     i += 1;
                 }
                 let word = &text[start..i];
-                if word.bytes().any(|c| c.is_ascii_alphabetic()) && !word.starts_with("0x") && !word.contains('e') {
+                if word.bytes().any(|c| c.is_ascii_alphabetic())
+                    && !word.starts_with("0x")
+                    && !word.contains('e')
+                {
                     return Some(Span::new(start, i));
                 }
                 continue;
@@ -116,7 +132,9 @@ fn kdl2_hint(file: &SourceFile, span: Span) -> Option<String> {
         }
     }
     if rest.starts_with(|c: char| c.is_ascii_digit()) {
-        return Some("values starting with a digit, like durations (`10s`), must be quoted: \"10s\"".into());
+        return Some(
+            "values starting with a digit, like durations (`10s`), must be quoted: \"10s\"".into(),
+        );
     }
     None
 }
@@ -135,20 +153,27 @@ fn block(file: &Arc<SourceFile>, doc: &KdlDocument, span: Span, diags: &mut Diag
     let nodes = doc.nodes();
     let dashes = nodes.iter().filter(|n| n.name().value() == "-").count();
     if dashes > 0 {
-        if dashes != nodes.len() {
-            if let Some(n) = nodes.iter().find(|n| n.name().value() != "-") {
-                diags.push(
-                    Diagnostic::new(file, ident_span(n), "a block mixes `-` list items with named keys")
-                        .with_hint("write either only `-` items (a list) or only named keys (a block)"),
-                );
-            }
+        if dashes != nodes.len()
+            && let Some(n) = nodes.iter().find(|n| n.name().value() != "-")
+        {
+            diags.push(
+                Diagnostic::new(
+                    file,
+                    ident_span(n),
+                    "a block mixes `-` list items with named keys",
+                )
+                .with_hint("write either only `-` items (a list) or only named keys (a block)"),
+            );
         }
         let items = nodes
             .iter()
             .filter(|n| n.name().value() == "-")
             .map(|n| node_value(file, n, diags))
             .collect();
-        return Node { value: Value::Array(items), span };
+        return Node {
+            value: Value::Array(items),
+            span,
+        };
     }
     let mut entries: Vec<Entry> = Vec::with_capacity(nodes.len());
     for n in nodes {
@@ -165,23 +190,37 @@ fn block(file: &Arc<SourceFile>, doc: &KdlDocument, span: Span, diags: &mut Diag
             continue;
         }
         let value = node_value(file, n, diags);
-        entries.push(Entry { key, key_span, value });
+        entries.push(Entry {
+            key,
+            key_span,
+            value,
+        });
     }
-    Node { value: Value::Object(entries), span }
+    Node {
+        value: Value::Object(entries),
+        span,
+    }
 }
 
 fn scalar(file: &Arc<SourceFile>, e: &KdlEntry, diags: &mut Diagnostics) -> Node {
     let mut span = entry_span(e);
     // A property's span covers `key=value`; point at the value.
-    if e.name().is_some() {
-        if let Some(eq) = file.text.get(span.start..span.end).and_then(|t| t.find('=')) {
-            span.start += eq + 1;
-        }
+    if e.name().is_some()
+        && let Some(eq) = file
+            .text
+            .get(span.start..span.end)
+            .and_then(|t| t.find('='))
+    {
+        span.start += eq + 1;
     }
     if let Some(ty) = e.ty() {
         diags.push(
-            Diagnostic::new(file, span, format!("type annotation `({})` is not used by garrison", ty.value()))
-                .with_hint("remove the annotation; the schema gives every value its type"),
+            Diagnostic::new(
+                file,
+                span,
+                format!("type annotation `({})` is not used by garrison", ty.value()),
+            )
+            .with_hint("remove the annotation; the schema gives every value its type"),
         );
     }
     let value = match e.value() {
@@ -204,8 +243,12 @@ fn node_value(file: &Arc<SourceFile>, n: &KdlNode, diags: &mut Diagnostics) -> N
     let name_span = ident_span(n);
     if let Some(ty) = n.ty() {
         diags.push(
-            Diagnostic::new(file, name_span, format!("type annotation `({})` is not used by garrison", ty.value()))
-                .with_hint("remove the annotation"),
+            Diagnostic::new(
+                file,
+                name_span,
+                format!("type annotation `({})` is not used by garrison", ty.value()),
+            )
+            .with_hint("remove the annotation"),
         );
     }
     let args: Vec<&KdlEntry> = n.entries().iter().filter(|e| e.name().is_none()).collect();
@@ -214,12 +257,18 @@ fn node_value(file: &Arc<SourceFile>, n: &KdlNode, diags: &mut Diagnostics) -> N
 
     if props.is_empty() && children.is_none() {
         return match args.as_slice() {
-            [] => Node { value: Value::Bool(true), span: name_span },
+            [] => Node {
+                value: Value::Bool(true),
+                span: name_span,
+            },
             [one] => scalar(file, one, diags),
             many => {
                 let span = entry_span(many[0]).join(entry_span(many[many.len() - 1]));
                 let items = many.iter().map(|e| scalar(file, e, diags)).collect();
-                Node { value: Value::Array(items), span }
+                Node {
+                    value: Value::Array(items),
+                    span,
+                }
             }
         };
     }
@@ -228,17 +277,29 @@ fn node_value(file: &Arc<SourceFile>, n: &KdlNode, diags: &mut Diagnostics) -> N
     let mut node = match children {
         Some(doc) => {
             let s = n.span();
-            block(file, doc, Span::new(s.offset(), s.offset() + s.len()), diags)
+            block(
+                file,
+                doc,
+                Span::new(s.offset(), s.offset() + s.len()),
+                diags,
+            )
         }
-        None => Node { value: Value::Object(Vec::new()), span: name_span },
+        None => Node {
+            value: Value::Object(Vec::new()),
+            span: name_span,
+        },
     };
     node.span = name_span;
     let Value::Object(entries) = &mut node.value else {
         // `-` items: a list. Properties or an argument beside a list have no place to go.
         if let Some(e) = args.first().or(props.first()) {
             diags.push(
-                Diagnostic::new(file, entry_span(e), "a list block (`-` items) takes no arguments or properties")
-                    .with_hint("move this value into the items"),
+                Diagnostic::new(
+                    file,
+                    entry_span(e),
+                    "a list block (`-` items) takes no arguments or properties",
+                )
+                .with_hint("move this value into the items"),
             );
         }
         return node;
@@ -252,8 +313,12 @@ fn node_value(file: &Arc<SourceFile>, n: &KdlNode, diags: &mut Diagnostics) -> N
             value: scalar(file, one, diags),
         }),
         [_, second, ..] => diags.push(
-            Diagnostic::new(file, entry_span(second), "a node with a block or properties takes at most one argument (its name)")
-                .with_hint("give the other values as properties (`key=value`) or as children"),
+            Diagnostic::new(
+                file,
+                entry_span(second),
+                "a node with a block or properties takes at most one argument (its name)",
+            )
+            .with_hint("give the other values as properties (`key=value`) or as children"),
         ),
     }
     for p in props {

@@ -40,7 +40,12 @@ impl LoadedConfig {
 }
 
 /// A diagnostic pointing at the value a JSON pointer names in a tree.
-pub fn diag_at(file: &Arc<SourceFile>, tree: &Node, pointer: &str, message: impl Into<String>) -> Diagnostic {
+pub fn diag_at(
+    file: &Arc<SourceFile>,
+    tree: &Node,
+    pointer: &str,
+    message: impl Into<String>,
+) -> Diagnostic {
     let span = tree
         .pointer(pointer)
         .map_or(Span::new(0, 1), |(node, _)| node.span);
@@ -54,9 +59,17 @@ pub fn read_source(path: &Path) -> Result<Arc<SourceFile>, Diagnostic> {
         Diagnostic::global(format!("cannot read {name}: {e}"))
             .with_hint("check the path given with --config")
     })?;
-    let text = String::from_utf8(bytes)
-        .map_err(|e| Diagnostic::global(format!("{name} is not UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to())))?;
-    Ok(SourceFile::new(name.clone(), text, Format::from_path(&name)))
+    let text = String::from_utf8(bytes).map_err(|e| {
+        Diagnostic::global(format!(
+            "{name} is not UTF-8 (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    Ok(SourceFile::new(
+        name.clone(),
+        text,
+        Format::from_path(&name),
+    ))
 }
 
 /// Parses a source file into the format-neutral tree.
@@ -68,7 +81,10 @@ pub fn parse_tree(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
 }
 
 /// Deserializes a typed value from a tree, turning serde errors into located diagnostics.
-pub fn decode<T: serde::de::DeserializeOwned>(file: &Arc<SourceFile>, tree: &Node) -> Result<T, Diagnostic> {
+pub fn decode<T: serde::de::DeserializeOwned>(
+    file: &Arc<SourceFile>,
+    tree: &Node,
+) -> Result<T, Diagnostic> {
     de::from_node(tree).map_err(|e| {
         let span = e.span.unwrap_or(Span::new(0, 1));
         let mut d = Diagnostic::new(file, span, e.message.clone());
@@ -82,7 +98,11 @@ pub fn decode<T: serde::de::DeserializeOwned>(file: &Arc<SourceFile>, tree: &Nod
                 None if e.message.contains("expected one of") => return d,
                 None => format!(
                     "expected one of {}",
-                    expected.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                    expected
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             });
         }

@@ -37,7 +37,13 @@ impl fmt::Display for Duration {
             return f.write_str("0s");
         }
         let mut rest = ms;
-        for (unit, len) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)] {
+        for (unit, len) in [
+            ("d", 86_400_000u128),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1000),
+            ("ms", 1),
+        ] {
             if rest >= len {
                 write!(f, "{}{unit}", rest / len)?;
                 rest %= len;
@@ -139,13 +145,16 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for List<T> {
                 T::deserialize(MapAccessDeserializer::new(a)).map(|t| List(vec![t]))
             }
             fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<List<T>, E> {
-                T::deserialize(serde::de::value::StrDeserializer::<E>::new(s)).map(|t| List(vec![t]))
+                T::deserialize(serde::de::value::StrDeserializer::<E>::new(s))
+                    .map(|t| List(vec![t]))
             }
             fn visit_i64<E: serde::de::Error>(self, i: i64) -> Result<List<T>, E> {
-                T::deserialize(serde::de::value::I64Deserializer::<E>::new(i)).map(|t| List(vec![t]))
+                T::deserialize(serde::de::value::I64Deserializer::<E>::new(i))
+                    .map(|t| List(vec![t]))
             }
             fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<List<T>, E> {
-                T::deserialize(serde::de::value::BoolDeserializer::<E>::new(b)).map(|t| List(vec![t]))
+                T::deserialize(serde::de::value::BoolDeserializer::<E>::new(b))
+                    .map(|t| List(vec![t]))
             }
         }
         d.deserialize_any(V(std::marker::PhantomData))

@@ -91,7 +91,11 @@ impl Detector {
             ruleset,
             states: (0..n).map(|_| ScenarioState::default()).collect(),
             enabled: vec![true; n],
-            stats: DetectStats { pours: vec![0; n], overflows: vec![0; n], blackholed: vec![0; n] },
+            stats: DetectStats {
+                pours: vec![0; n],
+                overflows: vec![0; n],
+                blackholed: vec![0; n],
+            },
         }
     }
 
@@ -174,17 +178,28 @@ impl Detector {
                 let ip = event.get(self.ruleset.well_known.source_ip);
                 (!ip.is_empty()).then(|| ip.to_owned())
             }
-            Some(g) => g.eval_string(&self.ctx(Some(event), None)).map(|c| c.into_owned()),
+            Some(g) => g
+                .eval_string(&self.ctx(Some(event), None))
+                .map(|c| c.into_owned()),
         }
     }
 
-    fn pour_one(&mut self, i: usize, sc: &CompiledScenario, event: &Event, now: Timestamp) -> Option<Alert> {
+    fn pour_one(
+        &mut self,
+        i: usize,
+        sc: &CompiledScenario,
+        event: &Event,
+        now: Timestamp,
+    ) -> Option<Alert> {
         let key = self.key(sc, event)?;
-        let distinct = sc
-            .distinct
+        let distinct = sc.distinct.as_ref().and_then(|d| {
+            d.eval_string(&self.ctx(Some(event), None))
+                .map(|c| c.into_owned())
+        });
+        let cancel = sc
+            .cancel_on
             .as_ref()
-            .and_then(|d| d.eval_string(&self.ctx(Some(event), None)).map(|c| c.into_owned()));
-        let cancel = sc.cancel_on.as_ref().is_some_and(|c| c.eval_bool(&self.ctx(Some(event), None)));
+            .is_some_and(|c| c.eval_bool(&self.ctx(Some(event), None)));
         let lifetime = bucket_lifetime(sc);
         let queue_limit = queue_limit(sc);
         let state = &mut self.states[i];
@@ -194,7 +209,8 @@ impl Detector {
         let mut counter_alert = None;
         if let Some(b) = state.buckets.get(key.as_str()) {
             let expired = lifetime.is_some_and(|l| add(b.last_at, l) < now);
-            let counter_due = sc.kind == ScenarioKind::Counter && sc.duration.is_some_and(|d| add(b.first_at, d.0) <= now);
+            let counter_due = sc.kind == ScenarioKind::Counter
+                && sc.duration.is_some_and(|d| add(b.first_at, d.0) <= now);
             if counter_due {
                 if let Some(b) = state.buckets.remove(key.as_str()) {
                     let at = sc.duration.map_or(now, |d| add(b.first_at, d.0));
@@ -234,7 +250,10 @@ impl Detector {
             ScenarioKind::Counter => false,
             ScenarioKind::Leaky => {
                 let per_token = sc.leakspeed.map_or(1.0, |l| l.as_secs_f64().max(1e-9));
-                let elapsed = now.duration_since(bucket.last_refill).as_secs_f64().max(0.0);
+                let elapsed = now
+                    .duration_since(bucket.last_refill)
+                    .as_secs_f64()
+                    .max(0.0);
                 bucket.tokens = (bucket.tokens + elapsed / per_token).min(sc.capacity as f64);
                 bucket.last_refill = now;
                 if bucket.tokens >= 1.0 {
@@ -265,13 +284,20 @@ impl Detector {
         self.overflow(i, sc, &key, bucket, now)
     }
 
-    fn overflow(&mut self, i: usize, sc: &CompiledScenario, key: &str, bucket: Bucket, at: Timestamp) -> Option<Alert> {
+    fn overflow(
+        &mut self,
+        i: usize,
+        sc: &CompiledScenario,
+        key: &str,
+        bucket: Bucket,
+        at: Timestamp,
+    ) -> Option<Alert> {
         let state = &mut self.states[i];
-        if let Some(until) = state.blackhole_until.get(key) {
-            if at < *until {
-                self.stats.blackholed[i] += 1;
-                return None;
-            }
+        if let Some(until) = state.blackhole_until.get(key)
+            && at < *until
+        {
+            self.stats.blackholed[i] += 1;
+            return None;
         }
         if let Some(bh) = sc.blackhole {
             state.blackhole_until.insert(Box::from(key), add(at, bh.0));
@@ -311,9 +337,13 @@ impl Detector {
         let ruleset = self.ruleset.clone();
         for (i, sc) in ruleset.scenarios.iter().enumerate() {
             if let Some(l) = bucket_lifetime(sc) {
-                self.states[i].buckets.retain(|_, b| add(b.last_at, l) >= now);
+                self.states[i]
+                    .buckets
+                    .retain(|_, b| add(b.last_at, l) >= now);
             }
-            self.states[i].blackhole_until.retain(|_, until| *until > now);
+            self.states[i]
+                .blackhole_until
+                .retain(|_, until| *until > now);
         }
     }
 
@@ -334,7 +364,9 @@ fn add(t: Timestamp, d: std::time::Duration) -> Timestamp {
 /// conditional, none for triggers (they never hold state) and counters (their deadline rules).
 fn bucket_lifetime(sc: &CompiledScenario) -> Option<std::time::Duration> {
     match sc.kind {
-        ScenarioKind::Leaky => sc.leakspeed.map(|l| l.0 * u32::try_from(sc.capacity + 1).unwrap_or(u32::MAX)),
+        ScenarioKind::Leaky => sc
+            .leakspeed
+            .map(|l| l.0 * u32::try_from(sc.capacity + 1).unwrap_or(u32::MAX)),
         ScenarioKind::Conditional => sc.leakspeed.map(|l| l.0),
         ScenarioKind::Trigger | ScenarioKind::Counter => None,
     }
@@ -342,12 +374,21 @@ fn bucket_lifetime(sc: &CompiledScenario) -> Option<std::time::Duration> {
 
 /// Events kept for the alert: CrowdSec keeps capacity (or cache-size) + 1.
 fn queue_limit(sc: &CompiledScenario) -> usize {
-    let cap = if sc.capacity > 0 { sc.capacity as usize } else { DEFAULT_QUEUE_LIMIT };
-    let cap = sc.cache_size.map_or(cap, |c| (c as usize).min(cap));
-    cap
+    let cap = if sc.capacity > 0 {
+        sc.capacity as usize
+    } else {
+        DEFAULT_QUEUE_LIMIT
+    };
+
+    sc.cache_size.map_or(cap, |c| (c as usize).min(cap))
 }
 
-fn build_alert(rs: &Ruleset, sc: &CompiledScenario, bucket: Bucket, at: Timestamp) -> Option<Alert> {
+fn build_alert(
+    rs: &Ruleset,
+    sc: &CompiledScenario,
+    bucket: Bucket,
+    at: Timestamp,
+) -> Option<Alert> {
     let last = bucket.queue.back()?;
     let (scope, value) = match sc.scope {
         ScenarioScope::Ip => {
@@ -357,7 +398,14 @@ fn build_alert(rs: &Ruleset, sc: &CompiledScenario, bucket: Bucket, at: Timestam
         ScenarioScope::Range => {
             let v = match &sc.scope_expression {
                 Some(e) => e
-                    .eval_string(&EvalCtx { event: Some(last), alert: None, queue: None, data: &rs.data, decisions: None, writes: Default::default() })
+                    .eval_string(&EvalCtx {
+                        event: Some(last),
+                        alert: None,
+                        queue: None,
+                        data: &rs.data,
+                        decisions: None,
+                        writes: Default::default(),
+                    })
                     .map(|c| c.into_owned())
                     .unwrap_or_default(),
                 None => last.get(rs.well_known.source_range).to_owned(),
@@ -385,7 +433,11 @@ fn build_alert(rs: &Ruleset, sc: &CompiledScenario, bucket: Bucket, at: Timestam
         stop_at: at,
         remediation: sc.remediation,
         events: bucket.queue.into_iter().collect(),
-        labels: sc.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        labels: sc
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         message,
     })
 }

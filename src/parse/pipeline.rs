@@ -2,7 +2,9 @@
 
 use super::normalize_ip;
 use super::timefmt::{TimeContext, format_rfc3339, parse_timestamp_with_offset};
-use crate::compile::{CompiledGrok, CompiledParser, CompiledStatic, MatchTarget, Ruleset, StaticValue};
+use crate::compile::{
+    CompiledGrok, CompiledParser, CompiledStatic, MatchTarget, Ruleset, StaticValue,
+};
 use crate::event::{Event, FieldId, FieldValue, Timestamp};
 use crate::expr::EvalCtx;
 use crate::rules::model::{Decoder, ParserOnSuccess, Stage};
@@ -56,7 +58,13 @@ impl Pipeline {
                 grok_index.push(idx);
             }
         }
-        Pipeline { ruleset, time, no_whitelist: false, locs, grok_index }
+        Pipeline {
+            ruleset,
+            time,
+            no_whitelist: false,
+            locs,
+            grok_index,
+        }
     }
 
     /// The ruleset.
@@ -66,7 +74,12 @@ impl Pipeline {
 
     /// Parses `event` (already holding its line, time and labels) through every stage.
     /// `trace`, when given, records each parser tried.
-    pub fn parse(&mut self, event: &mut Event, log_type: &Arc<str>, mut trace: Option<&mut Vec<TraceStep>>) -> Outcome {
+    pub fn parse(
+        &mut self,
+        event: &mut Event,
+        log_type: &Arc<str>,
+        mut trace: Option<&mut Vec<TraceStep>>,
+    ) -> Outcome {
         let rs = self.ruleset.clone();
         let wk = rs.well_known;
         event.set(wk.label_type, FieldValue::Static(log_type.clone()));
@@ -83,7 +96,11 @@ impl Pipeline {
                 }
                 let ok = self.run_parser(p, this, event, log_type);
                 if let Some(t) = trace.as_deref_mut() {
-                    t.push(TraceStep { stage, parser: p.name.clone(), success: ok });
+                    t.push(TraceStep {
+                        stage,
+                        parser: p.name.clone(),
+                        success: ok,
+                    });
                 }
                 if ok {
                     any = true;
@@ -99,15 +116,22 @@ impl Pipeline {
         if self.no_whitelist {
             return Outcome::Parsed;
         }
-        if let Some(ip) = normalize_ip(event.get(wk.source_ip)) {
-            if let Some(reason) = rs.whitelist.covers(&ip) {
-                event.whitelisted = true;
-                event.whitelist_reason = Some(reason.clone());
-                return Outcome::Whitelisted(reason.clone());
-            }
+        if let Some(ip) = normalize_ip(event.get(wk.source_ip))
+            && let Some(reason) = rs.whitelist.covers(&ip)
+        {
+            event.whitelisted = true;
+            event.whitelist_reason = Some(reason.clone());
+            return Outcome::Whitelisted(reason.clone());
         }
         if !rs.whitelist.expressions.is_empty() {
-            let ctx = EvalCtx { event: Some(event), alert: None, queue: None, data: &rs.data, decisions: None, writes: Default::default() };
+            let ctx = EvalCtx {
+                event: Some(event),
+                alert: None,
+                queue: None,
+                data: &rs.data,
+                decisions: None,
+                writes: Default::default(),
+            };
             if rs.whitelist.expressions.iter().any(|e| e.eval_bool(&ctx)) {
                 let reason: Arc<str> = Arc::from("whitelists.expressions");
                 event.whitelisted = true;
@@ -118,10 +142,23 @@ impl Pipeline {
         Outcome::Parsed
     }
 
-    fn run_parser(&mut self, p: &CompiledParser, index: usize, event: &mut Event, log_type: &Arc<str>) -> bool {
+    fn run_parser(
+        &mut self,
+        p: &CompiledParser,
+        index: usize,
+        event: &mut Event,
+        log_type: &Arc<str>,
+    ) -> bool {
         let rs = &self.ruleset;
         if let Some(f) = &p.filter {
-            let ctx = EvalCtx { event: Some(event), alert: None, queue: None, data: &rs.data, decisions: None, writes: Default::default() };
+            let ctx = EvalCtx {
+                event: Some(event),
+                alert: None,
+                queue: None,
+                data: &rs.data,
+                decisions: None,
+                writes: Default::default(),
+            };
             if !f.eval_bool(&ctx) {
                 return false;
             }
@@ -135,7 +172,10 @@ impl Pipeline {
             }
             Some(Decoder::Plain) => {
                 let len = event.line.len() as u32;
-                event.set(rs.well_known.message, FieldValue::Line { start: 0, end: len });
+                event.set(
+                    rs.well_known.message,
+                    FieldValue::Line { start: 0, end: len },
+                );
                 event.set(rs.well_known.program, FieldValue::Static(log_type.clone()));
                 None
             }
@@ -173,7 +213,10 @@ impl Pipeline {
         if let Some((ts, offset)) = parse_timestamp_with_offset(text, &self.time) {
             event.time = ts;
             event.has_line_time = true;
-            event.set_owned(self.ruleset.well_known.meta_timestamp, format_rfc3339(ts, offset));
+            event.set_owned(
+                self.ruleset.well_known.meta_timestamp,
+                format_rfc3339(ts, offset),
+            );
         }
     }
 }
@@ -195,12 +238,14 @@ fn applies(p: &CompiledParser, event: &Event, log_type: &str, program: FieldId) 
 fn range_in(whole: &str, part: &str) -> Option<(u32, u32)> {
     let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
     let end = start.checked_add(part.len())?;
-    (end <= whole.len()).then(|| (start as u32, end as u32))
+    (end <= whole.len()).then_some((start as u32, end as u32))
 }
 
 fn decode_syslog(event: &mut Event, rs: &Ruleset) -> bool {
     let wk = rs.well_known;
-    let Some(h) = super::syslog::parse_syslog(&event.line) else { return false };
+    let Some(h) = super::syslog::parse_syslog(&event.line) else {
+        return false;
+    };
     let mut sets: [(FieldId, Option<(u32, u32)>); 6] = [
         (wk.timestamp, range_in(&event.line, h.timestamp)),
         (wk.program, range_in(&event.line, h.program)),
@@ -221,7 +266,10 @@ fn run_grok(g: &CompiledGrok, event: &mut Event, locs: &mut regex::CaptureLocati
     let (base, haystack): (u32, &str) = match g.target {
         MatchTarget::Line => (0, event.line.as_str()),
         MatchTarget::Field(id) => match event.fields.get(usize::from(id.0)) {
-            Some(FieldValue::Line { start, end }) => (*start, event.line.get(*start as usize..*end as usize).unwrap_or("")),
+            Some(FieldValue::Line { start, end }) => (
+                *start,
+                event.line.get(*start as usize..*end as usize).unwrap_or(""),
+            ),
             Some(FieldValue::Unset) | None => return false,
             Some(_) => (u32::MAX, event.get(id)),
         },
@@ -274,9 +322,19 @@ fn apply_statics(statics: &[CompiledStatic], event: &mut Event, rs: &Ruleset) {
                 Some(FieldValue::Unset) | None => continue,
                 Some(v) => v.clone(),
             },
-            StaticValue::Line => FieldValue::Line { start: 0, end: event.line.len() as u32 },
+            StaticValue::Line => FieldValue::Line {
+                start: 0,
+                end: event.line.len() as u32,
+            },
             StaticValue::Expr(p) => {
-                let ctx = EvalCtx { event: Some(event), alert: None, queue: None, data: &rs.data, decisions: None, writes: Default::default() };
+                let ctx = EvalCtx {
+                    event: Some(event),
+                    alert: None,
+                    queue: None,
+                    data: &rs.data,
+                    decisions: None,
+                    writes: Default::default(),
+                };
                 match p.eval_string(&ctx) {
                     Some(s) if !s.is_empty() => FieldValue::Owned(s.into_owned()),
                     _ => continue,

@@ -84,25 +84,47 @@ pub fn load(extra_dirs: &[String]) -> Result<LoadedRules, Diagnostics> {
     shipped.sort_by_key(|f| load_order(&f.path().to_string_lossy()));
     for f in shipped {
         let path = f.path().to_string_lossy().into_owned();
-        let Some(text) = f.contents_utf8() else { continue };
+        let Some(text) = f.contents_utf8() else {
+            continue;
+        };
         if path.ends_with(".kdl") {
-            push_file(&mut out, &mut diags, format!("rules/{path}"), text.to_owned());
+            push_file(
+                &mut out,
+                &mut diags,
+                format!("rules/{path}"),
+                text.to_owned(),
+            );
         } else if is_data(&path) {
-            let name = f.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            out.data.push(DataSource { kind: data_kind(&name), name, text: text.to_owned(), origin: format!("rules/{path}") });
+            let name = f
+                .path()
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.data.push(DataSource {
+                kind: data_kind(&name),
+                name,
+                text: text.to_owned(),
+                origin: format!("rules/{path}"),
+            });
         }
     }
 
     for dir in extra_dirs {
         let mut paths = Vec::new();
         if let Err(e) = walk(Path::new(dir), &mut paths) {
-            diags.push(Diagnostic::global(format!("cannot read rule directory {dir}: {e}")).with_hint("check `rule-dirs` in the configuration"));
+            diags.push(
+                Diagnostic::global(format!("cannot read rule directory {dir}: {e}"))
+                    .with_hint("check `rule-dirs` in the configuration"),
+            );
             continue;
         }
         paths.sort();
         for p in paths {
             let display = p.display().to_string();
-            let rel = p.strip_prefix(dir).map(|r| r.to_string_lossy().into_owned()).unwrap_or_default();
+            let rel = p
+                .strip_prefix(dir)
+                .map(|r| r.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let text = match std::fs::read_to_string(&p) {
                 Ok(t) => t,
                 Err(e) => {
@@ -113,12 +135,24 @@ pub fn load(extra_dirs: &[String]) -> Result<LoadedRules, Diagnostics> {
             if display.ends_with(".kdl") {
                 push_file(&mut out, &mut diags, display, text);
             } else if is_data(&rel) {
-                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                out.data.push(DataSource { kind: data_kind(&name), name, text, origin: display });
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                out.data.push(DataSource {
+                    kind: data_kind(&name),
+                    name,
+                    text,
+                    origin: display,
+                });
             }
         }
     }
-    if diags.is_empty() { Ok(out) } else { Err(diags) }
+    if diags.is_empty() {
+        Ok(out)
+    } else {
+        Err(diags)
+    }
 }
 
 fn collect_embedded<'a>(dir: &'a Dir<'a>, out: &mut Vec<&'a include_dir::File<'a>>) {

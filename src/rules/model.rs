@@ -33,7 +33,9 @@ pub struct RuleFile {
 
 /// A parser stage. Every event goes through the stages in order; it must succeed in
 /// `raw` and `parse` to go on (`enrich` parsers are optional).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Stage {
     /// Envelopes: syslog headers, container log wrappers, JSON lines.
