@@ -14,7 +14,7 @@ use std::sync::Arc;
 static SHIPPED: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/rules");
 
 /// One decoded rule file.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LoadedRuleFile {
     /// The source, for diagnostics.
     pub file: Arc<SourceFile>,
@@ -25,7 +25,7 @@ pub struct LoadedRuleFile {
 }
 
 /// A data list's text, before it is compiled.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct DataSource {
     /// The name rules use (the file name: `backdoors.txt`).
     pub name: String,
@@ -38,7 +38,7 @@ pub struct DataSource {
 }
 
 /// Every rule file and data list.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct LoadedRules {
     /// Rule files in load order: shipped first (patterns before the rest), then `rule-dirs`.
     pub files: Vec<LoadedRuleFile>,
@@ -74,8 +74,16 @@ fn is_data(path: &str) -> bool {
     path.split('/').any(|seg| seg == "data") && (path.ends_with(".txt") || path.ends_with(".json"))
 }
 
-/// Loads the shipped rules, then every `*.kdl` and data file under `extra_dirs`.
-pub fn load(extra_dirs: &[String]) -> Result<LoadedRules, Diagnostics> {
+/// The shipped rules, decoded once per process: they are immutable, so a reload or a second
+/// compilation only decodes the configuration and its `rule-dirs`.
+fn shipped() -> &'static Result<LoadedRules, Diagnostics> {
+    static SHIPPED_RULES: std::sync::OnceLock<Result<LoadedRules, Diagnostics>> =
+        std::sync::OnceLock::new();
+    SHIPPED_RULES.get_or_init(load_shipped)
+}
+
+/// Decodes the embedded rules (uncached; see [`load`]).
+pub fn load_shipped() -> Result<LoadedRules, Diagnostics> {
     let mut out = LoadedRules::default();
     let mut diags = Diagnostics::default();
 
@@ -109,6 +117,25 @@ pub fn load(extra_dirs: &[String]) -> Result<LoadedRules, Diagnostics> {
         }
     }
 
+    if diags.is_empty() {
+        Ok(out)
+    } else {
+        Err(diags)
+    }
+}
+
+/// The shipped rules (decoded once per process) followed by every `*.kdl` and data file
+/// under `extra_dirs`.
+pub fn load(extra_dirs: &[String]) -> Result<Arc<LoadedRules>, Diagnostics> {
+    static SHIPPED_ONLY: std::sync::OnceLock<Arc<LoadedRules>> = std::sync::OnceLock::new();
+    let shipped = shipped().as_ref().map_err(Clone::clone)?;
+    if extra_dirs.is_empty() {
+        return Ok(SHIPPED_ONLY
+            .get_or_init(|| Arc::new(shipped.clone()))
+            .clone());
+    }
+    let mut out = shipped.clone();
+    let mut diags = Diagnostics::default();
     for dir in extra_dirs {
         let mut paths = Vec::new();
         if let Err(e) = walk(Path::new(dir), &mut paths) {
@@ -149,7 +176,7 @@ pub fn load(extra_dirs: &[String]) -> Result<LoadedRules, Diagnostics> {
         }
     }
     if diags.is_empty() {
-        Ok(out)
+        Ok(Arc::new(out))
     } else {
         Err(diags)
     }
