@@ -99,7 +99,6 @@
               rust-analyzer
               nix
               nftables
-              sqlite
               nixfmt-tree
             ];
           };
