@@ -1,0 +1,67 @@
+# Example values of the module's options (services.garrison.*, without `enable`), as plain
+# data. Used by the offline test (tests/nix_module.rs: rendered with nix/render.nix, then
+# `garrison check`) and by the flake's `checks` (rendered by the real NixOS module).
+{
+  # The smallest useful setup: ban SSH brute forcers seen in the journal.
+  sshd-only = {
+    acquisitions.sshd.enable = true;
+  };
+
+  # A web server: nginx logs, a bouncer on another host, a third-party blocklist.
+  web-bouncer-blocklist = {
+    acquisitions.sshd.enable = true;
+    acquisitions.nginx = {
+      enable = true;
+      files = [ "/var/log/nginx/*access.log" ];
+      journalMatches = [ "_SYSTEMD_UNIT=nginx.service" ];
+    };
+    lapi.listen = "0.0.0.0:8080";
+    bouncers = {
+      firewall.keyFile = "/run/secrets/garrison-firewall-bouncer";
+      edge-router.keyFile = "/run/secrets/garrison-edge-router";
+    };
+    blocklists.firehol-level1 = {
+      url = "https://iplists.firehol.org/files/firehol_level1.netset";
+      duration = "24h";
+      refresh = "12h";
+    };
+    settings = {
+      daemon.log-format = "json";
+      metrics.listen = "127.0.0.1:6061";
+      profiles = [
+        {
+          name = "ip-ban";
+          filters = "Alert.Remediation == true && Alert.GetScope() == 'Ip'";
+          decisions = {
+            type = "ban";
+            duration = "4h";
+          };
+          escalation = {
+            factor = 2.0;
+            max = "7d";
+          };
+        }
+      ];
+    };
+  };
+
+  # IPv6: whitelisted IPv6 ranges, the Local API on IPv6 loopback, a router's forward hook.
+  ipv6-whitelist = {
+    acquisitions.sshd.enable = true;
+    whitelist = [
+      "2001:db8:42::/48"
+      "2001:db8:1::2"
+      "192.0.2.7"
+    ];
+    lapi.listen = "[::1]:8080";
+    settings = {
+      whitelists.private-ranges = false;
+      whitelists.cidrs = [ "fd00:1234::/32" ];
+      enforcement.nftables.hooks = [
+        "input"
+        "forward"
+      ];
+      enforcement.admin-cidrs = [ "2001:db8:ffff::/48" ];
+    };
+  };
+}
