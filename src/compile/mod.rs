@@ -158,7 +158,8 @@ pub fn compile_loaded_with(
         .filter_map(|name| index.parsers.get(name.as_str()))
         .map(|(rule, file, ptr)| (*rule, Locator::new(&file.file, &file.tree), ptr.clone()))
         .collect();
-    let mut groks: HashMap<(String, usize), grok::Grok> = HashMap::new();
+    // Each parser's own patterns layer over the shared library.
+    let mut owns: Vec<PatternLibrary> = Vec::with_capacity(enabled_parsers.len());
     for (rule, loc, ptr) in &enabled_parsers {
         let mut own = PatternLibrary::new();
         for (name, pattern) in &rule.patterns {
@@ -172,22 +173,66 @@ pub fn compile_loaded_with(
                 ));
             }
         }
-        let local = library.with_local(&own);
-        for (i, g) in rule.grok.iter().enumerate() {
-            let gptr = format!("{ptr}/grok/{i}/pattern");
-            match grok::compile(&g.pattern, &local) {
-                Ok(compiled) => {
-                    for f in compiled.fields() {
-                        fields.intern(Namespace::Parsed, f);
-                    }
-                    groks.insert((rule.name.clone(), i), compiled);
+        owns.push(own);
+    }
+    // Building the regexes is most of the compile time: spread it over the cores.
+    let jobs: Vec<(usize, usize)> = enabled_parsers
+        .iter()
+        .enumerate()
+        .flat_map(|(p, (rule, _, _))| (0..rule.grok.len()).map(move |g| (p, g)))
+        .collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    let mut results: Vec<((usize, usize), Result<grok::Grok, grok::GrokError>)> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (jobs, owns, library, enabled) = (&jobs, &owns, &library, &enabled_parsers);
+                    scope.spawn(move || {
+                        jobs.iter()
+                            .skip(t)
+                            .step_by(threads)
+                            .map(|&(p, g)| {
+                                let local = library.with_local(&owns[p]);
+                                (
+                                    (p, g),
+                                    grok::compile(&enabled[p].0.grok.0[g].pattern, &local),
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+    results.sort_by_key(|(k, _)| *k);
+    let mut groks: HashMap<(String, usize), grok::Grok> = HashMap::new();
+    for ((p, i), result) in results {
+        let (rule, loc, ptr) = &enabled_parsers[p];
+        match result {
+            Ok(compiled) => {
+                for f in compiled.fields() {
+                    fields.intern(Namespace::Parsed, f);
                 }
-                Err(e) => diags.push(
+                groks.insert((rule.name.clone(), i), compiled);
+            }
+            Err(e) => {
+                let gptr = format!(
+                    "{}/pattern",
+                    list_ptr(&format!("{ptr}/grok"), i, rule.grok.len())
+                );
+                diags.push(
                     loc.in_string(&gptr, e.offset.clone(), e.message.clone())
                         .with_opt_hint(e.hint.clone()),
-                ),
+                );
             }
         }
+    }
+    for (rule, _, _) in &enabled_parsers {
         for st in rule
             .statics
             .iter()

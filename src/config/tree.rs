@@ -5,7 +5,7 @@
 //! validations, and errors that point at `file:line:col` in whichever file the user wrote.
 
 /// A byte range in a source file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Span {
     /// First byte.
     pub start: usize,
@@ -26,7 +26,7 @@ impl Span {
 }
 
 /// A value with the span of the text it came from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
 pub struct Node {
     /// The value.
     pub value: Value,
@@ -35,7 +35,7 @@ pub struct Node {
 }
 
 /// One key of an object with the span of the key itself.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
 pub struct Entry {
     /// The key.
     pub key: String,
@@ -46,7 +46,7 @@ pub struct Entry {
 }
 
 /// The data model shared by KDL and JSON.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
 pub enum Value {
     /// `#null` / `null`.
     Null,

@@ -59,9 +59,29 @@ fn load_order(path: &str) -> (u8, String) {
     (u8::from(!path.starts_with("patterns/")), path.to_owned())
 }
 
-fn push_file(out: &mut LoadedRules, diags: &mut Diagnostics, name: String, text: String) {
+/// The shipped rules' trees, decoded from KDL by `build.rs` (path relative to `rules/` →
+/// tree, or null when the file failed to parse and must be reported at run time).
+static PREPARSED: &str = include_str!(concat!(env!("OUT_DIR"), "/shipped_rules.json"));
+
+#[derive(serde::Deserialize)]
+struct Preparsed {
+    path: String,
+    tree: Option<Node>,
+}
+
+fn push_file(
+    out: &mut LoadedRules,
+    diags: &mut Diagnostics,
+    name: String,
+    text: String,
+    tree: Option<Node>,
+) {
     let file = SourceFile::new(name, text, Format::Kdl);
-    match crate::config::parse_tree(&file) {
+    let tree = match tree {
+        Some(t) => Ok(t),
+        None => crate::config::parse_tree(&file),
+    };
+    match tree {
         Ok(tree) => match crate::config::decode::<model::RuleFile>(&file, &tree) {
             Ok(rules) => out.files.push(LoadedRuleFile { file, tree, rules }),
             Err(d) => diags.push(d),
@@ -87,6 +107,12 @@ pub fn load_shipped() -> Result<LoadedRules, Diagnostics> {
     let mut out = LoadedRules::default();
     let mut diags = Diagnostics::default();
 
+    let mut preparsed: std::collections::HashMap<String, Option<Node>> =
+        serde_json::from_str::<Vec<Preparsed>>(PREPARSED)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| (p.path, p.tree))
+            .collect();
     let mut shipped: Vec<&include_dir::File<'static>> = Vec::new();
     collect_embedded(&SHIPPED, &mut shipped);
     shipped.sort_by_key(|f| load_order(&f.path().to_string_lossy()));
@@ -96,11 +122,13 @@ pub fn load_shipped() -> Result<LoadedRules, Diagnostics> {
             continue;
         };
         if path.ends_with(".kdl") {
+            let tree = preparsed.remove(&path).flatten();
             push_file(
                 &mut out,
                 &mut diags,
                 format!("rules/{path}"),
                 text.to_owned(),
+                tree,
             );
         } else if is_data(&path) {
             let name = f
@@ -160,7 +188,7 @@ pub fn load(extra_dirs: &[String]) -> Result<Arc<LoadedRules>, Diagnostics> {
                 }
             };
             if display.ends_with(".kdl") {
-                push_file(&mut out, &mut diags, display, text);
+                push_file(&mut out, &mut diags, display, text, None);
             } else if is_data(&rel) {
                 let name = p
                     .file_name()
