@@ -93,7 +93,21 @@ pub fn compile_loaded_with(
     let cfg_loc = Locator::new(&loaded.file, &loaded.tree);
 
     let t = Instant::now();
-    let rules = rules::load(&loaded.config.rule_dirs.0)?;
+    // Relative rule directories are relative to the configuration file, not to wherever
+    // the daemon happens to be started from.
+    let base = Path::new(&loaded.file.name)
+        .parent()
+        .filter(|_| loaded.file.name != config::DEFAULT_CONFIG_NAME);
+    let rule_dirs: Vec<String> = loaded
+        .config
+        .rule_dirs
+        .iter()
+        .map(|d| match base {
+            Some(b) if Path::new(d).is_relative() => b.join(d).display().to_string(),
+            _ => d.clone(),
+        })
+        .collect();
+    let rules = rules::load(&rule_dirs)?;
     timings.record("load rule files", t);
 
     validate_config(&loaded.config, &cfg_loc, &mut diags);
@@ -102,6 +116,15 @@ pub fn compile_loaded_with(
     let t = Instant::now();
     let index = RuleIndex::build(&rules, &mut diags);
     let mut selection = select(&loaded.config, &index, &cfg_loc, &mut diags);
+    // Local rules are written to be used: enable every parser and scenario of rule-dirs.
+    for f in rules.files.iter().filter(|f| !f.shipped) {
+        selection
+            .parsers
+            .extend(f.rules.parsers.iter().map(|p| p.name.clone()));
+        selection
+            .scenarios
+            .extend(f.rules.scenarios.iter().map(|s| s.name.clone()));
+    }
     if options.all_rules {
         selection
             .parsers

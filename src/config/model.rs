@@ -24,8 +24,9 @@ pub struct Config {
     /// `base-http-scenarios`, ...). A collection enables its parsers and scenarios.
     #[serde(default)]
     pub collections: List<String>,
-    /// Extra directories of rule files (`*.kdl`), loaded after the shipped rules; a rule with
-    /// the same name as a shipped one replaces it.
+    /// Extra directories of rule files (`*.kdl`, and data lists under `data/`), loaded after
+    /// the shipped rules. Their parsers and scenarios are always enabled; a rule with the same
+    /// name as a shipped one replaces it. Relative paths are relative to this file.
     #[serde(default)]
     pub rule_dirs: List<String>,
     /// Sources that must never be banned.

@@ -22,6 +22,9 @@ pub struct LoadedRuleFile {
     pub tree: Node,
     /// The rules.
     pub rules: model::RuleFile,
+    /// Shipped with garrison (else from the configuration's `rule-dirs`, whose parsers and
+    /// scenarios are always enabled).
+    pub shipped: bool,
 }
 
 /// A data list's text, before it is compiled.
@@ -75,6 +78,7 @@ fn push_file(
     name: String,
     text: String,
     tree: Option<Node>,
+    shipped: bool,
 ) {
     let file = SourceFile::new(name, text, Format::Kdl);
     let tree = match tree {
@@ -83,7 +87,12 @@ fn push_file(
     };
     match tree {
         Ok(tree) => match crate::config::decode::<model::RuleFile>(&file, &tree) {
-            Ok(rules) => out.files.push(LoadedRuleFile { file, tree, rules }),
+            Ok(rules) => out.files.push(LoadedRuleFile {
+                file,
+                tree,
+                rules,
+                shipped,
+            }),
             Err(d) => diags.push(d),
         },
         Err(ds) => diags.0.extend(ds.0),
@@ -129,6 +138,7 @@ pub fn load_shipped() -> Result<LoadedRules, Diagnostics> {
                 format!("rules/{path}"),
                 text.to_owned(),
                 tree,
+                true,
             );
         } else if is_data(&path) {
             let name = f
@@ -188,7 +198,7 @@ pub fn load(extra_dirs: &[String]) -> Result<Arc<LoadedRules>, Diagnostics> {
                 }
             };
             if display.ends_with(".kdl") {
-                push_file(&mut out, &mut diags, display, text, None);
+                push_file(&mut out, &mut diags, display, text, None, false);
             } else if is_data(&rel) {
                 let name = p
                     .file_name()
