@@ -827,7 +827,11 @@ fn compile_parser(
             data,
             diags,
         );
+        let prefilter = grok
+            .required_literal()
+            .map(|lit| memchr::memmem::Finder::new(lit.as_bytes()).into_owned());
         compiled_groks.push(CompiledGrok {
+            prefilter,
             grok,
             target,
             fields: field_ids,

@@ -99,6 +99,8 @@ pub struct CompiledGrok {
     pub fields: Vec<FieldId>,
     /// Statics of this alternative.
     pub statics: Vec<CompiledStatic>,
+    /// A searcher for a literal every match contains: lines without it skip the regex.
+    pub prefilter: Option<memchr::memmem::Finder<'static>>,
 }
 
 /// A compiled parser.

@@ -264,12 +264,12 @@ impl Detector {
                 }
             }
             ScenarioKind::Conditional => {
-                let queue: Vec<Event> = bucket.queue.iter().cloned().collect();
+                let queue: &[Event] = bucket.queue.make_contiguous();
                 sc.condition.as_ref().is_some_and(|c| {
                     c.eval_bool(&EvalCtx {
                         event: Some(event),
                         alert: None,
-                        queue: Some(&queue),
+                        queue: Some(queue),
                         data: &self.ruleset.data,
                         decisions: None,
                         writes: Default::default(),

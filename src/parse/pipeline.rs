@@ -263,6 +263,42 @@ fn decode_syslog(event: &mut Event, rs: &Ruleset) -> bool {
 }
 
 fn run_grok(g: &CompiledGrok, event: &mut Event, locs: &mut regex::CaptureLocations) -> bool {
+    let (base, haystack): (u32, &str) = match target_text(g, event) {
+        Some(t) => t,
+        None => return false,
+    };
+    // Most alternatives fail on most lines: a literal every match must contain rules them
+    // out with one memmem scan instead of a regex search.
+    if let Some(finder) = &g.prefilter
+        && finder.find(haystack.as_bytes()).is_none()
+    {
+        return false;
+    }
+    let _ = base;
+    run_grok_matched(g, event, locs)
+}
+
+/// The text a grok matches and its offset in the line (`u32::MAX` when it is not a range of
+/// the line), or `None` when the target field is unset.
+fn target_text<'e>(g: &CompiledGrok, event: &'e Event) -> Option<(u32, &'e str)> {
+    Some(match g.target {
+        MatchTarget::Line => (0, event.line.as_str()),
+        MatchTarget::Field(id) => match event.fields.get(usize::from(id.0)) {
+            Some(FieldValue::Line { start, end }) => (
+                *start,
+                event.line.get(*start as usize..*end as usize).unwrap_or(""),
+            ),
+            Some(FieldValue::Unset) | None => return None,
+            Some(_) => (u32::MAX, event.get(id)),
+        },
+    })
+}
+
+fn run_grok_matched(
+    g: &CompiledGrok,
+    event: &mut Event,
+    locs: &mut regex::CaptureLocations,
+) -> bool {
     let (base, haystack): (u32, &str) = match g.target {
         MatchTarget::Line => (0, event.line.as_str()),
         MatchTarget::Field(id) => match event.fields.get(usize::from(id.0)) {

@@ -1,0 +1,73 @@
+//! Detection throughput (issue: Detection engine): replays 1,000,000-line sshd and nginx logs
+//! from `../shared/bench/gen.py` through the default collections on one thread and prints
+//! lines/s and peak RSS. Targets: sshd ≥ 2,000,000 lines/s, nginx ≥ 1,000,000 lines/s,
+//! peak RSS ≤ 64 MB. Run with `cargo bench --bench replay`; `GARRISON_BENCH_LINES` changes
+//! the size.
+
+use garrison::cli::replay::{Output, ReplayArgs, replay_files};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+fn peak_rss_kb() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn generate(kind: &str, lines: usize, dir: &Path) -> PathBuf {
+    let out = dir.join(format!("{kind}-{lines}.log"));
+    if !out.exists() {
+        let gen_py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/gen.py");
+        let status = Command::new("python3")
+            .arg(&gen_py)
+            .args([kind, "--lines", &lines.to_string(), "--out"])
+            .arg(&out)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("python3 runs gen.py");
+        assert!(status.success(), "gen.py {kind} failed");
+    }
+    out
+}
+
+fn main() {
+    let lines: usize = std::env::var("GARRISON_BENCH_LINES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
+    std::fs::create_dir_all(&dir).expect("target/ is writable");
+    for (kind, log_type, target) in [
+        ("sshd", "syslog", 2_000_000.0),
+        ("nginx", "nginx", 1_000_000.0),
+    ] {
+        let file = generate(kind, lines, &dir);
+        let args = ReplayArgs {
+            config: None,
+            log_type: log_type.into(),
+            labels: Vec::new(),
+            scenarios: Vec::new(),
+            no_whitelist: false,
+            output: Output::Json,
+            files: vec![file],
+        };
+        let t = Instant::now();
+        let (findings, stats) = replay_files(&args, false).expect("replay runs");
+        let secs = t.elapsed().as_secs_f64();
+        let rate = stats.read.lines as f64 / secs;
+        println!(
+            "replay {kind}: {} lines in {secs:.2} s = {rate:.0} lines/s (target {target:.0}, {:.1}% of it); {} parsed, {} alerts; peak RSS so far {} MB (target 64 MB)",
+            stats.read.lines,
+            100.0 * rate / target,
+            stats.parsed,
+            findings.len(),
+            peak_rss_kb().unwrap_or(0) / 1024,
+        );
+    }
+}
