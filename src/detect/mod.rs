@@ -398,14 +398,7 @@ fn build_alert(
         ScenarioScope::Range => {
             let v = match &sc.scope_expression {
                 Some(e) => e
-                    .eval_string(&EvalCtx {
-                        event: Some(last),
-                        alert: None,
-                        queue: None,
-                        data: &rs.data,
-                        decisions: None,
-                        writes: Default::default(),
-                    })
+                    .eval_string(&EvalCtx::for_event(last, &rs.data))
                     .map(|c| c.into_owned())
                     .unwrap_or_default(),
                 None => last.get(rs.well_known.source_range).to_owned(),

@@ -124,14 +124,7 @@ impl Pipeline {
             return Outcome::Whitelisted(reason.clone());
         }
         if !rs.whitelist.expressions.is_empty() {
-            let ctx = EvalCtx {
-                event: Some(event),
-                alert: None,
-                queue: None,
-                data: &rs.data,
-                decisions: None,
-                writes: Default::default(),
-            };
+            let ctx = EvalCtx::for_event(event, &rs.data);
             if rs.whitelist.expressions.iter().any(|e| e.eval_bool(&ctx)) {
                 let reason: Arc<str> = Arc::from("whitelists.expressions");
                 event.whitelisted = true;
@@ -151,14 +144,7 @@ impl Pipeline {
     ) -> bool {
         let rs = &self.ruleset;
         if let Some(f) = &p.filter {
-            let ctx = EvalCtx {
-                event: Some(event),
-                alert: None,
-                queue: None,
-                data: &rs.data,
-                decisions: None,
-                writes: Default::default(),
-            };
+            let ctx = EvalCtx::for_event(event, &rs.data);
             if !f.eval_bool(&ctx) {
                 return false;
             }
@@ -263,9 +249,8 @@ fn decode_syslog(event: &mut Event, rs: &Ruleset) -> bool {
 }
 
 fn run_grok(g: &CompiledGrok, event: &mut Event, locs: &mut regex::CaptureLocations) -> bool {
-    let (base, haystack): (u32, &str) = match target_text(g, event) {
-        Some(t) => t,
-        None => return false,
+    let Some((_, haystack)) = target_text(g, event) else {
+        return false;
     };
     // Most alternatives fail on most lines: a literal every match must contain rules them
     // out with one memmem scan instead of a regex search.
@@ -274,7 +259,6 @@ fn run_grok(g: &CompiledGrok, event: &mut Event, locs: &mut regex::CaptureLocati
     {
         return false;
     }
-    let _ = base;
     run_grok_matched(g, event, locs)
 }
 
@@ -299,16 +283,8 @@ fn run_grok_matched(
     event: &mut Event,
     locs: &mut regex::CaptureLocations,
 ) -> bool {
-    let (base, haystack): (u32, &str) = match g.target {
-        MatchTarget::Line => (0, event.line.as_str()),
-        MatchTarget::Field(id) => match event.fields.get(usize::from(id.0)) {
-            Some(FieldValue::Line { start, end }) => (
-                *start,
-                event.line.get(*start as usize..*end as usize).unwrap_or(""),
-            ),
-            Some(FieldValue::Unset) | None => return false,
-            Some(_) => (u32::MAX, event.get(id)),
-        },
+    let Some((base, haystack)) = target_text(g, event) else {
+        return false;
     };
     if base == u32::MAX {
         // The target is not a range of the line: captures must be copied out.
@@ -363,14 +339,7 @@ fn apply_statics(statics: &[CompiledStatic], event: &mut Event, rs: &Ruleset) {
                 end: event.line.len() as u32,
             },
             StaticValue::Expr(p) => {
-                let ctx = EvalCtx {
-                    event: Some(event),
-                    alert: None,
-                    queue: None,
-                    data: &rs.data,
-                    decisions: None,
-                    writes: Default::default(),
-                };
+                let ctx = EvalCtx::for_event(event, &rs.data);
                 match p.eval_string(&ctx) {
                     Some(s) if !s.is_empty() => FieldValue::Owned(s.into_owned()),
                     _ => continue,

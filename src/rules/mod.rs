@@ -99,6 +99,19 @@ fn push_file(
     }
 }
 
+/// A data list named after its file.
+fn data_source(file_name: Option<&std::ffi::OsStr>, text: String, origin: String) -> DataSource {
+    let name = file_name
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    DataSource {
+        kind: data_kind(&name),
+        name,
+        text,
+        origin,
+    }
+}
+
 fn is_data(path: &str) -> bool {
     path.split('/').any(|seg| seg == "data") && (path.ends_with(".txt") || path.ends_with(".json"))
 }
@@ -141,17 +154,11 @@ pub fn load_shipped() -> Result<LoadedRules, Diagnostics> {
                 true,
             );
         } else if is_data(&path) {
-            let name = f
-                .path()
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            out.data.push(DataSource {
-                kind: data_kind(&name),
-                name,
-                text: text.to_owned(),
-                origin: format!("rules/{path}"),
-            });
+            out.data.push(data_source(
+                f.path().file_name(),
+                text.to_owned(),
+                format!("rules/{path}"),
+            ));
         }
     }
 
@@ -200,16 +207,7 @@ pub fn load(extra_dirs: &[String]) -> Result<Arc<LoadedRules>, Diagnostics> {
             if display.ends_with(".kdl") {
                 push_file(&mut out, &mut diags, display, text, None, false);
             } else if is_data(&rel) {
-                let name = p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                out.data.push(DataSource {
-                    kind: data_kind(&name),
-                    name,
-                    text,
-                    origin: display,
-                });
+                out.data.push(data_source(p.file_name(), text, display));
             }
         }
     }
