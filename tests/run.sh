@@ -31,4 +31,8 @@ done
 
 echo "==> cargo test"
 # Benches (cargo bench) print figures; they are built by clippy above but not run here.
-cargo test --locked 2>&1 | tee target/test-output.txt
+cargo test --locked --lib --bins --tests 2>&1 | tee target/test-output.txt
+
+# One closing line for the whole suite.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i - 1); if ($(i) ~ /^failed;?$/) f += $(i - 1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' target/test-output.txt
