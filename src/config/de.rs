@@ -230,8 +230,9 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
     ) -> Result<V::Value, DeError> {
         match &self.node.value {
             Value::Object(_) => self.deserialize_any(v),
-            // `dry-run` with no value is `true`, but `enforcement` with no block is an empty block.
-            Value::Bool(true) if self.node.span.end > self.node.span.start => {
+            // A KDL node with no value reads as `true`; where a block is expected
+            // (`enforcement` alone), it is an empty block.
+            Value::Bool(true) => {
                 let r = v.visit_map(Map {
                     entries: [].iter(),
                     pending: None,

@@ -293,22 +293,8 @@ fn facility(b: &[u8], i: usize) -> Option<usize> {
 }
 
 fn is_month(w: &[u8]) -> bool {
-    const MONTHS: [&[u8]; 12] = [
-        b"january",
-        b"february",
-        b"march",
-        b"april",
-        b"may",
-        b"june",
-        b"july",
-        b"august",
-        b"september",
-        b"october",
-        b"november",
-        b"december",
-    ];
     w.len() >= 3
-        && MONTHS.iter().any(|m| {
+        && super::timefmt::MONTHS.iter().any(|m| {
             (w.len() == 3 || w.len() == m.len())
                 && m.len() >= w.len()
                 && m[..w.len()].eq_ignore_ascii_case(w)

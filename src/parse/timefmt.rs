@@ -189,7 +189,8 @@ struct Cur<'a> {
     i: usize,
 }
 
-const MONTHS: [&[u8]; 12] = [
+/// English month names, lowercase (also used by the syslog header scanner).
+pub(crate) const MONTHS: [&[u8]; 12] = [
     b"january",
     b"february",
     b"march",
