@@ -22,6 +22,7 @@ use crate::compile::{CompiledScenario, Ruleset};
 use crate::event::{Event, Timestamp};
 use crate::expr::EvalCtx;
 use crate::rules::model::{ScenarioKind, ScenarioScope};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
@@ -172,15 +173,16 @@ impl Detector {
         poured
     }
 
-    fn key(&self, sc: &CompiledScenario, event: &Event) -> Option<String> {
+    /// The bucket key; the default (`Meta.source_ip`) borrows from the event.
+    fn key<'e>(&self, sc: &CompiledScenario, event: &'e Event) -> Option<Cow<'e, str>> {
         match &sc.groupby {
             None => {
                 let ip = event.get(self.ruleset.well_known.source_ip);
-                (!ip.is_empty()).then(|| ip.to_owned())
+                (!ip.is_empty()).then_some(Cow::Borrowed(ip))
             }
             Some(g) => g
                 .eval_string(&self.ctx(Some(event), None))
-                .map(|c| c.into_owned()),
+                .map(|c| Cow::Owned(c.into_owned())),
         }
     }
 
@@ -207,17 +209,17 @@ impl Detector {
         // A bucket idle past its lifetime is gone (underflow); a counter past its duration
         // overflowed at its deadline, which replay sees only now.
         let mut counter_alert = None;
-        if let Some(b) = state.buckets.get(key.as_str()) {
+        if let Some(b) = state.buckets.get(key.as_ref()) {
             let expired = lifetime.is_some_and(|l| add(b.last_at, l) < now);
             let counter_due = sc.kind == ScenarioKind::Counter
                 && sc.duration.is_some_and(|d| add(b.first_at, d.0) <= now);
             if counter_due {
-                if let Some(b) = state.buckets.remove(key.as_str()) {
+                if let Some(b) = state.buckets.remove(key.as_ref()) {
                     let at = sc.duration.map_or(now, |d| add(b.first_at, d.0));
                     counter_alert = Some((b, at));
                 }
             } else if expired {
-                state.buckets.remove(key.as_str());
+                state.buckets.remove(key.as_ref());
             }
         }
         if let Some((b, at)) = counter_alert {
@@ -225,13 +227,16 @@ impl Detector {
         }
         let state = &mut self.states[i];
         if cancel {
-            state.buckets.remove(key.as_str());
+            state.buckets.remove(key.as_ref());
             return None;
         }
-        let bucket = state
-            .buckets
-            .entry(Box::from(key.as_str()))
-            .or_insert_with(|| Bucket::new(sc.capacity, now));
+        // Look up before inserting, so a pour into an existing bucket allocates no key.
+        if !state.buckets.contains_key(key.as_ref()) {
+            state
+                .buckets
+                .insert(Box::from(key.as_ref()), Bucket::new(sc.capacity, now));
+        }
+        let bucket = state.buckets.get_mut(key.as_ref())?;
         if let Some(d) = distinct {
             if bucket.seen.contains(d.as_str()) {
                 return None;
@@ -280,7 +285,7 @@ impl Detector {
         if !overflow {
             return None;
         }
-        let bucket = self.states[i].buckets.remove(key.as_str())?;
+        let bucket = self.states[i].buckets.remove(key.as_ref())?;
         self.overflow(i, sc, &key, bucket, now)
     }
 
