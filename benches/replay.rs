@@ -65,7 +65,7 @@ fn main() {
             "replay {kind}: {} lines in {secs:.2} s = {rate:.0} lines/s (target {target:.0}, {:.1}% of it); {} parsed, {} alerts; peak RSS so far {} MB (target 64 MB)",
             stats.read.lines,
             100.0 * rate / target,
-            stats.parsed,
+            stats.engine.parsed,
             findings.len(),
             peak_rss_kb().unwrap_or(0) / 1024,
         );

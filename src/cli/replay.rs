@@ -4,14 +4,12 @@ use super::input::{ReadStats, for_each_line};
 use crate::alert::Alert;
 use crate::compile::{CompileOptions, compile_path_with};
 use crate::decide::{Decision, History, decide};
-use crate::detect::Detector;
-use crate::event::{Event, FieldValue, Namespace};
-use crate::parse::timefmt::{TimeContext, format_go_duration};
-use crate::parse::{Outcome, Pipeline};
+use crate::engine::{Clock, Engine, EngineStats, LineSource};
+use crate::event::{Event, Namespace};
+use crate::parse::timefmt::format_go_duration;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// Options of `garrison replay`.
 #[derive(Debug, clap::Args)]
@@ -69,14 +67,8 @@ pub struct Finding {
 pub struct ReplayStats {
     /// Reading.
     pub read: ReadStats,
-    /// Lines parsed.
-    pub parsed: u64,
-    /// Lines no parser accepted.
-    pub unparsed: u64,
-    /// Lines whitelisted.
-    pub whitelisted: u64,
-    /// Parsed lines without a timestamp (cannot be placed in time).
-    pub no_time: u64,
+    /// Parsing.
+    pub engine: EngineStats,
 }
 
 /// Replays files through a compiled ruleset; the engine used by the CLI and the tests.
@@ -89,37 +81,27 @@ pub fn replay_files(
     };
     let compiled = compile_path_with(args.config.as_deref(), options).map_err(|d| d.to_string())?;
     let rs = compiled.ruleset;
-    let mut detector = Detector::new(rs.clone());
+    let mut engine = Engine::new(rs.clone(), Clock::EventTime);
     if !args.scenarios.is_empty() {
-        let unknown = detector.only(&args.scenarios);
+        let unknown = engine.detector_mut().only(&args.scenarios);
         if !unknown.is_empty() {
             return Err(format!("unknown scenario(s): {}", unknown.join(", ")));
         }
     }
-    let mut pipeline = Pipeline::new(rs.clone(), TimeContext::new(jiff::Timestamp::now()));
-    pipeline.no_whitelist = args.no_whitelist;
-    let log_type: Arc<str> = Arc::from(args.log_type.as_str());
-    let labels: Vec<(crate::event::FieldId, Arc<str>)> = args
-        .labels
-        .iter()
-        .filter_map(|(k, v)| {
-            rs.fields
-                .get(Namespace::Labels, k)
-                .map(|id| (id, Arc::from(v.as_str())))
-        })
-        .collect();
-
-    let mut stats = ReplayStats::default();
-    let mut alerts = Vec::new();
-    let mut event = Event::new(String::new(), jiff::Timestamp::now(), rs.fields.len());
-    let mut last_time = jiff::Timestamp::UNIX_EPOCH;
+    engine.set_no_whitelist(args.no_whitelist);
+    let source = LineSource::new(
+        &rs,
+        &args.log_type,
+        args.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    let mut read = ReadStats::default();
     for path in &args.files {
         let bytes =
             std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let bar = progress_bar(progress, bytes.len());
         let mut done = 0usize;
         let mut seen = 0u64;
-        for_each_line(&bytes, &mut stats.read, |line| {
+        for_each_line(&bytes, &mut read, |line| {
             done += line.len() + 1;
             seen += 1;
             if let Some(b) = &bar
@@ -127,36 +109,18 @@ pub fn replay_files(
             {
                 b.set_position(done as u64);
             }
-            event.reset(line, jiff::Timestamp::now());
-            for (id, v) in &labels {
-                event.set(*id, FieldValue::Static(v.clone()));
-            }
-            match pipeline.parse(&mut event, &log_type, None) {
-                Outcome::Parsed => {
-                    stats.parsed += 1;
-                    if !event.has_line_time {
-                        stats.no_time += 1;
-                        return;
-                    }
-                    last_time = last_time.max(event.time);
-                    detector.pour(&event, event.time, &mut alerts);
-                    // Buckets idle past their lifetime are gone: free them as replay time moves.
-                    if seen.is_multiple_of(8192) {
-                        detector.expire(last_time);
-                    }
-                }
-                Outcome::Whitelisted(_) => {
-                    stats.parsed += 1;
-                    stats.whitelisted += 1;
-                }
-                Outcome::Unparsed(_) => stats.unparsed += 1,
-            }
+            engine.process(line, &source);
         });
         if let Some(b) = bar {
             b.finish_and_clear();
         }
     }
-    detector.flush(last_time, &mut alerts);
+    engine.finish();
+    let alerts = engine.take_alerts();
+    let stats = ReplayStats {
+        read,
+        engine: engine.stats,
+    };
     let mut history = History::default();
     let findings = alerts
         .into_iter()
@@ -250,10 +214,10 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
     eprintln!(
         "{} lines: {} parsed ({} whitelisted, {} without a timestamp), {} unparsed, {} not UTF-8, {} too long; {} alerts",
         stats.read.lines,
-        stats.parsed,
-        stats.whitelisted,
-        stats.no_time,
-        stats.unparsed,
+        stats.engine.parsed,
+        stats.engine.whitelisted,
+        stats.engine.no_time,
+        stats.engine.unparsed,
         stats.read.not_utf8,
         stats.read.too_long,
         findings.len()
