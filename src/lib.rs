@@ -18,3 +18,4 @@ pub mod grok;
 pub mod parse;
 pub mod rules;
 pub mod schema;
+pub mod store;

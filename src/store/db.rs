@@ -1,0 +1,394 @@
+//! SQLite: schema migrations, loading at start, and the single writer thread.
+//!
+//! One thread owns the write connection and commits whatever is queued in one transaction,
+//! so a burst of decisions costs one fsync-free WAL commit, and the async threads never wait
+//! on the disk. Writes are applied in the order they were queued: a file cursor queued after
+//! the decisions its lines produced is committed with them or after them, never before.
+
+use super::decision::{Decision, DecisionIndex, Millis, Target};
+use crossbeam_channel::{Receiver, Sender};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+
+/// Errors of the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// SQLite failed.
+    #[error("database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The error.
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer garrison.
+    #[error(
+        "database {path} has schema version {found}, newer than this garrison's {known}; upgrade garrison or move the file away"
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// Ours.
+        known: i64,
+    },
+}
+
+/// Versioned migrations: entry `n` brings the schema from version `n` to `n + 1`. Append
+/// only; never edit a released entry.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: decisions, alerts, acquisition cursors.
+    "CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        uuid TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        machine_id TEXT NOT NULL,
+        scenario TEXT NOT NULL,
+        message TEXT NOT NULL,
+        events_count INTEGER NOT NULL,
+        start_at INTEGER NOT NULL,
+        stop_at INTEGER NOT NULL,
+        source_scope TEXT NOT NULL,
+        source_value TEXT NOT NULL,
+        remediation INTEGER NOT NULL,
+        simulated INTEGER NOT NULL,
+        payload TEXT NOT NULL
+     );
+     CREATE INDEX alerts_created_at ON alerts(created_at);
+     CREATE INDEX alerts_source_value ON alerts(source_value);
+     CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        until INTEGER NOT NULL,
+        alert_id INTEGER NOT NULL,
+        origin TEXT NOT NULL,
+        scenario TEXT NOT NULL,
+        type TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        value TEXT NOT NULL,
+        simulated INTEGER NOT NULL
+     );
+     CREATE INDEX decisions_until ON decisions(until);
+     CREATE INDEX decisions_alert ON decisions(alert_id);
+     CREATE TABLE cursors (
+        source TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+     );",
+];
+
+/// Opens (creating if needed) the database and brings its schema up to date.
+pub fn open(path: &Path) -> Result<Connection, DbError> {
+    let err = |source| DbError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let mut conn = Connection::open(path).map_err(err)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;",
+    )
+    .map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(err)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(DbError::TooNew {
+            path: path.to_owned(),
+            found: version,
+            known,
+        });
+    }
+    for (n, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction().map_err(err)?;
+        tx.execute_batch(sql).map_err(err)?;
+        tx.pragma_update(None, "user_version", n as i64 + 1)
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+    }
+    Ok(conn)
+}
+
+/// Loads every retained decision into a fresh index; also returns the next alert id.
+pub fn load(conn: &Connection) -> rusqlite::Result<(DecisionIndex, i64)> {
+    let max_decision: i64 =
+        conn.query_row("SELECT coalesce(max(id), 0) FROM decisions", [], |r| {
+            r.get(0)
+        })?;
+    let max_alert: i64 =
+        conn.query_row("SELECT coalesce(max(id), 0) FROM alerts", [], |r| r.get(0))?;
+    let mut index = DecisionIndex::with_next_id(max_decision + 1);
+    let mut stmt = conn.prepare(
+        "SELECT id, created_at, until, alert_id, origin, scenario, type, scope, value, simulated
+         FROM decisions ORDER BY id",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let scope: String = r.get(7)?;
+        let value: String = r.get(8)?;
+        // A row this version cannot read (edited by hand) is skipped, not fatal.
+        let Ok(target) = Target::parse(&scope, &value) else {
+            tracing::warn!(
+                scope,
+                value,
+                "skipping a stored decision with an invalid target"
+            );
+            continue;
+        };
+        let origin: String = r.get(4)?;
+        let scenario: String = r.get(5)?;
+        let decision_type: String = r.get(6)?;
+        let d = Decision {
+            id: r.get(0)?,
+            created_at: r.get(1)?,
+            until: r.get(2)?,
+            alert_id: r.get(3)?,
+            origin: index.strings.intern(&origin),
+            scenario: index.strings.intern(&scenario),
+            decision_type: index.strings.intern(&decision_type),
+            target,
+            simulated: r.get::<_, i64>(9)? != 0,
+        };
+        index.insert(d);
+    }
+    Ok((index, max_alert + 1))
+}
+
+/// Reads a stored acquisition cursor.
+pub fn read_cursor(conn: &Connection, source: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT value FROM cursors WHERE source = ?1",
+        [source],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// A decision row with its strings resolved, ready to write.
+#[derive(Debug, Clone)]
+pub struct DecisionRow {
+    /// Id.
+    pub id: i64,
+    /// Creation time.
+    pub created_at: Millis,
+    /// End time.
+    pub until: Millis,
+    /// Alert id (0: none).
+    pub alert_id: i64,
+    /// Origin.
+    pub origin: String,
+    /// Scenario.
+    pub scenario: String,
+    /// Type.
+    pub decision_type: String,
+    /// Scope.
+    pub scope: String,
+    /// Value.
+    pub value: String,
+    /// Simulated.
+    pub simulated: bool,
+}
+
+impl DecisionRow {
+    /// Resolves a decision's interned strings.
+    pub fn of(d: &Decision, index: &DecisionIndex) -> Self {
+        DecisionRow {
+            id: d.id,
+            created_at: d.created_at,
+            until: d.until,
+            alert_id: d.alert_id,
+            origin: index.strings.get(d.origin).to_string(),
+            scenario: index.strings.get(d.scenario).to_string(),
+            decision_type: index.strings.get(d.decision_type).to_string(),
+            scope: d.target.scope().to_owned(),
+            value: d.target.value(),
+            simulated: d.simulated,
+        }
+    }
+}
+
+/// An alert row.
+#[derive(Debug, Clone)]
+pub struct AlertRow {
+    /// Id.
+    pub id: i64,
+    /// UUID.
+    pub uuid: String,
+    /// When it was stored.
+    pub created_at: Millis,
+    /// The machine that sent it (`garrison` for local detections).
+    pub machine_id: String,
+    /// Scenario.
+    pub scenario: String,
+    /// Message.
+    pub message: String,
+    /// Events in the bucket.
+    pub events_count: i64,
+    /// First event time.
+    pub start_at: Millis,
+    /// Overflow time.
+    pub stop_at: Millis,
+    /// Source scope.
+    pub source_scope: String,
+    /// Source value.
+    pub source_value: String,
+    /// The scenario asked for remediation.
+    pub remediation: bool,
+    /// Simulated.
+    pub simulated: bool,
+    /// Everything else, CrowdSec-shaped JSON (events sample, labels, source details...).
+    pub payload: String,
+}
+
+/// One queued write.
+#[derive(Debug)]
+pub enum Write {
+    /// An alert and its decisions.
+    Alert(AlertRow, Vec<DecisionRow>),
+    /// Decisions without an alert.
+    Decisions(Vec<DecisionRow>),
+    /// New end times (deletions).
+    Expire(Vec<(i64, Millis)>),
+    /// Decisions pruned for good.
+    Remove(Vec<i64>),
+    /// Alerts older than this, with no retained decision, are pruned.
+    PruneAlerts(Millis),
+    /// An acquisition cursor.
+    Cursor(String, String),
+    /// Answers once everything queued before it is committed.
+    Barrier(Sender<()>),
+}
+
+/// Spawns the writer thread; it ends when every sender is dropped.
+pub fn spawn_writer(
+    conn: Connection,
+    rx: Receiver<Write>,
+    path: PathBuf,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("garrison-db".into())
+        .spawn(move || writer_loop(conn, rx, &path))
+}
+
+/// Writes queued at most in one transaction.
+const MAX_BATCH: usize = 4096;
+
+fn writer_loop(mut conn: Connection, rx: Receiver<Write>, path: &Path) {
+    let mut batch = Vec::with_capacity(64);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        // A failed transaction is retried once (a busy database); after that the batch is
+        // logged and dropped rather than blocking every later write.
+        for attempt in 0..2 {
+            match write_batch(&mut conn, &batch) {
+                Ok(()) => break,
+                Err(e) if attempt == 0 => {
+                    tracing::warn!(error = %e, db = %path.display(), "database write failed, retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, db = %path.display(), writes = batch.len(), "database write failed; these writes are lost");
+                }
+            }
+        }
+        for b in batch.drain(..) {
+            if let Write::Barrier(tx) = b {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
+fn write_batch(conn: &mut Connection, batch: &[Write]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut ins_decision = tx.prepare_cached(
+            "INSERT OR REPLACE INTO decisions (id, created_at, until, alert_id, origin, scenario, type, scope, value, simulated)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        let mut ins_alert = tx.prepare_cached(
+            "INSERT OR REPLACE INTO alerts (id, uuid, created_at, machine_id, scenario, message, events_count, start_at, stop_at, source_scope, source_value, remediation, simulated, payload)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?;
+        let mut expire = tx.prepare_cached("UPDATE decisions SET until = ?2 WHERE id = ?1")?;
+        let mut remove = tx.prepare_cached("DELETE FROM decisions WHERE id = ?1")?;
+        let mut cursor = tx.prepare_cached(
+            "INSERT INTO cursors (source, value, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(source) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )?;
+        let mut put_decisions = |rows: &[DecisionRow]| -> rusqlite::Result<()> {
+            for d in rows {
+                ins_decision.execute(params![
+                    d.id,
+                    d.created_at,
+                    d.until,
+                    d.alert_id,
+                    d.origin,
+                    d.scenario,
+                    d.decision_type,
+                    d.scope,
+                    d.value,
+                    d.simulated
+                ])?;
+            }
+            Ok(())
+        };
+        for w in batch {
+            match w {
+                Write::Alert(a, ds) => {
+                    ins_alert.execute(params![
+                        a.id,
+                        a.uuid,
+                        a.created_at,
+                        a.machine_id,
+                        a.scenario,
+                        a.message,
+                        a.events_count,
+                        a.start_at,
+                        a.stop_at,
+                        a.source_scope,
+                        a.source_value,
+                        a.remediation,
+                        a.simulated,
+                        a.payload
+                    ])?;
+                    put_decisions(ds)?;
+                }
+                Write::Decisions(ds) => put_decisions(ds)?,
+                Write::Expire(ends) => {
+                    for (id, until) in ends {
+                        expire.execute(params![id, until])?;
+                    }
+                }
+                Write::Remove(ids) => {
+                    for id in ids {
+                        remove.execute([id])?;
+                    }
+                }
+                Write::PruneAlerts(before) => {
+                    tx.execute(
+                        "DELETE FROM alerts WHERE created_at < ?1
+                         AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.alert_id = alerts.id)",
+                        [before],
+                    )?;
+                }
+                Write::Cursor(source, value) => {
+                    cursor.execute(params![source, value, super::decision::now_millis()])?;
+                }
+                Write::Barrier(_) => {}
+            }
+        }
+    }
+    tx.commit()
+}

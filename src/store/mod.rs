@@ -1,0 +1,422 @@
+//! Store: alerts and decisions, in memory for every reader and in SQLite for restarts.
+//!
+//! The daemon is the only writer of its database. Every change goes through [`Store`]: it
+//! updates the in-memory [`DecisionIndex`] under a lock, tells the subscribers (the enforcer)
+//! and queues the rows for the writer thread. Readers (the Local API, the CLI routes) query
+//! the index and never wait on the disk.
+
+pub mod db;
+pub mod decision;
+
+pub use decision::{
+    Decision, DecisionIndex, Interner, Millis, NewDecision, Target, canonical_scope, now_millis,
+};
+
+use crossbeam_channel::Sender;
+use db::{AlertRow, DbError, DecisionRow, Write};
+use ipnet::IpNet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+/// A change to the set of decisions, as subscribers see it.
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a> {
+    /// A decision was made (or loaded at start).
+    Added(&'a Decision),
+    /// A decision was deleted before its end.
+    Expired(&'a Decision),
+}
+
+/// A subscriber to decision changes. Called with the index lock held: it must only queue
+/// work (the enforcer sends on a channel).
+pub type Subscriber = Box<dyn Fn(Change<'_>, &DecisionIndex) + Send + Sync>;
+
+/// An alert to store.
+#[derive(Debug, Clone, Default)]
+pub struct NewAlert {
+    /// The machine that raised it (`garrison` for local detections).
+    pub machine_id: String,
+    /// Scenario.
+    pub scenario: String,
+    /// Human-readable summary.
+    pub message: String,
+    /// Events in the bucket.
+    pub events_count: i64,
+    /// First event time.
+    pub start_at: Millis,
+    /// Overflow time.
+    pub stop_at: Millis,
+    /// Source scope (`Ip`, `Range`).
+    pub source_scope: String,
+    /// Source value.
+    pub source_value: String,
+    /// The scenario asked for remediation.
+    pub remediation: bool,
+    /// Simulated.
+    pub simulated: bool,
+    /// Everything else, CrowdSec-shaped (events sample, labels, capacity, source details).
+    pub payload: serde_json::Value,
+}
+
+/// What [`Store::add`] did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Added {
+    /// The alert id (0 when none was given).
+    pub alert_id: i64,
+    /// Ids of the decisions made.
+    pub decision_ids: Vec<i64>,
+    /// Decisions refused because they cover a protected address, with the reason.
+    pub refused: Vec<(String, String)>,
+}
+
+struct Shared {
+    index: RwLock<DecisionIndex>,
+    writer: Sender<Write>,
+    next_alert_id: AtomicI64,
+    subscribers: RwLock<Vec<Subscriber>>,
+    protected: RwLock<Vec<(IpNet, Arc<str>)>>,
+    path: PathBuf,
+}
+
+/// The store handle; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.shared.path)
+            .finish()
+    }
+}
+
+/// The database file inside the state directory.
+pub const DB_FILE: &str = "garrison.db";
+
+impl Store {
+    /// Opens the database in `state_dir` (created if needed), migrates it, loads every
+    /// retained decision and starts the writer thread.
+    pub fn open(state_dir: &Path) -> Result<Store, DbError> {
+        let path = state_dir.join(DB_FILE);
+        if let Err(e) = std::fs::create_dir_all(state_dir) {
+            return Err(DbError::Sqlite {
+                path,
+                source: rusqlite::Error::InvalidPath(
+                    format!("{}: {e}", state_dir.display()).into(),
+                ),
+            });
+        }
+        let conn = db::open(&path)?;
+        let (index, next_alert_id) = db::load(&conn).map_err(|source| DbError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        let (tx, rx) = crossbeam_channel::bounded(65536);
+        db::spawn_writer(conn, rx, path.clone()).map_err(|e| DbError::Sqlite {
+            path: path.clone(),
+            source: rusqlite::Error::InvalidPath(format!("writer thread: {e}").into()),
+        })?;
+        Ok(Store {
+            shared: Arc::new(Shared {
+                index: RwLock::new(index),
+                writer: tx,
+                next_alert_id: AtomicI64::new(next_alert_id),
+                subscribers: RwLock::new(Vec::new()),
+                protected: RwLock::new(Vec::new()),
+                path,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// A read-only connection for queries the index does not answer (alerts).
+    pub fn reader(&self) -> rusqlite::Result<rusqlite::Connection> {
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.shared.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(conn)
+    }
+
+    /// The decisions, for reading.
+    pub fn read(&self) -> RwLockReadGuard<'_, DecisionIndex> {
+        self.shared
+            .index
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_index(&self) -> std::sync::RwLockWriteGuard<'_, DecisionIndex> {
+        self.shared
+            .index
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sets the ranges no decision may cover (whitelists and admin CIDRs), with reasons.
+    pub fn set_protected(&self, ranges: Vec<(IpNet, Arc<str>)>) {
+        *self
+            .shared
+            .protected
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = ranges;
+    }
+
+    /// Why `target` may not be banned, if it may not.
+    pub fn protected_reason(&self, target: &Target) -> Option<Arc<str>> {
+        let net = target.net()?;
+        let protected = self
+            .shared
+            .protected
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        protected
+            .iter()
+            .find(|(p, _)| p.contains(&net) || net.contains(p))
+            .map(|(p, r)| Arc::from(format!("{p} ({r})")))
+    }
+
+    /// Registers a subscriber and replays every active decision to it as `Added`.
+    pub fn subscribe(&self, subscriber: Subscriber) {
+        let index = self.read();
+        let now = now_millis();
+        for d in index.active(now) {
+            subscriber(Change::Added(d), &index);
+        }
+        self.shared
+            .subscribers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(subscriber);
+    }
+
+    fn notify(&self, change: Change<'_>, index: &DecisionIndex) {
+        let subs = self
+            .shared
+            .subscribers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for s in subs.iter() {
+            s(change, index);
+        }
+    }
+
+    fn queue(&self, w: Write) {
+        if self.shared.writer.send(w).is_err() {
+            tracing::error!("the database writer has stopped; a write is lost");
+        }
+    }
+
+    /// Stores an alert (when given) and its decisions. Decisions covering a protected
+    /// address are refused and logged, whatever their origin.
+    pub fn add(&self, alert: Option<NewAlert>, decisions: Vec<NewDecision>) -> Added {
+        let now = now_millis();
+        let mut out = Added::default();
+        let mut accepted = Vec::with_capacity(decisions.len());
+        for d in decisions {
+            if let Some(reason) = self.protected_reason(&d.target) {
+                tracing::warn!(
+                    value = %d.target.value(),
+                    origin = %d.origin,
+                    scenario = %d.scenario,
+                    %reason,
+                    "refusing a decision on a protected address"
+                );
+                out.refused.push((d.target.value(), reason.to_string()));
+                continue;
+            }
+            accepted.push(d);
+        }
+        let alert_row = alert.map(|a| {
+            let id = self.shared.next_alert_id.fetch_add(1, Ordering::SeqCst);
+            out.alert_id = id;
+            AlertRow {
+                id,
+                uuid: uuid::Uuid::new_v4().to_string(),
+                created_at: now,
+                machine_id: a.machine_id,
+                scenario: a.scenario,
+                message: a.message,
+                events_count: a.events_count,
+                start_at: a.start_at,
+                stop_at: a.stop_at,
+                source_scope: a.source_scope,
+                source_value: a.source_value,
+                remediation: a.remediation,
+                simulated: a.simulated,
+                payload: a.payload.to_string(),
+            }
+        });
+        let mut rows = Vec::with_capacity(accepted.len());
+        {
+            let mut index = self.write_index();
+            for d in &accepted {
+                let stored = index.assign(d, out.alert_id, now);
+                rows.push(DecisionRow::of(&stored, &index));
+                out.decision_ids.push(stored.id);
+                let id = stored.id;
+                index.insert(stored);
+                if let Some(d) = index.get(id) {
+                    self.notify(Change::Added(d), &index);
+                }
+            }
+            // Queued under the lock, so the writer sees ids in order.
+            match alert_row {
+                Some(a) => self.queue(Write::Alert(a, rows)),
+                None if !rows.is_empty() => self.queue(Write::Decisions(rows)),
+                None => {}
+            }
+        }
+        out
+    }
+
+    /// Ends now every active decision `select` picks; returns their ids. Like CrowdSec, a
+    /// deleted decision is expired, not erased, so bouncers see it in their next delta.
+    pub fn expire_where(&self, select: impl Fn(&Decision, &Interner) -> bool) -> Vec<i64> {
+        let now = now_millis();
+        let mut index = self.write_index();
+        let ids: Vec<i64> = index
+            .active(now)
+            .filter(|d| select(d, &index.strings))
+            .map(|d| d.id)
+            .collect();
+        let mut ends = Vec::with_capacity(ids.len());
+        for id in &ids {
+            if index.expire(*id, now).is_some() {
+                ends.push((*id, now));
+                if let Some(d) = index.get(*id) {
+                    self.notify(Change::Expired(d), &index);
+                }
+            }
+        }
+        if !ends.is_empty() {
+            self.queue(Write::Expire(ends));
+        }
+        ids
+    }
+
+    /// Forgets decisions that ended more than `retention` ago and alerts older than
+    /// `alert_retention` without any retained decision. Returns the decisions pruned.
+    pub fn prune(
+        &self,
+        retention: std::time::Duration,
+        alert_retention: std::time::Duration,
+    ) -> usize {
+        let now = now_millis();
+        let cutoff = now.saturating_sub(retention.as_millis() as i64);
+        let mut index = self.write_index();
+        let old: Vec<i64> = index.ended_before(cutoff).map(|d| d.id).collect();
+        for id in &old {
+            index.remove(*id);
+        }
+        let n = old.len();
+        if !old.is_empty() {
+            self.queue(Write::Remove(old));
+        }
+        self.queue(Write::PruneAlerts(
+            now.saturating_sub(alert_retention.as_millis() as i64),
+        ));
+        n
+    }
+
+    /// Queues an acquisition cursor; it is committed after every write queued before it.
+    pub fn save_cursor(&self, source: &str, value: String) {
+        self.queue(Write::Cursor(source.to_owned(), value));
+    }
+
+    /// Reads a stored acquisition cursor.
+    pub fn cursor(&self, source: &str) -> Option<String> {
+        let conn = self.reader().ok()?;
+        db::read_cursor(&conn, source).ok().flatten()
+    }
+
+    /// Waits until everything queued so far is committed (shutdown, tests).
+    pub fn flush(&self) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.queue(Write::Barrier(tx));
+        let _ = rx.recv_timeout(std::time::Duration::from_secs(30));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ban(value: &str, until: Millis) -> NewDecision {
+        NewDecision {
+            origin: "cscli".into(),
+            scenario: "manual".into(),
+            decision_type: "ban".into(),
+            target: Target::parse("Ip", value).expect("valid"),
+            until,
+            simulated: false,
+        }
+    }
+
+    #[test]
+    fn decisions_survive_a_reopen_with_their_ids_and_ends() {
+        let dir = tempdir();
+        let far = now_millis() + 3_600_000;
+        {
+            let store = Store::open(&dir).expect("open");
+            let added = store.add(None, vec![ban("192.0.2.1", far), ban("192.0.2.2", far)]);
+            assert_eq!(added.decision_ids, vec![1, 2]);
+            let gone = store.expire_where(|d, _| d.id == 2);
+            assert_eq!(gone, vec![2]);
+            store.save_cursor("file:/x", "{\"offset\":5}".into());
+            store.flush();
+        }
+        let store = Store::open(&dir).expect("reopen");
+        let index = store.read();
+        let now = now_millis();
+        let active: Vec<i64> = index.active(now).map(|d| d.id).collect();
+        assert_eq!(active, vec![1]);
+        assert!(index.get(2).is_some_and(|d| !d.is_active(now)));
+        assert_eq!(index.next_id(), 3);
+        drop(index);
+        assert_eq!(store.cursor("file:/x").as_deref(), Some("{\"offset\":5}"));
+    }
+
+    #[test]
+    fn protected_addresses_are_refused_and_subscribers_see_changes() {
+        let dir = tempdir();
+        let store = Store::open(&dir).expect("open");
+        store.set_protected(vec![(
+            "10.0.0.0/8".parse().expect("net"),
+            Arc::from("private"),
+        )]);
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s = seen.clone();
+        store.subscribe(Box::new(move |c, _| {
+            let tag = match c {
+                Change::Added(d) => format!("+{}", d.id),
+                Change::Expired(d) => format!("-{}", d.id),
+            };
+            s.lock().expect("lock").push(tag);
+        }));
+        let far = now_millis() + 60_000;
+        let added = store.add(None, vec![ban("10.1.2.3", far), ban("203.0.113.9", far)]);
+        assert_eq!(added.refused.len(), 1);
+        assert_eq!(added.decision_ids, vec![1]);
+        store.expire_where(|_, _| true);
+        assert_eq!(*seen.lock().expect("lock"), vec!["+1", "-1"]);
+    }
+
+    fn tempdir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "garrison-store-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+}
