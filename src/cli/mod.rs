@@ -2,7 +2,7 @@
 
 mod check;
 pub mod explain;
-mod input;
+mod metrics;
 pub mod replay;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +30,10 @@ pub enum Command {
         #[arg(long)]
         timings: bool,
     },
+    /// Run the daemon: watch the logs, detect, decide, enforce, serve the Local API.
+    Run(crate::daemon::RunArgs),
+    /// Print the daemon's metrics as tables (from its metrics endpoint).
+    Metrics(metrics::MetricsArgs),
     /// Replay log files through the engine (forensic mode, on the lines' own time).
     Replay(replay::ReplayArgs),
     /// Show, line by line, which parsers ran, the fields they set, and where it poured.
@@ -45,6 +49,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config, timings } => check::run(config.as_deref(), timings),
+        Command::Run(args) => crate::daemon::run(&args),
+        Command::Metrics(args) => metrics::run(&args),
         Command::Replay(args) => replay::run(&args),
         Command::Explain(args) => explain::run(&args),
         Command::Schema => {
