@@ -73,20 +73,49 @@ impl Metrics {
             pours: Family::default(),
             overflows: Family::default(),
             decisions_made: Counter::default(),
-            detection_latency: Histogram::new(
-                [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 1.0].into_iter(),
-            ),
+            detection_latency: Histogram::new([0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 1.0]),
         };
         {
-            let mut r = m.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut r = m
+                .registry
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             r.register("lines_read", "Lines read, per source", m.lines_read.clone());
-            r.register("lines_parsed", "Lines a parser accepted, per source", m.lines_parsed.clone());
-            r.register("lines_unparsed", "Lines no parser accepted, per source", m.lines_unparsed.clone());
-            r.register("lines_whitelisted", "Lines from whitelisted sources, per source", m.lines_whitelisted.clone());
-            r.register("lines_skipped", "Lines skipped before parsing (not UTF-8, too long)", m.lines_skipped.clone());
-            r.register("bucket_pours", "Events poured into buckets, per scenario", m.pours.clone());
-            r.register("bucket_overflows", "Bucket overflows (alerts), per scenario", m.overflows.clone());
-            r.register("decisions_made", "Decisions made by local scenarios", m.decisions_made.clone());
+            r.register(
+                "lines_parsed",
+                "Lines a parser accepted, per source",
+                m.lines_parsed.clone(),
+            );
+            r.register(
+                "lines_unparsed",
+                "Lines no parser accepted, per source",
+                m.lines_unparsed.clone(),
+            );
+            r.register(
+                "lines_whitelisted",
+                "Lines from whitelisted sources, per source",
+                m.lines_whitelisted.clone(),
+            );
+            r.register(
+                "lines_skipped",
+                "Lines skipped before parsing (not UTF-8, too long)",
+                m.lines_skipped.clone(),
+            );
+            r.register(
+                "bucket_pours",
+                "Events poured into buckets, per scenario",
+                m.pours.clone(),
+            );
+            r.register(
+                "bucket_overflows",
+                "Bucket overflows (alerts), per scenario",
+                m.overflows.clone(),
+            );
+            r.register(
+                "decisions_made",
+                "Decisions made by local scenarios",
+                m.decisions_made.clone(),
+            );
             r.register(
                 "detection_latency_seconds",
                 "From a line's arrival to its decision being stored",
@@ -99,7 +128,10 @@ impl Metrics {
     /// The OpenMetrics text of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        let r = self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let r = self
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &r) {
             tracing::warn!(error = %e, "metrics encoding failed");
         }

@@ -311,13 +311,8 @@ impl Tailer {
         let mut draining = None;
         let offset = match stored {
             // Same file: resume, unless it was truncated while we were away.
-            Some(c) if c.dev == dev && c.inode == inode => {
-                if c.offset <= size {
-                    c.offset
-                } else {
-                    0
-                }
-            }
+            Some(c) if c.dev == dev && c.inode == inode && c.offset <= size => c.offset,
+            Some(c) if c.dev == dev && c.inode == inode => 0,
             // Rotated while we were away: finish the old inode first if it is still there.
             Some(c) => {
                 if let Some(old) = find_inode(&path, c.dev, c.inode) {

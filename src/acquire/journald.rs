@@ -51,7 +51,11 @@ fn entry_line(entry: &Entry, out: &mut Vec<u8>) -> Option<()> {
     let host = entry.hostname.as_deref().unwrap_or("localhost");
     let ident = entry.identifier.as_deref().unwrap_or("unknown");
     out.clear();
-    out.extend_from_slice(time.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string().as_bytes());
+    out.extend_from_slice(
+        time.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00")
+            .to_string()
+            .as_bytes(),
+    );
     out.push(b' ');
     out.extend_from_slice(host.as_bytes());
     out.push(b' ');

@@ -106,7 +106,10 @@ impl Sources {
                 });
             }
             if !acq.journald.0.is_empty() {
-                let name = acq.name.clone().unwrap_or_else(|| format!("{}-{id}", acq.log_type));
+                let name = acq
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("{}-{id}", acq.log_type));
                 threads.push(journald::run(
                     id,
                     name,

@@ -41,7 +41,9 @@ pub fn run(args: &MetricsArgs) -> ExitCode {
             }
         },
         Err(e) => {
-            eprintln!("cannot reach the metrics endpoint {url}: {e}\nis garrison running, with metrics enabled?");
+            eprintln!(
+                "cannot reach the metrics endpoint {url}: {e}\nis garrison running, with metrics enabled?"
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -86,10 +88,17 @@ fn table(
     Some(t)
 }
 
+/// A table: title, the label rows are keyed by, and (metric, column header) pairs.
+type Section = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
 /// Every table of the metrics.
 pub fn render(samples: &[Sample]) -> String {
     let mut out = String::new();
-    let sections: [(&str, &str, &[(&str, &str)]); 3] = [
+    let sections: [Section; 3] = [
         (
             "Acquisition",
             "source",

@@ -250,7 +250,9 @@ impl Daemon {
                 if acquisitions_changed
                     && let (Some(sources), Some(tx)) = (self.sources.take(), self.batches.clone())
                 {
-                    tokio::task::spawn_blocking(move || sources.stop()).await.ok();
+                    tokio::task::spawn_blocking(move || sources.stop())
+                        .await
+                        .ok();
                     match Sources::start(&rs.config.acquisitions, &self.store, &tx) {
                         Ok(s) => self.sources = Some(s),
                         Err(e) => tracing::error!(error = %e, "cannot restart the log sources"),

@@ -37,7 +37,10 @@ fn sources_of(rs: &Ruleset, acquisitions: &[Acquisition]) -> Vec<Source> {
                 a.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
             ),
             labels: SourceLabels {
-                source: a.name.clone().unwrap_or_else(|| format!("{}-{i}", a.log_type)),
+                source: a
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("{}-{i}", a.log_type)),
                 log_type: a.log_type.clone(),
             },
         })
@@ -109,6 +112,7 @@ impl Worker {
         };
         let before = self.engine.stats;
         let mut read = ReadStats::default();
+        self.store.begin_group();
         let engine = &mut self.engine;
         for_each_line(&batch.data, &mut read, |line| {
             engine.process(line, &src.line);
@@ -119,10 +123,8 @@ impl Worker {
             let alerts = self.engine.take_alerts();
             self.emit(alerts, Some(batch.read_at));
         }
-        // Queued after this batch's decisions: committed with them or after them.
-        if let Some((key, value)) = batch.cursor {
-            self.store.save_cursor(&key, value);
-        }
+        // The batch's decisions and its cursor are committed together.
+        self.store.end_group(batch.cursor);
     }
 
     fn reload(&mut self, rs: Arc<Ruleset>) {
@@ -213,7 +215,9 @@ impl Worker {
                 }),
                 new,
             );
-            self.metrics.decisions_made.inc_by(added.decision_ids.len() as u64);
+            self.metrics
+                .decisions_made
+                .inc_by(added.decision_ids.len() as u64);
             if let Some(t) = read_at {
                 self.metrics
                     .detection_latency
