@@ -9,8 +9,9 @@
 //!
 //! - `"match": true` with an IP `host`: the line must pour into one of the file's scenarios
 //!   with that source address (IPv4-mapped IPv6 compared as IPv4) — counted in the recall;
-//! - `"match": false` and unannotated lines: the line must pour into none of them — any pour is
-//!   a false positive unless `tests/fail2ban_exceptions.txt` lists it with its reason.
+//! - `"match": false` and unannotated lines: the line must pour into none of them with a source
+//!   address (without one no decision can follow) — such a pour is a false positive unless
+//!   `tests/fail2ban_exceptions.txt` lists it with its reason.
 //!
 //! Not scored (reported): `match: true` lines whose host is a DNS name, missing, or not
 //! written in the line (fail2ban resolves names, and takes the host of a multi-line failure from
@@ -64,7 +65,7 @@ const JAILS: &[Jail] = &[
     Jail {
         file: "apache-auth",
         acquisition: "apache2",
-        scenarios: Ok(&["http-generic-bf", "http-forbidden-probing"]),
+        scenarios: Ok(&["http-generic-bf", "http-forbidden-probing", "http-invalid-request"]),
     },
     Jail {
         file: "apache-badbots",
@@ -530,7 +531,7 @@ fn fail2ban_samples_are_detected_without_false_positives() {
                 } else {
                     misses.push(format!("{at}: {} (poured: {poured:?})", s.text));
                 }
-            } else if !poured.is_empty() {
+            } else if poured.iter().any(|(_, ip)| ip.is_some()) {
                 if exceptions.contains_key(&at) {
                     row.excepted += 1;
                     used_exceptions.push(at);
