@@ -65,7 +65,11 @@ const JAILS: &[Jail] = &[
     Jail {
         file: "apache-auth",
         acquisition: "apache2",
-        scenarios: Ok(&["http-generic-bf", "http-forbidden-probing", "http-invalid-request"]),
+        scenarios: Ok(&[
+            "http-generic-bf",
+            "http-forbidden-probing",
+            "http-invalid-request",
+        ]),
     },
     Jail {
         file: "apache-badbots",
@@ -275,9 +279,8 @@ fn read_samples(path: &Path) -> Vec<Sample> {
             continue;
         }
         if let Some((key, json)) = annotation_of(line) {
-            let value: Value = serde_json::from_str(json.trim()).unwrap_or_else(|e| {
-                panic!("{}:{}: bad {key} JSON: {e}", path.display(), i + 1)
-            });
+            let value: Value = serde_json::from_str(json.trim())
+                .unwrap_or_else(|e| panic!("{}:{}: bad {key} JSON: {e}", path.display(), i + 1));
             match key {
                 "failJSON" => {
                     pending = Some(value.as_object().cloned().unwrap_or_else(|| {
@@ -419,7 +422,12 @@ fn fail2ban_samples_are_detected_without_false_positives() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert!(files.len() >= 20, "only {} sample files in {}", files.len(), logs.display());
+    assert!(
+        files.len() >= 20,
+        "only {} sample files in {}",
+        files.len(),
+        logs.display()
+    );
 
     let compiled = compile_path_with(None, CompileOptions { all_rules: true })
         .unwrap_or_else(|d| panic!("shipped rules must compile:\n{d}"));
@@ -466,7 +474,8 @@ fn fail2ban_samples_are_detected_without_false_positives() {
         // Lines fail2ban annotates both ways (one text, several filter modes) are not scored.
         let mut verdicts: HashMap<&str, (bool, bool)> = HashMap::new();
         for s in samples.iter().filter(|s| applies(s, jail.file)) {
-            let want = s.annotation.as_ref().and_then(|a| a.get("match")) == Some(&Value::Bool(true));
+            let want =
+                s.annotation.as_ref().and_then(|a| a.get("match")) == Some(&Value::Bool(true));
             let v = verdicts.entry(s.text.as_str()).or_default();
             if want {
                 v.0 = true;
@@ -481,10 +490,14 @@ fn fail2ban_samples_are_detected_without_false_positives() {
                 continue;
             }
             row.lines += 1;
-            let want = s.annotation.as_ref().and_then(|a| a.get("match")) == Some(&Value::Bool(true));
+            let want =
+                s.annotation.as_ref().and_then(|a| a.get("match")) == Some(&Value::Bool(true));
             if verdicts.get(s.text.as_str()) == Some(&(true, true)) {
                 row.unscored += 1;
-                unscored.push(format!("{file}:{} (annotated both ways): {}", s.line_no, s.text));
+                unscored.push(format!(
+                    "{file}:{} (annotated both ways): {}",
+                    s.line_no, s.text
+                ));
                 continue;
             }
             let raw_host = s
@@ -498,7 +511,10 @@ fn fail2ban_samples_are_detected_without_false_positives() {
             // address fail2ban took from an earlier line of the same connection, is not scored.
             if want && (host.is_none() || !s.text.contains(raw_host)) {
                 row.unscored += 1;
-                unscored.push(format!("{file}:{} (host {raw_host:?}): {}", s.line_no, s.text));
+                unscored.push(format!(
+                    "{file}:{} (host {raw_host:?}): {}",
+                    s.line_no, s.text
+                ));
                 continue;
             }
 
@@ -572,7 +588,10 @@ fn fail2ban_samples_are_detected_without_false_positives() {
         "{:<28} {:>6} {:>9} {:>9} {:>8} {:>4} {:>9} {:>9}",
         "file", "lines", "expected", "detected", "recall", "FP", "excepted", "unscored"
     );
-    for (file, r) in rows.iter().chain(std::iter::once((&"TOTAL".to_owned(), &total))) {
+    for (file, r) in rows
+        .iter()
+        .chain(std::iter::once((&"TOTAL".to_owned(), &total)))
+    {
         println!(
             "{:<28} {:>6} {:>9} {:>9} {:>7.1}% {:>4} {:>9} {:>9}",
             file,
