@@ -63,6 +63,8 @@ struct Reader {
     pending: Vec<u8>,
     /// Inside an over-long line: drop bytes until the next newline.
     skipping: bool,
+    /// The read buffer, reused.
+    buf: Vec<u8>,
 }
 
 impl Reader {
@@ -76,6 +78,7 @@ impl Reader {
             offset,
             pending: Vec::new(),
             skipping: false,
+            buf: Vec::new(),
         })
     }
 
@@ -89,16 +92,25 @@ impl Reader {
 
     /// Reads one chunk; a batch of its complete lines, or None at the end of the data.
     fn read_batch(&mut self, source: SourceId, path: &Path) -> Option<Batch> {
-        let mut buf = vec![0u8; READ_CHUNK];
+        if self.buf.len() != READ_CHUNK {
+            self.buf.resize(READ_CHUNK, 0);
+        }
+        let mut buf = std::mem::take(&mut self.buf);
         let n = match self.file.read(&mut buf) {
-            Ok(0) => return None,
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "read failed");
-                return None;
+                0
             }
         };
-        buf.truncate(n);
+        let batch = (n > 0).then(|| self.split(&buf[..n], source, path));
+        self.buf = buf;
+        batch
+    }
+
+    /// Hands on the complete lines of `buf`, keeping a partial last line.
+    fn split(&mut self, buf: &[u8], source: SourceId, path: &Path) -> Batch {
+        let n = buf.len();
         let base = self.read_pos;
         self.read_pos += n as u64;
         let mut batch = Batch::new(source);
@@ -134,7 +146,7 @@ impl Reader {
             serde_json::json!({"dev": self.dev, "inode": self.inode, "offset": self.offset})
                 .to_string(),
         ));
-        Some(batch)
+        batch
     }
 }
 
@@ -156,8 +168,9 @@ pub struct FileSpec {
     pub patterns: Vec<String>,
 }
 
-/// Reads at most this much per file per wake-up, so one busy file cannot starve the others.
-const READ_CHUNK: usize = 1 << 20;
+/// Bytes read at most per batch: big enough to amortise the hand-over, small enough that
+/// the few batches queued for the engine bound memory when it falls behind.
+const READ_CHUNK: usize = 256 << 10;
 
 /// Tails files until `stop` is set; batches go to `out`.
 pub fn run(

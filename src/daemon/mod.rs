@@ -44,6 +44,8 @@ pub enum LogFormatArg {
 const DECISION_RETENTION: Duration = Duration::from_secs(7 * 86400);
 /// How long alerts without a retained decision stay.
 const ALERT_RETENTION: Duration = Duration::from_secs(7 * 86400);
+/// Batches queued between the sources and the engine.
+const BATCH_QUEUE: usize = 16;
 /// How often retention runs.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
@@ -116,7 +118,9 @@ impl Daemon {
         let store = Store::open(&state_dir).map_err(|e| e.to_string())?;
         store.set_protected(protected_ranges(&rs));
         let metrics = Metrics::new();
-        let (batch_tx, batch_rx) = crossbeam_channel::bounded(1024);
+        // A short queue: when the engine falls behind, sources wait (the lines stay in the
+        // files and the journal) instead of piling up in memory.
+        let (batch_tx, batch_rx) = crossbeam_channel::bounded(BATCH_QUEUE);
         let (control_tx, control_rx) = crossbeam_channel::unbounded();
         let worker = Worker::new(rs.clone(), store.clone(), metrics.clone());
         let worker = std::thread::Builder::new()
