@@ -232,6 +232,10 @@ impl Tailer {
         if let Some(w) = watcher.as_mut() {
             use notify::Watcher;
             for dir in self.watch_dirs() {
+                if !dir.is_dir() {
+                    tracing::info!(dir = %dir.display(), "directory does not exist yet; checking for it every second");
+                    continue;
+                }
                 if let Err(e) = w.watch(&dir, notify::RecursiveMode::NonRecursive) {
                     tracing::warn!(dir = %dir.display(), error = %e, "cannot watch directory; checking it every second");
                 }
