@@ -11,6 +11,7 @@ pub mod config;
 pub mod data;
 pub mod decide;
 pub mod detect;
+pub mod enforce;
 pub mod event;
 pub mod expr;
 pub mod grok;
