@@ -18,9 +18,15 @@ pub(crate) type Secs = u32;
 /// a reconcile reads back remaining times).
 const TOLERANCE: Secs = 2;
 
-/// Element timeout for an expiry, in ms, at least 1 s.
-pub(crate) fn timeout_ms(expires: Secs, now_ms: u64) -> u64 {
-    (expires as u64 * 1000).saturating_sub(now_ms).max(1000)
+/// Element timeout for an expiry, in ms but rounded to whole seconds (so that `nft list`
+/// reads `timeout 4h`), at least 1 s.
+pub(crate) fn timeout_ms(expires_ms: u64, now_ms: u64) -> u64 {
+    ((expires_ms.saturating_sub(now_ms) + 500) / 1000).max(1) * 1000
+}
+
+/// An expiry in ms as [`Secs`] (rounded, saturating).
+pub(crate) fn secs(ms: u64) -> Secs {
+    ((ms + 500) / 1000).min(Secs::MAX as u64) as Secs
 }
 
 /// Expiry of the single addresses in the kernel.
@@ -246,7 +252,7 @@ impl Ranges {
                             start,
                             last: seg.last,
                         },
-                        timeout_ms(seg.expires, now_ms),
+                        timeout_ms(seg.expires as u64 * 1000, now_ms),
                         |s| s.push_str(comment),
                     );
                     self.segments.insert(start, seg);
@@ -328,7 +334,7 @@ impl Ranges {
         self.segments.clear();
         for (start, last, expiration_ms) in segments {
             let expires = match expiration_ms {
-                Some(ms) => ((now_ms + ms) / 1000).min(Secs::MAX as u64) as Secs,
+                Some(ms) => secs(now_ms + ms),
                 None => Secs::MAX,
             };
             self.segments.insert(

@@ -185,7 +185,7 @@ impl Worker {
             return;
         }
         let now = (now_ms / 1000) as Secs;
-        let exp = expires_ms.div_ceil(1000).min(Secs::MAX as u64) as Secs;
+        let exp = model::secs(expires_ms);
         match target(&ban.net) {
             Target::Single(set, addr) => {
                 let known = match self.singles.get(set, addr) {
@@ -215,9 +215,10 @@ impl Worker {
                     // Delete + add: re-adding alone does not refresh the timeout everywhere.
                     self.pending.del(set, key);
                 }
-                self.pending.add(set, key, expires_ms - now_ms, |s| {
-                    super::write_comment(s, ban)
-                });
+                self.pending
+                    .add(set, key, model::timeout_ms(expires_ms, now_ms), |s| {
+                        super::write_comment(s, ban)
+                    });
                 self.singles.insert(set, addr, exp);
             }
             Target::Range(fam, id) => {
@@ -366,7 +367,7 @@ impl Worker {
             for set in [SetKind::Ipv4, SetKind::Ipv6] {
                 elements::dump_set(nl, &mut self.buf, &table, set, |e| {
                     if let (Some(k), Some(ms)) = (set.key_value(e.key), e.expiration_ms) {
-                        kernel.insert(set, k, ((now_ms + ms) / 1000) as Secs);
+                        kernel.insert(set, k, model::secs(now_ms + ms));
                     } else if let Some(k) = set.key_value(e.key) {
                         kernel.insert(set, k, Secs::MAX);
                     }
