@@ -581,6 +581,38 @@ fn resync_repairs_a_flushed_set_and_drops_stale_elements() {
         "{:?}",
         h.stats()
     );
+    // Resyncs empty and refill the sets in one transaction: a lookup never misses, even
+    // while 50,000 elements are reloaded.
+    for i in 0..50_000u32 {
+        let net = IpNet::from(IpAddr::from(std::net::Ipv4Addr::from(0x0b00_0000 + i)));
+        store.put(&Ban { net, ..ban(100, "192.0.2.1", 3600, "lists:x", "x") });
+    }
+    let syncs = h.stats().full_syncs;
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (stop, mut ins) = (Arc::clone(&stop), ns.inspector());
+        std::thread::spawn(move || {
+            let mut misses = 0;
+            while !stop.load(Ordering::Relaxed) {
+                if !ins.contains(ip("192.0.2.1")).unwrap() {
+                    misses += 1;
+                }
+            }
+            misses
+        })
+    };
+    for _ in 0..5 {
+        h.resync();
+    }
+    let done = eventually(Duration::from_secs(5), || h.stats().full_syncs >= syncs + 1);
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
+    assert!(done.is_some());
+    assert_eq!(
+        poller.join().unwrap(),
+        0,
+        "a lookup missed the ban during a resync"
+    );
     ns.run(move || h.shutdown());
 }
 

@@ -275,6 +275,23 @@ impl<'a> ElemWriter<'a> {
         self.seq = seq;
     }
 
+    /// Closes the open message and writes one that empties `set`; returns its offset.
+    pub(crate) fn flush_set(&mut self, set: SetKind, seq: u32) -> usize {
+        self.finish();
+        let h = begin_setelem_msg(
+            self.buf,
+            NFT_MSG_DELSETELEM,
+            netlink::NLM_F_REQUEST,
+            seq,
+            self.table,
+            set,
+        );
+        // No element list: the kernel empties the set.
+        self.buf.truncate(h.1);
+        self.buf.end_msg(h.0);
+        h.0
+    }
+
     /// Appends an element to the open message.
     pub(crate) fn push(&mut self, elem: ElemKey, add: Option<(u64, &str)>) {
         put_elem(self.buf, self.set, elem, add);
@@ -371,19 +388,16 @@ pub(crate) fn dump_request(buf: &mut MsgBuf, seq: u32, table: &str, set: SetKind
     buf.end_msg(off);
 }
 
-/// A get request for one single-address element (the kernel answers the element or ENOENT).
-pub(crate) fn get_request(buf: &mut MsgBuf, seq: u32, table: &str, set: SetKind, addr: u128) {
-    let h = begin_setelem_msg(
-        buf,
-        NFT_MSG_GETSETELEM,
-        netlink::NLM_F_REQUEST,
-        seq,
-        table,
-        set,
-    );
-    let e = buf.nest_begin(NFTA_LIST_ELEM);
-    put_key(buf, set.key_bytes(addr));
-    buf.nest_end(e);
+/// A get request for single-address elements: the kernel answers each element in turn and
+/// stops with ENOENT at the first one missing (acknowledged when all are there).
+pub(crate) fn get_request(buf: &mut MsgBuf, seq: u32, table: &str, set: SetKind, addrs: &[u128]) {
+    let flags = netlink::NLM_F_REQUEST | netlink::ACK;
+    let h = begin_setelem_msg(buf, NFT_MSG_GETSETELEM, flags, seq, table, set);
+    for &addr in addrs {
+        let e = buf.nest_begin(NFTA_LIST_ELEM);
+        put_key(buf, set.key_bytes(addr));
+        buf.nest_end(e);
+    }
     end_setelem_msg(buf, h);
 }
 
@@ -407,22 +421,6 @@ pub(crate) fn dump_set(
             e,
         )),
     }
-}
-
-/// Reads an interval set back as ranges `(first, last, time left in ms)`.
-pub(crate) fn dump_ranges(
-    nl: &mut netlink::Netlink,
-    buf: &mut MsgBuf,
-    table: &str,
-    set: SetKind,
-) -> Result<Vec<(u128, u128, Option<u64>)>, super::EnforceError> {
-    let mut raw = Vec::new();
-    dump_set(nl, buf, table, set, |e| {
-        if let Some(k) = set.key_value(e.key) {
-            raw.push((k, e.flags & NFT_SET_ELEM_INTERVAL_END != 0, e.expiration_ms));
-        }
-    })?;
-    Ok(pair_intervals(set, raw))
 }
 
 /// Rebuilds the ranges of an interval set from its elements as dumped (start elements and
@@ -565,6 +563,24 @@ mod tests {
         let elems = elements(&b);
         assert_eq!(elems[0].len(), 1);
         assert_eq!(elems[0][0].1.len(), 4 + 16);
+    }
+
+    #[test]
+    fn flush_is_a_delete_without_elements() {
+        let mut buf = MsgBuf::default();
+        let mut w = ElemWriter::new(&mut buf, "garrison");
+        w.flush_set(SetKind::Ipv6Ranges, 9);
+        let b = buf.bytes();
+        assert_eq!(u16::from_ne_bytes([b[4], b[5]]), 0x0a0e);
+        let types: Vec<u16> = attrs(&b[20..]).map(|(t, _)| t).collect();
+        assert_eq!(
+            types,
+            vec![NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_LIST_SET]
+        );
+        assert_eq!(
+            u32::from_ne_bytes(b[..4].try_into().unwrap()) as usize,
+            b.len()
+        );
     }
 
     #[test]

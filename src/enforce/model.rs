@@ -16,7 +16,7 @@ pub(crate) type Secs = u32;
 
 /// Expiries match if they differ by no more than this (timeouts are whole-second-ish and
 /// a reconcile reads back remaining times).
-const TOLERANCE: Secs = 2;
+pub(crate) const TOLERANCE: Secs = 2;
 
 /// Element timeout for an expiry, in ms but rounded to whole seconds (so that `nft list`
 /// reads `timeout 4h`), at least 1 s.
@@ -78,15 +78,6 @@ impl Singles {
         self.v4.retain(|_, e| *e > now);
         self.v6.retain(|_, e| *e > now);
     }
-
-    /// Every address of `set` with its expiry.
-    pub(crate) fn iter(&self, set: SetKind) -> Box<dyn Iterator<Item = (u128, Secs)> + '_> {
-        if set.is_v4() {
-            Box::new(self.v4.iter().map(|(&a, &e)| (a as u128, e)))
-        } else {
-            Box::new(self.v6.iter().map(|(&a, &e)| (a, e)))
-        }
-    }
 }
 
 /// A range ban: `(first address, prefix length)`.
@@ -104,9 +95,8 @@ struct RangeBan {
 struct Segment {
     last: u128,
     expires: Secs,
-    /// The ban whose expiry (and comment) the segment carries; `None` when read back from
-    /// the kernel and not yet matched.
-    owner: Option<RangeId>,
+    /// The ban whose expiry (and comment) the segment carries.
+    owner: RangeId,
 }
 
 /// The range bans of one family and the segments derived from them.
@@ -128,6 +118,11 @@ impl Ranges {
             bans: BTreeMap::new(),
             segments: BTreeMap::new(),
         }
+    }
+
+    /// The interval set this model is for.
+    pub(crate) fn set(&self) -> SetKind {
+        self.set
     }
 
     /// The last address of a range.
@@ -206,11 +201,6 @@ impl Ranges {
         self.resegment_span(first, last, now_ms, out);
     }
 
-    /// Like [`Ranges::resegment`], for the whole family (after loading the kernel's state).
-    pub(crate) fn resegment_all(&mut self, now_ms: u64, out: &mut Pending) {
-        self.resegment_span(0, self.set.max_addr(), now_ms, out);
-    }
-
     fn resegment_span(&mut self, first: u128, last: u128, now_ms: u64, out: &mut Pending) {
         let now = (now_ms / 1000) as Secs;
         self.bans.retain(|_, b| b.expires > now);
@@ -242,10 +232,7 @@ impl Ranges {
             match self.segments.get_mut(&start) {
                 Some(kept) if same(kept, &seg) => kept.owner = seg.owner,
                 _ => {
-                    let comment = seg
-                        .owner
-                        .and_then(|o| self.bans.get(&o))
-                        .map_or("", |b| b.comment.as_str());
+                    let comment = self.bans.get(&seg.owner).map_or("", |b| b.comment.as_str());
                     out.add(
                         self.set,
                         ElemKey {
@@ -272,7 +259,7 @@ impl Ranges {
         let mut out: Vec<(u128, Segment)> = Vec::new();
         let mut emit = |from: u128, to: u128, o: &Open| {
             if let Some((_, prev)) = out.last_mut()
-                && prev.owner == Some(o.owner)
+                && prev.owner == o.owner
                 && prev.last.checked_add(1) == Some(from)
             {
                 prev.last = to;
@@ -283,7 +270,7 @@ impl Ranges {
                 Segment {
                     last: to,
                     expires: o.expires,
-                    owner: Some(o.owner),
+                    owner: o.owner,
                 },
             ));
         };
@@ -326,32 +313,6 @@ impl Ranges {
             cursor = top.last.checked_add(1);
         }
         out
-    }
-
-    /// Replaces the segments with what the kernel holds (read back by a dump): owners are
-    /// unknown until [`Ranges::resegment_all`] matches them.
-    pub(crate) fn load_kernel(&mut self, segments: Vec<(u128, u128, Option<u64>)>, now_ms: u64) {
-        self.segments.clear();
-        for (start, last, expiration_ms) in segments {
-            let expires = match expiration_ms {
-                Some(ms) => secs(now_ms + ms),
-                None => Secs::MAX,
-            };
-            self.segments.insert(
-                start,
-                Segment {
-                    last,
-                    expires,
-                    owner: None,
-                },
-            );
-        }
-    }
-
-    /// Forgets every ban (before a reload from the snapshot); the segments stay as the
-    /// record of what the kernel holds.
-    pub(crate) fn clear_bans(&mut self) {
-        self.bans.clear();
     }
 
     /// Forgets what has expired (the kernel timed it out).
@@ -452,27 +413,5 @@ mod tests {
                 (u128::MAX << 64, u128::MAX, NOW + 30)
             ]
         );
-    }
-
-    #[test]
-    fn kernel_state_is_matched_within_tolerance() {
-        let mut r = Ranges::new(SetKind::Ipv4Ranges);
-        let mut out = Pending::default();
-        let id = v4([203, 0, 113, 0], 24);
-        r.load_kernel(
-            vec![
-                (id.0, id.0 + 255, Some(99_000)),
-                (0x01000000, 0x010000ff, Some(5_000)),
-            ],
-            NOW_MS,
-        );
-        r.insert(id, NOW + 100, String::new);
-        r.resegment_all(NOW_MS, &mut out);
-        assert_eq!(
-            out.len(),
-            1,
-            "the matching segment is kept; the stale one deleted"
-        );
-        assert_eq!(segs(&r).len(), 1);
     }
 }

@@ -72,6 +72,11 @@ impl MsgBuf {
         &self.buf
     }
 
+    /// Drops everything from `len` on.
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.buf.truncate(len);
+    }
+
     /// Current length in bytes.
     pub(crate) fn len(&self) -> usize {
         self.buf.len()
@@ -275,6 +280,8 @@ pub(crate) struct BatchErrors {
 #[derive(Debug)]
 pub(crate) struct Netlink {
     fd: OwnedFd,
+    /// Send buffer size asked for so far.
+    sndbuf: usize,
     seq: u32,
     rx: Vec<u8>,
 }
@@ -338,6 +345,7 @@ impl Netlink {
             .unwrap_or(1);
         Ok(Netlink {
             fd,
+            sndbuf: SNDBUF,
             seq: seed | 1,
             rx: vec![0u8; 1 << 20],
         })
@@ -418,6 +426,11 @@ impl Netlink {
         begin_seq: u32,
         last_seq: u32,
     ) -> Result<BatchErrors, EnforceError> {
+        if batch.len() + 4096 > self.sndbuf {
+            // One batch is one datagram: make room for it (as nft does for large sets).
+            self.sndbuf = batch.len() + 65536;
+            set_buf(&self.fd, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, self.sndbuf);
+        }
         self.send(batch.bytes())?;
         let mut out = BatchErrors::default();
         loop {

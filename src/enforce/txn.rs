@@ -21,10 +21,19 @@ const TX_LIMIT: usize = 4 << 20;
 /// Attempts per transaction (first try, split, drop).
 const ATTEMPTS: usize = 4;
 
+/// What a change does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Add,
+    Del,
+    /// Empties the set (a DELSETELEM without elements).
+    Flush,
+}
+
 /// One queued element change.
 #[derive(Debug, Clone, Copy)]
 struct Change {
-    add: bool,
+    op: Op,
     set: SetKind,
     key: ElemKey,
     timeout_ms: u64,
@@ -57,7 +66,7 @@ impl Pending {
             + super::elements::truncate(&self.text[start..], super::elements::COMMENT_MAX).len();
         self.text.truncate(end);
         self.changes.push(Change {
-            add: true,
+            op: Op::Add,
             set,
             key,
             timeout_ms,
@@ -68,9 +77,21 @@ impl Pending {
     /// Queues a deletion.
     pub(crate) fn del(&mut self, set: SetKind, key: ElemKey) {
         self.changes.push(Change {
-            add: false,
+            op: Op::Del,
             set,
             key,
+            timeout_ms: 0,
+            comment: (0, 0),
+        });
+    }
+
+    /// Queues the emptying of `set` (what follows in the same transaction refills it, so
+    /// packets never see it empty).
+    pub(crate) fn flush_set(&mut self, set: SetKind) {
+        self.changes.push(Change {
+            op: Op::Flush,
+            set,
+            key: ElemKey { start: 0, last: 0 },
             timeout_ms: 0,
             comment: (0, 0),
         });
@@ -96,7 +117,14 @@ impl Pending {
     /// Logs what would be done (dry run).
     pub(crate) fn log_dry_run(&self) {
         for c in &self.changes {
-            let what = if c.add { "add" } else { "delete" };
+            let what = match c.op {
+                Op::Add => "add",
+                Op::Del => "delete",
+                Op::Flush => {
+                    tracing::info!(set = c.set.name(), "dry run: would empty the set");
+                    continue;
+                }
+            };
             tracing::info!(
                 set = c.set.name(),
                 element = %ElemDisplay(c.set, c.key),
@@ -159,12 +187,15 @@ struct Sent {
     changes: Range<usize>,
 }
 
-/// Commits everything in `p` to `table`, in transactions of at most [`TX_LIMIT`] bytes.
+/// Commits everything in `p` to `table`: in transactions of at most [`TX_LIMIT`] bytes, or,
+/// when `atomic`, in one transaction whatever its size (a set emptied and refilled must
+/// never be seen empty).
 pub(crate) fn commit(
     nl: &mut Netlink,
     buf: &mut MsgBuf,
     table: &str,
     p: &Pending,
+    atomic: bool,
 ) -> Result<CommitReport, CommitError> {
     let mut report = CommitReport::default();
     let mut next = 0;
@@ -174,7 +205,11 @@ pub(crate) fn commit(
         for attempt in 0..ATTEMPTS {
             // Only the first attempt may stop at the size limit: a retry resends what the
             // first one took, whatever its size (the socket buffer leaves room for it).
-            let limit = if attempt == 0 { TX_LIMIT } else { usize::MAX };
+            let limit = if attempt == 0 && !atomic {
+                TX_LIMIT
+            } else {
+                usize::MAX
+            };
             let (begin, last, consumed) = encode(nl, buf, table, p, &pieces, limit, &mut sent);
             if attempt == 0 {
                 next = consumed;
@@ -187,10 +222,10 @@ pub(crate) fn commit(
                 report.transactions += 1;
                 for s in &sent {
                     for c in &p.changes[s.changes.clone()] {
-                        if c.add {
-                            report.added += 1;
-                        } else {
-                            report.deleted += 1;
+                        match c.op {
+                            Op::Add => report.added += 1,
+                            Op::Del => report.deleted += 1,
+                            Op::Flush => {}
                         }
                     }
                 }
@@ -223,7 +258,7 @@ fn retry_pieces(
             continue;
         };
         let first = &p.changes[s.changes.start];
-        if errno == libc::ENOENT && !first.add {
+        if errno == libc::ENOENT && first.op == Op::Del {
             report.absent += s.changes.len() as u64; // already timed out: nothing to delete
         } else if errno == libc::ENOENT {
             return Err(CommitError::Missing);
@@ -231,7 +266,7 @@ fn retry_pieces(
             pieces.extend(s.changes.clone().map(|i| i..i + 1));
         } else {
             report.refused += 1;
-            let what = if first.add { "add" } else { "delete" };
+            let what = if first.op == Op::Add { "add" } else { "delete" };
             tracing::warn!(
                 set = first.set.name(),
                 element = %ElemDisplay(first.set, first.key),
@@ -266,23 +301,31 @@ fn encode(
         let mut fresh = true;
         for i in piece.clone() {
             let c = &p.changes[i];
+            let add = c.op == Op::Add;
             // A deletion is its own message, so that ENOENT names exactly what is gone.
-            if fresh || !c.add || !w.fits(c.set, c.add) || !p.changes[i - 1].add {
+            if fresh || !add || !w.fits(c.set, add) || p.changes[i - 1].op != Op::Add {
                 if w.buf_len() > limit {
                     consumed = i;
                     break 'pieces;
                 }
                 last_off = w.finish().or(last_off);
                 let seq = nl.next_seqs(1);
-                w.start(c.set, c.add, seq);
-                sent.push(Sent { seq, changes: i..i });
+                sent.push(Sent {
+                    seq,
+                    changes: i..i + 1,
+                });
+                if c.op == Op::Flush {
+                    last_off = Some(w.flush_set(c.set, seq));
+                    fresh = true;
+                    continue;
+                }
+                w.start(c.set, add, seq);
                 fresh = false;
-            }
-            let comment = &p.text[c.comment.0 as usize..c.comment.1 as usize];
-            w.push(c.key, c.add.then_some((c.timeout_ms, comment)));
-            if let Some(s) = sent.last_mut() {
+            } else if let Some(s) = sent.last_mut() {
                 s.changes.end = i + 1;
             }
+            let comment = &p.text[c.comment.0 as usize..c.comment.1 as usize];
+            w.push(c.key, add.then_some((c.timeout_ms, comment)));
         }
     }
     last_off = w.finish().or(last_off);

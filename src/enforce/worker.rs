@@ -1,7 +1,7 @@
 //! The enforcer thread: turns bans into queued element changes, commits them, watches the
 //! table and rebuilds it from the snapshot when needed.
 
-use super::elements::{self, ElemKey, SetKind};
+use super::elements::{ElemKey, SetKind};
 use super::model::{self, Ranges, Secs, Singles};
 use super::netlink::{MsgBuf, Netlink};
 use super::ruleset::{self, TableProbe};
@@ -46,15 +46,6 @@ fn target(net: &ipnet::IpNet) -> Target {
 
 fn now_ms() -> u64 {
     jiff::Timestamp::now().as_millisecond().max(0) as u64
-}
-
-/// What is known of a single address before a change.
-enum Known {
-    /// In the model (so in the kernel, unless timed out).
-    Model(Secs),
-    /// Read back from the kernel during a reconcile.
-    Kernel(Secs),
-    Nothing,
 }
 
 /// The enforcer thread's state.
@@ -145,7 +136,7 @@ impl Worker {
         match req {
             Request::Add(ban, at) => {
                 self.pending.oldest.get_or_insert(at);
-                self.apply_ban(&ban, now_ms(), None);
+                self.apply_ban(&ban, now_ms());
             }
             Request::Remove(net) => self.apply_remove(&net),
             Request::Resync => {
@@ -172,9 +163,8 @@ impl Worker {
         hit.is_some()
     }
 
-    /// Queues the changes for a ban. `kernel` holds what a reconcile read back from the
-    /// kernel (addresses are taken out of it as the snapshot claims them).
-    fn apply_ban(&mut self, ban: &Ban, now_ms: u64, kernel: Option<&mut Singles>) {
+    /// Queues the changes for a ban.
+    fn apply_ban(&mut self, ban: &Ban, now_ms: u64) {
         if self.refused(ban) {
             return;
         }
@@ -188,25 +178,12 @@ impl Worker {
         let exp = model::secs(expires_ms);
         match target(&ban.net) {
             Target::Single(set, addr) => {
-                let known = match self.singles.get(set, addr) {
-                    Some(e) => Known::Model(e),
-                    None => match kernel.and_then(|k| k.remove(set, addr)) {
-                        Some(e) => Known::Kernel(e),
-                        None => Known::Nothing,
-                    },
-                };
-                let (keep, present) = match known {
-                    // A renewal never shortens what is enforced.
-                    Known::Model(e) => (e > now && e + 2 >= exp, e > now),
-                    Known::Kernel(e) => (e.abs_diff(exp) <= 2, true),
-                    Known::Nothing => (false, false),
-                };
-                if keep {
-                    if let Known::Kernel(e) = known {
-                        self.singles.insert(set, addr, e);
-                    }
-                    return;
+                // Still enforced (not timed out) until when, if at all.
+                let current = self.singles.get(set, addr).filter(|&e| e > now);
+                if current.is_some_and(|e| e + model::TOLERANCE >= exp) {
+                    return; // a renewal never shortens what is enforced
                 }
+                let present = current.is_some();
                 let key = ElemKey {
                     start: addr,
                     last: addr,
@@ -264,7 +241,7 @@ impl Worker {
             return;
         }
         let oldest = self.pending.oldest;
-        let ok = self.commit();
+        let ok = self.commit(false);
         if ok && let Some(at) = oldest {
             let lat = at.elapsed();
             self.stats.last_apply_latency = Some(lat);
@@ -274,13 +251,19 @@ impl Worker {
     }
 
     /// Commits `pending` and clears it; false when it failed (a full sync is then due).
-    fn commit(&mut self) -> bool {
+    fn commit(&mut self, atomic: bool) -> bool {
         let Some(nl) = self.nl.as_mut() else {
             self.pending.log_dry_run();
             self.pending.clear();
             return true;
         };
-        let res = txn::commit(nl, &mut self.buf, &self.cfg.nftables.table, &self.pending);
+        let res = txn::commit(
+            nl,
+            &mut self.buf,
+            &self.cfg.nftables.table,
+            &self.pending,
+            atomic,
+        );
         self.pending.clear();
         match res {
             Ok(r) => {
@@ -340,83 +323,59 @@ impl Worker {
         self.publish();
     }
 
-    /// Makes the table match the configuration and its elements match `snapshot()`,
-    /// reading back what the kernel holds so that only differences are sent (the bans stay
-    /// enforced throughout).
+    /// Makes the table match the configuration and its elements match `snapshot()`.
+    ///
+    /// A table that is already there (a restart with `keep_on_stop`, a `resync`, a repair)
+    /// is not read back (dumping a large set is quadratic in the kernel): its sets are
+    /// emptied and refilled in one transaction, so packets never see them empty. A new
+    /// table is filled in bounded transactions.
     fn full_sync(&mut self) -> Result<(), EnforceError> {
         self.pending.clear();
         self.baseline = None;
         let table = self.cfg.nftables.table.clone();
-        let mut kernel = Singles::default();
         let now_ms = now_ms();
+        let mut refill = false;
         if let Some(nl) = self.nl.as_mut() {
-            if let Err(e) = ruleset::run_nft(
-                &ruleset::structure_script(&self.cfg.nftables),
-                "update garrison's table",
-            ) {
+            refill = ruleset::probe_table(nl, &mut self.buf, &table)?.is_some();
+            let script = ruleset::structure_script(&self.cfg.nftables);
+            if let Err(e) = ruleset::run_nft(&script, "update garrison's table") {
                 tracing::warn!(error = %e, "recreating garrison's table from scratch");
                 ruleset::run_nft(
                     &ruleset::replace_script(&self.cfg.nftables),
                     "create garrison's table",
                 )?;
+                refill = false;
             }
             let probe = ruleset::probe_table(nl, &mut self.buf, &table)?.ok_or_else(|| {
                 EnforceError::Protocol(format!("table inet {table} vanished after its creation"))
             })?;
             let rules = ruleset::dump_rules(nl, &mut self.buf, &table)?.len();
-            for set in [SetKind::Ipv4, SetKind::Ipv6] {
-                elements::dump_set(nl, &mut self.buf, &table, set, |e| {
-                    if let (Some(k), Some(ms)) = (set.key_value(e.key), e.expiration_ms) {
-                        kernel.insert(set, k, model::secs(now_ms + ms));
-                    } else if let Some(k) = set.key_value(e.key) {
-                        kernel.insert(set, k, Secs::MAX);
-                    }
-                })?;
-            }
-            for (fam, set) in [SetKind::Ipv4Ranges, SetKind::Ipv6Ranges]
-                .into_iter()
-                .enumerate()
-            {
-                let segs = elements::dump_ranges(nl, &mut self.buf, &table, set)?;
-                self.ranges[fam].load_kernel(segs, now_ms);
-            }
             self.baseline = Some((probe, rules));
         } else {
             tracing::info!("dry run: loading the snapshot without touching nftables");
         }
         self.singles = Singles::default();
         for r in &mut self.ranges {
-            r.clear_bans();
+            *r = Ranges::new(r.set());
+        }
+        if refill {
+            for set in SetKind::ALL {
+                self.pending.flush_set(set);
+            }
         }
         let bans = (self.snapshot)();
         for ban in &bans {
-            self.apply_ban(ban, now_ms, Some(&mut kernel));
-            if self.pending.len() >= SYNC_CHUNK {
-                self.sync_commit()?;
+            self.apply_ban(ban, now_ms);
+            if !refill && self.pending.len() >= SYNC_CHUNK {
+                self.sync_commit(false)?;
             }
         }
         drop(bans);
-        // What the kernel holds and the snapshot does not: stale, delete it.
-        for set in [SetKind::Ipv4, SetKind::Ipv6] {
-            for (addr, _) in kernel.iter(set) {
-                self.pending.del(
-                    set,
-                    ElemKey {
-                        start: addr,
-                        last: addr,
-                    },
-                );
-            }
-        }
-        drop(kernel);
-        for r in &mut self.ranges {
-            r.resegment_all(now_ms, &mut self.pending);
-        }
-        self.sync_commit()
+        self.sync_commit(refill)
     }
 
-    fn sync_commit(&mut self) -> Result<(), EnforceError> {
-        if self.commit() {
+    fn sync_commit(&mut self, atomic: bool) -> Result<(), EnforceError> {
+        if self.commit(atomic) {
             Ok(())
         } else {
             Err(EnforceError::Protocol(
