@@ -585,7 +585,10 @@ fn resync_repairs_a_flushed_set_and_drops_stale_elements() {
     // while 50,000 elements are reloaded.
     for i in 0..50_000u32 {
         let net = IpNet::from(IpAddr::from(std::net::Ipv4Addr::from(0x0b00_0000 + i)));
-        store.put(&Ban { net, ..ban(100, "192.0.2.1", 3600, "lists:x", "x") });
+        store.put(&Ban {
+            net,
+            ..ban(100, "192.0.2.1", 3600, "lists:x", "x")
+        });
     }
     let syncs = h.stats().full_syncs;
     let stop = Arc::new(AtomicBool::new(false));
@@ -847,4 +850,51 @@ fn packets_from_a_banned_address_are_dropped() {
 #[test]
 fn packets_from_a_banned_address_are_rejected() {
     packet_test(NftAction::Reject);
+}
+
+#[test]
+fn cli_status_and_remove() {
+    let ns = Netns::new();
+    let store = Store::default();
+    store.put(&ban(1, "192.0.2.1", 3600, "crowdsec", "ssh-bf"));
+    store.put(&ban(2, "198.51.100.0/24", 3600, "lists:firehol", "firehol"));
+    let h = ns.enforcer(config(defaults(), &[]), &store);
+    ns.run(move || h.shutdown());
+    let bin = env!("CARGO_BIN_EXE_garrison");
+    let status = ns.sh(&format!("{bin} nft status"));
+    println!("{status}");
+    assert!(status.contains("table inet garrison"), "{status}");
+    let line = |set: &str| {
+        status
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(set))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(
+        line("banned-ipv4").split_whitespace().nth(1),
+        Some("1"),
+        "{status}"
+    );
+    assert_eq!(
+        line("banned-ipv4-ranges").split_whitespace().nth(1),
+        Some("1"),
+        "{status}"
+    );
+    assert_eq!(
+        line("banned-ipv6").split_whitespace().nth(1),
+        Some("0"),
+        "{status}"
+    );
+    assert!(status.contains("chain input: 4 rules"), "{status}");
+    assert!(
+        ns.sh(&format!("{bin} nft remove"))
+            .contains("table inet garrison removed")
+    );
+    assert!(!ns.inspector().table_exists().unwrap());
+    assert!(
+        ns.sh(&format!("{bin} nft remove --table garrison"))
+            .contains("was not there")
+    );
+    assert!(ns.sh(&format!("{bin} nft status")).contains("absent"));
 }

@@ -66,6 +66,8 @@ pub(crate) struct Worker {
     backoff: Duration,
     last_purge: Instant,
     stats: EnforcerStats,
+    /// The wall clock, read once per batch of requests.
+    now_ms: u64,
 }
 
 impl Worker {
@@ -95,6 +97,7 @@ impl Worker {
             backoff: TICK,
             last_purge: Instant::now(),
             stats: EnforcerStats::default(),
+            now_ms: now_ms(),
         }
     }
 
@@ -108,6 +111,7 @@ impl Worker {
                 .recv_timeout(next_tick.saturating_duration_since(Instant::now()))
             {
                 Ok(req) => {
+                    self.now_ms = now_ms();
                     stop = !self.handle(req);
                     // Take whatever else is queued: it goes into the same transaction.
                     while !stop && self.pending.len() < BATCH_MAX {
@@ -136,7 +140,7 @@ impl Worker {
         match req {
             Request::Add(ban, at) => {
                 self.pending.oldest.get_or_insert(at);
-                self.apply_ban(&ban, now_ms());
+                self.apply_ban(&ban, self.now_ms);
             }
             Request::Remove(net) => self.apply_remove(&net),
             Request::Resync => {
@@ -229,7 +233,7 @@ impl Worker {
             }
             Target::Range(fam, id) => {
                 if self.ranges[fam].remove(id) {
-                    self.ranges[fam].resegment(id, now_ms(), &mut self.pending);
+                    self.ranges[fam].resegment(id, self.now_ms, &mut self.pending);
                 }
             }
         }
