@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod data;
 pub mod decide;
 pub mod detect;
+pub mod enforce;
 pub mod engine;
 pub mod event;
 pub mod expr;

@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v nix-instantiate >/dev/null || need_apt+=(nix-bin)
+# tests/enforce_kernel.rs: nftables in network namespaces (root)
+command -v nft >/dev/null || need_apt+=(nftables)
+command -v ip >/dev/null || need_apt+=(iproute2)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "==> installing Debian packages: ${need_apt[*]}"

@@ -3,6 +3,7 @@
 mod check;
 pub mod explain;
 mod metrics;
+pub mod nft;
 pub mod replay;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,8 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// Show, line by line, which parsers ran, the fields they set, and where it poured.
     Explain(explain::ExplainArgs),
+    /// Inspect or remove garrison's nftables table.
+    Nft(nft::NftArgs),
     /// Print the JSON Schema of the configuration.
     Schema,
     /// Print the embedded default configuration.
@@ -53,6 +56,7 @@ pub fn main() -> ExitCode {
         Command::Metrics(args) => metrics::run(&args),
         Command::Replay(args) => replay::run(&args),
         Command::Explain(args) => explain::run(&args),
+        Command::Nft(args) => nft::run(&args),
         Command::Schema => {
             println!("{}", crate::schema::config_schema_json());
             ExitCode::SUCCESS
