@@ -5,6 +5,7 @@
 //! start exit 1 with the diagnostics; on SIGHUP a failed recompilation is logged and the
 //! running rules stay in force.
 
+mod enforcement;
 mod logging;
 mod worker;
 
@@ -109,6 +110,7 @@ struct Daemon {
     batches: Option<crossbeam_channel::Sender<crate::acquire::Batch>>,
     control: crossbeam_channel::Sender<Control>,
     worker: Option<std::thread::JoinHandle<()>>,
+    enforcer: Option<crate::enforce::EnforcerHandle>,
 }
 
 impl Daemon {
@@ -118,6 +120,23 @@ impl Daemon {
         let store = Store::open(&state_dir).map_err(|e| e.to_string())?;
         store.set_protected(protected_ranges(&rs));
         let metrics = Metrics::new();
+        // The enforcer subscribes before anything can add a decision, so its snapshot and
+        // the changes after it cover every decision.
+        let enforcer = if cfg.enforcement.enable {
+            let ecfg = crate::enforce::EnforcerConfig {
+                nftables: cfg.enforcement.nftables.clone(),
+                never: protected_ranges(&rs).into_iter().map(|(n, _)| n).collect(),
+                dry_run: cfg.enforcement.dry_run,
+            };
+            Some(enforcement::start(&store, ecfg).map_err(|e| {
+                format!(
+                    "cannot start nftables enforcement: {e} (garrison needs CAP_NET_ADMIN; set `enforcement enable=#false` to run without)"
+                )
+            })?)
+        } else {
+            tracing::warn!("enforcement is disabled: decisions are only served to bouncers");
+            None
+        };
         // A short queue: when the engine falls behind, sources wait (the lines stay in the
         // files and the journal) instead of piling up in memory.
         let (batch_tx, batch_rx) = crossbeam_channel::bounded(BATCH_QUEUE);
@@ -153,6 +172,7 @@ impl Daemon {
             batches: Some(batch_tx),
             control: control_tx,
             worker: Some(worker),
+            enforcer,
         })
     }
 
@@ -210,6 +230,24 @@ impl Daemon {
             tracing::error!("cannot install signal handlers");
             return ExitCode::FAILURE;
         };
+        // READY once the kernel holds every active ban.
+        if let Some(e) = &self.enforcer {
+            let synced = tokio::task::block_in_place(|| e.wait_synced(Duration::from_secs(30)));
+            if synced {
+                let s = e.stats();
+                tracing::info!(
+                    table = %cfg.enforcement.nftables.table,
+                    ipv4 = s.ipv4,
+                    ipv6 = s.ipv6,
+                    ranges = s.ipv4_ranges + s.ipv6_ranges,
+                    "enforcing in nftables"
+                );
+            } else {
+                tracing::error!(
+                    "the first nftables sync did not finish within 30 s; continuing, it is retried"
+                );
+            }
+        }
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         tracing::info!("garrison ready");
         let mut prune = tokio::time::interval(PRUNE_EVERY);
@@ -246,6 +284,23 @@ impl Daemon {
                 let acquisitions_changed = serde_json::to_value(&old.config.acquisitions).ok()
                     != serde_json::to_value(&rs.config.acquisitions).ok();
                 self.store.set_protected(protected_ranges(&rs));
+                // Newly whitelisted addresses are unbanned at once.
+                let store = self.store.clone();
+                let freed = store.expire_where(|d, _| {
+                    d.target
+                        .net()
+                        .is_some_and(|_| store.protected_reason(&d.target).is_some())
+                });
+                if !freed.is_empty() {
+                    tracing::info!(decisions = ?freed, "decisions on now-protected addresses deleted");
+                }
+                if serde_json::to_value(&old.config.enforcement).ok()
+                    != serde_json::to_value(&rs.config.enforcement).ok()
+                {
+                    tracing::warn!(
+                        "enforcement settings changed: they take effect at the next restart"
+                    );
+                }
                 *self
                     .ruleset
                     .write()
@@ -291,5 +346,8 @@ impl Daemon {
             let _ = w.join();
         }
         self.store.flush();
+        if let Some(e) = self.enforcer.take() {
+            e.shutdown();
+        }
     }
 }

@@ -233,6 +233,38 @@ impl EnforcerHandle {
     }
 }
 
+/// A cloneable sender of changes to the enforcer thread, for the store's subscriber (the
+/// handle itself stays with the daemon, which shuts it down).
+#[derive(Clone)]
+pub struct EnforcerSender {
+    tx: Sender<Request>,
+}
+
+impl EnforcerSender {
+    /// Same as [`EnforcerHandle::add`].
+    pub fn add(&self, ban: Ban) {
+        if self.tx.send(Request::Add(ban, Instant::now())).is_err() {
+            tracing::error!("the enforcer thread is gone; change not applied");
+        }
+    }
+
+    /// Same as [`EnforcerHandle::remove`].
+    pub fn remove(&self, net: ipnet::IpNet) {
+        if self.tx.send(Request::Remove(net)).is_err() {
+            tracing::error!("the enforcer thread is gone; change not applied");
+        }
+    }
+}
+
+impl EnforcerHandle {
+    /// A sender for other threads.
+    pub fn sender(&self) -> EnforcerSender {
+        EnforcerSender {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
 /// Deletes garrison's table `inet <table>` (`garrison nft remove`); no error when it is not
 /// there. Works in the calling thread's network namespace.
 pub fn remove_table(table: &str) -> Result<(), EnforceError> {

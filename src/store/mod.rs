@@ -187,13 +187,9 @@ impl Store {
             .map(|(p, r)| Arc::from(format!("{p} ({r})")))
     }
 
-    /// Registers a subscriber and replays every active decision to it as `Added`.
+    /// Registers a subscriber to every later change (read the current state with
+    /// [`Store::read`] first: the enforcer loads it as its snapshot).
     pub fn subscribe(&self, subscriber: Subscriber) {
-        let index = self.read();
-        let now = now_millis();
-        for d in index.active(now) {
-            subscriber(Change::Added(d), &index);
-        }
         self.shared
             .subscribers
             .write()
