@@ -5,6 +5,7 @@
 //! with the configuration compiler (`config`, `rules`, `compile`, `expr`) in front.
 
 pub mod alert;
+pub mod api;
 pub mod cli;
 pub mod compile;
 pub mod config;
