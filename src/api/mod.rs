@@ -166,6 +166,14 @@ impl ApiState {
         Ok(())
     }
 
+    /// Where [`serve`] listens (`http://127.0.0.1:8080`, `unix:/path`), once it started.
+    pub fn listening(&self) -> Vec<String> {
+        self.listen
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     fn ruleset(&self) -> Arc<Ruleset> {
         self.ruleset
             .read()
