@@ -174,13 +174,7 @@ fn cscli_lists_adds_and_deletes_decisions_and_alerts() {
         ok && out.contains("192.0.2.33"),
         "cscli alerts inspect: {out}"
     );
-    let key = s.bouncer("check");
-    let (st, body) = lapi_common::read(
-        lapi_common::agent()
-            .get(format!("{}/v1/decisions?ip=192.0.2.33", s.url))
-            .header("X-Api-Key", &key)
-            .call(),
-    );
+    let (st, body) = s.bouncer_get("/v1/decisions?ip=192.0.2.33");
     assert_eq!(st, 200);
     assert!(body.contains("\"origin\":\"cscli\""), "{body}");
     let (ok, out) = cscli(&cfg, &["decisions", "delete", "-i", "192.0.2.33"]);
@@ -190,4 +184,88 @@ fn cscli_lists_adds_and_deletes_decisions_and_alerts() {
     );
     let (_, out) = cscli(&cfg, &["decisions", "list"]);
     assert!(!out.contains("192.0.2.33"), "{out}");
+}
+
+#[test]
+fn crowdsec_agent_pushes_alerts_from_a_replayed_log() {
+    let s = Server::start();
+    s.machine("agent-1", "agent-password-1");
+    let hub = std::path::PathBuf::from(tool("GARRISON_CROWDSEC_HUB", "/usr/share/crowdsec/hub"));
+    let patterns = tool("GARRISON_CROWDSEC_PATTERNS", "/etc/crowdsec/patterns");
+    assert!(
+        hub.is_dir(),
+        "{} missing: install Debian's crowdsec (tests/run.sh)",
+        hub.display()
+    );
+    let d = s.dir.join("agent");
+    for (stage, file) in [
+        (
+            "parsers/s00-raw",
+            "parsers/s00-raw/crowdsecurity/syslog-logs.yaml",
+        ),
+        (
+            "parsers/s01-parse",
+            "parsers/s01-parse/crowdsecurity/sshd-logs.yaml",
+        ),
+        (
+            "parsers/s02-enrich",
+            "parsers/s02-enrich/crowdsecurity/dateparse-enrich.yaml",
+        ),
+        ("scenarios", "scenarios/crowdsecurity/ssh-bf.yaml"),
+    ] {
+        let dir = d.join(stage);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let src = hub.join(file);
+        let name = src.file_name().expect("name").to_owned();
+        std::os::unix::fs::symlink(&src, dir.join(name)).expect("symlink");
+    }
+    std::fs::create_dir_all(d.join("data")).expect("data");
+    std::os::unix::fs::symlink(&patterns, d.join("patterns")).expect("patterns");
+    std::fs::write(d.join("simulation.yaml"), "simulation: false\n").expect("sim");
+    // Ten failed logins within a second, stamped now: an ssh-bf overflow.
+    let now = jiff::Zoned::now().strftime("%b %e %H:%M:%S").to_string();
+    let log: String = (0..10)
+        .map(|i| format!("{now} host sshd[{}]: Failed password for invalid user admin{i} from 192.0.2.99 port {} ssh2\n", 1000 + i, 40000 + i))
+        .collect();
+    let log_path = d.join("auth.log");
+    std::fs::write(&log_path, log).expect("log");
+    std::fs::write(d.join("acquis.yaml"), "").expect("acquis");
+    std::fs::write(
+        d.join("local_api_credentials.yaml"),
+        format!(
+            "url: {}/\nlogin: agent-1\npassword: agent-password-1\n",
+            s.url
+        ),
+    )
+    .expect("credentials");
+    let p = d.display();
+    let cfg = format!(
+        "common:\n  daemonize: false\n  log_media: stdout\n  log_level: info\n  working_dir: .\nconfig_paths:\n  config_dir: {p}/\n  data_dir: {p}/data/\n  simulation_path: {p}/simulation.yaml\n  hub_dir: {hub}/\n  index_path: {hub}/.index.json\n  notification_dir: {p}/notifications/\n  plugin_dir: /usr/lib/crowdsec/plugins/\ncrowdsec_service:\n  acquisition_path: {p}/acquis.yaml\n  parser_routines: 1\napi:\n  client:\n    insecure_skip_verify: false\n    credentials_path: {p}/local_api_credentials.yaml\nprometheus:\n  enabled: false\n",
+        hub = hub.display()
+    );
+    std::fs::write(d.join("config.yaml"), cfg).expect("config");
+    let bin = tool("GARRISON_CROWDSEC", "crowdsec");
+    let out = Command::new("timeout")
+        .args(["120", &bin, "-c"])
+        .arg(d.join("config.yaml"))
+        .arg("-dsn")
+        .arg(format!("file://{}", log_path.display()))
+        .args(["-type", "syslog", "-no-api"])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {bin} (Debian's crowdsec package: tests/run.sh): {e}")
+        });
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The alert reached garrison, pushed by machine agent-1, and the profiles banned the source.
+    let (_, body) = s.bouncer_get("/v1/decisions?ip=192.0.2.99");
+    assert!(
+        body.contains("crowdsecurity/ssh-bf"),
+        "no decision from the agent's alert: {body}\n{log}"
+    );
+    let m = s.state.auth.machine("agent-1").expect("machine");
+    assert!(m.last_push.is_some(), "{log}");
 }

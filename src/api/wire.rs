@@ -24,12 +24,31 @@ pub fn push_go_duration(out: &mut Vec<u8>, ms: i64) {
     let s = secs.unsigned_abs();
     let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);
     if h > 0 {
-        let _ = write!(out, "{h}h{m}m{s}s");
-    } else if m > 0 {
-        let _ = write!(out, "{m}m{s}s");
-    } else {
-        let _ = write!(out, "{s}s");
+        push_int(out, h);
+        out.push(b'h');
     }
+    if h > 0 || m > 0 {
+        push_int(out, m);
+        out.push(b'm');
+    }
+    push_int(out, s);
+    out.push(b's');
+}
+
+/// Appends an integer in decimal (no formatting machinery: the stream writes millions).
+pub fn push_int(out: &mut Vec<u8>, n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// [`push_go_duration`] as a `String`.
@@ -57,7 +76,12 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
 pub fn push_decision(out: &mut Vec<u8>, d: &Decision, index: &DecisionIndex, now: Millis) {
     out.extend_from_slice(b"{\"duration\":\"");
     push_go_duration(out, d.until - now);
-    let _ = write!(out, "\",\"id\":{},\"origin\":", d.id);
+    out.extend_from_slice(b"\",\"id\":");
+    if d.id < 0 {
+        out.push(b'-');
+    }
+    push_int(out, d.id.unsigned_abs());
+    out.extend_from_slice(b",\"origin\":");
     push_json_str(out, index.strings.get(d.origin));
     out.extend_from_slice(b",\"scenario\":");
     push_json_str(out, index.strings.get(d.scenario));

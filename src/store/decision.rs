@@ -401,6 +401,17 @@ impl DecisionIndex {
             .collect()
     }
 
+    /// Ids of the retained decisions indexed under this target's key (its address, range
+    /// or value; for other scopes several scopes may share a value).
+    pub fn target_ids(&self, target: &Target) -> &[i64] {
+        let ids = match target {
+            Target::Ip(ip) => self.by_ip.get(ip),
+            Target::Range(net) => self.by_range.get(net),
+            Target::Other { value, .. } => self.by_other.get(value),
+        };
+        ids.map_or(&[], Vec::as_slice)
+    }
+
     /// Retained decisions on exactly this target, without allocating (the stream's
     /// longest-decision de-duplication asks this once per decision).
     pub fn on_target_iter<'a>(&'a self, target: &'a Target) -> impl Iterator<Item = &'a Decision> {

@@ -152,3 +152,19 @@ pub fn read(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, S
         .unwrap_or_default();
     (status, body)
 }
+
+impl Server {
+    /// `GET path` as a fresh bouncer named `check`.
+    pub fn bouncer_get(&self, path: &str) -> (u16, String) {
+        let key = match self.state.auth.add_bouncer("check", None) {
+            Ok(k) => k,
+            Err(_) => panic!("bouncer_get may be called once per server"),
+        };
+        read(
+            agent()
+                .get(format!("{}{path}", self.url))
+                .header("X-Api-Key", &key)
+                .call(),
+        )
+    }
+}
