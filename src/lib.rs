@@ -6,6 +6,7 @@
 
 pub mod acquire;
 pub mod alert;
+pub mod api;
 pub mod cli;
 pub mod compile;
 pub mod config;

@@ -10,6 +10,10 @@ command -v nix-instantiate >/dev/null || need_apt+=(nix-bin)
 # tests/enforce_kernel.rs: nftables in network namespaces (root)
 command -v nft >/dev/null || need_apt+=(nftables)
 command -v ip >/dev/null || need_apt+=(iproute2)
+# Local API interop tests: Debian's crowdsec (cscli 1.4.6) and pycrowdsec from PyPI in a venv.
+command -v cscli >/dev/null || need_apt+=(crowdsec)
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "==> installing Debian packages: ${need_apt[*]}"
@@ -20,6 +24,13 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
         exit 1
     fi
 fi
+
+if ! target/pyenv/bin/python -c 'import pycrowdsec' 2>/dev/null; then
+    echo "==> pip install pycrowdsec (venv in target/pyenv)"
+    python3 -m venv target/pyenv
+    target/pyenv/bin/pip install -q pycrowdsec
+fi
+export GARRISON_PYTHON="$PWD/target/pyenv/bin/python"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

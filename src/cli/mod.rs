@@ -4,6 +4,7 @@ mod check;
 pub mod explain;
 mod metrics;
 pub mod nft;
+pub mod lapi;
 pub mod replay;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +46,16 @@ pub enum Command {
     Schema,
     /// Print the embedded default configuration.
     DefaultConfig,
+    /// Decisions of the running daemon: list, add, delete, import.
+    Decisions(lapi::DecisionsArgs),
+    /// Alerts of the running daemon: list, inspect.
+    Alerts(lapi::AlertsArgs),
+    /// Bouncers (API keys) of the Local API: list, add, delete.
+    Bouncers(lapi::BouncersArgs),
+    /// Machines (agents) of the Local API: list, add, validate, delete.
+    Machines(lapi::MachinesArgs),
+    /// The Local API's status.
+    Lapi(lapi::LapiArgs),
 }
 
 /// Runs the command line; the process exit code.
@@ -65,5 +76,10 @@ pub fn main() -> ExitCode {
             print!("{}", crate::config::DEFAULT_CONFIG);
             ExitCode::SUCCESS
         }
+        Command::Decisions(args) => lapi::decisions(&args),
+        Command::Alerts(args) => lapi::alerts(&args),
+        Command::Bouncers(args) => lapi::bouncers(&args),
+        Command::Machines(args) => lapi::machines(&args),
+        Command::Lapi(args) => lapi::lapi(&args),
     }
 }

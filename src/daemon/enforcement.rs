@@ -43,11 +43,23 @@ pub fn start(store: &Store, cfg: EnforcerConfig) -> std::io::Result<EnforcerHand
                 sender.add(ban);
             }
         }
+        // Only deletions are announced (natural ends are the kernel timeouts' job). The
+        // element goes, then comes back if another active decision still bans the target.
         Change::Expired(d) => {
             if ban_of(d, index).is_some()
                 && let Some(net) = d.target.net()
             {
                 sender.remove(net);
+                let now = now_millis();
+                let longest = index
+                    .on_target(&d.target)
+                    .into_iter()
+                    .filter(|o| o.id != d.id && o.is_active(now))
+                    .filter_map(|o| ban_of(o, index))
+                    .max_by_key(|b| b.expires);
+                if let Some(ban) = longest {
+                    sender.add(ban);
+                }
             }
         }
     }));

@@ -76,6 +76,30 @@ pub const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL,
         updated_at INTEGER NOT NULL
      );",
+    // 2: the Local API's bouncers (API keys as hex SHA-512) and machines (argon2 hashes).
+    "CREATE TABLE bouncers (
+        name TEXT PRIMARY KEY,
+        api_key TEXT NOT NULL,
+        ip_address TEXT NOT NULL,
+        type TEXT NOT NULL,
+        version TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_pull INTEGER,
+        last_pull_id INTEGER NOT NULL,
+        auto_created INTEGER NOT NULL,
+        key_file TEXT
+     );
+     CREATE TABLE machines (
+        machine_id TEXT PRIMARY KEY,
+        password TEXT NOT NULL,
+        ip_address TEXT NOT NULL,
+        version TEXT NOT NULL,
+        scenarios TEXT NOT NULL,
+        is_validated INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_push INTEGER,
+        last_heartbeat INTEGER
+     );",
 ];
 
 /// Opens (creating if needed) the database and brings its schema up to date.
@@ -260,6 +284,8 @@ pub enum Write {
     PruneAlerts(Millis),
     /// An acquisition cursor.
     Cursor(String, String),
+    /// Alerts deleted through the Local API (their decisions are expired separately).
+    DeleteAlerts(Vec<i64>),
     /// Answers once everything queued before it is committed.
     Barrier(Sender<()>),
     /// Writes committed in one transaction: a batch of lines' decisions with its cursor.
@@ -397,6 +423,11 @@ fn write_batch(conn: &mut Connection, batch: &[Write]) -> rusqlite::Result<()> {
                 }
                 Write::Cursor(source, value) => {
                     cursor.execute(params![source, value, super::decision::now_millis()])?;
+                }
+                Write::DeleteAlerts(ids) => {
+                    for id in ids {
+                        tx.execute("DELETE FROM alerts WHERE id = ?1", [id])?;
+                    }
                 }
                 Write::Barrier(_) => {}
             }

@@ -401,6 +401,56 @@ impl DecisionIndex {
             .collect()
     }
 
+    /// Ids of the retained decisions indexed under this target's key (its address, range
+    /// or value; for other scopes several scopes may share a value).
+    pub fn target_ids(&self, target: &Target) -> &[i64] {
+        let ids = match target {
+            Target::Ip(ip) => self.by_ip.get(ip),
+            Target::Range(net) => self.by_range.get(net),
+            Target::Other { value, .. } => self.by_other.get(value),
+        };
+        ids.map_or(&[], Vec::as_slice)
+    }
+
+    /// Retained decisions on exactly this target, without allocating (the stream's
+    /// longest-decision de-duplication asks this once per decision).
+    pub fn on_target_iter<'a>(&'a self, target: &'a Target) -> impl Iterator<Item = &'a Decision> {
+        let ids = match target {
+            Target::Ip(ip) => self.by_ip.get(ip),
+            Target::Range(net) => self.by_range.get(net),
+            Target::Other { value, .. } => self.by_other.get(value),
+        };
+        ids.into_iter()
+            .flatten()
+            .filter_map(|id| self.by_id.get(id))
+            .filter(move |d| &d.target == target)
+    }
+
+    /// Retained decisions whose wire value is `value`, whatever their scope (the Local API's
+    /// `value=` filter).
+    pub fn with_value(&self, value: &str) -> Vec<&Decision> {
+        let mut ids: Vec<i64> = Vec::new();
+        if let Ok(ip) = value.parse::<IpAddr>()
+            && let Some(v) = self.by_ip.get(&ip)
+        {
+            ids.extend(v);
+        }
+        if let Ok(net) = value.parse::<IpNet>()
+            && let Some(v) = self.by_range.get(&net)
+        {
+            ids.extend(v);
+        }
+        if let Some(v) = self.by_other.get(value) {
+            ids.extend(v);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids.iter()
+            .filter_map(|id| self.by_id.get(id))
+            .filter(|d| d.target.value() == value)
+            .collect()
+    }
+
     /// Decisions ever made on `value` that are still retained (CrowdSec's
     /// `GetDecisionsCount`, and escalation).
     pub fn count_for_value(&self, value: &str, since: Millis) -> usize {

@@ -5,6 +5,7 @@
 //! and queues the rows for the writer thread. Readers (the Local API, the CLI routes) query
 //! the index and never wait on the disk.
 
+pub mod auth;
 pub mod db;
 pub mod decision;
 
@@ -314,6 +315,19 @@ impl Store {
             self.queue(Write::Expire(ends));
         }
         ids
+    }
+
+    /// Deletes alerts (the Local API's `DELETE /v1/alerts`): their active decisions are
+    /// expired, so bouncers see them go, and the alert rows are removed. Returns how many
+    /// alerts were given.
+    pub fn delete_alerts(&self, ids: &[i64]) -> usize {
+        if ids.is_empty() {
+            return 0;
+        }
+        let set: std::collections::HashSet<i64> = ids.iter().copied().collect();
+        self.expire_where(|d, _| set.contains(&d.alert_id));
+        self.queue(Write::DeleteAlerts(ids.to_vec()));
+        ids.len()
     }
 
     /// Forgets decisions that ended more than `retention` ago and alerts older than
