@@ -587,7 +587,7 @@ mod tests {
     fn long_comments_are_cut_on_a_char_boundary() {
         let s = "é".repeat(100);
         let t = truncate(&s, COMMENT_MAX);
-        assert!(t.len() <= COMMENT_MAX && t.len() % 2 == 0);
+        assert!(t.len() <= COMMENT_MAX && t.len().is_multiple_of(2));
     }
 
     #[test]

@@ -200,7 +200,7 @@ pub(crate) fn commit(
     let mut report = CommitReport::default();
     let mut next = 0;
     while next < p.changes.len() {
-        let mut pieces = vec![next..p.changes.len()];
+        let mut pieces: Vec<Range<usize>> = std::iter::once(next..p.changes.len()).collect();
         let mut sent = Vec::new();
         for attempt in 0..ATTEMPTS {
             // Only the first attempt may stop at the size limit: a retry resends what the
