@@ -43,10 +43,15 @@ fn main() {
         .unwrap_or(1_000_000);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
     std::fs::create_dir_all(&dir).expect("target/ is writable");
+    // `GARRISON_BENCH_KINDS=sshd` (or `nginx`) runs one log only, e.g. under a profiler.
+    let kinds = std::env::var("GARRISON_BENCH_KINDS").unwrap_or_default();
     for (kind, log_type, target) in [
         ("sshd", "syslog", 2_000_000.0),
         ("nginx", "nginx", 1_000_000.0),
     ] {
+        if !kinds.is_empty() && !kinds.split(',').any(|k| k == kind) {
+            continue;
+        }
         let file = generate(kind, lines, &dir);
         let args = ReplayArgs {
             config: None,

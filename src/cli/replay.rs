@@ -1,6 +1,6 @@
 //! `garrison replay`: forensic mode. Buckets run on the time written in the lines.
 
-use super::input::{ReadStats, for_each_line};
+use super::input::{ReadStats, for_each_line_in};
 use crate::alert::Alert;
 use crate::compile::{CompileOptions, compile_path_with};
 use crate::decide::{Decision, History, decide};
@@ -96,21 +96,24 @@ pub fn replay_files(
     );
     let mut read = ReadStats::default();
     for path in &args.files {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let bar = progress_bar(progress, bytes.len());
-        let mut done = 0usize;
-        let mut seen = 0u64;
-        for_each_line(&bytes, &mut read, |line| {
-            done += line.len() + 1;
-            seen += 1;
-            if let Some(b) = &bar
-                && seen.is_multiple_of(4096)
-            {
-                b.set_position(done as u64);
-            }
-            engine.process(line, &source);
-        });
+        // Streamed: memory stays bounded whatever the file size.
+        let mut file = std::fs::File::open(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let bar = progress_bar(progress, len as usize);
+        for_each_line_in(
+            &mut file,
+            &mut read,
+            |done| {
+                if let Some(b) = &bar {
+                    b.set_position(done);
+                }
+            },
+            |line| {
+                engine.process(line, &source);
+            },
+        )
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         if let Some(b) = bar {
             b.finish_and_clear();
         }
