@@ -95,6 +95,17 @@ pub fn replay_files(
         args.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
     );
     let mut read = ReadStats::default();
+    let mut history = History::default();
+    let mut findings = Vec::new();
+    // Alerts are decided as they come: replay prints summaries, so the sampled events are
+    // dropped at once instead of being held until the end of the input.
+    let mut drain = |engine: &mut Engine| {
+        for mut alert in engine.take_alerts() {
+            let decisions = decide(&rs, &alert, &mut history, alert.stop_at);
+            alert.events = Vec::new();
+            findings.push(Finding { alert, decisions });
+        }
+    };
     for path in &args.files {
         // Streamed: memory stays bounded whatever the file size.
         let mut file = std::fs::File::open(path)
@@ -111,6 +122,9 @@ pub fn replay_files(
             },
             |line| {
                 engine.process(line, &source);
+                if engine.has_alerts() {
+                    drain(&mut engine);
+                }
             },
         )
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -119,22 +133,11 @@ pub fn replay_files(
         }
     }
     engine.finish();
-    let alerts = engine.take_alerts();
+    drain(&mut engine);
     let stats = ReplayStats {
         read,
         engine: engine.stats,
     };
-    let mut history = History::default();
-    let findings = alerts
-        .into_iter()
-        .map(|alert| {
-            let mut alert = alert;
-            let decisions = decide(&rs, &alert, &mut history, alert.stop_at);
-            // Replay prints summaries; the sampled events would only hold memory.
-            alert.events = Vec::new();
-            Finding { alert, decisions }
-        })
-        .collect();
     Ok((findings, stats))
 }
 
