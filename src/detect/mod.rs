@@ -136,6 +136,21 @@ fn bare_field(src: &str, rs: &Ruleset) -> Option<FieldId> {
     rs.fields.get(ns, name)
 }
 
+/// The string value of a groupby or distinct expression.
+fn string_of<'e>(
+    plan: KeyExpr,
+    program: &Program,
+    rs: &Ruleset,
+    event: &'e Event,
+) -> Option<Cow<'e, str>> {
+    match plan {
+        KeyExpr::Field(id) => Some(Cow::Borrowed(event.get(id))),
+        KeyExpr::None | KeyExpr::Program => program
+            .eval_string(&EvalCtx::for_event(event, &rs.data))
+            .map(|c| Cow::Owned(c.into_owned())),
+    }
+}
+
 /// A scenario's constants, computed once.
 #[derive(Debug)]
 struct Plan {
@@ -312,31 +327,12 @@ impl Detector {
         rs: &Ruleset,
         event: &'e Event,
     ) -> Option<Cow<'e, str>> {
-        match (plan, &sc.groupby) {
-            (KeyExpr::Field(id), _) => Some(Cow::Borrowed(event.get(id))),
-            (_, None) => {
+        match &sc.groupby {
+            None => {
                 let ip = event.get(rs.well_known.source_ip);
                 (!ip.is_empty()).then_some(Cow::Borrowed(ip))
             }
-            (_, Some(g)) => g
-                .eval_string(&EvalCtx::for_event(event, &rs.data))
-                .map(|c| Cow::Owned(c.into_owned())),
-        }
-    }
-
-    /// The `distinct` value, when the scenario has one.
-    fn distinct<'e>(
-        plan: KeyExpr,
-        sc: &CompiledScenario,
-        rs: &Ruleset,
-        event: &'e Event,
-    ) -> Option<Cow<'e, str>> {
-        match (plan, &sc.distinct) {
-            (KeyExpr::Field(id), _) => Some(Cow::Borrowed(event.get(id))),
-            (_, None) => None,
-            (_, Some(d)) => d
-                .eval_string(&EvalCtx::for_event(event, &rs.data))
-                .map(|c| Cow::Owned(c.into_owned())),
+            Some(g) => string_of(plan, g, rs, event),
         }
     }
 
@@ -349,7 +345,10 @@ impl Detector {
         now: Timestamp,
     ) -> Option<Alert> {
         let key = Self::key(self.plans[i].groupby, sc, &self.ruleset, event)?;
-        let distinct = Self::distinct(self.plans[i].distinct, sc, &self.ruleset, event);
+        let distinct = sc
+            .distinct
+            .as_ref()
+            .and_then(|d| string_of(self.plans[i].distinct, d, &self.ruleset, event));
         let cancel = sc
             .cancel_on
             .as_ref()
