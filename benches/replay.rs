@@ -4,9 +4,9 @@
 //! peak RSS ≤ 64 MB. Run with `cargo bench --bench replay`; `GARRISON_BENCH_LINES` changes
 //! the size.
 
+mod common;
+
 use garrison::cli::replay::{Output, ReplayArgs, replay_files};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 fn peak_rss_kb() -> Option<u64> {
@@ -20,34 +20,18 @@ fn peak_rss_kb() -> Option<u64> {
         .ok()
 }
 
-fn generate(kind: &str, lines: usize, dir: &Path) -> PathBuf {
-    let out = dir.join(format!("{kind}-{lines}.log"));
-    if !out.exists() {
-        let gen_py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/gen.py");
-        let status = Command::new("python3")
-            .arg(&gen_py)
-            .args([kind, "--lines", &lines.to_string(), "--out"])
-            .arg(&out)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("python3 runs gen.py");
-        assert!(status.success(), "gen.py {kind} failed");
-    }
-    out
-}
-
 fn main() {
-    let lines: usize = std::env::var("GARRISON_BENCH_LINES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
-    std::fs::create_dir_all(&dir).expect("target/ is writable");
+    let lines = common::bench_lines();
+    // `GARRISON_BENCH_KINDS=sshd` (or `nginx`) runs one log only, e.g. under a profiler.
+    let kinds = std::env::var("GARRISON_BENCH_KINDS").unwrap_or_default();
     for (kind, log_type, target) in [
         ("sshd", "syslog", 2_000_000.0),
         ("nginx", "nginx", 1_000_000.0),
     ] {
-        let file = generate(kind, lines, &dir);
+        if !kinds.is_empty() && !kinds.split(',').any(|k| k == kind) {
+            continue;
+        }
+        let file = common::generate(kind, lines);
         let args = ReplayArgs {
             config: None,
             log_type: log_type.into(),

@@ -138,7 +138,7 @@ impl Engine {
                     }
                 };
                 self.now = self.now.max(at);
-                self.detector.pour(&self.event, at, &mut self.alerts);
+                self.detector.pour_quiet(&self.event, at, &mut self.alerts);
                 // Buckets idle past their lifetime are gone: free them as time moves.
                 if self.stats.lines.is_multiple_of(EXPIRE_EVERY) {
                     self.detector.expire(self.now);

@@ -1,6 +1,6 @@
 //! `garrison replay`: forensic mode. Buckets run on the time written in the lines.
 
-use crate::acquire::lines::{ReadStats, for_each_line};
+use crate::acquire::lines::{ReadStats, for_each_line_in};
 use crate::alert::Alert;
 use crate::compile::{CompileOptions, compile_path_with};
 use crate::decide::{Decision, History, decide};
@@ -95,43 +95,49 @@ pub fn replay_files(
         args.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
     );
     let mut read = ReadStats::default();
+    let mut history = History::default();
+    let mut findings = Vec::new();
+    // Alerts are decided as they come: replay prints summaries, so the sampled events are
+    // dropped at once instead of being held until the end of the input.
+    let mut drain = |engine: &mut Engine| {
+        for mut alert in engine.take_alerts() {
+            let decisions = decide(&rs, &alert, &mut history, alert.stop_at);
+            alert.events = Vec::new();
+            findings.push(Finding { alert, decisions });
+        }
+    };
     for path in &args.files {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let bar = progress_bar(progress, bytes.len());
-        let mut done = 0usize;
-        let mut seen = 0u64;
-        for_each_line(&bytes, &mut read, |line| {
-            done += line.len() + 1;
-            seen += 1;
-            if let Some(b) = &bar
-                && seen.is_multiple_of(4096)
-            {
-                b.set_position(done as u64);
-            }
-            engine.process(line, &source);
-        });
+        // Streamed: memory stays bounded whatever the file size.
+        let mut file = std::fs::File::open(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let bar = progress_bar(progress, len as usize);
+        for_each_line_in(
+            &mut file,
+            &mut read,
+            |done| {
+                if let Some(b) = &bar {
+                    b.set_position(done);
+                }
+            },
+            |line| {
+                engine.process(line, &source);
+                if engine.has_alerts() {
+                    drain(&mut engine);
+                }
+            },
+        )
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         if let Some(b) = bar {
             b.finish_and_clear();
         }
     }
     engine.finish();
-    let alerts = engine.take_alerts();
+    drain(&mut engine);
     let stats = ReplayStats {
         read,
         engine: engine.stats,
     };
-    let mut history = History::default();
-    let findings = alerts
-        .into_iter()
-        .map(|alert| {
-            let mut alert = alert;
-            let decisions = decide(&rs, &alert, &mut history, alert.stop_at);
-            // Replay prints summaries; the sampled events would only hold memory.
-            alert.events = Vec::new();
-            Finding { alert, decisions }
-        })
-        .collect();
     Ok((findings, stats))
 }
 

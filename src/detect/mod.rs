@@ -19,12 +19,15 @@
 
 use crate::alert::{Alert, Scope};
 use crate::compile::{CompiledScenario, Ruleset};
-use crate::event::{Event, Timestamp};
-use crate::expr::EvalCtx;
+use crate::event::{Event, FieldId, Namespace, Timestamp};
+use crate::expr::{EvalCtx, Program};
 use crate::rules::model::{ScenarioKind, ScenarioScope};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+
+mod sample;
+use sample::{Sample, SampleSpec};
 
 /// Events kept in a bucket whose scenario sets no `capacity` or `cache-size` bound
 /// (conditional and counter scenarios), so one attacker cannot grow memory without limit.
@@ -38,7 +41,11 @@ struct Bucket {
     first_at: Timestamp,
     last_at: Timestamp,
     count: u64,
-    queue: VecDeque<Event>,
+    /// The events an alert will carry: compact, shared between the buckets an event
+    /// poured into.
+    queue: VecDeque<Arc<Sample>>,
+    /// Conditional scenarios: the queue as events holding only what the condition reads.
+    cond_queue: VecDeque<Event>,
     seen: HashSet<Box<str>>,
 }
 
@@ -51,6 +58,7 @@ impl Bucket {
             last_at: now,
             count: 0,
             queue: VecDeque::new(),
+            cond_queue: VecDeque::new(),
             seen: HashSet::new(),
         }
     }
@@ -80,15 +88,121 @@ pub struct Detector {
     ruleset: Arc<Ruleset>,
     states: Vec<ScenarioState>,
     enabled: Vec<bool>,
+    /// Per scenario, what the hot path precomputes.
+    plans: Vec<Plan>,
+    /// Scenarios with the same filter text share one evaluation per event: the index of
+    /// each scenario's filter among the distinct ones.
+    filter_slot: Vec<usize>,
+    /// Per distinct filter, this event's verdict (scratch, reset per pour).
+    filter_memo: Vec<Option<bool>>,
+    /// What alert samples keep.
+    sample_spec: SampleSpec,
     /// Counters.
     pub stats: DetectStats,
+}
+
+/// A string-valued expression that is often a bare field read (`evt.Meta.source_ip`):
+/// those read the slot directly instead of running the interpreter.
+#[derive(Debug, Clone, Copy)]
+enum KeyExpr {
+    /// No expression.
+    None,
+    /// `evt.<Namespace>.<name>`.
+    Field(FieldId),
+    /// Anything else: run the program.
+    Program,
+}
+
+impl KeyExpr {
+    fn of(p: Option<&Program>, rs: &Ruleset) -> Self {
+        match p {
+            None => KeyExpr::None,
+            Some(p) => bare_field(p.source(), rs).map_or(KeyExpr::Program, KeyExpr::Field),
+        }
+    }
+}
+
+/// The field a source text such as `evt.Meta.source_ip` reads, when it is only that.
+fn bare_field(src: &str, rs: &Ruleset) -> Option<FieldId> {
+    let rest = src.trim().strip_prefix("evt.")?;
+    let (ns, name) = rest.split_once('.')?;
+    let ns = match ns {
+        "Meta" | "Parsed" | "Enriched" => Namespace::from_name(ns)?,
+        _ => return None,
+    };
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return None;
+    }
+    rs.fields.get(ns, name)
+}
+
+/// The string value of a groupby or distinct expression.
+fn string_of<'e>(
+    plan: KeyExpr,
+    program: &Program,
+    rs: &Ruleset,
+    event: &'e Event,
+) -> Option<Cow<'e, str>> {
+    match plan {
+        KeyExpr::Field(id) => Some(Cow::Borrowed(event.get(id))),
+        KeyExpr::None | KeyExpr::Program => program
+            .eval_string(&EvalCtx::for_event(event, &rs.data))
+            .map(|c| Cow::Owned(c.into_owned())),
+    }
+}
+
+/// A scenario's constants, computed once.
+#[derive(Debug)]
+struct Plan {
+    groupby: KeyExpr,
+    distinct: KeyExpr,
+    lifetime: Option<std::time::Duration>,
+    queue_limit: usize,
+    /// Conditional scenarios: the fields the condition reads, and whether it reads the raw
+    /// line.
+    cond_fields: Vec<FieldId>,
+    cond_raw: bool,
 }
 
 impl Detector {
     /// A detector with every scenario of the ruleset enabled.
     pub fn new(ruleset: Arc<Ruleset>) -> Self {
         let n = ruleset.scenarios.len();
+        let plans = ruleset
+            .scenarios
+            .iter()
+            .map(|sc| Plan {
+                groupby: KeyExpr::of(sc.groupby.as_ref(), &ruleset),
+                distinct: KeyExpr::of(sc.distinct.as_ref(), &ruleset),
+                lifetime: bucket_lifetime(sc),
+                queue_limit: queue_limit(sc),
+                cond_fields: sc
+                    .condition
+                    .as_ref()
+                    .map(|c| c.referenced_fields())
+                    .unwrap_or_default(),
+                cond_raw: sc.condition.as_ref().is_some_and(reads_raw_line),
+            })
+            .collect();
+        let mut filters: Vec<&str> = Vec::new();
+        let filter_slot = ruleset
+            .scenarios
+            .iter()
+            .map(|sc| {
+                let src = sc.filter.source();
+                filters.iter().position(|f| *f == src).unwrap_or_else(|| {
+                    filters.push(src);
+                    filters.len() - 1
+                })
+            })
+            .collect();
+        let filter_memo = vec![None; filters.len()];
+        let sample_spec = SampleSpec::new(&ruleset);
         Detector {
+            plans,
+            filter_slot,
+            filter_memo,
+            sample_spec,
             ruleset,
             states: (0..n).map(|_| ScenarioState::default()).collect(),
             enabled: vec![true; n],
@@ -141,48 +255,84 @@ impl Detector {
     /// indices of the scenarios it poured into.
     pub fn pour(&mut self, event: &Event, now: Timestamp, out: &mut Vec<Alert>) -> Vec<usize> {
         let mut poured = Vec::new();
+        self.pour_with(event, now, out, |i| poured.push(i));
+        poured
+    }
+
+    /// [`Detector::pour`] without collecting the scenarios poured into (the engine's path).
+    pub fn pour_quiet(&mut self, event: &Event, now: Timestamp, out: &mut Vec<Alert>) {
+        self.pour_with(event, now, out, |_| {});
+    }
+
+    fn pour_with(
+        &mut self,
+        event: &Event,
+        now: Timestamp,
+        out: &mut Vec<Alert>,
+        mut poured: impl FnMut(usize),
+    ) {
         let ruleset = self.ruleset.clone();
+        self.filter_memo.iter_mut().for_each(|m| *m = None);
+        // The event's sample, built on its first pour and shared by every bucket.
+        let mut sample: Option<Arc<Sample>> = None;
         for (i, sc) in ruleset.scenarios.iter().enumerate() {
             if !self.enabled[i] {
                 continue;
             }
-            // The filter may set fields (`evt.SetMeta`); apply them to a copy for this scenario.
-            let ctx = self.ctx(Some(event), None);
-            if !sc.filter.eval_bool(&ctx) {
-                continue;
+            let slot = self.filter_slot[i];
+            let mut writes = Vec::new();
+            match self.filter_memo[slot] {
+                Some(false) => continue,
+                Some(true) => {}
+                None => {
+                    // The filter may set fields (`evt.SetMeta`); apply them to a copy for
+                    // this scenario. Filters that write are not shared.
+                    let ctx = self.ctx(Some(event), None);
+                    let ok = sc.filter.eval_bool(&ctx);
+                    writes = ctx.writes.take();
+                    if writes.is_empty() {
+                        self.filter_memo[slot] = Some(ok);
+                    }
+                    if !ok {
+                        continue;
+                    }
+                }
             }
-            let writes = ctx.writes.take();
-            drop(ctx);
-            let owned;
-            let event = if writes.is_empty() {
-                event
+            poured(i);
+            self.stats.pours[i] += 1;
+            let alert = if writes.is_empty() {
+                let s = sample
+                    .get_or_insert_with(|| Arc::new(self.sample_spec.sample(event)))
+                    .clone();
+                self.pour_one(i, sc, event, s, now)
             } else {
                 let mut e = event.clone();
                 for (id, v) in writes {
                     e.set_owned(id, v);
                 }
-                owned = e;
-                &owned
+                let s = Arc::new(self.sample_spec.sample(&e));
+                self.pour_one(i, sc, &e, s, now)
             };
-            poured.push(i);
-            self.stats.pours[i] += 1;
-            if let Some(alert) = self.pour_one(i, sc, event, now) {
+            if let Some(alert) = alert {
                 out.push(alert);
             }
         }
-        poured
     }
 
-    /// The bucket key; the default (`Meta.source_ip`) borrows from the event.
-    fn key<'e>(&self, sc: &CompiledScenario, event: &'e Event) -> Option<Cow<'e, str>> {
+    /// The bucket key; bare field reads and the default (`Meta.source_ip`) borrow from the
+    /// event.
+    fn key<'e>(
+        plan: KeyExpr,
+        sc: &CompiledScenario,
+        rs: &Ruleset,
+        event: &'e Event,
+    ) -> Option<Cow<'e, str>> {
         match &sc.groupby {
             None => {
-                let ip = event.get(self.ruleset.well_known.source_ip);
+                let ip = event.get(rs.well_known.source_ip);
                 (!ip.is_empty()).then_some(Cow::Borrowed(ip))
             }
-            Some(g) => g
-                .eval_string(&self.ctx(Some(event), None))
-                .map(|c| Cow::Owned(c.into_owned())),
+            Some(g) => string_of(plan, g, rs, event),
         }
     }
 
@@ -191,19 +341,21 @@ impl Detector {
         i: usize,
         sc: &CompiledScenario,
         event: &Event,
+        sample: Arc<Sample>,
         now: Timestamp,
     ) -> Option<Alert> {
-        let key = self.key(sc, event)?;
-        let distinct = sc.distinct.as_ref().and_then(|d| {
-            d.eval_string(&self.ctx(Some(event), None))
-                .map(|c| c.into_owned())
-        });
+        let key = Self::key(self.plans[i].groupby, sc, &self.ruleset, event)?;
+        let distinct = sc
+            .distinct
+            .as_ref()
+            .and_then(|d| string_of(self.plans[i].distinct, d, &self.ruleset, event));
         let cancel = sc
             .cancel_on
             .as_ref()
             .is_some_and(|c| c.eval_bool(&self.ctx(Some(event), None)));
-        let lifetime = bucket_lifetime(sc);
-        let queue_limit = queue_limit(sc);
+        let plan = &self.plans[i];
+        let lifetime = plan.lifetime;
+        let queue_limit = plan.queue_limit;
         let state = &mut self.states[i];
 
         // A bucket idle past its lifetime is gone (underflow); a counter past its duration
@@ -238,17 +390,17 @@ impl Detector {
         }
         let bucket = state.buckets.get_mut(key.as_ref())?;
         if let Some(d) = distinct {
-            if bucket.seen.contains(d.as_str()) {
+            if bucket.seen.contains(d.as_ref()) {
                 return None;
             }
-            bucket.seen.insert(Box::from(d));
+            bucket.seen.insert(Box::from(d.as_ref()));
         }
         bucket.count += 1;
         bucket.last_at = now;
         if bucket.queue.len() > queue_limit {
             bucket.queue.pop_front();
         }
-        bucket.queue.push_back(event.clone());
+        bucket.queue.push_back(sample);
 
         let overflow = match sc.kind {
             ScenarioKind::Trigger => true,
@@ -269,7 +421,15 @@ impl Detector {
                 }
             }
             ScenarioKind::Conditional => {
-                let queue: &[Event] = bucket.queue.make_contiguous();
+                if bucket.cond_queue.len() > queue_limit {
+                    bucket.cond_queue.pop_front();
+                }
+                bucket.cond_queue.push_back(sample::condition_event(
+                    event,
+                    &plan.cond_fields,
+                    plan.cond_raw,
+                ));
+                let queue: &[Event] = bucket.cond_queue.make_contiguous();
                 sc.condition.as_ref().is_some_and(|c| {
                     c.eval_bool(&EvalCtx {
                         event: Some(event),
@@ -388,6 +548,11 @@ fn queue_limit(sc: &CompiledScenario) -> usize {
     sc.cache_size.map_or(cap, |c| (c as usize).min(cap))
 }
 
+/// Whether an expression reads an event's raw line (`Line.Raw`), which is no field slot.
+fn reads_raw_line(p: &Program) -> bool {
+    p.source().contains("Line")
+}
+
 fn build_alert(
     rs: &Ruleset,
     sc: &CompiledScenario,
@@ -402,10 +567,12 @@ fn build_alert(
         }
         ScenarioScope::Range => {
             let v = match &sc.scope_expression {
-                Some(e) => e
-                    .eval_string(&EvalCtx::for_event(last, &rs.data))
-                    .map(|c| c.into_owned())
-                    .unwrap_or_default(),
+                Some(e) => {
+                    let last = last.to_event();
+                    e.eval_string(&EvalCtx::for_event(&last, &rs.data))
+                        .map(|c| c.into_owned())
+                        .unwrap_or_default()
+                }
                 None => last.get(rs.well_known.source_range).to_owned(),
             };
             let net = crate::config::types::Cidr::parse(&v).ok()?;
@@ -430,7 +597,7 @@ fn build_alert(
         start_at: bucket.first_at,
         stop_at: at,
         remediation: sc.remediation,
-        events: bucket.queue.into_iter().collect(),
+        events: bucket.queue.iter().map(|s| s.to_event()).collect(),
         labels: sc
             .labels
             .iter()
