@@ -4,18 +4,22 @@
 //! acquire → parse → detect → decide → store → enforce / serve,
 //! with the configuration compiler (`config`, `rules`, `compile`, `expr`) in front.
 
+pub mod acquire;
 pub mod alert;
 pub mod api;
 pub mod cli;
 pub mod compile;
 pub mod config;
+pub mod daemon;
 pub mod data;
 pub mod decide;
 pub mod detect;
+pub mod enforce;
 pub mod engine;
 pub mod event;
 pub mod expr;
 pub mod grok;
+pub mod metrics;
 pub mod parse;
 pub mod rules;
 pub mod schema;

@@ -11,6 +11,9 @@ command -v nix-instantiate >/dev/null || need_apt+=(nix-bin)
 command -v cscli >/dev/null || need_apt+=(crowdsec)
 command -v python3 >/dev/null || need_apt+=(python3)
 python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+# tests/enforce_kernel.rs: nftables in network namespaces (root)
+command -v nft >/dev/null || need_apt+=(nftables)
+command -v ip >/dev/null || need_apt+=(iproute2)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "==> installing Debian packages: ${need_apt[*]}"

@@ -1,7 +1,7 @@
 //! `garrison explain`: why a line was (or was not) detected.
 
-use super::input::{ReadStats, for_each_line};
 use super::replay::{Output, meta_of};
+use crate::acquire::lines::{ReadStats, for_each_line};
 use crate::compile::{CompileOptions, compile_path_with};
 use crate::detect::Detector;
 use crate::event::{Event, Namespace};

@@ -2,8 +2,9 @@
 
 mod check;
 pub mod explain;
-mod input;
 pub mod lapi;
+mod metrics;
+pub mod nft;
 pub mod replay;
 
 use clap::{Parser, Subcommand};
@@ -31,10 +32,16 @@ pub enum Command {
         #[arg(long)]
         timings: bool,
     },
+    /// Run the daemon: watch the logs, detect, decide, enforce, serve the Local API.
+    Run(crate::daemon::RunArgs),
+    /// Print the daemon's metrics as tables (from its metrics endpoint).
+    Metrics(metrics::MetricsArgs),
     /// Replay log files through the engine (forensic mode, on the lines' own time).
     Replay(replay::ReplayArgs),
     /// Show, line by line, which parsers ran, the fields they set, and where it poured.
     Explain(explain::ExplainArgs),
+    /// Inspect or remove garrison's nftables table.
+    Nft(nft::NftArgs),
     /// Print the JSON Schema of the configuration.
     Schema,
     /// Print the embedded default configuration.
@@ -56,8 +63,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config, timings } => check::run(config.as_deref(), timings),
+        Command::Run(args) => crate::daemon::run(&args),
+        Command::Metrics(args) => metrics::run(&args),
         Command::Replay(args) => replay::run(&args),
         Command::Explain(args) => explain::run(&args),
+        Command::Nft(args) => nft::run(&args),
         Command::Schema => {
             println!("{}", crate::schema::config_schema_json());
             ExitCode::SUCCESS

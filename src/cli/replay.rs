@@ -1,6 +1,6 @@
 //! `garrison replay`: forensic mode. Buckets run on the time written in the lines.
 
-use super::input::{ReadStats, for_each_line};
+use crate::acquire::lines::{ReadStats, for_each_line};
 use crate::alert::Alert;
 use crate::compile::{CompileOptions, compile_path_with};
 use crate::decide::{Decision, History, decide};

@@ -13,6 +13,8 @@ use std::sync::Arc;
 pub struct WellKnown {
     /// `evt.Line.Labels.type`: the acquisition type.
     pub label_type: FieldId,
+    /// `evt.Line.Labels.program`.
+    pub label_program: FieldId,
     /// `evt.Parsed.program`.
     pub program: FieldId,
     /// `evt.Parsed.message`.
@@ -42,6 +44,8 @@ impl WellKnown {
     pub fn register(fields: &mut FieldRegistry) -> Self {
         WellKnown {
             label_type: fields.intern(Namespace::Labels, "type"),
+            // Every rule may read the acquisition's `program` label (CRI lines carry none).
+            label_program: fields.intern(Namespace::Labels, "program"),
             program: fields.intern(Namespace::Parsed, "program"),
             message: fields.intern(Namespace::Parsed, "message"),
             pid: fields.intern(Namespace::Parsed, "pid"),

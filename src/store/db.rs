@@ -288,6 +288,8 @@ pub enum Write {
     DeleteAlerts(Vec<i64>),
     /// Answers once everything queued before it is committed.
     Barrier(Sender<()>),
+    /// Writes committed in one transaction: a batch of lines' decisions with its cursor.
+    Group(Vec<Write>),
 }
 
 /// Spawns the writer thread; it ends when every sender is dropped.
@@ -329,10 +331,18 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Write>, path: &Path) {
             }
         }
         for b in batch.drain(..) {
-            if let Write::Barrier(tx) = b {
-                let _ = tx.send(());
-            }
+            answer_barriers(b);
         }
+    }
+}
+
+fn answer_barriers(w: Write) {
+    match w {
+        Write::Barrier(tx) => {
+            let _ = tx.send(());
+        }
+        Write::Group(ws) => ws.into_iter().for_each(answer_barriers),
+        _ => {}
     }
 }
 
@@ -370,8 +380,10 @@ fn write_batch(conn: &mut Connection, batch: &[Write]) -> rusqlite::Result<()> {
             }
             Ok(())
         };
-        for w in batch {
+        let mut stack: Vec<&Write> = batch.iter().rev().collect();
+        while let Some(w) = stack.pop() {
             match w {
+                Write::Group(ws) => stack.extend(ws.iter().rev()),
                 Write::Alert(a, ds) => {
                     ins_alert.execute(params![
                         a.id,

@@ -77,6 +77,8 @@ struct Shared {
     next_alert_id: AtomicI64,
     subscribers: RwLock<Vec<Subscriber>>,
     protected: RwLock<Vec<(IpNet, Arc<str>)>>,
+    /// Writes held back while a group is open (see [`Store::begin_group`]).
+    held: std::sync::Mutex<Option<Vec<Write>>>,
     path: PathBuf,
 }
 
@@ -127,6 +129,7 @@ impl Store {
                 next_alert_id: AtomicI64::new(next_alert_id),
                 subscribers: RwLock::new(Vec::new()),
                 protected: RwLock::new(Vec::new()),
+                held: std::sync::Mutex::new(None),
                 path,
             }),
         })
@@ -185,13 +188,9 @@ impl Store {
             .map(|(p, r)| Arc::from(format!("{p} ({r})")))
     }
 
-    /// Registers a subscriber and replays every active decision to it as `Added`.
+    /// Registers a subscriber to every later change (read the current state with
+    /// [`Store::read`] first: the enforcer loads it as its snapshot).
     pub fn subscribe(&self, subscriber: Subscriber) {
-        let index = self.read();
-        let now = now_millis();
-        for d in index.active(now) {
-            subscriber(Change::Added(d), &index);
-        }
         self.shared
             .subscribers
             .write()
@@ -211,6 +210,20 @@ impl Store {
     }
 
     fn queue(&self, w: Write) {
+        let mut held = self
+            .shared
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(group) = held.as_mut() {
+            group.push(w);
+            return;
+        }
+        drop(held);
+        self.send(w);
+    }
+
+    fn send(&self, w: Write) {
         if self.shared.writer.send(w).is_err() {
             tracing::error!("the database writer has stopped; a write is lost");
         }
@@ -341,6 +354,36 @@ impl Store {
         n
     }
 
+    /// Holds writes back until [`Store::end_group`], which commits them in one transaction:
+    /// the engine groups a batch of lines' alerts and decisions with the batch's cursor, so
+    /// after a crash either all of them are stored, or none and the lines are read again.
+    /// The in-memory index and subscribers see changes at once, as always.
+    pub fn begin_group(&self) {
+        let mut held = self
+            .shared
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.get_or_insert_with(Vec::new);
+    }
+
+    /// Ends a group, adding the cursor (key, value) to it, and queues it.
+    pub fn end_group(&self, cursor: Option<(String, String)>) {
+        let group = self
+            .shared
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let mut group = group.unwrap_or_default();
+        if let Some((source, value)) = cursor {
+            group.push(Write::Cursor(source, value));
+        }
+        if !group.is_empty() {
+            self.send(Write::Group(group));
+        }
+    }
+
     /// Queues an acquisition cursor; it is committed after every write queued before it.
     pub fn save_cursor(&self, source: &str, value: String) {
         self.queue(Write::Cursor(source.to_owned(), value));
@@ -355,7 +398,7 @@ impl Store {
     /// Waits until everything queued so far is committed (shutdown, tests).
     pub fn flush(&self) {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.queue(Write::Barrier(tx));
+        self.send(Write::Barrier(tx));
         let _ = rx.recv_timeout(std::time::Duration::from_secs(30));
     }
 }

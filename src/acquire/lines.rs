@@ -1,4 +1,5 @@
-//! Reading log files line by line for `replay` and `explain`, counting what is skipped.
+//! Splitting bytes into lines, counting what is skipped: shared by the live sources and by
+//! `replay` / `explain`.
 
 /// Lines longer than this are skipped (counted), so one huge line cannot stall the engine.
 pub const MAX_LINE: usize = 64 * 1024;
