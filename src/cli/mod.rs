@@ -2,9 +2,9 @@
 
 mod check;
 pub mod explain;
+pub mod lapi;
 mod metrics;
 pub mod nft;
-pub mod lapi;
 pub mod replay;
 
 use clap::{Parser, Subcommand};

@@ -111,6 +111,8 @@ struct Daemon {
     control: crossbeam_channel::Sender<Control>,
     worker: Option<std::thread::JoinHandle<()>>,
     enforcer: Option<crate::enforce::EnforcerHandle>,
+    api: Option<crate::api::ApiState>,
+    state_dir: PathBuf,
 }
 
 impl Daemon {
@@ -141,7 +143,23 @@ impl Daemon {
         // files and the journal) instead of piling up in memory.
         let (batch_tx, batch_rx) = crossbeam_channel::bounded(BATCH_QUEUE);
         let (control_tx, control_rx) = crossbeam_channel::unbounded();
-        let worker = Worker::new(rs.clone(), store.clone(), metrics.clone());
+        let ruleset = Arc::new(std::sync::RwLock::new(rs.clone()));
+        let api = if cfg.lapi.enable {
+            Some(
+                crate::api::ApiState::new(store.clone(), ruleset.clone())
+                    .map_err(|e| format!("cannot start the Local API: {e}"))?,
+            )
+        } else {
+            None
+        };
+        let upstream = match &cfg.lapi.url {
+            Some(url) => Some(
+                crate::api::upstream::spawn(url, &state_dir, store.clone())
+                    .map_err(|e| format!("cannot start the upstream agent: {e}"))?,
+            ),
+            None => None,
+        };
+        let worker = Worker::new(rs.clone(), store.clone(), metrics.clone(), upstream);
         let worker = std::thread::Builder::new()
             .name("garrison-engine".into())
             .spawn(move || worker.run(batch_rx, control_rx))
@@ -165,7 +183,9 @@ impl Daemon {
         }
         Ok(Daemon {
             config_path,
-            ruleset: Arc::new(std::sync::RwLock::new(rs)),
+            ruleset,
+            api,
+            state_dir,
             store,
             metrics,
             sources: Some(sources),
@@ -222,6 +242,18 @@ impl Daemon {
                 }
             });
         }
+        let mut api_task = match &self.api {
+            Some(state) => {
+                let serve = crate::api::serve(
+                    cfg.lapi.clone(),
+                    self.state_dir.clone(),
+                    state.clone(),
+                    stopped(),
+                );
+                Some(tokio::spawn(serve))
+            }
+            None => None,
+        };
         let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
             signal(SignalKind::hangup()),
             signal(SignalKind::terminate()),
@@ -251,8 +283,20 @@ impl Daemon {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         tracing::info!("garrison ready");
         let mut prune = tokio::time::interval(PRUNE_EVERY);
+        let mut code = ExitCode::SUCCESS;
         loop {
             tokio::select! {
+                // The Local API only returns early on failure (a port in use, bad TLS files).
+                r = async { api_task.as_mut().expect("guarded").await }, if api_task.is_some() => {
+                    api_task = None;
+                    match r {
+                        Ok(Err(e)) => tracing::error!("Local API: {e}"),
+                        Err(e) => tracing::error!("Local API: {e}"),
+                        Ok(Ok(())) => tracing::error!("Local API stopped"),
+                    }
+                    code = ExitCode::FAILURE;
+                    break;
+                }
                 _ = hup.recv() => self.reload().await,
                 _ = term.recv() => break,
                 _ = int.recv() => break,
@@ -268,7 +312,10 @@ impl Daemon {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         tracing::info!("garrison stopping");
         let _ = stop_tx.send(true);
-        ExitCode::SUCCESS
+        if let Some(t) = api_task {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        code
     }
 
     /// SIGHUP: recompile; swap in on success, keep the running rules on failure.
@@ -306,6 +353,11 @@ impl Daemon {
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = rs.clone();
                 let _ = self.control.send(Control::Reload(rs.clone()));
+                if let Some(api) = &self.api
+                    && let Err(e) = api.reload(&rs.config.lapi)
+                {
+                    tracing::error!("Local API settings not reloaded: {e}");
+                }
                 if acquisitions_changed
                     && let (Some(sources), Some(tx)) = (self.sources.take(), self.batches.clone())
                 {

@@ -56,11 +56,17 @@ pub struct Worker {
     metrics: Arc<Metrics>,
     pours_seen: Vec<u64>,
     watchdog: Option<Duration>,
+    upstream: Option<crate::api::upstream::Upstream>,
 }
 
 impl Worker {
     /// A worker for a ruleset.
-    pub fn new(ruleset: Arc<Ruleset>, store: Store, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        ruleset: Arc<Ruleset>,
+        store: Store,
+        metrics: Arc<Metrics>,
+        upstream: Option<crate::api::upstream::Upstream>,
+    ) -> Self {
         let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
         Worker {
             engine: Engine::new(ruleset.clone(), Clock::Wall),
@@ -70,6 +76,7 @@ impl Worker {
             store,
             metrics,
             watchdog,
+            upstream,
         }
     }
 
@@ -199,6 +206,20 @@ impl Worker {
                 })
                 .collect();
             let payload = alert_payload(&self.ruleset, &alert);
+            if let Some(up) = &self.upstream {
+                // The upstream applies its own profiles: the alert goes without decisions.
+                let mut a = payload.clone();
+                if let Some(o) = a.as_object_mut() {
+                    o.insert("scenario".into(), alert.scenario.to_string().into());
+                    o.insert("message".into(), alert.message.clone().into());
+                    o.insert("events_count".into(), alert.events_count.into());
+                    o.insert("start_at".into(), alert.start_at.to_string().into());
+                    o.insert("stop_at".into(), alert.stop_at.to_string().into());
+                    o.insert("simulated".into(), false.into());
+                    o.insert("decisions".into(), serde_json::Value::Array(Vec::new()));
+                }
+                up.push(a);
+            }
             let added = self.store.add(
                 Some(NewAlert {
                     machine_id: "garrison".into(),
