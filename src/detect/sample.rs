@@ -25,11 +25,11 @@ impl SampleSpec {
             .filter_map(|n| rs.fields.get(Namespace::Meta, n))
             .collect();
         let mut raw = false;
-        let programs = rs
-            .profiles
-            .iter()
-            .flat_map(|p| p.filters.iter())
-            .chain(rs.scenarios.iter().filter_map(|s| s.scope_expression.as_ref()));
+        let programs = rs.profiles.iter().flat_map(|p| p.filters.iter()).chain(
+            rs.scenarios
+                .iter()
+                .filter_map(|s| s.scope_expression.as_ref()),
+        );
         for p in programs {
             fields.extend(p.referenced_fields());
             raw |= super::reads_raw_line(p);
@@ -110,7 +110,12 @@ impl Sample {
             let v = if end <= self.raw_len {
                 FieldValue::Line { start, end }
             } else {
-                FieldValue::Owned(self.text.get(start as usize..end as usize).unwrap_or("").to_owned())
+                FieldValue::Owned(
+                    self.text
+                        .get(start as usize..end as usize)
+                        .unwrap_or("")
+                        .to_owned(),
+                )
             };
             e.set(id, v);
         }
@@ -126,7 +131,11 @@ pub(super) fn condition_event(event: &Event, fields: &[FieldId], raw: bool) -> E
         .map(|f| usize::from(f.0) + 1)
         .max()
         .unwrap_or(0);
-    let line = if raw { event.line.clone() } else { String::new() };
+    let line = if raw {
+        event.line.clone()
+    } else {
+        String::new()
+    };
     let mut e = Event::new(line, event.time, len);
     e.has_line_time = event.has_line_time;
     for &id in fields {
