@@ -144,14 +144,11 @@ impl Daemon {
         let (batch_tx, batch_rx) = crossbeam_channel::bounded(BATCH_QUEUE);
         let (control_tx, control_rx) = crossbeam_channel::unbounded();
         let ruleset = Arc::new(std::sync::RwLock::new(rs.clone()));
-        let api = if cfg.lapi.enable {
-            Some(
-                crate::api::ApiState::new(store.clone(), ruleset.clone())
-                    .map_err(|e| format!("cannot start the Local API: {e}"))?,
-            )
-        } else {
-            None
-        };
+        // Always served: with `lapi enable=#false` only the Unix socket (for the CLI) is.
+        let api = Some(
+            crate::api::ApiState::new(store.clone(), ruleset.clone())
+                .map_err(|e| format!("cannot start the Local API: {e}"))?,
+        );
         let upstream = match &cfg.lapi.url {
             Some(url) => Some(
                 crate::api::upstream::spawn(url, &state_dir, store.clone())
