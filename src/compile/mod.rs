@@ -579,19 +579,10 @@ fn validate_config(cfg: &Config, loc: &Locator<'_>, diags: &mut Diagnostics) {
             );
         }
     }
-    let table = &cfg.enforcement.nftables.table;
-    if table.is_empty()
-        || !table
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        || table.len() > 64
-    {
+    if let Some(problem) = crate::enforce::table_name_problem(&cfg.enforcement.nftables.table) {
         diags.push(
-            loc.at(
-                "/enforcement/nftables/table",
-                format!("`{table}` is not a valid nftables table name"),
-            )
-            .with_hint("use letters, digits, `_` and `-`"),
+            loc.at("/enforcement/nftables/table", problem)
+                .with_hint("for example `garrison` (the default) or `garrison_web`"),
         );
     }
     let mut names = HashSet::new();

@@ -30,7 +30,7 @@ mod worker;
 pub use elements::SetKind;
 pub use error::EnforceError;
 pub use inspect::{Inspector, KernelElement};
-pub use ruleset::RuleCounter;
+pub use ruleset::{RuleCounter, table_name_problem};
 
 use crate::config::model::Nftables;
 use crossbeam_channel::Sender;

@@ -30,16 +30,113 @@ const REJECT_CHAIN: &str = "reject-banned";
 
 /// Checks that `table` can be written into an nft script as is.
 pub(crate) fn check_table_name(table: &str) -> Result<(), EnforceError> {
-    let ok = (1..=64).contains(&table.len())
+    match table_name_problem(table) {
+        None => Ok(()),
+        Some(_) => Err(EnforceError::InvalidTableName(table.to_string())),
+    }
+}
+
+/// Words nft's parser reads as keywords where a table name stands (found the hard way:
+/// `table inet gt` is a syntax error, and nft accepts no quoting of names).
+const NFT_KEYWORDS: &[&str] = &[
+    "eq",
+    "ne",
+    "lt",
+    "gt",
+    "le",
+    "ge",
+    "and",
+    "or",
+    "xor",
+    "not",
+    "table",
+    "chain",
+    "set",
+    "map",
+    "element",
+    "rule",
+    "add",
+    "delete",
+    "insert",
+    "create",
+    "flush",
+    "list",
+    "reset",
+    "rename",
+    "replace",
+    "describe",
+    "monitor",
+    "export",
+    "import",
+    "inet",
+    "ip",
+    "ip6",
+    "arp",
+    "bridge",
+    "netdev",
+    "filter",
+    "nat",
+    "route",
+    "accept",
+    "drop",
+    "reject",
+    "queue",
+    "continue",
+    "return",
+    "jump",
+    "goto",
+    "counter",
+    "limit",
+    "log",
+    "meta",
+    "ct",
+    "tcp",
+    "udp",
+    "icmp",
+    "icmpv6",
+    "hook",
+    "priority",
+    "policy",
+    "type",
+    "flags",
+    "timeout",
+    "comment",
+    "elements",
+    "handle",
+    "position",
+    "index",
+    "define",
+    "include",
+    "counters",
+    "quotas",
+    "quota",
+    "ruleset",
+    "tables",
+    "chains",
+    "sets",
+    "maps",
+    "flowtable",
+    "ether",
+];
+
+/// Why `table` cannot name garrison's table, if it cannot (`garrison check` reports it).
+pub fn table_name_problem(table: &str) -> Option<String> {
+    let shaped = (1..=64).contains(&table.len())
         && table.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && table
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if ok {
-        Ok(())
-    } else {
-        Err(EnforceError::InvalidTableName(table.to_string()))
+    if !shaped {
+        return Some(format!(
+            "`{table}` is not a valid nftables table name: up to 64 letters, digits, `_` and `-`, starting with a letter or `_`"
+        ));
     }
+    if NFT_KEYWORDS.contains(&table.to_ascii_lowercase().as_str()) {
+        return Some(format!(
+            "`{table}` is an nftables keyword, which nft does not accept as a table name"
+        ));
+    }
+    None
 }
 
 /// The configured hooks, each once.
