@@ -9,8 +9,11 @@
 //! Run with `cargo bench --bench daemon`; `GARRISON_BENCH_SECS` shortens the feed,
 //! `GARRISON_BENCH_ATTACKS` the latency run.
 
+mod common;
+
+use common::generate;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -264,24 +267,6 @@ fn sustained(dir: &Path, secs: u64) {
         "  peak RSS {:.1} MB",
         proc_field(pid, "status", "VmHWM:").unwrap_or(0) as f64 / 1024.0
     );
-}
-
-fn generate(kind: &str, lines: usize) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
-    std::fs::create_dir_all(&dir).expect("target/ is writable");
-    let out = dir.join(format!("{kind}-{lines}.log"));
-    if !out.exists() {
-        let gen_py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/gen.py");
-        let status = Command::new("python3")
-            .arg(&gen_py)
-            .args([kind, "--lines", &lines.to_string(), "--out"])
-            .arg(&out)
-            .stderr(Stdio::null())
-            .status()
-            .expect("python3 runs gen.py");
-        assert!(status.success(), "gen.py {kind} failed");
-    }
-    out
 }
 
 fn main() {

@@ -1,4 +1,6 @@
 //! Shared by the benches: the generated logs.
+// Each bench is its own crate and uses a part of this module.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
