@@ -128,7 +128,11 @@ fn refreshes_apply_only_the_difference_and_304_applies_nothing() {
     let served = Arc::new(Mutex::new(Served::default()));
     let url = server(served.clone());
     let first = ips(0..200);
-    set(&served, format!("# test list\n{}\n", first.join("\n")), "v1");
+    set(
+        &served,
+        format!("# test list\n{}\n", first.join("\n")),
+        "v1",
+    );
     let cfg = vec![list("test", Some(url.clone()), None, BlocklistFormat::Text)];
     let h = spawn_with(cfg.clone(), store.clone(), dir.clone(), None, options()).expect("spawn");
 
@@ -145,7 +149,10 @@ fn refreshes_apply_only_the_difference_and_304_applies_nothing() {
     assert_eq!(st.unchanged, 198);
     let after = decisions(&store, "test");
     for v in &second[..198] {
-        assert_eq!(after[v], before[v], "unchanged entry {v} keeps its decision");
+        assert_eq!(
+            after[v], before[v],
+            "unchanged entry {v} keeps its decision"
+        );
     }
     assert!(!after.contains_key(&first[0]) && after.contains_key(&second[199]));
 
@@ -195,7 +202,11 @@ fn bad_payloads_keep_the_previous_list() {
         set(&served, body.to_vec(), &format!("bad{i}"));
         let st = one(h.refresh(None));
         assert!(st.last_error.is_some(), "{what} rejected: {st:?}");
-        assert_eq!(decisions(&store, "j"), kept, "{what}: previous list in force");
+        assert_eq!(
+            decisions(&store, "j"),
+            kept,
+            "{what}: previous list in force"
+        );
     }
     // Invalid entries are counted; the valid ones apply.
     let mut mixed: Vec<serde_json::Value> = good[..49].iter().map(|v| v.as_str().into()).collect();
@@ -220,7 +231,10 @@ fn protected_addresses_never_become_decisions() {
     let h = spawn_with(cfg, store.clone(), dir, None, options()).expect("spawn");
     let st = one(h.refresh(None));
     assert_eq!((st.refused, st.added), (3, 1), "{st:?}");
-    assert_eq!(decisions(&store, "p").into_keys().collect::<Vec<_>>(), ["10.0.1.1"]);
+    assert_eq!(
+        decisions(&store, "p").into_keys().collect::<Vec<_>>(),
+        ["10.0.1.1"]
+    );
 }
 
 #[test]
@@ -232,8 +246,14 @@ fn file_lists_are_relative_to_the_config_and_renewed_before_they_lapse() {
     let store = Store::open(&dir.join("state")).expect("store");
     let mut l = list("mine", None, Some("mine.txt"), BlocklistFormat::Text);
     l.duration = Duration::from_secs(2);
-    let h = spawn_with(vec![l.clone()], store.clone(), dir.join("state"), Some(conf.clone()), options())
-        .expect("spawn");
+    let h = spawn_with(
+        vec![l.clone()],
+        store.clone(),
+        dir.join("state"),
+        Some(conf.clone()),
+        options(),
+    )
+    .expect("spawn");
     let st = one(h.refresh(None));
     assert_eq!((st.added, st.size), (2, 2), "{st:?}");
     let st = one(h.refresh(None));
@@ -255,5 +275,9 @@ fn file_lists_are_relative_to_the_config_and_renewed_before_they_lapse() {
     gone.file = Some("missing.txt".into());
     h.reconfigure(vec![gone]);
     let st = one(h.refresh(None));
-    assert!(st.last_error.as_deref().is_some_and(|e| e.contains("missing.txt")));
+    assert!(
+        st.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("missing.txt"))
+    );
 }

@@ -66,7 +66,10 @@ async fn refresh_blocklists(State(state): State<ApiState>, params: Params) -> Re
         Ok(Ok(lists)) => json(StatusCode::OK, &json!({ "blocklists": lists })),
         Ok(Err(e)) if e.starts_with("no blocklist named") => message(StatusCode::NOT_FOUND, e),
         Ok(Err(e)) => message(StatusCode::SERVICE_UNAVAILABLE, e),
-        Err(e) => message(StatusCode::INTERNAL_SERVER_ERROR, format!("refresh failed: {e}")),
+        Err(e) => message(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("refresh failed: {e}"),
+        ),
     }
 }
 

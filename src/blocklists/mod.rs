@@ -277,8 +277,11 @@ impl Worker {
         } else {
             HashMap::new()
         };
-        let mut old: HashMap<String, List> =
-            self.lists.drain(..).map(|l| (l.cfg.name.clone(), l)).collect();
+        let mut old: HashMap<String, List> = self
+            .lists
+            .drain(..)
+            .map(|l| (l.cfg.name.clone(), l))
+            .collect();
         let now = now_millis();
         let first_due = |refresh: Duration| {
             if start && !self.options.refresh_at_start {
@@ -526,7 +529,8 @@ fn apply(store: &Store, l: &mut List, entries: Option<Vec<Target>>, now: Millis)
     let duration = millis(l.cfg.duration.0);
     let until = now.saturating_add(duration);
     let renew_before = now.saturating_add(duration / 2);
-    let retype = l.status.decision_type != l.cfg.decision_type && !l.status.decision_type.is_empty();
+    let retype =
+        l.status.decision_type != l.cfg.decision_type && !l.status.decision_type.is_empty();
     let mut counts = Counts::default();
     // Entries to make a decision for, and whether it renews one.
     let mut add: Vec<(Target, bool)> = Vec::new();

@@ -147,7 +147,8 @@ mod tests {
 
     #[test]
     fn json_lists_of_strings_or_objects() {
-        let json = r#"["192.0.2.1", {"value": "198.51.100.0/24"}, {"ip": "203.0.113.7"}, 42, "bad"]"#;
+        let json =
+            r#"["192.0.2.1", {"value": "198.51.100.0/24"}, {"ip": "203.0.113.7"}, 42, "bad"]"#;
         let p = parse(json.as_bytes(), BlocklistFormat::Json).expect("a list");
         assert_eq!(values(&p), ["192.0.2.1", "198.51.100.0/24", "203.0.113.7"]);
         assert_eq!(p.invalid, 2);

@@ -34,8 +34,7 @@ pub fn run(args: &BlocklistsArgs) -> ExitCode {
         let v = match &args.cmd {
             BlocklistsCmd::List => c.ok(Method::GET, "/v1/garrison/blocklists", None)?,
             BlocklistsCmd::Refresh { name } => {
-                let q: Vec<(&str, String)> =
-                    name.iter().map(|n| ("name", n.clone())).collect();
+                let q: Vec<(&str, String)> = name.iter().map(|n| ("name", n.clone())).collect();
                 c.ok(
                     Method::POST,
                     &format!("/v1/garrison/blocklists/refresh{}", query(&q)),
@@ -58,7 +57,14 @@ pub fn run(args: &BlocklistsArgs) -> ExitCode {
         }
         let now = now_millis();
         let mut t = table(&[
-            "Name", "Source", "Size", "Refreshed", "Added", "Removed", "Invalid", "Refused",
+            "Name",
+            "Source",
+            "Size",
+            "Refreshed",
+            "Added",
+            "Removed",
+            "Invalid",
+            "Refused",
             "Last error",
         ]);
         for l in &lists {

@@ -324,7 +324,12 @@ impl Ctx {
     }
 
     /// Calls and expects a 2xx JSON answer.
-    pub(crate) fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+    pub(crate) fn ok(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let r = self.call(method, path, body)?;
         if !r.status.is_success() {
             return Err(match r.status {
