@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// `../shared/bench/gen.py KIND --lines N`, cached under `target/bench-data`.
+#[allow(dead_code)] // The blocklists bench generates with `generate_with`.
 pub fn generate(kind: &str, lines: usize) -> PathBuf {
     let n = lines.to_string();
     generate_with(kind, &format!("{kind}-{lines}.log"), &["--lines", &n])
 }
 
 /// `../shared/bench/gen.py KIND ARGS --out target/bench-data/FILE`, cached.
-#[allow(dead_code)] // `generate` is what most benches call.
 pub fn generate_with(kind: &str, file: &str, args: &[&str]) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
     std::fs::create_dir_all(&dir).expect("target/ is writable");
