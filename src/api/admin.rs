@@ -45,6 +45,32 @@ pub fn routes() -> Router<ApiState> {
             post(validate_machine),
         )
         .route("/v1/garrison/machines/{id}", delete(delete_machine))
+        .route("/v1/garrison/blocklists", get(list_blocklists))
+        .route("/v1/garrison/blocklists/refresh", post(refresh_blocklists))
+}
+
+/// GET /v1/garrison/blocklists: every list's status (size, last refresh, last error).
+async fn list_blocklists(State(state): State<ApiState>) -> Response {
+    let lists = state.blocklists().map(|h| h.status()).unwrap_or_default();
+    json(StatusCode::OK, &json!({ "blocklists": lists }))
+}
+
+/// POST /v1/garrison/blocklists/refresh[?name=NAME]: refreshes now and answers once done.
+async fn refresh_blocklists(State(state): State<ApiState>, params: Params) -> Response {
+    let Some(handle) = state.blocklists() else {
+        return message(StatusCode::NOT_FOUND, "no blocklist is configured");
+    };
+    let name = params.get("name").map(str::to_owned);
+    let done = tokio::task::spawn_blocking(move || handle.refresh(name.as_deref())).await;
+    match done {
+        Ok(Ok(lists)) => json(StatusCode::OK, &json!({ "blocklists": lists })),
+        Ok(Err(e)) if e.starts_with("no blocklist named") => message(StatusCode::NOT_FOUND, e),
+        Ok(Err(e)) => message(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => message(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("refresh failed: {e}"),
+        ),
+    }
 }
 
 /// The machine id recorded on alerts made from the CLI.

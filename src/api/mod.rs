@@ -103,6 +103,7 @@ pub struct ApiState {
     started: Instant,
     listen: Arc<RwLock<Vec<String>>>,
     auto_register: Arc<RwLock<Vec<ipnet::IpNet>>>,
+    blocklists: Arc<RwLock<Option<crate::blocklists::BlocklistsHandle>>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -138,7 +139,25 @@ impl ApiState {
             started: Instant::now(),
             listen: Arc::new(RwLock::new(Vec::new())),
             auto_register: Arc::new(RwLock::new(Vec::new())),
+            blocklists: Arc::new(RwLock::new(None)),
         })
+    }
+
+    /// Gives the admin routes the blocklist thread (`garrison blocklists`); until then they
+    /// answer that no list is configured. Every clone of this state sees it.
+    pub fn set_blocklists(&self, handle: Option<crate::blocklists::BlocklistsHandle>) {
+        *self
+            .blocklists
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = handle;
+    }
+
+    /// The blocklist thread, when the daemon started one.
+    pub fn blocklists(&self) -> Option<crate::blocklists::BlocklistsHandle> {
+        self.blocklists
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Reads `lapi.bouncer-key-files` and `auto-register-cidrs` again (at start and on

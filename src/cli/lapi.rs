@@ -293,13 +293,16 @@ enum LapiCmd {
     Status,
 }
 
-struct Ctx {
+/// A connection to the daemon's socket and the output format (shared by the management
+/// commands).
+pub(crate) struct Ctx {
     socket: PathBuf,
-    output: Output,
+    pub(crate) output: Output,
 }
 
 impl Ctx {
-    fn new(conn: &Conn) -> Result<Ctx, String> {
+    /// Finds the socket.
+    pub(crate) fn new(conn: &Conn) -> Result<Ctx, String> {
         let socket = match &conn.socket {
             Some(s) => s.clone(),
             None => {
@@ -321,7 +324,12 @@ impl Ctx {
     }
 
     /// Calls and expects a 2xx JSON answer.
-    fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+    pub(crate) fn ok(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let r = self.call(method, path, body)?;
         if !r.status.is_success() {
             return Err(match r.status {
@@ -334,7 +342,8 @@ impl Ctx {
         Ok(r.json())
     }
 
-    fn json(&self, v: &Value) {
+    /// Prints JSON, pretty.
+    pub(crate) fn json(&self, v: &Value) {
         println!(
             "{}",
             serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
@@ -342,7 +351,7 @@ impl Ctx {
     }
 }
 
-fn query(pairs: &[(&str, String)]) -> String {
+pub(crate) fn query(pairs: &[(&str, String)]) -> String {
     if pairs.is_empty() {
         return String::new();
     }
@@ -350,14 +359,14 @@ fn query(pairs: &[(&str, String)]) -> String {
     format!("?{enc}")
 }
 
-fn table(headers: &[&str]) -> comfy_table::Table {
+pub(crate) fn table(headers: &[&str]) -> comfy_table::Table {
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
     t.set_header(headers.to_vec());
     t
 }
 
-fn s(v: &Value, k: &str) -> String {
+pub(crate) fn s(v: &Value, k: &str) -> String {
     match v.get(k) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => String::new(),
@@ -365,7 +374,7 @@ fn s(v: &Value, k: &str) -> String {
     }
 }
 
-fn finish(r: Result<(), String>) -> ExitCode {
+pub(crate) fn finish(r: Result<(), String>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

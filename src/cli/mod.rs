@@ -1,5 +1,6 @@
 //! The command line: parsing with clap, one function per subcommand.
 
+mod blocklists;
 mod check;
 pub mod explain;
 pub mod lapi;
@@ -56,6 +57,8 @@ pub enum Command {
     Machines(lapi::MachinesArgs),
     /// The Local API's status.
     Lapi(lapi::LapiArgs),
+    /// Third-party blocklists of the running daemon: list, refresh.
+    Blocklists(blocklists::BlocklistsArgs),
 }
 
 /// Runs the command line; the process exit code.
@@ -81,5 +84,6 @@ pub fn main() -> ExitCode {
         Command::Bouncers(args) => lapi::bouncers(&args),
         Command::Machines(args) => lapi::machines(&args),
         Command::Lapi(args) => lapi::lapi(&args),
+        Command::Blocklists(args) => blocklists::run(&args),
     }
 }

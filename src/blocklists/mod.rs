@@ -1,0 +1,652 @@
+//! Third-party blocklists: lists of addresses and ranges fetched from a URL or read from a
+//! file, refreshed periodically and applied to the store as decisions with origin `lists`
+//! and the list's name as scenario (CrowdSec's convention).
+//!
+//! A refresh applies only the difference with what the list already put in the store: new
+//! entries become decisions, entries gone are expired, unchanged entries keep their decision
+//! (and id) unless less than half the list's duration remains, when they are renewed. A
+//! payload that cannot be fetched or read changes nothing: the previous list stays in force.
+//! Per-list state (counts, validators) lives in memory and in `<state-dir>/blocklists.json`,
+//! so a restart with an unchanged list (HTTP 304, same file) applies nothing.
+
+pub mod fetch;
+pub mod parse;
+
+use crate::config::model::Blocklist;
+use crate::store::{Change, Millis, NewDecision, Store, Target, now_millis};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+/// The origin of list decisions.
+pub const ORIGIN: &str = "lists";
+
+/// The state file inside the state directory.
+pub const STATE_FILE: &str = "blocklists.json";
+
+/// How soon a failed refresh is tried again (or the list's interval, if shorter).
+const RETRY: Duration = Duration::from_secs(600);
+
+/// Decisions handed to the store per call, so readers get the index between chunks.
+const CHUNK: usize = 20_000;
+
+/// What a list did at its last refresh, and what it holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListStatus {
+    /// The list's name (the scenario of its decisions).
+    pub name: String,
+    /// Its URL or file.
+    pub source: String,
+    /// The decision type of its entries.
+    pub decision_type: String,
+    /// Entries with an active decision.
+    pub size: usize,
+    /// When the last refresh was tried (ms since the epoch).
+    pub last_refresh: Option<Millis>,
+    /// When a payload was last applied or found unchanged.
+    pub last_success: Option<Millis>,
+    /// Why the last refresh failed (none when it succeeded).
+    pub last_error: Option<String>,
+    /// The source had not changed (HTTP 304, same file) at the last refresh.
+    pub not_modified: bool,
+    /// Decisions made at the last refresh for new entries.
+    pub added: usize,
+    /// Decisions expired at the last refresh for entries gone.
+    pub removed: usize,
+    /// Decisions renewed at the last refresh (less than half their duration remained).
+    pub renewed: usize,
+    /// Entries unchanged at the last refresh.
+    pub unchanged: usize,
+    /// Invalid entries in the last payload.
+    pub invalid: usize,
+    /// Entries refused at the last refresh because they cover a protected address.
+    pub refused: usize,
+    /// The payload's `ETag`, sent back as `If-None-Match`.
+    pub etag: Option<String>,
+    /// The payload's `Last-Modified` (for files: modification time and size).
+    pub last_modified: Option<String>,
+    /// When the next refresh is due.
+    pub next_refresh: Option<Millis>,
+}
+
+/// Knobs the daemon leaves at their defaults; tests and benchmarks change them.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The largest payload accepted.
+    pub size_limit: u64,
+    /// How long a download may take.
+    pub timeout: Duration,
+    /// Refresh every list as soon as the thread starts (otherwise after its interval).
+    pub refresh_at_start: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            size_limit: fetch::SIZE_LIMIT,
+            timeout: fetch::TIMEOUT,
+            refresh_at_start: true,
+        }
+    }
+}
+
+enum Cmd {
+    Refresh(Option<String>, Sender<Result<Vec<ListStatus>, String>>),
+    Reconfigure(Vec<Blocklist>),
+}
+
+/// The blocklist thread's handle; cheap to clone. The thread stops when every handle is
+/// dropped.
+#[derive(Clone)]
+pub struct BlocklistsHandle {
+    tx: Sender<Cmd>,
+    status: Arc<Mutex<Vec<ListStatus>>>,
+}
+
+impl std::fmt::Debug for BlocklistsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlocklistsHandle").finish_non_exhaustive()
+    }
+}
+
+impl BlocklistsHandle {
+    /// Refreshes one list (or all) now and waits for the outcome: the refreshed lists'
+    /// status. An unknown name is an error; a list that fails to refresh is not (its
+    /// `last_error` says why).
+    pub fn refresh(&self, name: Option<&str>) -> Result<Vec<ListStatus>, String> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.tx
+            .send(Cmd::Refresh(name.map(str::to_owned), tx))
+            .map_err(|_| "the blocklist thread has stopped".to_owned())?;
+        rx.recv()
+            .map_err(|_| "the blocklist thread has stopped".to_owned())?
+    }
+
+    /// Every list's status, in configuration order.
+    pub fn status(&self) -> Vec<ListStatus> {
+        self.status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the configured lists (on reload): lists gone have their decisions expired,
+    /// new or changed lists are refreshed at once.
+    pub fn reconfigure(&self, lists: Vec<Blocklist>) {
+        if self.tx.send(Cmd::Reconfigure(lists)).is_err() {
+            tracing::error!("the blocklist thread has stopped; lists not reconfigured");
+        }
+    }
+}
+
+/// Starts the blocklist thread with the default [`Options`]. Relative `file` paths are
+/// relative to `config_dir` (the configuration file's directory).
+pub fn spawn(
+    lists: Vec<Blocklist>,
+    store: Store,
+    state_dir: PathBuf,
+    config_dir: Option<PathBuf>,
+) -> std::io::Result<BlocklistsHandle> {
+    spawn_with(lists, store, state_dir, config_dir, Options::default())
+}
+
+/// [`spawn`] with explicit [`Options`].
+pub fn spawn_with(
+    lists: Vec<Blocklist>,
+    store: Store,
+    state_dir: PathBuf,
+    config_dir: Option<PathBuf>,
+    options: Options,
+) -> std::io::Result<BlocklistsHandle> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let status = Arc::new(Mutex::new(Vec::new()));
+    // Ids of list decisions expired by anyone (the CLI too): such entries are no longer
+    // applied, and the next refresh makes them again.
+    let gone = Arc::new(Mutex::new(HashSet::new()));
+    let weak: Weak<Mutex<HashSet<i64>>> = Arc::downgrade(&gone);
+    store.subscribe(Box::new(move |change, index| {
+        if let Change::Expired(d) = change
+            && &**index.strings.get(d.origin) == ORIGIN
+            && let Some(gone) = weak.upgrade()
+        {
+            gone.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(d.id);
+        }
+    }));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(options.timeout))
+        .http_status_as_error(false)
+        .user_agent(concat!("garrison/v", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into();
+    let mut worker = Worker {
+        store,
+        state_path: state_dir.join(STATE_FILE),
+        config_dir,
+        options,
+        agent,
+        lists: Vec::new(),
+        status: status.clone(),
+        gone,
+    };
+    worker.configure(lists, true);
+    std::thread::Builder::new()
+        .name("garrison-lists".into())
+        .spawn(move || worker.run(rx))?;
+    Ok(BlocklistsHandle { tx, status })
+}
+
+/// A list as the worker keeps it.
+struct List {
+    cfg: Blocklist,
+    status: ListStatus,
+    /// Entries with an active decision: (decision id, end).
+    applied: HashMap<Target, (i64, Millis)>,
+    due: Millis,
+}
+
+struct Worker {
+    store: Store,
+    state_path: PathBuf,
+    config_dir: Option<PathBuf>,
+    options: Options,
+    agent: ureq::Agent,
+    lists: Vec<List>,
+    status: Arc<Mutex<Vec<ListStatus>>>,
+    gone: Arc<Mutex<HashSet<i64>>>,
+}
+
+fn source_of(cfg: &Blocklist) -> String {
+    match (&cfg.url, &cfg.file) {
+        (Some(u), _) => u.clone(),
+        (None, Some(f)) => f.clone(),
+        (None, None) => String::new(),
+    }
+}
+
+fn millis(d: Duration) -> Millis {
+    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+}
+
+impl Worker {
+    fn run(mut self, rx: Receiver<Cmd>) {
+        loop {
+            let now = now_millis();
+            for i in 0..self.lists.len() {
+                if self.lists[i].due <= now {
+                    self.refresh(i);
+                }
+            }
+            let next = self.lists.iter().map(|l| l.due).min();
+            let wait = next.map_or(Duration::from_secs(3600), |d| {
+                Duration::from_millis(u64::try_from(d - now_millis()).unwrap_or(0))
+            });
+            match rx.recv_timeout(wait) {
+                Ok(Cmd::Refresh(name, reply)) => {
+                    let picked: Vec<usize> = (0..self.lists.len())
+                        .filter(|i| name.as_ref().is_none_or(|n| &self.lists[*i].cfg.name == n))
+                        .collect();
+                    if picked.is_empty()
+                        && let Some(n) = name
+                    {
+                        let _ = reply.send(Err(format!("no blocklist named `{n}`")));
+                        continue;
+                    }
+                    for i in &picked {
+                        self.refresh(*i);
+                    }
+                    let out = picked.iter().map(|i| self.lists[*i].status.clone());
+                    let _ = reply.send(Ok(out.collect()));
+                }
+                Ok(Cmd::Reconfigure(lists)) => self.configure(lists, false),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// Takes a new set of lists: at start, the applied entries and validators come from
+    /// the store and the state file; on reload, kept lists keep theirs.
+    fn configure(&mut self, lists: Vec<Blocklist>, start: bool) {
+        let mut saved: HashMap<String, ListStatus> = if start {
+            read_state(&self.state_path)
+        } else {
+            HashMap::new()
+        };
+        let mut old: HashMap<String, List> = self
+            .lists
+            .drain(..)
+            .map(|l| (l.cfg.name.clone(), l))
+            .collect();
+        let now = now_millis();
+        let first_due = |refresh: Duration| {
+            if start && !self.options.refresh_at_start {
+                now + millis(refresh)
+            } else {
+                now
+            }
+        };
+        let mut fresh: Vec<String> = Vec::new();
+        for cfg in lists {
+            let same = |l: &List| {
+                l.cfg.url == cfg.url
+                    && l.cfg.file == cfg.file
+                    && l.cfg.format == cfg.format
+                    && l.cfg.decision_type == cfg.decision_type
+                    && l.cfg.duration.0 == cfg.duration.0
+            };
+            match old.remove(&cfg.name) {
+                Some(mut l) if same(&l) => {
+                    l.due = l.due.min(now + millis(cfg.refresh.0));
+                    l.cfg = cfg;
+                    self.lists.push(l);
+                }
+                Some(mut l) => {
+                    // Changed: fetch again in full; a new type or duration renews everything.
+                    l.status.etag = None;
+                    l.status.last_modified = None;
+                    l.status.source = source_of(&cfg);
+                    l.due = now;
+                    l.cfg = cfg;
+                    self.lists.push(l);
+                }
+                None => {
+                    let mut status = saved.remove(&cfg.name).unwrap_or_default();
+                    if status.source != source_of(&cfg) {
+                        status.etag = None;
+                        status.last_modified = None;
+                    }
+                    status.name = cfg.name.clone();
+                    status.source = source_of(&cfg);
+                    fresh.push(cfg.name.clone());
+                    let due = first_due(cfg.refresh.0);
+                    self.lists.push(List {
+                        cfg,
+                        status,
+                        applied: HashMap::new(),
+                        due,
+                    });
+                }
+            }
+        }
+        // Lists removed from the configuration (now, or while the daemon was down) take
+        // their decisions with them; decisions of lists never ours (the Central API's) stay.
+        let mut dropped: HashSet<String> = old.into_keys().collect();
+        dropped.extend(saved.into_keys());
+        self.load_applied(&fresh, &dropped);
+        self.publish();
+        self.save();
+    }
+
+    /// Reads the active decisions of `names` from the store into their lists, and expires
+    /// those of `dropped` lists.
+    fn load_applied(&mut self, names: &[String], dropped: &HashSet<String>) {
+        if names.is_empty() && dropped.is_empty() {
+            return;
+        }
+        let now = now_millis();
+        let mut found: HashMap<String, HashMap<Target, (i64, Millis)>> = HashMap::new();
+        let mut doubles: Vec<i64> = Vec::new();
+        let mut expire: Vec<i64> = Vec::new();
+        {
+            let index = self.store.read();
+            for d in index.active(now) {
+                if &**index.strings.get(d.origin) != ORIGIN {
+                    continue;
+                }
+                let scenario = &**index.strings.get(d.scenario);
+                if dropped.contains(scenario) {
+                    expire.push(d.id);
+                    continue;
+                }
+                if !names.iter().any(|n| n == scenario) {
+                    continue;
+                }
+                let map = found.entry(scenario.to_owned()).or_default();
+                match map.get_mut(&d.target) {
+                    // A renewal interrupted by a stop: keep the longest.
+                    Some(e) if e.1 >= d.until => doubles.push(d.id),
+                    Some(e) => {
+                        doubles.push(e.0);
+                        *e = (d.id, d.until);
+                    }
+                    None => {
+                        map.insert(d.target.clone(), (d.id, d.until));
+                    }
+                }
+            }
+        }
+        if !dropped.is_empty() {
+            let n = self.store.expire_ids(&expire);
+            tracing::info!(lists = ?dropped, expired = n, "blocklists removed from the configuration");
+        }
+        self.store.expire_ids(&doubles);
+        for l in &mut self.lists {
+            if let Some(map) = found.remove(&l.cfg.name) {
+                l.applied = map;
+            }
+            // The store does not hold what the state file says was applied (a new
+            // database): fetch in full.
+            if l.applied.len() != l.status.size {
+                l.status.etag = None;
+                l.status.last_modified = None;
+            }
+            l.status.size = l.applied.len();
+        }
+    }
+
+    fn publish(&self) {
+        let all: Vec<ListStatus> = self.lists.iter().map(|l| l.status.clone()).collect();
+        *self
+            .status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = all;
+    }
+
+    fn save(&self) {
+        let map: HashMap<&str, &ListStatus> = self
+            .lists
+            .iter()
+            .map(|l| (l.cfg.name.as_str(), &l.status))
+            .collect();
+        if let Err(e) = write_state(&self.state_path, &map) {
+            tracing::warn!(path = %self.state_path.display(), error = %e, "cannot save the blocklists' state");
+        }
+    }
+
+    fn refresh(&mut self, i: usize) {
+        // Entries whose decision someone else expired are no longer applied.
+        let gone = std::mem::take(
+            &mut *self
+                .gone
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if !gone.is_empty() {
+            for l in &mut self.lists {
+                l.applied.retain(|_, (id, _)| !gone.contains(id));
+            }
+        }
+        let started = std::time::Instant::now();
+        let now = now_millis();
+        let l = &self.lists[i];
+        let fetched = match (&l.cfg.url, &l.cfg.file) {
+            (Some(url), _) => fetch::url(
+                &self.agent,
+                url,
+                l.status.etag.as_deref(),
+                l.status.last_modified.as_deref(),
+                self.options.size_limit,
+            ),
+            (None, Some(file)) => {
+                let path = match &self.config_dir {
+                    Some(dir) if Path::new(file).is_relative() => dir.join(file),
+                    _ => PathBuf::from(file),
+                };
+                fetch::file(
+                    &path,
+                    l.status.last_modified.as_deref(),
+                    self.options.size_limit,
+                )
+            }
+            (None, None) => Err("neither `url` nor `file` is set".to_owned()),
+        };
+        let result = fetched.and_then(|f| match f {
+            fetch::Fetched::NotModified => Ok(None),
+            fetch::Fetched::Body {
+                bytes,
+                etag,
+                last_modified,
+            } => parse::parse(&bytes, l.cfg.format)
+                .map(|p| Some((p, etag, last_modified)))
+                .map_err(|e| format!("{}: {e}", source_of(&l.cfg))),
+        });
+        let retry = millis(RETRY.min(l.cfg.refresh.0));
+        let interval = millis(l.cfg.refresh.0);
+        let l = &mut self.lists[i];
+        l.status.last_refresh = Some(now);
+        match result {
+            Err(e) => {
+                tracing::error!(list = %l.cfg.name, error = %e, "blocklist not refreshed; the previous one stays in force");
+                l.status.last_error = Some(e);
+                l.due = now + retry;
+            }
+            Ok(fetched) => {
+                let not_modified = fetched.is_none();
+                let entries = match fetched {
+                    None => None,
+                    Some((parsed, etag, last_modified)) => {
+                        if parsed.invalid > 0 {
+                            tracing::warn!(list = %l.cfg.name, invalid = parsed.invalid, sample = ?parsed.sample, "blocklist entries ignored: neither an address nor a CIDR range");
+                        }
+                        l.status.invalid = parsed.invalid;
+                        l.status.etag = etag;
+                        l.status.last_modified = last_modified;
+                        Some(parsed.entries)
+                    }
+                };
+                let counts = apply(&self.store, l, entries, now);
+                l.status.not_modified = not_modified;
+                l.status.last_error = None;
+                l.status.last_success = Some(now);
+                l.due = now + interval;
+                tracing::info!(
+                    list = %l.cfg.name,
+                    size = l.status.size,
+                    added = counts.added,
+                    removed = counts.removed,
+                    renewed = counts.renewed,
+                    refused = counts.refused,
+                    not_modified,
+                    ms = started.elapsed().as_millis() as u64,
+                    "blocklist refreshed"
+                );
+            }
+        }
+        let l = &mut self.lists[i];
+        l.status.next_refresh = Some(l.due);
+        l.status.decision_type = l.cfg.decision_type.clone();
+        self.publish();
+        self.save();
+    }
+}
+
+/// What [`apply`] did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    added: usize,
+    removed: usize,
+    renewed: usize,
+    refused: usize,
+}
+
+/// Applies a list's entries (`None`: unchanged source, only renewals) to the store.
+fn apply(store: &Store, l: &mut List, entries: Option<Vec<Target>>, now: Millis) -> Counts {
+    let duration = millis(l.cfg.duration.0);
+    let until = now.saturating_add(duration);
+    let renew_before = now.saturating_add(duration / 2);
+    let retype =
+        l.status.decision_type != l.cfg.decision_type && !l.status.decision_type.is_empty();
+    let mut counts = Counts::default();
+    // Entries to make a decision for, and whether it renews one.
+    let mut add: Vec<(Target, bool)> = Vec::new();
+    let mut old_ids: Vec<i64> = Vec::new();
+    let mut removed: Vec<(Target, i64)> = Vec::new();
+    match entries {
+        Some(entries) => {
+            let new: HashSet<Target> = entries.into_iter().collect();
+            for (t, (id, _)) in &l.applied {
+                if !new.contains(t) {
+                    removed.push((t.clone(), *id));
+                }
+            }
+            for t in new {
+                match l.applied.get(&t) {
+                    None => add.push((t, false)),
+                    Some((id, u)) if *u < renew_before || retype => {
+                        old_ids.push(*id);
+                        add.push((t, true));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        None => {
+            for (t, (id, u)) in &l.applied {
+                if *u < renew_before || retype {
+                    old_ids.push(*id);
+                    add.push((t.clone(), true));
+                }
+            }
+        }
+    }
+    // Protected entries are counted and logged once, not offered to the store one by one.
+    let mut refused_sample: Vec<String> = Vec::new();
+    add.retain(|(t, _)| match store.protected_reason(t) {
+        Some(reason) => {
+            counts.refused += 1;
+            if refused_sample.len() < 5 {
+                refused_sample.push(format!("{} ({reason})", t.value()));
+            }
+            l.applied.remove(t);
+            false
+        }
+        None => true,
+    });
+    if counts.refused > 0 {
+        tracing::warn!(list = %l.cfg.name, refused = counts.refused, sample = ?refused_sample, "blocklist entries on protected addresses ignored");
+    }
+    for chunk in add.chunks(CHUNK) {
+        let decisions: Vec<NewDecision> = chunk
+            .iter()
+            .map(|(t, _)| NewDecision {
+                origin: ORIGIN.to_owned(),
+                scenario: l.cfg.name.clone(),
+                decision_type: l.cfg.decision_type.clone(),
+                target: t.clone(),
+                until,
+                simulated: false,
+            })
+            .collect();
+        let out = store.add(None, decisions);
+        let refused: HashSet<&str> = out.refused.iter().map(|(v, _)| v.as_str()).collect();
+        let mut ids = out.decision_ids.into_iter();
+        for (t, renewal) in chunk {
+            if !refused.is_empty() && refused.contains(t.value().as_str()) {
+                counts.refused += 1;
+                l.applied.remove(t);
+                continue;
+            }
+            if let Some(id) = ids.next() {
+                l.applied.insert(t.clone(), (id, until));
+                if *renewal {
+                    counts.renewed += 1;
+                } else {
+                    counts.added += 1;
+                }
+            }
+        }
+    }
+    // Renewed entries: the old decision ends once the new one is in place.
+    store.expire_ids(&old_ids);
+    let removed_ids: Vec<i64> = removed.iter().map(|(_, id)| *id).collect();
+    counts.removed = store.expire_ids(&removed_ids);
+    for (t, _) in &removed {
+        l.applied.remove(t);
+    }
+    l.status.size = l.applied.len();
+    l.status.added = counts.added;
+    l.status.removed = counts.removed;
+    l.status.renewed = counts.renewed;
+    l.status.refused = counts.refused;
+    l.status.unchanged = l.status.size.saturating_sub(counts.added + counts.renewed);
+    counts
+}
+
+fn read_state(path: &Path) -> HashMap<String, ListStatus> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable blocklist state file");
+            HashMap::new()
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the blocklist state file");
+            HashMap::new()
+        }
+    }
+}
+
+fn write_state(path: &Path, map: &HashMap<&str, &ListStatus>) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec_pretty(map).map_err(std::io::Error::other)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,169 @@
+//! Reading a list's payload: plain text (FireHOL style) or JSON. Bad entries are counted,
+//! not fatal; a payload that does not look like a list at all is rejected.
+
+use crate::config::model::BlocklistFormat;
+use crate::store::Target;
+use ipnet::IpNet;
+
+/// How many invalid entries a refresh keeps as a sample for its log line.
+const SAMPLE: usize = 5;
+
+/// A parsed list.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    /// The addresses and ranges, in order (duplicates included).
+    pub entries: Vec<Target>,
+    /// Entries that are neither an address nor a CIDR range.
+    pub invalid: usize,
+    /// A few of them, for the log.
+    pub sample: Vec<String>,
+}
+
+impl Parsed {
+    fn push(&mut self, raw: &str) {
+        match entry(raw) {
+            Some(t) => self.entries.push(t),
+            None => self.bad(raw),
+        }
+    }
+
+    fn bad(&mut self, raw: &str) {
+        self.invalid += 1;
+        if self.sample.len() < SAMPLE {
+            self.sample.push(raw.chars().take(80).collect());
+        }
+    }
+
+    /// Rejects what is more garbage than list (an HTML error page, a binary file).
+    fn check(self) -> Result<Parsed, String> {
+        if self.invalid > 0 && self.invalid > self.entries.len() {
+            return Err(format!(
+                "not a list: {} invalid entries for {} valid (first: {:?})",
+                self.invalid,
+                self.entries.len(),
+                self.sample
+            ));
+        }
+        Ok(self)
+    }
+}
+
+/// One address (`192.0.2.1`, `::ffff:192.0.2.1`) or range (`192.0.2.0/24`); a full-length
+/// prefix is an address, a range is truncated to its network.
+pub fn entry(raw: &str) -> Option<Target> {
+    let raw = raw.trim();
+    if raw.contains('/') {
+        let net: IpNet = raw.parse().ok()?;
+        let net = net.trunc();
+        if net.prefix_len() == net.max_prefix_len() {
+            return crate::parse::normalize_ip(&net.addr().to_string()).map(Target::Ip);
+        }
+        return Some(Target::Range(net));
+    }
+    crate::parse::normalize_ip(raw).map(Target::Ip)
+}
+
+/// Parses a payload in `format`. `Err` when the payload is not a list (not UTF-8 text,
+/// invalid or truncated JSON, mostly garbage, or empty).
+pub fn parse(bytes: &[u8], format: BlocklistFormat) -> Result<Parsed, String> {
+    if bytes.is_empty() {
+        return Err("empty payload".into());
+    }
+    match format {
+        BlocklistFormat::Text => parse_text(bytes),
+        BlocklistFormat::Json => parse_json(bytes),
+    }
+}
+
+fn parse_text(bytes: &[u8]) -> Result<Parsed, String> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| format!("not UTF-8 text (at byte {})", e.valid_up_to()))?;
+    let mut out = Parsed::default();
+    for line in text.lines() {
+        let line = match line.find(['#', ';']) {
+            Some(i) => &line[..i],
+            None => line,
+        };
+        // The first field; FireHOL and others put comments after whitespace.
+        let Some(field) = line.split_whitespace().next() else {
+            continue;
+        };
+        out.push(field);
+    }
+    out.check()
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Parsed, String> {
+    let items: Vec<serde_json::Value> =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a JSON array: {e}"))?;
+    let mut out = Parsed::default();
+    for item in &items {
+        let s = match item {
+            serde_json::Value::String(s) => Some(s.as_str()),
+            serde_json::Value::Object(o) => o
+                .get("value")
+                .or_else(|| o.get("ip"))
+                .and_then(serde_json::Value::as_str),
+            _ => None,
+        };
+        match s {
+            Some(s) => out.push(s),
+            None => out.bad(&item.to_string()),
+        }
+    }
+    out.check()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(p: &Parsed) -> Vec<String> {
+        p.entries.iter().map(Target::value).collect()
+    }
+
+    #[test]
+    fn text_lists_in_firehol_style() {
+        let text = "# FireHOL level1\n; another comment\n\n192.0.2.1\n198.51.100.0/24 # a net\n\
+                    203.0.113.7\tsome trailing words\n2001:db8::/32\n::ffff:192.0.2.9\n\
+                    10.0.0.5/32\n192.0.2.1\n  192.0.2.77 ;x\nnot-an-ip\n";
+        let p = parse(text.as_bytes(), BlocklistFormat::Text).expect("a list");
+        assert_eq!(
+            values(&p),
+            [
+                "192.0.2.1",
+                "198.51.100.0/24",
+                "203.0.113.7",
+                "2001:db8::/32",
+                "192.0.2.9",
+                "10.0.0.5",
+                "192.0.2.1",
+                "192.0.2.77"
+            ]
+        );
+        assert_eq!(p.invalid, 1);
+        assert_eq!(p.sample, ["not-an-ip"]);
+    }
+
+    #[test]
+    fn json_lists_of_strings_or_objects() {
+        let json =
+            r#"["192.0.2.1", {"value": "198.51.100.0/24"}, {"ip": "203.0.113.7"}, 42, "bad"]"#;
+        let p = parse(json.as_bytes(), BlocklistFormat::Json).expect("a list");
+        assert_eq!(values(&p), ["192.0.2.1", "198.51.100.0/24", "203.0.113.7"]);
+        assert_eq!(p.invalid, 2);
+    }
+
+    #[test]
+    fn garbage_is_rejected() {
+        let html = "<html><body>\n<h1>502 Bad Gateway</h1>\n</body></html>\n";
+        assert!(parse(html.as_bytes(), BlocklistFormat::Text).is_err());
+        assert!(parse(b"[\"192.0.2.1\", \"192.0", BlocklistFormat::Json).is_err());
+        assert!(parse(b"{\"a\": 1}", BlocklistFormat::Json).is_err());
+        assert!(parse(b"", BlocklistFormat::Text).is_err());
+        assert!(parse(&[0xff, 0xfe, 0x00, 0x01], BlocklistFormat::Text).is_err());
+        // Comments only: a valid, empty list.
+        let p = parse(b"# nothing today\n", BlocklistFormat::Text).expect("empty list");
+        assert!(p.entries.is_empty());
+    }
+}
