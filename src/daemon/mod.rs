@@ -112,6 +112,7 @@ struct Daemon {
     worker: Option<std::thread::JoinHandle<()>>,
     enforcer: Option<crate::enforce::EnforcerHandle>,
     api: Option<crate::api::ApiState>,
+    lists: crate::blocklists::BlocklistsHandle,
     state_dir: PathBuf,
 }
 
@@ -149,6 +150,21 @@ impl Daemon {
             crate::api::ApiState::new(store.clone(), ruleset.clone())
                 .map_err(|e| format!("cannot start the Local API: {e}"))?,
         );
+        // After `set_protected`: the first refresh runs at once, and whitelists win.
+        let config_dir = config_path
+            .as_deref()
+            .and_then(std::path::Path::parent)
+            .map(std::path::Path::to_path_buf);
+        let lists = crate::blocklists::spawn(
+            cfg.blocklists.clone(),
+            store.clone(),
+            state_dir.clone(),
+            config_dir,
+        )
+        .map_err(|e| format!("cannot start the blocklist thread: {e}"))?;
+        if let Some(api) = &api {
+            api.set_blocklists(Some(lists.clone()));
+        }
         let upstream = match &cfg.lapi.url {
             Some(url) => Some(
                 crate::api::upstream::spawn(url, &state_dir, store.clone())
@@ -182,6 +198,7 @@ impl Daemon {
             config_path,
             ruleset,
             api,
+            lists,
             state_dir,
             store,
             metrics,
@@ -350,6 +367,7 @@ impl Daemon {
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = rs.clone();
                 let _ = self.control.send(Control::Reload(rs.clone()));
+                self.lists.reconfigure(rs.config.blocklists.clone());
                 if let Some(api) = &self.api
                     && let Err(e) = api.reload(&rs.config.lapi)
                 {
