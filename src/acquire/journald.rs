@@ -9,7 +9,7 @@ use super::{Batch, SourceId, Stop};
 use crate::store::Store;
 use crossbeam_channel::Sender;
 use serde::Deserialize;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write as _};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -51,11 +51,8 @@ fn entry_line(entry: &Entry, out: &mut Vec<u8>) -> Option<()> {
     let host = entry.hostname.as_deref().unwrap_or("localhost");
     let ident = entry.identifier.as_deref().unwrap_or("unknown");
     out.clear();
-    out.extend_from_slice(
-        time.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00")
-            .to_string()
-            .as_bytes(),
-    );
+    // Formatted straight into the line buffer: no string per entry.
+    let _ = write!(out, "{}", time.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00"));
     out.push(b' ');
     out.extend_from_slice(host.as_bytes());
     out.push(b' ');

@@ -236,7 +236,7 @@ impl DecisionRow {
     }
 }
 
-/// An alert row.
+/// An alert row: the alert as given, with what the store assigns.
 #[derive(Debug, Clone)]
 pub struct AlertRow {
     /// Id.
@@ -245,28 +245,8 @@ pub struct AlertRow {
     pub uuid: String,
     /// When it was stored.
     pub created_at: Millis,
-    /// The machine that sent it (`garrison` for local detections).
-    pub machine_id: String,
-    /// Scenario.
-    pub scenario: String,
-    /// Message.
-    pub message: String,
-    /// Events in the bucket.
-    pub events_count: i64,
-    /// First event time.
-    pub start_at: Millis,
-    /// Overflow time.
-    pub stop_at: Millis,
-    /// Source scope.
-    pub source_scope: String,
-    /// Source value.
-    pub source_value: String,
-    /// The scenario asked for remediation.
-    pub remediation: bool,
-    /// Simulated.
-    pub simulated: bool,
-    /// Everything else, CrowdSec-shaped JSON (events sample, labels, source details...).
-    pub payload: String,
+    /// The alert.
+    pub alert: super::NewAlert,
 }
 
 /// One queued write.
@@ -384,11 +364,12 @@ fn write_batch(conn: &mut Connection, batch: &[Write]) -> rusqlite::Result<()> {
         while let Some(w) = stack.pop() {
             match w {
                 Write::Group(ws) => stack.extend(ws.iter().rev()),
-                Write::Alert(a, ds) => {
+                Write::Alert(row, ds) => {
+                    let a = &row.alert;
                     ins_alert.execute(params![
-                        a.id,
-                        a.uuid,
-                        a.created_at,
+                        row.id,
+                        row.uuid,
+                        row.created_at,
                         a.machine_id,
                         a.scenario,
                         a.message,
@@ -399,7 +380,7 @@ fn write_batch(conn: &mut Connection, batch: &[Write]) -> rusqlite::Result<()> {
                         a.source_value,
                         a.remediation,
                         a.simulated,
-                        a.payload
+                        a.payload.to_string()
                     ])?;
                     put_decisions(ds)?;
                 }

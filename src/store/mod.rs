@@ -256,17 +256,7 @@ impl Store {
                 id,
                 uuid: uuid::Uuid::new_v4().to_string(),
                 created_at: now,
-                machine_id: a.machine_id,
-                scenario: a.scenario,
-                message: a.message,
-                events_count: a.events_count,
-                start_at: a.start_at,
-                stop_at: a.stop_at,
-                source_scope: a.source_scope,
-                source_value: a.source_value,
-                remediation: a.remediation,
-                simulated: a.simulated,
-                payload: a.payload.to_string(),
+                alert: a,
             }
         });
         let mut rows = Vec::with_capacity(accepted.len());
