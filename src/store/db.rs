@@ -253,7 +253,7 @@ pub struct AlertRow {
 #[derive(Debug)]
 pub enum Write {
     /// An alert and its decisions.
-    Alert(AlertRow, Vec<DecisionRow>),
+    Alert(Box<AlertRow>, Vec<DecisionRow>),
     /// Decisions without an alert.
     Decisions(Vec<DecisionRow>),
     /// New end times (deletions).

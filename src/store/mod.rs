@@ -274,7 +274,7 @@ impl Store {
             }
             // Queued under the lock, so the writer sees ids in order.
             match alert_row {
-                Some(a) => self.queue(Write::Alert(a, rows)),
+                Some(a) => self.queue(Write::Alert(Box::new(a), rows)),
                 None if !rows.is_empty() => self.queue(Write::Decisions(rows)),
                 None => {}
             }
