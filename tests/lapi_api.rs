@@ -723,3 +723,110 @@ fn assert_too_large(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) {
         Err(e) => panic!("{e}"),
     }
 }
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).expect("gzip");
+    e.finish().expect("gzip")
+}
+
+/// A GET with hyper itself, because ureq inflates gzip responses and drops their
+/// `Content-Encoding`: (status, headers, body bytes as sent).
+fn raw_get(s: &Server, path: &str, headers: &[(&str, &str)]) -> (u16, hyper::HeaderMap, Vec<u8>) {
+    use http_body_util::BodyExt as _;
+    let addr = s.url.strip_prefix("http://").expect("http URL").to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .expect("handshake");
+        tokio::spawn(conn);
+        let mut req = hyper::Request::get(path).header("Host", &addr);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("request");
+        let resp = send.send_request(req).await.expect("response");
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("body").to_bytes().to_vec();
+        (parts.status.as_u16(), parts.headers, body)
+    })
+}
+
+#[test]
+fn gzip_request_bodies_are_inflated_and_responses_never_compressed() {
+    let s = Server::start();
+    s.machine("gz", "pw-gz-123");
+    let (_, v) = login(&s, "gz", "pw-gz-123");
+    let bearer = format!("Bearer {}", v["token"].as_str().expect("token"));
+    let post_gz = |body: Vec<u8>| {
+        read(
+            agent()
+                .post(format!("{}/v1/alerts", s.url))
+                .header("Authorization", &bearer)
+                .header("Content-Type", "application/json")
+                .header("Content-Encoding", "gzip")
+                .send(&body[..]),
+        )
+    };
+    // A gzipped alert (as agents may send) is stored like a plain one.
+    let a = alert(
+        "192.0.2.70",
+        json!([{"duration": "1h", "origin": "cscli", "scenario": "gzipped", "scope": "Ip", "type": "ban", "value": "192.0.2.70"}]),
+    );
+    let (st, body) = post_gz(gzip(json!([a]).to_string().as_bytes()));
+    assert_eq!((st, body.as_str()), (201, r#"["1"]"#));
+    let key = s.bouncer("fw");
+    let (_, body) = get(&s, "/v1/decisions?ip=192.0.2.70", &key);
+    assert!(body.contains("\"scenario\":\"gzipped\""), "{body}");
+    // Labelled gzip but not gzip: 400 with a message, nothing stored.
+    let (st, body) = post_gz(json!([alert("192.0.2.71", Value::Null)]).to_string().into());
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("message"), "{body}");
+    let (_, body) = get(&s, "/v1/decisions?ip=192.0.2.71", &key);
+    assert_eq!(body, "null");
+    // The body limit counts inflated bytes: 3 MiB of zeros (a few KiB gzipped) exceed the
+    // 2 MiB registration limit.
+    let bomb = gzip(
+        &json!({"machine_id": "bomb", "password": "0".repeat(3 << 20)})
+            .to_string()
+            .into_bytes(),
+    );
+    assert!(bomb.len() < 64 << 10);
+    assert_too_large(
+        agent()
+            .post(format!("{}/v1/watchers", s.url))
+            .header("Content-Encoding", "gzip")
+            .header("Content-Type", "application/json")
+            .send(&bomb[..]),
+    );
+    assert!(s.state.auth.machine("bomb").is_none());
+    // Clients offering gzip still get plain JSON, byte for byte.
+    for path in [
+        "/v1/decisions?ip=192.0.2.70",
+        "/v1/decisions/stream?startup=true",
+    ] {
+        let (st, headers, body) = raw_get(
+            &s,
+            path,
+            &[("X-Api-Key", key.as_str()), ("Accept-Encoding", "gzip, br")],
+        );
+        assert_eq!(st, 200, "{path}");
+        assert!(
+            headers.get("content-encoding").is_none(),
+            "{path}: {headers:?}"
+        );
+        let v: Value = serde_json::from_slice(&body).expect("plain JSON");
+        assert!(v.to_string().contains("192.0.2.70"), "{path}: {v}");
+    }
+}
