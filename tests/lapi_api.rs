@@ -723,3 +723,211 @@ fn assert_too_large(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) {
         Err(e) => panic!("{e}"),
     }
 }
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).expect("gzip");
+    e.finish().expect("gzip")
+}
+
+/// A GET with hyper itself, because ureq inflates gzip responses and drops their
+/// `Content-Encoding`: (status, headers, body bytes as sent).
+fn raw_get(s: &Server, path: &str, headers: &[(&str, &str)]) -> (u16, hyper::HeaderMap, Vec<u8>) {
+    use http_body_util::BodyExt as _;
+    let addr = s.url.strip_prefix("http://").expect("http URL").to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .expect("handshake");
+        tokio::spawn(conn);
+        let mut req = hyper::Request::get(path).header("Host", &addr);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("request");
+        let resp = send.send_request(req).await.expect("response");
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("body").to_bytes().to_vec();
+        (parts.status.as_u16(), parts.headers, body)
+    })
+}
+
+#[test]
+fn gzip_request_bodies_are_inflated_and_responses_never_compressed() {
+    let s = Server::start();
+    s.machine("gz", "pw-gz-123");
+    let (_, v) = login(&s, "gz", "pw-gz-123");
+    let bearer = format!("Bearer {}", v["token"].as_str().expect("token"));
+    let post_gz = |body: Vec<u8>| {
+        read(
+            agent()
+                .post(format!("{}/v1/alerts", s.url))
+                .header("Authorization", &bearer)
+                .header("Content-Type", "application/json")
+                .header("Content-Encoding", "gzip")
+                .send(&body[..]),
+        )
+    };
+    // A gzipped alert (as agents may send) is stored like a plain one.
+    let a = alert(
+        "192.0.2.70",
+        json!([{"duration": "1h", "origin": "cscli", "scenario": "gzipped", "scope": "Ip", "type": "ban", "value": "192.0.2.70"}]),
+    );
+    let (st, body) = post_gz(gzip(json!([a]).to_string().as_bytes()));
+    assert_eq!((st, body.as_str()), (201, r#"["1"]"#));
+    let key = s.bouncer("fw");
+    let (_, body) = get(&s, "/v1/decisions?ip=192.0.2.70", &key);
+    assert!(body.contains("\"scenario\":\"gzipped\""), "{body}");
+    // Labelled gzip but not gzip: 400 with a message, nothing stored.
+    let (st, body) = post_gz(json!([alert("192.0.2.71", Value::Null)]).to_string().into());
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("message"), "{body}");
+    let (_, body) = get(&s, "/v1/decisions?ip=192.0.2.71", &key);
+    assert_eq!(body, "null");
+    // The body limit counts inflated bytes: 3 MiB of zeros (a few KiB gzipped) exceed the
+    // 2 MiB registration limit.
+    let bomb = gzip(
+        &json!({"machine_id": "bomb", "password": "0".repeat(3 << 20)})
+            .to_string()
+            .into_bytes(),
+    );
+    assert!(bomb.len() < 64 << 10);
+    assert_too_large(
+        agent()
+            .post(format!("{}/v1/watchers", s.url))
+            .header("Content-Encoding", "gzip")
+            .header("Content-Type", "application/json")
+            .send(&bomb[..]),
+    );
+    assert!(s.state.auth.machine("bomb").is_none());
+    // Clients offering gzip still get plain JSON, byte for byte.
+    for path in [
+        "/v1/decisions?ip=192.0.2.70",
+        "/v1/decisions/stream?startup=true",
+    ] {
+        let (st, headers, body) = raw_get(
+            &s,
+            path,
+            &[("X-Api-Key", key.as_str()), ("Accept-Encoding", "gzip, br")],
+        );
+        assert_eq!(st, 200, "{path}");
+        assert!(
+            headers.get("content-encoding").is_none(),
+            "{path}: {headers:?}"
+        );
+        let v: Value = serde_json::from_slice(&body).expect("plain JSON");
+        assert!(v.to_string().contains("192.0.2.70"), "{path}: {v}");
+    }
+}
+
+#[test]
+fn decisions_carry_stable_uuids_in_the_stream_and_alerts_and_delete_by_uuid() {
+    let s = Server::start();
+    s.machine("u", "pw-u-1234");
+    let (_, v) = login(&s, "u", "pw-u-1234");
+    let bearer = format!("Bearer {}", v["token"].as_str().expect("token"));
+    let two = alert(
+        "192.0.2.80",
+        json!([
+            {"duration": "1h", "origin": "cscli", "scenario": "manual", "scope": "Ip", "type": "ban", "value": "192.0.2.80"},
+            {"duration": "1h", "origin": "cscli", "scenario": "manual", "scope": "Ip", "type": "ban", "value": "192.0.2.81"}
+        ]),
+    );
+    let (st, _) = read(
+        agent()
+            .post(format!("{}/v1/alerts", s.url))
+            .header("Authorization", &bearer)
+            .send_json(json!([two])),
+    );
+    assert_eq!(st, 201);
+    let lone = s.decide("Ip", "192.0.2.82", 3600, "lists");
+    let key = s.bouncer("fw");
+    // The stream: every decision has a uuid, between type and value (Go's field order).
+    let (st, raw) = get(&s, "/v1/decisions/stream?startup=true", &key);
+    assert_eq!(st, 200);
+    let order = regex::Regex::new(
+        r#"\{"duration":"[^"]+","id":\d+,"origin":"[^"]+","scenario":"[^"]+","scope":"Ip","type":"ban","uuid":"[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}","value":"[^"]+"\}"#,
+    )
+    .expect("regex");
+    assert_eq!(order.find_iter(&raw).count(), 3, "{raw}");
+    let new: Value = serde_json::from_str(&raw).expect("stream");
+    let by_value = |v: &str| -> (i64, String) {
+        let d = new["new"]
+            .as_array()
+            .expect("new")
+            .iter()
+            .find(|d| d["value"] == v)
+            .unwrap_or_else(|| panic!("{v} not in {new}"));
+        (
+            d["id"].as_i64().expect("id"),
+            d["uuid"].as_str().expect("uuid").to_owned(),
+        )
+    };
+    let (id80, u80) = by_value("192.0.2.80");
+    let (_, u81) = by_value("192.0.2.81");
+    let (id82, u82) = by_value("192.0.2.82");
+    assert_eq!(id82, lone);
+    assert!(u80 != u81 && u81 != u82 && u80 != u82);
+    // GET /v1/decisions does not select it, as in CrowdSec.
+    let (_, body) = get(&s, "/v1/decisions?ip=192.0.2.80", &key);
+    assert!(!body.contains("uuid"), "{body}");
+    // The alert's decisions carry the same uuids.
+    let (st, body) = read(
+        agent()
+            .get(format!("{}/v1/alerts/1", s.url))
+            .header("Authorization", &bearer)
+            .call(),
+    );
+    assert_eq!(st, 200, "{body}");
+    let alert: Value = serde_json::from_str(&body).expect("alert");
+    let uuids: Vec<&str> = alert["decisions"]
+        .as_array()
+        .expect("decisions")
+        .iter()
+        .map(|d| d["uuid"].as_str().expect("uuid"))
+        .collect();
+    assert_eq!(uuids, [u80.as_str(), u81.as_str()]);
+    // Derived from what the database keeps (its namespace row, the decision's id and
+    // creation time), so a restarted daemon serves the same uuids.
+    let ns = s
+        .state
+        .store
+        .cursor("lapi:decision-uuid-namespace")
+        .expect("namespace stored");
+    let ns = uuid::Uuid::parse_str(&ns).expect("namespace is a UUID");
+    let created = s.state.store.read().get(id80).expect("decision").created_at;
+    assert_eq!(
+        garrison::api::wire::DecisionUuids::new(*ns.as_bytes())
+            .of(id80, created)
+            .to_string(),
+        u80
+    );
+    // DELETE /v1/decisions?uuid=: exactly that decision; unknown or malformed: none.
+    let delete = |q: &str| {
+        read(
+            agent()
+                .delete(format!("{}/v1/decisions?{q}", s.url))
+                .header("Authorization", &bearer)
+                .call(),
+        )
+    };
+    let nb = |n: &str| (200, format!(r#"{{"nbDeleted":"{n}"}}"#));
+    assert_eq!(delete("uuid=00000000-0000-8000-8000-000000000000"), nb("0"));
+    assert_eq!(delete("uuid=not-a-uuid"), nb("0"));
+    assert_eq!(delete(&format!("uuid={u81}")), nb("1"));
+    assert_eq!(values(&stream(&s, &key, false), "deleted"), ["192.0.2.81"]);
+    assert_eq!(delete(&format!("uuid={u80}&uuid={u82}")), nb("2"));
+    let (_, body) = get(&s, "/v1/decisions", &key);
+    assert_eq!(body, "null");
+}

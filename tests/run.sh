@@ -23,12 +23,15 @@ need python3 python3
 python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 need_crowdsec=
 command -v cscli >/dev/null || need_crowdsec=1
-if [ "${#need_apt[@]}" -gt 0 ] || [ -n "$need_crowdsec" ]; then
+# tests/firewall_bouncer.rs: Debian's crowdsec-firewall-bouncer (0.0.25) and python3's http.server.
+need_fwb=
+[ -x /usr/bin/crowdsec-firewall-bouncer ] || need_fwb=1
+if [ "${#need_apt[@]}" -gt 0 ] || [ -n "$need_crowdsec" ] || [ -n "$need_fwb" ]; then
     if [ "$(id -u)" != 0 ]; then
-        echo "missing Debian packages: ${need_apt[*]} ${need_crowdsec:+crowdsec} (run as root to install them)" >&2
+        echo "missing Debian packages: ${need_apt[*]} ${need_crowdsec:+crowdsec} ${need_fwb:+crowdsec-firewall-bouncer} (run as root to install them)" >&2
         exit 1
     fi
-    echo "==> installing Debian packages: ${need_apt[*]} ${need_crowdsec:+crowdsec}"
+    echo "==> installing Debian packages: ${need_apt[*]} ${need_crowdsec:+crowdsec} ${need_fwb:+crowdsec-firewall-bouncer}"
     # Services are installed, not started, on this machine: the tests run their own nginx
     # and sshd inside network namespaces.
     policy_added=
@@ -51,6 +54,22 @@ if [ "${#need_apt[@]}" -gt 0 ] || [ -n "$need_crowdsec" ]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Options::=--force-confold crowdsec >/dev/null ||
             echo "(crowdsec's postinst failed; its binaries are installed)"
         command -v cscli >/dev/null || { echo "cscli is missing after installing crowdsec" >&2; exit 1; }
+    fi
+    if [ -n "$need_fwb" ]; then
+        # Its postinst registers the bouncer with `cscli bouncers add` (which needs a working
+        # local crowdsec database) unless the override file exists; the test writes its own
+        # configuration, so an override that sets nothing skips that. policy-rc.d (above)
+        # keeps the service from starting.
+        mkdir -p /etc/crowdsec/bouncers
+        [ -e /etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml.local ] ||
+            echo "# garrison CI: tests/firewall_bouncer.rs runs the bouncer with its own configuration" \
+                >/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml.local
+        # A failing postinst (such as crowdsec's, left half-configured above) is tolerated
+        # like crowdsec's: the binary is what the test runs, and it is checked.
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            -o Dpkg::Options::=--force-confold crowdsec-firewall-bouncer >/dev/null ||
+            echo "(a postinst failed while installing crowdsec-firewall-bouncer; checking its binary)"
+        [ -x /usr/bin/crowdsec-firewall-bouncer ] || { echo "crowdsec-firewall-bouncer is missing after installing it" >&2; exit 1; }
     fi
     if [ -n "$policy_added" ]; then
         rm -f /usr/sbin/policy-rc.d

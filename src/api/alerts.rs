@@ -401,6 +401,7 @@ struct AlertRow {
 /// A stored decision, with its current end from the index.
 struct DecisionOut {
     id: i64,
+    uuid: Option<String>,
     until: Millis,
     origin: String,
     scenario: String,
@@ -429,11 +430,13 @@ pub fn query_alerts(state: &ApiState, q: &AlertQuery) -> Result<Vec<Value>, Stri
     let mut stmt = conn.prepare(&sql).map_err(|e| e.to_string())?;
     let mut dstmt = conn
         .prepare(
-            "SELECT id, until, origin, scenario, type, scope, value, simulated
+            "SELECT id, until, origin, scenario, type, scope, value, simulated, created_at
              FROM decisions WHERE alert_id = ?1 ORDER BY id",
         )
         .map_err(|e| e.to_string())?;
     let mut rows = stmt.query([q.id]).map_err(|e| e.to_string())?;
+    // The same UUIDs as the stream's (derived from id and creation time).
+    let uuids = super::decisions::decision_uuids(&state.store);
     let mut out = Vec::new();
     while let Some(r) = rows.next().map_err(|e| e.to_string())? {
         let row = (|| -> rusqlite::Result<AlertRow> {
@@ -481,8 +484,10 @@ pub fn query_alerts(state: &ApiState, q: &AlertQuery) -> Result<Vec<Value>, Stri
                     .get(id)
                     .map_or_else(|| d.get(1).unwrap_or(0), |x| x.until);
                 let get = |i| d.get::<_, String>(i).unwrap_or_default();
+                let created_at: Millis = d.get(8).map_err(|e| e.to_string())?;
                 ds.push(DecisionOut {
                     id,
+                    uuid: uuids.map(|u| u.of(id, created_at).to_string()),
                     until,
                     origin: get(2),
                     scenario: get(3),
@@ -540,17 +545,21 @@ fn alert_json(row: AlertRow, decisions: Vec<DecisionOut>, now: Millis) -> Value 
     let ds: Vec<Value> = decisions
         .into_iter()
         .map(|d| {
-            serde_json::json!({
-                "duration": go_duration(d.until - now),
-                "id": d.id,
-                "origin": d.origin,
-                "scenario": d.scenario,
-                "scope": d.scope,
-                "simulated": d.simulated,
-                "type": d.decision_type,
-                "until": rfc3339(d.until),
-                "value": d.value,
-            })
+            // Go's field order; `uuid` is omitted when empty, as Go's `omitempty` does.
+            let mut m = Map::new();
+            m.insert("duration".into(), go_duration(d.until - now).into());
+            m.insert("id".into(), d.id.into());
+            m.insert("origin".into(), d.origin.into());
+            m.insert("scenario".into(), d.scenario.into());
+            m.insert("scope".into(), d.scope.into());
+            m.insert("simulated".into(), d.simulated.into());
+            m.insert("type".into(), d.decision_type.into());
+            m.insert("until".into(), rfc3339(d.until).into());
+            if let Some(u) = d.uuid {
+                m.insert("uuid".into(), u.into());
+            }
+            m.insert("value".into(), d.value.into());
+            Value::Object(m)
         })
         .collect();
     let mut out = Map::new();

@@ -3,10 +3,10 @@
 
 use super::bouncer::BouncerAuth;
 use super::machine::MachineAuth;
-use super::wire::push_decision;
+use super::wire::{DecisionUuids, push_decision};
 use super::{ApiState, Params, json_bytes, message};
 use crate::store::{
-    Decision, DecisionIndex, Interner, Millis, Target, canonical_scope, now_millis,
+    Decision, DecisionIndex, Interner, Millis, Store, Target, canonical_scope, now_millis,
 };
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -19,6 +19,57 @@ use std::net::IpAddr;
 /// Decisions examined per lock hold while streaming (the index is released between pages,
 /// so writers are never held up for long and memory stays bounded).
 const PAGE_SCAN: usize = 8192;
+
+/// Where the decision-UUID namespace is kept: a row of the database's key-value `cursors`
+/// table (next to the acquisition cursors `file:...` and `journald:...`), so it lives and
+/// moves with the database, without a schema change.
+const UUID_NAMESPACE_KEY: &str = "lapi:decision-uuid-namespace";
+
+/// The decision UUIDs of `store`'s database ([`DecisionUuids`]): its namespace is read once
+/// per process and database, and created (random) on first use. `None`, with a warning,
+/// when the database cannot be read: the decisions are then served without `uuid` (Go's
+/// `omitempty`) rather than with UUIDs from a namespace that would not last.
+pub(crate) fn decision_uuids(store: &Store) -> Option<DecisionUuids> {
+    use std::sync::{Mutex, PoisonError};
+    // Keyed by database file: a process serves one database, tests serve many.
+    static KNOWN: Mutex<Vec<(std::path::PathBuf, DecisionUuids)>> = Mutex::new(Vec::new());
+    // Held while creating, so two first requests cannot store two different namespaces.
+    let mut known = KNOWN.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, u)) = known.iter().find(|(p, _)| p == store.path()) {
+        return Some(*u);
+    }
+    let stored = store
+        .reader()
+        .and_then(|conn| crate::store::db::read_cursor(&conn, UUID_NAMESPACE_KEY));
+    // A stored value that is no UUID (edited by hand) is replaced like a missing one.
+    let namespace = match stored.map(|v| v.and_then(|v| uuid::Uuid::parse_str(&v).ok())) {
+        Ok(Some(u)) => *u.as_bytes(),
+        Ok(None) => {
+            let fresh = uuid::Uuid::new_v4();
+            store.save_cursor(UUID_NAMESPACE_KEY, fresh.to_string());
+            // On disk before any UUID derived from it is served.
+            store.flush();
+            *fresh.as_bytes()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the decision UUID namespace; serving decisions without uuid");
+            return None;
+        }
+    };
+    let uuids = DecisionUuids::new(namespace);
+    known.push((store.path().to_owned(), uuids));
+    Some(uuids)
+}
+
+/// [`decision_uuids`] on a blocking thread: the first call reads (and may write) the
+/// database.
+async fn uuids_off_thread(store: &Store) -> Option<DecisionUuids> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || decision_uuids(&store))
+        .await
+        .ok()
+        .flatten()
+}
 
 /// The filters bouncers pass (`scopes`, `origins`, `scenarios_containing`, ...).
 #[derive(Debug, Default, Clone)]
@@ -251,7 +302,7 @@ pub async fn get(
                 if n > 0 {
                     out.push(b',');
                 }
-                push_decision(&mut out, d, &index, now);
+                push_decision(&mut out, d, &index, now, None);
                 n += 1;
             }
             out.push(b']');
@@ -286,6 +337,7 @@ struct StreamJob {
     state: ApiState,
     bouncer: String,
     filter: Filter,
+    uuids: Option<DecisionUuids>,
     now: Millis,
     /// New decisions: ids in (from, upto].
     new_upto: i64,
@@ -326,7 +378,7 @@ impl StreamJob {
                             out.push(b',');
                         }
                         self.first_new = false;
-                        push_decision(&mut out, d, &index, self.now);
+                        push_decision(&mut out, d, &index, self.now, self.uuids.as_ref());
                     }
                     if scanned >= PAGE_SCAN {
                         break;
@@ -405,7 +457,7 @@ impl StreamJob {
                 out.push(b',');
             }
             self.first_deleted = false;
-            push_decision(out, d, index, self.now);
+            push_decision(out, d, index, self.now, self.uuids.as_ref());
         }
     }
 
@@ -458,10 +510,12 @@ pub async fn stream(
             _ => (upto, None),
         }
     };
+    let uuids = uuids_off_thread(&state.store).await;
     let job = StreamJob {
         state,
         bouncer: bouncer.name,
         filter,
+        uuids,
         now,
         new_upto,
         deleted,
@@ -509,9 +563,36 @@ pub async fn delete_many(
         Ok(w) => w,
         Err(e) => return message(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
-    let uuid = params.get("uuid").is_some();
+    // `uuid=A&uuid=B` (CrowdSec's `UUIDIn`); a value that is no UUID matches nothing.
+    let wanted: Option<Vec<Option<uuid::Uuid>>> = {
+        let v: Vec<_> = params
+            .0
+            .iter()
+            .filter(|(k, _)| k == "uuid")
+            .flat_map(|(_, v)| csv(v))
+            .map(|v| uuid::Uuid::parse_str(&v).ok())
+            .collect();
+        (!v.is_empty() || params.get("uuid").is_some()).then_some(v)
+    };
+    let uuids = match &wanted {
+        Some(_) => match uuids_off_thread(&state.store).await {
+            Some(u) => Some(u),
+            None => {
+                return message(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot read the decision UUID namespace",
+                );
+            }
+        },
+        None => None,
+    };
     let ids = state.store.expire_where(|d, strings| {
-        !uuid && place.is_none_or(|w| w.accepts(&d.target)) && filter.matches(d, strings)
+        place.is_none_or(|w| w.accepts(&d.target))
+            && filter.matches(d, strings)
+            && match (&wanted, &uuids) {
+                (Some(w), Some(u)) => w.contains(&Some(u.of(d.id, d.created_at))),
+                _ => true,
+            }
     });
     tracing::info!(machine = %m.machine_id, count = ids.len(), "decisions deleted");
     nb_deleted(ids.len())

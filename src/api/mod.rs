@@ -425,6 +425,15 @@ async fn count_requests(
     next.run(req).await
 }
 
+/// Gzip request bodies (`Content-Encoding: gzip`) are inflated before any handler reads
+/// them, as CrowdSec accepts; body limits then apply to the inflated size. Other encodings
+/// pass through untouched (the handler answers 400 on what it cannot parse, as CrowdSec
+/// does). Only requests: responses are never compressed, which CrowdSec warns would break
+/// bouncers.
+fn request_decompression() -> tower_http::decompression::RequestDecompressionLayer {
+    tower_http::decompression::RequestDecompressionLayer::new().pass_through_unaccepted(true)
+}
+
 /// The router served on TCP: CrowdSec's routes only.
 pub fn tcp_router(state: ApiState) -> Router {
     crowdsec_routes()
@@ -432,6 +441,7 @@ pub fn tcp_router(state: ApiState) -> Router {
             state.clone(),
             count_requests,
         ))
+        .layer(request_decompression())
         .with_state(state)
 }
 
@@ -443,6 +453,7 @@ pub fn unix_router(state: ApiState) -> Router {
             state.clone(),
             count_requests,
         ))
+        .layer(request_decompression())
         .with_state(state)
 }
 

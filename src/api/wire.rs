@@ -71,9 +71,62 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// Decision UUIDs, derived instead of stored: SHA-256 over a random per-database namespace,
+/// the decision's id and its creation time, shaped as an RFC 9562 version-8 UUID.
+///
+/// The id and creation time are what the database keeps for every decision, so a decision
+/// has the same UUID in the stream, in its alert and after a restart, and no schema change
+/// or per-decision memory is needed. The creation time keeps a UUID unique even if an id is
+/// handed out again after the newest rows were pruned. The namespace makes UUIDs differ
+/// between databases, as CrowdSec's random ones do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionUuids {
+    namespace: [u8; 16],
+}
+
+impl DecisionUuids {
+    /// UUIDs in `namespace` (16 random bytes kept with the database).
+    pub fn new(namespace: [u8; 16]) -> DecisionUuids {
+        DecisionUuids { namespace }
+    }
+
+    /// The UUID of the decision with this id and creation time.
+    pub fn of(&self, id: i64, created_at: Millis) -> uuid::Uuid {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(self.namespace);
+        h.update(id.to_be_bytes());
+        h.update(created_at.to_be_bytes());
+        let digest = h.finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    }
+
+    /// Appends the UUID of `d` as a JSON string.
+    fn push(&self, out: &mut Vec<u8>, d: &Decision) {
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        out.push(b'"');
+        out.extend_from_slice(
+            self.of(d.id, d.created_at)
+                .hyphenated()
+                .encode_lower(&mut buf)
+                .as_bytes(),
+        );
+        out.push(b'"');
+    }
+}
+
 /// Appends a decision as CrowdSec's models.Decision, fields in Go's (alphabetical) order:
-/// `duration, id, origin, scenario, scope, [simulated], type, value`.
-pub fn push_decision(out: &mut Vec<u8>, d: &Decision, index: &DecisionIndex, now: Millis) {
+/// `duration, id, origin, scenario, scope, [simulated], type, [uuid], value`. The stream
+/// carries `uuid`; `GET /v1/decisions` does not (`uuids` is `None`), as in CrowdSec.
+pub fn push_decision(
+    out: &mut Vec<u8>,
+    d: &Decision,
+    index: &DecisionIndex,
+    now: Millis,
+    uuids: Option<&DecisionUuids>,
+) {
     out.extend_from_slice(b"{\"duration\":\"");
     push_go_duration(out, d.until - now);
     out.extend_from_slice(b"\",\"id\":");
@@ -92,6 +145,10 @@ pub fn push_decision(out: &mut Vec<u8>, d: &Decision, index: &DecisionIndex, now
     }
     out.extend_from_slice(b",\"type\":");
     push_json_str(out, index.strings.get(d.decision_type));
+    if let Some(u) = uuids {
+        out.extend_from_slice(b",\"uuid\":");
+        u.push(out, d);
+    }
     out.extend_from_slice(b",\"value\":");
     match &d.target {
         crate::store::Target::Ip(ip) => {
@@ -140,6 +197,26 @@ mod tests {
         ] {
             assert_eq!(go_duration(ms), want, "{ms} ms");
         }
+    }
+
+    #[test]
+    fn decision_uuids_are_stable_version_8_and_distinct() {
+        let a = DecisionUuids::new([7; 16]);
+        let u = a.of(42, 1_700_000_000_000);
+        // Same inputs, same UUID (what keeps it stable across restarts).
+        assert_eq!(u, DecisionUuids::new([7; 16]).of(42, 1_700_000_000_000));
+        assert_eq!(u.get_version_num(), 8);
+        assert_eq!(u.get_variant(), uuid::Variant::RFC4122);
+        // Any input changed: another UUID.
+        for other in [
+            a.of(43, 1_700_000_000_000),
+            a.of(42, 1_700_000_000_001),
+            DecisionUuids::new([8; 16]).of(42, 1_700_000_000_000),
+        ] {
+            assert_ne!(u, other);
+        }
+        let many: std::collections::HashSet<_> = (0..10_000).map(|id| a.of(id, 0)).collect();
+        assert_eq!(many.len(), 10_000);
     }
 
     #[test]
