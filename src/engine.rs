@@ -99,6 +99,20 @@ impl Engine {
         }
     }
 
+    /// Swaps in a new ruleset (live reload). Buckets of scenarios whose definition did not
+    /// change are kept, as are the clock, the whitelist switch and the counters; pending
+    /// alerts must have been taken first. Returns the names of the scenarios that kept
+    /// their buckets.
+    pub fn reload(&mut self, ruleset: Arc<Ruleset>) -> Vec<Arc<str>> {
+        let mut next = Engine::new(ruleset, self.clock);
+        next.pipeline.no_whitelist = self.pipeline.no_whitelist;
+        next.now = self.now;
+        next.stats = self.stats;
+        next.alerts = std::mem::take(&mut self.alerts);
+        let old = std::mem::replace(self, next);
+        self.detector.adopt(old.detector)
+    }
+
     /// The ruleset.
     pub fn ruleset(&self) -> &Arc<Ruleset> {
         self.pipeline.ruleset()

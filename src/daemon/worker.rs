@@ -138,12 +138,15 @@ impl Worker {
         let alerts = self.engine.take_alerts();
         self.emit(alerts, None);
         self.sync_pours();
-        self.engine = Engine::new(rs.clone(), Clock::Wall);
+        // Unchanged scenarios keep their buckets: a reload must not reset an attacker's
+        // progress towards a ban.
+        let kept = self.engine.reload(rs.clone());
         self.sources = sources_of(&rs, &rs.config.acquisitions);
         self.pours_seen = vec![0; rs.scenarios.len()];
         self.ruleset = rs;
         tracing::info!(
             scenarios = self.ruleset.scenarios.len(),
+            kept_buckets = kept.len(),
             "new rules in force"
         );
     }

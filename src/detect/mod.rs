@@ -214,6 +214,35 @@ impl Detector {
         }
     }
 
+    /// Live reload: takes over the buckets and blackholes of `old`'s scenarios whose
+    /// definition is unchanged in this detector's ruleset (matched by name), so an attacker
+    /// halfway to a ban stays halfway, and one just banned stays blackholed. Scenarios that
+    /// changed or are new start empty. Returns the names of the scenarios that kept their
+    /// state.
+    pub fn adopt(&mut self, mut old: Detector) -> Vec<Arc<str>> {
+        let remap = FieldRemap::new(&old.ruleset, &self.ruleset);
+        let mut kept = Vec::new();
+        for (j, sc) in self.ruleset.scenarios.iter().enumerate() {
+            let Some(i) = old
+                .ruleset
+                .scenarios
+                .iter()
+                .position(|o| o.name == sc.name && same_definition(o, sc))
+            else {
+                continue;
+            };
+            let mut state = std::mem::take(&mut old.states[i]);
+            if !remap.is_identity() {
+                for b in state.buckets.values_mut() {
+                    remap.bucket(b);
+                }
+            }
+            self.states[j] = state;
+            kept.push(sc.name.clone());
+        }
+        kept
+    }
+
     /// Enables only the named scenarios (as a hub test's `config.yaml` does). Returns the
     /// names that match no scenario.
     pub fn only(&mut self, names: &[String]) -> Vec<String> {
@@ -515,6 +544,76 @@ impl Detector {
     /// Live buckets in total (for metrics and memory bounds).
     pub fn bucket_count(&self) -> usize {
         self.states.iter().map(|s| s.buckets.len()).sum()
+    }
+}
+
+/// Whether two compiled scenarios behave the same, so buckets of one are valid for the
+/// other: same kind, expressions (by source text), bucket parameters, scope and labels.
+fn same_definition(a: &CompiledScenario, b: &CompiledScenario) -> bool {
+    fn src(p: &Option<Program>) -> Option<&str> {
+        p.as_ref().map(|p| p.source())
+    }
+    a.kind == b.kind
+        && a.filter.source() == b.filter.source()
+        && src(&a.groupby) == src(&b.groupby)
+        && src(&a.distinct) == src(&b.distinct)
+        && src(&a.condition) == src(&b.condition)
+        && src(&a.cancel_on) == src(&b.cancel_on)
+        && src(&a.scope_expression) == src(&b.scope_expression)
+        && a.capacity == b.capacity
+        && a.leakspeed == b.leakspeed
+        && a.duration.map(|d| d.0) == b.duration.map(|d| d.0)
+        && a.blackhole.map(|d| d.0) == b.blackhole.map(|d| d.0)
+        && a.cache_size == b.cache_size
+        && a.scope == b.scope
+        && a.labels == b.labels
+        && a.remediation == b.remediation
+}
+
+/// Field ids of an old ruleset mapped to a new one's, by namespace and name: a reload that
+/// adds a parser renumbers fields, and kept bucket contents must follow.
+struct FieldRemap {
+    /// Indexed by old id; `None` when the new ruleset has no such field.
+    map: Vec<Option<FieldId>>,
+}
+
+impl FieldRemap {
+    fn new(old: &Ruleset, new: &Ruleset) -> Self {
+        let map = (0..old.fields.len())
+            .map(|i| {
+                let id = FieldId(i as u16);
+                let (ns, name) = old.fields.name(id);
+                new.fields.get(ns, name)
+            })
+            .collect();
+        FieldRemap { map }
+    }
+
+    fn is_identity(&self) -> bool {
+        self.map
+            .iter()
+            .enumerate()
+            .all(|(i, m)| *m == Some(FieldId(i as u16)))
+    }
+
+    fn get(&self, id: FieldId) -> Option<FieldId> {
+        self.map.get(usize::from(id.0)).copied().flatten()
+    }
+
+    fn bucket(&self, b: &mut Bucket) {
+        for s in b.queue.iter_mut() {
+            *s = Arc::new(s.remapped(|id| self.get(id)));
+        }
+        for e in b.cond_queue.iter_mut() {
+            let fields = std::mem::take(&mut e.fields);
+            for (i, v) in fields.into_iter().enumerate() {
+                if let Some(id) = self.get(FieldId(i as u16))
+                    && v != crate::event::FieldValue::Unset
+                {
+                    e.set(id, v);
+                }
+            }
+        }
     }
 }
 

@@ -94,6 +94,21 @@ impl Sample {
             .unwrap_or("")
     }
 
+    /// The sample with its field ids translated by `map` (after a reload renumbered
+    /// fields); fields the map drops are dropped.
+    pub(super) fn remapped(&self, map: impl Fn(FieldId) -> Option<FieldId>) -> Sample {
+        Sample {
+            time: self.time,
+            raw_len: self.raw_len,
+            text: self.text.clone(),
+            slots: self
+                .slots
+                .iter()
+                .filter_map(|&(id, s, e)| Some((map(id)?, s, e)))
+                .collect(),
+        }
+    }
+
     /// The sample as an event (for alerts): the kept fields and the time; the raw line
     /// only when a rule reads it, else empty.
     pub(super) fn to_event(&self) -> Event {
