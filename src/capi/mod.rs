@@ -340,6 +340,8 @@ pub struct CapiHandle {
     tx: Sender<Msg>,
     status: Arc<Mutex<Status>>,
     share_signals: bool,
+    /// Disconnected when the thread has ended.
+    done: Receiver<()>,
 }
 
 impl std::fmt::Debug for CapiHandle {
@@ -360,6 +362,15 @@ impl CapiHandle {
     /// Asks the thread to stop (it finishes the call under way, if any); does not wait.
     pub fn stop(&self) {
         let _ = self.tx.send(Msg::Stop);
+    }
+
+    /// Waits until the thread has ended (after [`CapiHandle::stop`]), at most `timeout`;
+    /// whether it has.
+    pub fn wait_stopped(&self, timeout: Duration) -> bool {
+        matches!(
+            self.done.recv_timeout(timeout),
+            Err(RecvTimeoutError::Disconnected)
+        )
     }
 
     /// Queues a signal (only when signals are shared). Never blocks: when the queue is full
@@ -450,13 +461,18 @@ pub fn spawn_with(options: Options, store: Store, state_dir: &Path) -> std::io::
         options,
     };
     worker.load();
+    let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
     std::thread::Builder::new()
         .name("garrison-capi".into())
-        .spawn(move || worker.run(rx))?;
+        .spawn(move || {
+            worker.run(rx);
+            drop(done_tx);
+        })?;
     Ok(CapiHandle {
         tx,
         status,
         share_signals,
+        done,
     })
 }
 

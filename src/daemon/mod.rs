@@ -452,6 +452,12 @@ impl Daemon {
         }
         if let Some(h) = self.capi.take() {
             h.stop();
+            // The new thread takes over the old one's decisions from the store: the old
+            // one must be done applying its last pull.
+            let stopped = tokio::task::block_in_place(|| h.wait_stopped(Duration::from_secs(10)));
+            if !stopped {
+                tracing::warn!("the previous Central API thread is still busy; starting anyway");
+            }
         }
         self.capi = start_capi(new, &self.store, &self.state_dir);
         self.signals.connect(self.capi.clone());
