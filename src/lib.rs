@@ -8,6 +8,7 @@ pub mod acquire;
 pub mod alert;
 pub mod api;
 pub mod blocklists;
+pub mod capi;
 pub mod cli;
 pub mod compile;
 pub mod config;

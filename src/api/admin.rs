@@ -49,10 +49,15 @@ pub fn routes() -> Router<ApiState> {
         .route("/v1/garrison/blocklists/refresh", post(refresh_blocklists))
 }
 
-/// GET /v1/garrison/blocklists: every list's status (size, last refresh, last error).
+/// GET /v1/garrison/blocklists: every list's status (size, last refresh, last error), and
+/// the Central API's (`central`, null when disabled).
 async fn list_blocklists(State(state): State<ApiState>) -> Response {
     let lists = state.blocklists().map(|h| h.status()).unwrap_or_default();
-    json(StatusCode::OK, &json!({ "blocklists": lists }))
+    let central = state.central().map(|h| h.status());
+    json(
+        StatusCode::OK,
+        &json!({ "blocklists": lists, "central": central }),
+    )
 }
 
 /// POST /v1/garrison/blocklists/refresh[?name=NAME]: refreshes now and answers once done.

@@ -104,6 +104,7 @@ pub struct ApiState {
     listen: Arc<RwLock<Vec<String>>>,
     auto_register: Arc<RwLock<Vec<ipnet::IpNet>>>,
     blocklists: Arc<RwLock<Option<crate::blocklists::BlocklistsHandle>>>,
+    central: Arc<RwLock<Option<crate::capi::CapiHandle>>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -140,6 +141,7 @@ impl ApiState {
             listen: Arc::new(RwLock::new(Vec::new())),
             auto_register: Arc::new(RwLock::new(Vec::new())),
             blocklists: Arc::new(RwLock::new(None)),
+            central: Arc::new(RwLock::new(None)),
         })
     }
 
@@ -155,6 +157,22 @@ impl ApiState {
     /// The blocklist thread, when the daemon started one.
     pub fn blocklists(&self) -> Option<crate::blocklists::BlocklistsHandle> {
         self.blocklists
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Gives the admin routes the Central API thread, for its status.
+    pub fn set_central(&self, handle: Option<crate::capi::CapiHandle>) {
+        *self
+            .central
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = handle;
+    }
+
+    /// The Central API thread, when `central.enable`.
+    pub fn central(&self) -> Option<crate::capi::CapiHandle> {
+        self.central
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()

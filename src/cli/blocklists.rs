@@ -46,11 +46,15 @@ pub fn run(args: &BlocklistsArgs) -> ExitCode {
             c.json(&v);
             return Ok(());
         }
-        let lists = v
+        let mut lists = v
             .get("blocklists")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
+        let central = v.get("central").filter(|c| !c.is_null());
+        if let Some(c) = central {
+            lists.extend(central_rows(c));
+        }
         if lists.is_empty() {
             println!("No blocklist configured.");
             return Ok(());
@@ -81,8 +85,53 @@ pub fn run(args: &BlocklistsArgs) -> ExitCode {
             ]);
         }
         println!("{t}");
+        if let Some(c) = central {
+            println!(
+                "Central API {}: machine {}, last pull {}, signals sent {}, queued {}, dropped {}{}",
+                s(c, "url"),
+                match s(c, "machine_id") {
+                    m if m.is_empty() => "not registered".to_owned(),
+                    m => m,
+                },
+                age(c.get("last_pull").and_then(Value::as_i64), now),
+                s(c, "signals_sent"),
+                s(c, "signals_queued"),
+                s(c, "signals_dropped"),
+                match c.get("share_signals").and_then(Value::as_bool) {
+                    Some(false) => " (signal sharing off)",
+                    _ => "",
+                },
+            );
+        }
         Ok(())
     }))
+}
+
+/// The Central API's lists as rows of the table: the community blocklist, then each
+/// subscribed list.
+fn central_rows(c: &Value) -> Vec<Value> {
+    let mut rows = vec![serde_json::json!({
+        "name": "CAPI (community)",
+        "source": c.get("url"),
+        "size": c.get("community_size"),
+        "last_refresh": c.get("last_pull"),
+        "added": c.get("added"),
+        "removed": c.get("removed"),
+        "invalid": c.get("invalid"),
+        "refused": c.get("refused"),
+        "last_error": c.get("last_error"),
+    })];
+    if let Some(lists) = c.get("lists").and_then(Value::as_array) {
+        rows.extend(lists.iter().map(|l| {
+            let mut l = l.clone();
+            if let Some(o) = l.as_object_mut() {
+                let name = format!("CAPI list {}", s(&Value::Object(o.clone()), "name"));
+                o.insert("name".into(), name.into());
+            }
+            l
+        }));
+    }
+    rows
 }
 
 /// `5m ago`, `3h ago`, `never`.

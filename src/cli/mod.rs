@@ -2,6 +2,7 @@
 
 mod blocklists;
 mod check;
+mod console;
 pub mod explain;
 pub mod lapi;
 mod metrics;
@@ -59,6 +60,8 @@ pub enum Command {
     Lapi(lapi::LapiArgs),
     /// Third-party blocklists of the running daemon: list, refresh.
     Blocklists(blocklists::BlocklistsArgs),
+    /// CrowdSec console: enroll this machine.
+    Console(console::ConsoleArgs),
 }
 
 /// Runs the command line; the process exit code.
@@ -85,5 +88,6 @@ pub fn main() -> ExitCode {
         Command::Machines(args) => lapi::machines(&args),
         Command::Lapi(args) => lapi::lapi(&args),
         Command::Blocklists(args) => blocklists::run(&args),
+        Command::Console(args) => console::run(&args),
     }
 }

@@ -495,6 +495,9 @@ pub struct Central {
     /// How often to pull the community blocklist.
     #[serde(default = "default_central_pull")]
     pub pull_interval: Duration,
+    /// The Central API's URL.
+    #[serde(default = "default_central_url")]
+    pub url: String,
 }
 
 impl Default for Central {
@@ -503,8 +506,13 @@ impl Default for Central {
             enable: false,
             share_signals: true,
             pull_interval: default_central_pull(),
+            url: default_central_url(),
         }
     }
+}
+
+fn default_central_url() -> String {
+    "https://api.crowdsec.net/".into()
 }
 
 fn default_central_pull() -> Duration {

@@ -113,7 +113,31 @@ struct Daemon {
     enforcer: Option<crate::enforce::EnforcerHandle>,
     api: Option<crate::api::ApiState>,
     lists: crate::blocklists::BlocklistsHandle,
+    /// The Central API thread, when `central.enable`.
+    capi: Option<crate::capi::CapiHandle>,
+    /// Where the engine sends signals; connected to `capi` when it shares them.
+    signals: crate::capi::SignalSink,
     state_dir: PathBuf,
+}
+
+/// Starts the Central API thread when `central.enable` (otherwise nothing goes out).
+fn start_capi(
+    rs: &Ruleset,
+    store: &Store,
+    state_dir: &std::path::Path,
+) -> Option<crate::capi::CapiHandle> {
+    let central = &rs.config.central;
+    if !central.enable {
+        return None;
+    }
+    let scenarios = rs.scenarios.iter().map(|s| s.name.to_string()).collect();
+    match crate::capi::spawn(central, scenarios, store.clone(), state_dir) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the Central API thread");
+            None
+        }
+    }
 }
 
 impl Daemon {
@@ -172,7 +196,15 @@ impl Daemon {
             ),
             None => None,
         };
-        let worker = Worker::new(rs.clone(), store.clone(), metrics.clone(), upstream);
+        // After `set_protected`, like the blocklists: whitelists win over the community list.
+        let capi = start_capi(&rs, &store, &state_dir);
+        let signals = crate::capi::SignalSink::default();
+        signals.connect(capi.clone());
+        if let Some(api) = &api {
+            api.set_central(capi.clone());
+        }
+        let worker = Worker::new(rs.clone(), store.clone(), metrics.clone(), upstream)
+            .with_signals(signals.clone());
         let worker = std::thread::Builder::new()
             .name("garrison-engine".into())
             .spawn(move || worker.run(batch_rx, control_rx))
@@ -199,6 +231,8 @@ impl Daemon {
             ruleset,
             api,
             lists,
+            capi,
+            signals,
             state_dir,
             store,
             metrics,
@@ -368,6 +402,7 @@ impl Daemon {
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = rs.clone();
                 let _ = self.control.send(Control::Reload(rs.clone()));
                 self.lists.reconfigure(rs.config.blocklists.clone());
+                self.reconfigure_capi(&old, &rs);
                 if let Some(api) = &self.api
                     && let Err(e) = api.reload(&rs.config.lapi)
                 {
@@ -403,7 +438,42 @@ impl Daemon {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     }
 
+    /// Restarts the Central API thread when its settings or the scenarios changed (the
+    /// login carries the scenarios), stops it when disabled.
+    fn reconfigure_capi(&mut self, old: &Ruleset, new: &Ruleset) {
+        let names = |rs: &Ruleset| -> Vec<String> {
+            rs.scenarios.iter().map(|s| s.name.to_string()).collect()
+        };
+        let same = serde_json::to_value(&old.config.central).ok()
+            == serde_json::to_value(&new.config.central).ok()
+            && names(old) == names(new);
+        if same && self.capi.is_some() == new.config.central.enable {
+            return;
+        }
+        if let Some(h) = self.capi.take() {
+            h.stop();
+            // The new thread takes over the old one's decisions from the store: the old
+            // one must be done applying its last pull.
+            let stopped = tokio::task::block_in_place(|| h.wait_stopped(Duration::from_secs(10)));
+            if !stopped {
+                tracing::warn!("the previous Central API thread is still busy; starting anyway");
+            }
+        }
+        self.capi = start_capi(new, &self.store, &self.state_dir);
+        self.signals.connect(self.capi.clone());
+        if let Some(api) = &self.api {
+            api.set_central(self.capi.clone());
+        }
+        if !new.config.central.enable && old.config.central.enable {
+            tracing::info!("Central API disabled");
+        }
+    }
+
     fn shutdown(&mut self) {
+        self.signals.connect(None);
+        if let Some(h) = self.capi.take() {
+            h.stop();
+        }
         if let Some(s) = self.sources.take() {
             s.stop();
         }

@@ -57,6 +57,8 @@ pub struct Worker {
     pours_seen: Vec<u64>,
     watchdog: Option<Duration>,
     upstream: Option<crate::api::upstream::Upstream>,
+    /// Signals for the Central API (a no-op unless it runs and shares signals).
+    signals: crate::capi::SignalSink,
 }
 
 impl Worker {
@@ -77,7 +79,14 @@ impl Worker {
             metrics,
             watchdog,
             upstream,
+            signals: crate::capi::SignalSink::default(),
         }
+    }
+
+    /// Hands the signals of local alerts to the Central API thread through `sink`.
+    pub fn with_signals(mut self, sink: crate::capi::SignalSink) -> Self {
+        self.signals = sink;
+        self
     }
 
     /// Runs until the batch channel closes; then processes what is left and returns.
@@ -223,6 +232,8 @@ impl Worker {
                 }
                 up.push(a);
             }
+            // Only the scenario, source, times and decisions are shared, never the events.
+            let shared = self.signals.active().then(|| new.clone());
             let added = self.store.add(
                 Some(NewAlert {
                     machine_id: "garrison".into(),
@@ -239,6 +250,12 @@ impl Worker {
                 }),
                 new,
             );
+            if let Some(made) = shared
+                && let Some(signal) =
+                    crate::capi::Signal::from_alert(&alert, &made, &added, now.as_millisecond())
+            {
+                self.signals.push(signal);
+            }
             self.metrics
                 .decisions_made
                 .inc_by(added.decision_ids.len() as u64);
