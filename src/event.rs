@@ -136,6 +136,10 @@ pub struct Event {
     pub whitelisted: bool,
     /// Why it was whitelisted.
     pub whitelist_reason: Option<Arc<str>>,
+    /// Verdicts of closure predicates that read only this event, two bits per memo slot
+    /// (known, value): a conditional bucket re-runs its condition over its whole queue at
+    /// every pour, and a queued event never changes.
+    pub memo: std::cell::Cell<u64>,
 }
 
 impl Event {
@@ -148,6 +152,7 @@ impl Event {
             fields: vec![FieldValue::Unset; field_count],
             whitelisted: false,
             whitelist_reason: None,
+            memo: std::cell::Cell::new(0),
         }
     }
 
@@ -162,6 +167,7 @@ impl Event {
         }
         self.whitelisted = false;
         self.whitelist_reason = None;
+        self.memo.set(0);
     }
 
     /// The value of a field; `""` when unset (CrowdSec semantics for a missing map key).
@@ -188,6 +194,8 @@ impl Event {
             self.fields.resize(i + 1, FieldValue::Unset);
         }
         self.fields[i] = value;
+        // Memoised verdicts were about the old value.
+        self.memo.set(0);
     }
 
     /// Sets a field to a computed string.

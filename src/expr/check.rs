@@ -73,6 +73,8 @@ pub(crate) struct Checker<'e, 'a> {
     env: &'e mut CompileEnv<'a>,
     scopes: Vec<Scope>,
     fields: Vec<FieldId>,
+    /// The next free per-event memo slot (see [`eval::MEMO_SLOTS`]).
+    memo_next: u8,
 }
 
 struct Sig {
@@ -261,6 +263,7 @@ impl<'e, 'a> Checker<'e, 'a> {
             env,
             scopes: Vec::new(),
             fields: Vec::new(),
+            memo_next: 0,
         }
     }
 
@@ -1152,6 +1155,17 @@ impl<'e, 'a> Checker<'e, 'a> {
         self.scopes.pop();
         let (bn, bt) = r?;
         let pred = !matches!(q, Quant::Map);
+        // A predicate that reads only its element gives the same verdict for the same
+        // event every time: over a bucket's queue, each event's verdict is computed once
+        // and kept on the event (conditions re-run over the whole queue at every pour).
+        let bn = if pred && self.memo_next < eval::MEMO_SLOTS && eval::element_pure(&bn, 0) {
+            let slot = self.memo_next;
+            self.memo_next += 1;
+            let sp = bn.span.clone();
+            Node::new(K::Memo(slot, Box::new(bn)), sp)
+        } else {
+            bn
+        };
         if pred && !assignable(&bt, &Type::Bool) {
             return Err(ExprError::new(
                 body.span.clone(),

@@ -224,7 +224,93 @@ pub(crate) enum K {
     Coalesce(Box<Node>, Box<Node>),
     Let(Box<Node>, Box<Node>),
     Quant(Quant, Box<Node>, Box<Node>),
+    /// A closure predicate that reads only its element, with its memo slot: over a list
+    /// of events its verdict is cached on each event.
+    Memo(u8, Box<Node>),
     Call(Func, Vec<Node>),
+}
+
+/// Memo slots per event: two bits each in [`Event::memo`].
+pub(crate) const MEMO_SLOTS: u8 = 32;
+
+/// Whether `n`, the body of a closure, depends only on the closure's element (`#` at frame
+/// `depth`) and constants: then its value for a given event never changes.
+pub(crate) fn element_pure(n: &Node, depth: u32) -> bool {
+    let pure = |c: &Node| element_pure(c, depth);
+    match &n.k {
+        K::Lit(_) | K::Data(_) => true,
+        K::Elem(d) => *d == depth,
+        K::EvField(e, _) => pure(e),
+        K::EvRaw(e) | K::EvTime(e) | K::EvWhitelisted(e) | K::Not(e) | K::Neg(e) => pure(e),
+        K::Match(e, _) | K::MatchesLit(e, _) | K::RegexpInFile(e, _) | K::IpInNets(e, _) => pure(e),
+        K::And(a, b)
+        | K::Or(a, b)
+        | K::Cmp(_, a, b)
+        | K::Arith(_, a, b)
+        | K::Range(a, b)
+        | K::In(a, b)
+        | K::StrOp(_, a, b)
+        | K::Matches(a, b)
+        | K::Coalesce(a, b)
+        | K::Index(a, b) => pure(a) && pure(b),
+        K::Ternary(a, b, c) => pure(a) && pure(b) && pure(c),
+        K::Slice(a, b, c) => {
+            pure(a) && b.as_deref().is_none_or(pure) && c.as_deref().is_none_or(pure)
+        }
+        K::ListLit(items) => items.iter().all(pure),
+        K::Call(f, args) => f.is_pure() && args.iter().all(pure),
+        // The root event, variables, outer elements, nested closures, the queue, alerts,
+        // writes: anything else may differ between two evaluations.
+        _ => false,
+    }
+}
+
+/// The memoised verdict of `slot` for `e`, if computed.
+fn memo_get(e: &Event, slot: u8) -> Option<bool> {
+    let bits = e.memo.get() >> (2 * u32::from(slot));
+    (bits & 1 == 1).then_some(bits & 2 == 2)
+}
+
+fn memo_set(e: &Event, slot: u8, v: bool) {
+    let shift = 2 * u32::from(slot);
+    e.memo
+        .set(e.memo.get() | (1 | (u64::from(v) << 1)) << shift);
+}
+
+/// A closure predicate's verdict for element `idx` of `list` (`val`), through the event's
+/// memo when the body is memoisable and the element an event.
+fn predicate<'a>(
+    body: &'a Node,
+    val: Value<'a>,
+    idx: usize,
+    ctx: &EvalCtx<'a>,
+    fr: Option<&Frame<'_, 'a>>,
+) -> R<bool> {
+    if let K::Memo(slot, inner) = &body.k {
+        let ev = match &val {
+            Value::Event(e) => Some(*e),
+            _ => None,
+        };
+        if let Some(b) = ev.and_then(|e| memo_get(e, *slot)) {
+            return Ok(b);
+        }
+        let f = Frame {
+            val,
+            idx,
+            parent: fr,
+        };
+        let b = eval_bool(inner, ctx, Some(&f))?;
+        if let Some(e) = ev {
+            memo_set(e, *slot, b);
+        }
+        return Ok(b);
+    }
+    let f = Frame {
+        val,
+        idx,
+        parent: fr,
+    };
+    eval_bool(body, ctx, Some(&f))
 }
 
 impl Node {
@@ -373,12 +459,7 @@ fn quant_bool<'a>(
     let mut count = 0usize;
     for idx in 0..list.len() {
         let Some(val) = list.get(idx) else { break };
-        let f = Frame {
-            val,
-            idx,
-            parent: fr,
-        };
-        let b = eval_bool(body, ctx, Some(&f))?;
+        let b = predicate(body, val, idx, ctx, fr)?;
         match (q, b) {
             (Quant::Any, true) => return Ok(true),
             (Quant::All, false) | (Quant::None, true) => return Ok(false),
@@ -554,6 +635,7 @@ pub(crate) fn eval<'a>(n: &'a Node, ctx: &EvalCtx<'a>, fr: Option<&Frame<'_, 'a>
             _ => quant_collect(*q, l, body, ctx, fr)?,
         },
         K::Call(f, args) => call(n, *f, args, ctx, fr)?,
+        K::Memo(_, inner) => eval(inner, ctx, fr)?,
     })
 }
 
@@ -571,29 +653,27 @@ fn quant_collect<'a>(
     fr: Option<&Frame<'_, 'a>>,
 ) -> R<Value<'a>> {
     let list = eval_list(l, ctx, fr)?;
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(if q == Quant::Map { list.len() } else { 0 });
     let mut count = 0i64;
     for idx in 0..list.len() {
         let Some(val) = list.get(idx) else { break };
-        let f = Frame {
-            val: val.clone(),
-            idx,
-            parent: fr,
-        };
+        if q == Quant::Map {
+            let f = Frame {
+                val,
+                idx,
+                parent: fr,
+            };
+            out.push(eval(body, ctx, Some(&f))?);
+            continue;
+        }
+        if !predicate(body, val.clone(), idx, ctx, fr)? {
+            continue;
+        }
         match q {
-            Quant::Map => out.push(eval(body, ctx, Some(&f))?),
-            Quant::Filter if eval_bool(body, ctx, Some(&f))? => {
-                out.push(val);
-            }
-            Quant::Count if eval_bool(body, ctx, Some(&f))? => {
-                count += 1;
-            }
-            Quant::Find if eval_bool(body, ctx, Some(&f))? => {
-                return Ok(val);
-            }
-            Quant::FindIndex if eval_bool(body, ctx, Some(&f))? => {
-                return Ok(Value::Int(idx as i64));
-            }
+            Quant::Filter => out.push(val),
+            Quant::Count => count += 1,
+            Quant::Find => return Ok(val),
+            Quant::FindIndex => return Ok(Value::Int(idx as i64)),
             _ => {}
         }
     }

@@ -666,6 +666,42 @@ fn conditional_scenario() {
     assert_eq!(*m.result_type(), Type::Duration);
 }
 
+#[test]
+fn element_predicates_are_memoised_on_queued_events() {
+    let mut e = env();
+    let p = e.ok("len(filter(queue.Queue, {#.Meta.log_type == 'ssh_failed-auth'})) >= 2");
+    let q: Vec<Event> = ["ssh_failed-auth", "auth_success", "ssh_failed-auth"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| event_at(&e, t, i as i64))
+        .collect();
+    let last = event_at(&e, "ssh_failed-auth", 9);
+    let ctx = EvalCtx::for_event(&last, &e.data).with_queue(&q);
+    assert!(p.eval_bool(&ctx));
+    assert!(q.iter().all(|ev| ev.memo.get() != 0), "verdicts kept");
+    // The second run reads the memo and agrees.
+    assert!(p.eval_bool(&ctx));
+    // A changed event forgets its verdicts.
+    let mut changed = q.clone();
+    changed[0].set(
+        e.fields.get(Namespace::Meta, "log_type").expect("log_type"),
+        crate::event::FieldValue::Static("auth_success".into()),
+    );
+    assert_eq!(changed[0].memo.get(), 0);
+    let ctx = EvalCtx::for_event(&last, &e.data).with_queue(&changed);
+    assert!(!p.eval_bool(&ctx));
+
+    // A predicate that reads the root event depends on more than its element: not kept.
+    let outer = e.ok("any(queue.Queue, {#.Meta.log_type == evt.Meta.log_type})");
+    let fresh: Vec<Event> = vec![event_at(&e, "auth_success", 0)];
+    for (root, want) in [("ssh_failed-auth", false), ("auth_success", true)] {
+        let root = event_at(&e, root, 5);
+        let ctx = EvalCtx::for_event(&root, &e.data).with_queue(&fresh);
+        assert_eq!(outer.eval_bool(&ctx), want);
+        assert_eq!(fresh[0].memo.get(), 0);
+    }
+}
+
 struct Hist;
 impl DecisionHistory for Hist {
     fn decisions_count(&self, value: &str) -> i64 {
