@@ -41,14 +41,30 @@ impl SampleSpec {
 
     /// The sample of `event`.
     pub(super) fn sample(&self, event: &Event) -> Sample {
-        let mut text = String::new();
+        // Sized exactly up front: the boxed text and slots then need no shrinking copy.
+        let mut text_len = if self.raw { event.line.len() } else { 0 };
+        let mut kept = 0;
+        for &id in &self.fields {
+            match event.fields.get(usize::from(id.0)) {
+                None | Some(FieldValue::Unset) => {}
+                Some(FieldValue::Line { .. }) if self.raw => kept += 1,
+                Some(_) => {
+                    let n = event.get(id).len();
+                    if n > 0 {
+                        text_len += n;
+                        kept += 1;
+                    }
+                }
+            }
+        }
+        let mut text = String::with_capacity(text_len);
         let raw_len = if self.raw {
             text.push_str(&event.line);
             event.line.len() as u32
         } else {
             0
         };
-        let mut slots = Vec::with_capacity(self.fields.len().min(16));
+        let mut slots = Vec::with_capacity(kept);
         for &id in &self.fields {
             let range = match event.fields.get(usize::from(id.0)) {
                 None | Some(FieldValue::Unset) => continue,

@@ -653,7 +653,12 @@ fn quant_collect<'a>(
     fr: Option<&Frame<'_, 'a>>,
 ) -> R<Value<'a>> {
     let list = eval_list(l, ctx, fr)?;
-    let mut out = Vec::with_capacity(if q == Quant::Map { list.len() } else { 0 });
+    // One allocation: a filter keeps at most every element.
+    let mut out = Vec::with_capacity(if matches!(q, Quant::Map | Quant::Filter) {
+        list.len()
+    } else {
+        0
+    });
     let mut count = 0i64;
     for idx in 0..list.len() {
         let Some(val) = list.get(idx) else { break };
