@@ -5,6 +5,7 @@
 //! start exit 1 with the diagnostics; on SIGHUP a failed recompilation is logged and the
 //! running rules stay in force.
 
+mod checkpoint;
 mod enforcement;
 mod logging;
 mod worker;
@@ -114,6 +115,8 @@ struct Daemon {
     api: Option<crate::api::ApiState>,
     lists: crate::blocklists::BlocklistsHandle,
     state_dir: PathBuf,
+    /// Stopped (dropped) after the store's last writes.
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl Daemon {
@@ -122,6 +125,8 @@ impl Daemon {
         let state_dir = PathBuf::from(&cfg.daemon.state_dir);
         let store = Store::open(&state_dir).map_err(|e| e.to_string())?;
         store.set_protected(protected_ranges(&rs));
+        let checkpointer = checkpoint::spawn(store.path())
+            .map_err(|e| format!("cannot start the checkpoint thread: {e}"))?;
         let metrics = Metrics::new();
         // The enforcer subscribes before anything can add a decision, so its snapshot and
         // the changes after it cover every decision.
@@ -200,6 +205,7 @@ impl Daemon {
             api,
             lists,
             state_dir,
+            checkpointer: Some(checkpointer),
             store,
             metrics,
             sources: Some(sources),
@@ -413,6 +419,7 @@ impl Daemon {
             let _ = w.join();
         }
         self.store.flush();
+        self.checkpointer = None;
         if let Some(e) = self.enforcer.take() {
             e.shutdown();
         }
