@@ -128,6 +128,7 @@ impl Daemon {
         let checkpointer = checkpoint::spawn(store.path())
             .map_err(|e| format!("cannot start the checkpoint thread: {e}"))?;
         let metrics = Metrics::new();
+        metrics.register_active_decisions(store.clone());
         // The enforcer subscribes before anything can add a decision, so its snapshot and
         // the changes after it cover every decision.
         let enforcer = if cfg.enforcement.enable {
@@ -145,6 +146,10 @@ impl Daemon {
             tracing::warn!("enforcement is disabled: decisions are only served to bouncers");
             None
         };
+        if let Some(e) = &enforcer {
+            let m = metrics.clone();
+            e.on_applied(move |d| m.enforcement_latency.observe(d.as_secs_f64()));
+        }
         // A short queue: when the engine falls behind, sources wait (the lines stay in the
         // files and the journal) instead of piling up in memory.
         let (batch_tx, batch_rx) = crossbeam_channel::bounded(BATCH_QUEUE);
@@ -169,6 +174,7 @@ impl Daemon {
         .map_err(|e| format!("cannot start the blocklist thread: {e}"))?;
         if let Some(api) = &api {
             api.set_blocklists(Some(lists.clone()));
+            api.set_metrics(metrics.clone());
         }
         let upstream = match &cfg.lapi.url {
             Some(url) => Some(
