@@ -15,6 +15,7 @@
 //! measurement's granularity.
 //!
 //! Run with `cargo bench --bench daemon`; `GARRISON_BENCH_SECS` shortens the feed,
+//! `GARRISON_BENCH_RATE` changes the feed's rate (lines/s, a multiple of 100),
 //! `GARRISON_BENCH_ATTACKS` the latency runs, `GARRISON_BENCH_PARTS` (comma-separated:
 //! idle, latency, drop, sustained) picks parts, and `GARRISON_BENCH_SLOWEST=1` lists the
 //! slowest attacks by number (periodic ones point at periodic work in the daemon).
@@ -333,7 +334,7 @@ fn idle(dir: &Path) {
 }
 
 fn sustained(dir: &Path, secs: u64) {
-    let rate = 100_000u64;
+    let rate = env_num("GARRISON_BENCH_RATE", 100_000);
     let src = generate("sshd", 1_000_000);
     let lines: Vec<String> = std::fs::read_to_string(&src)
         .expect("generated log")
