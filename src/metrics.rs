@@ -4,9 +4,12 @@
 //! once per batch. Gauges that summarise state (active decisions) are computed at scrape
 //! time by collectors the daemon registers.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::TypedMetric;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::{Arc, Mutex};
@@ -29,6 +32,37 @@ pub struct SkipLabels {
     pub reason: String,
 }
 
+/// Labels of a parser node, per source (CrowdSec's "Parser Metrics").
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ParserLabels {
+    /// The acquisition name.
+    pub source: String,
+    /// The stage (`raw`, `parse`, `enrich`).
+    pub stage: String,
+    /// The parser's name.
+    pub parser: String,
+}
+
+/// Labels of active decisions.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// Where they come from (`crowdsec`, `cscli`, `lists:<name>`, `CAPI`).
+    pub origin: String,
+    /// What they ask for (`ban`, `captcha`).
+    pub action: String,
+}
+
+/// Labels of a Local API request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    /// The matched route template (`/v1/decisions/{decision_id}`), `unmatched` for a 404.
+    pub route: String,
+    /// The HTTP method.
+    pub method: String,
+    /// The status code.
+    pub code: String,
+}
+
 /// Labels of a scenario.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ScenarioLabels {
@@ -46,6 +80,13 @@ pub struct Metrics {
     pub lines_parsed: Family<SourceLabels, Counter>,
     /// Lines no parser accepted.
     pub lines_unparsed: Family<SourceLabels, Counter>,
+    /// Lines a parser node was tried on (it applies to their type and program; its filter
+    /// is part of the try), per source and parser.
+    pub parser_hits: Family<ParserLabels, Counter>,
+    /// Lines a parser node accepted.
+    pub parser_parsed: Family<ParserLabels, Counter>,
+    /// Lines a parser node was tried on and rejected.
+    pub parser_unparsed: Family<ParserLabels, Counter>,
     /// Lines from whitelisted sources.
     pub lines_whitelisted: Family<SourceLabels, Counter>,
     /// Lines skipped before parsing.
@@ -58,7 +99,17 @@ pub struct Metrics {
     pub decisions_made: Counter,
     /// Time from a line's arrival to its decision being stored (seconds).
     pub detection_latency: Histogram,
+    /// Local API requests (TCP and the admin socket).
+    pub api_requests: Family<ApiLabels, Counter>,
+    /// Time from a ban reaching the enforcer to the kernel acknowledging its element
+    /// (seconds), one observation per transaction (its oldest ban).
+    pub enforcement_latency: Histogram,
 }
+
+/// Buckets of the latency histograms (seconds): sub-millisecond to a second.
+const LATENCY_BUCKETS: [f64; 10] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 1.0,
+];
 
 impl Metrics {
     /// A fresh registry with every metric registered.
@@ -68,12 +119,17 @@ impl Metrics {
             lines_read: Family::default(),
             lines_parsed: Family::default(),
             lines_unparsed: Family::default(),
+            parser_hits: Family::default(),
+            parser_parsed: Family::default(),
+            parser_unparsed: Family::default(),
             lines_whitelisted: Family::default(),
             lines_skipped: Family::default(),
             pours: Family::default(),
             overflows: Family::default(),
             decisions_made: Counter::default(),
-            detection_latency: Histogram::new([0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 1.0]),
+            detection_latency: Histogram::new(LATENCY_BUCKETS),
+            api_requests: Family::default(),
+            enforcement_latency: Histogram::new(LATENCY_BUCKETS),
         };
         {
             let mut r = m
@@ -90,6 +146,21 @@ impl Metrics {
                 "lines_unparsed",
                 "Lines no parser accepted, per source",
                 m.lines_unparsed.clone(),
+            );
+            r.register(
+                "parser_hits",
+                "Lines a parser node was tried on (its filter included), per source and parser",
+                m.parser_hits.clone(),
+            );
+            r.register(
+                "parser_parsed",
+                "Lines a parser node accepted, per source and parser",
+                m.parser_parsed.clone(),
+            );
+            r.register(
+                "parser_unparsed",
+                "Lines a parser node rejected, per source and parser",
+                m.parser_unparsed.clone(),
             );
             r.register(
                 "lines_whitelisted",
@@ -121,8 +192,27 @@ impl Metrics {
                 "From a line's arrival to its decision being stored",
                 m.detection_latency.clone(),
             );
+            r.register(
+                "api_requests",
+                "Local API requests, per route template, method and status code",
+                m.api_requests.clone(),
+            );
+            r.register(
+                "enforcement_latency_seconds",
+                "From a ban reaching the enforcer to its element being in the kernel set",
+                m.enforcement_latency.clone(),
+            );
         }
         Arc::new(m)
+    }
+
+    /// Exports `garrison_active_decisions{origin, action}`, counted from the store's
+    /// in-memory index at each scrape (so it can never drift from the decisions served).
+    pub fn register_active_decisions(&self, store: crate::store::Store) {
+        self.registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .register_collector(Box::new(ActiveDecisions(store)));
     }
 
     /// The OpenMetrics text of every metric.
@@ -136,6 +226,44 @@ impl Metrics {
             tracing::warn!(error = %e, "metrics encoding failed");
         }
         out
+    }
+}
+
+/// The scrape-time collector of active decisions.
+#[derive(Debug)]
+struct ActiveDecisions(crate::store::Store);
+
+impl Collector for ActiveDecisions {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // Counted by interned ids under the read lock; strings resolved once per group.
+        let mut counts: std::collections::HashMap<(u32, u32), i64> = Default::default();
+        let labels: Vec<(DecisionLabels, i64)> = {
+            let index = self.0.read();
+            for d in index.active(crate::store::now_millis()) {
+                *counts.entry((d.origin, d.decision_type)).or_default() += 1;
+            }
+            counts
+                .into_iter()
+                .map(|((o, t), n)| {
+                    let l = DecisionLabels {
+                        origin: index.strings.get(o).to_string(),
+                        action: index.strings.get(t).to_string(),
+                    };
+                    (l, n)
+                })
+                .collect()
+        };
+        let family = Family::<DecisionLabels, Gauge>::default();
+        for (l, n) in labels {
+            family.get_or_create(&l).set(n);
+        }
+        let metric = encoder.encode_descriptor(
+            "active_decisions",
+            "Active decisions, per origin and action",
+            None,
+            Family::<DecisionLabels, Gauge>::TYPE,
+        )?;
+        family.encode(metric)
     }
 }
 

@@ -455,3 +455,141 @@ fn journal_entries_are_read_and_the_cursor_is_resumed() {
         "a restart resumes after the last entry processed: {args}"
     );
 }
+
+/// The metrics after real traffic: lines per source and per parser, active decisions by
+/// origin, Local API requests by route, the detection latency histogram, and the
+/// `garrison metrics` tables that show them.
+#[test]
+fn metrics_count_lines_parsers_decisions_and_api_requests() {
+    let mut sb = Sandbox::new("metrics");
+    let log = sb.log("auth.log");
+    std::fs::write(&log, "").expect("log");
+    sb.start();
+    append(&log, 0..5);
+    // Two lines no raw parser reads (not syslog), so unparsed counts are not all zero.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| f.write_all(b"not a syslog line\nneither is this\n"))
+        .expect("garbage");
+    sb.expect_exactly(0..5);
+    let cfg = sb.dir.join("garrison.kdl");
+    let cli = |args: &[&str]| {
+        let out = Command::new(GARRISON)
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .expect("garrison cli");
+        assert!(
+            out.status.success(),
+            "garrison {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    cli(&[
+        "decisions",
+        "add",
+        "--ip",
+        "2001:db8::ffff",
+        "--duration",
+        "1h",
+        "--reason",
+        "metrics test",
+    ]);
+    cli(&["decisions", "list"]);
+    let url = format!("http://127.0.0.1:{}/metrics", sb.port);
+    let text = ureq::get(&url)
+        .call()
+        .expect("scrape")
+        .body_mut()
+        .read_to_string()
+        .expect("body");
+    let samples = garrison::metrics::parse_text(&text);
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        samples
+            .iter()
+            .filter(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|s| s.value)
+            .sum()
+    };
+    let src = [("source", "test")];
+    assert_eq!(value("garrison_lines_read_total", &src), 7.0, "{text}");
+    assert_eq!(value("garrison_lines_parsed_total", &src), 5.0, "{text}");
+    assert_eq!(value("garrison_lines_unparsed_total", &src), 2.0, "{text}");
+    // Per parser: the raw syslog parser saw every line and rejected the two others; the
+    // sshd parser accepted the five failed logins.
+    let parser = |suffix: &str, name: &str| -> f64 {
+        samples
+            .iter()
+            .filter(|s| s.name == format!("garrison_parser_{suffix}_total"))
+            .filter(|s| s.labels.iter().any(|(k, v)| k == "source" && v == "test"))
+            .filter(|s| {
+                s.labels
+                    .iter()
+                    .any(|(k, v)| k == "parser" && v.ends_with(name))
+            })
+            .map(|s| s.value)
+            .sum()
+    };
+    assert_eq!(parser("hits", "syslog-logs"), 7.0, "{text}");
+    assert_eq!(parser("parsed", "syslog-logs"), 5.0, "{text}");
+    assert_eq!(parser("unparsed", "syslog-logs"), 2.0, "{text}");
+    assert_eq!(parser("parsed", "sshd-logs"), 5.0, "{text}");
+    assert_eq!(
+        value(
+            "garrison_active_decisions",
+            &[("origin", "cscli"), ("action", "ban")]
+        ),
+        1.0,
+        "{text}"
+    );
+    // The CLI's two requests, by route template (never the raw URI) and status.
+    let api: Vec<&garrison::metrics::Sample> = samples
+        .iter()
+        .filter(|s| s.name == "garrison_api_requests_total")
+        .collect();
+    let requests: f64 = api.iter().map(|s| s.value).sum();
+    assert!(requests >= 2.0, "{text}");
+    assert!(
+        api.iter().all(|s| s
+            .labels
+            .iter()
+            .any(|(k, v)| k == "code" && v.starts_with('2'))
+            && s.labels
+                .iter()
+                .any(|(k, v)| k == "method" && (v == "GET" || v == "POST"))),
+        "{text}"
+    );
+    assert!(
+        api.iter().all(|s| s
+            .labels
+            .iter()
+            .any(|(k, v)| k == "route" && v.starts_with("/v1/"))),
+        "{text}"
+    );
+    // One detection per alert, each well under a second.
+    let count = value("garrison_detection_latency_seconds_count", &[]);
+    let sum = value("garrison_detection_latency_seconds_sum", &[]);
+    assert_eq!(count, 5.0, "{text}");
+    assert!(sum > 0.0 && sum / count < 1.0, "{text}");
+    let tables = cli(&["metrics", "--url", &url]);
+    eprintln!("{tables}");
+    for want in [
+        "Parsers:",
+        "sshd-logs",
+        "Active decisions:",
+        "cscli",
+        "Local API requests:",
+        "detection (line read",
+    ] {
+        assert!(tables.contains(want), "no {want:?} in:\n{tables}");
+    }
+    sb.stop();
+}

@@ -489,6 +489,46 @@ fn attacks_from_a_namespace_end_in_dropped_connections() {
         "the bystander is served"
     );
 
+    // The ban went through the enforcer: its latency histogram has an observation, and
+    // the decision is counted by origin.
+    let out = lab.exec(
+        &lab.victim,
+        &[
+            GARRISON,
+            "metrics",
+            "--raw",
+            "--url",
+            "http://127.0.0.1:16061/metrics",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let samples = garrison::metrics::parse_text(&text);
+    let value = |name: &str| -> f64 {
+        samples
+            .iter()
+            .filter(|s| s.name == name)
+            .map(|s| s.value)
+            .sum()
+    };
+    assert!(
+        value("garrison_enforcement_latency_seconds_count") >= 1.0,
+        "no enforcement latency observed:\n{text}"
+    );
+    assert!(
+        value("garrison_enforcement_latency_seconds_sum")
+            / value("garrison_enforcement_latency_seconds_count")
+            < 1.0,
+        "{text}"
+    );
+    assert!(
+        samples.iter().any(|s| s.name == "garrison_active_decisions"
+            && s.value >= 1.0
+            && s.labels
+                .iter()
+                .any(|(k, v)| k == "origin" && v == "crowdsec")),
+        "no active crowdsec decision in the metrics:\n{text}"
+    );
+
     // (b) SSH brute force → port 22 unreachable from that address.
     lab.brute_force_ssh(ATTACKER4_SSH);
     lab.wait_reachable(ATTACKER4_SSH, VICTIM4, 22, false, Duration::from_secs(5));

@@ -216,7 +216,10 @@ impl Tailer {
     }
 
     fn run(mut self) {
-        let (tx, rx) = crossbeam_channel::unbounded();
+        // One pending wake-up is enough (a pass reads everything new), so the channel holds
+        // one: while the engine lags and this thread waits to hand on a batch, events for
+        // every append would otherwise pile up without bound.
+        let (tx, rx) = crossbeam_channel::bounded(1);
         let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
             if ev.is_ok() {
                 let _ = tx.try_send(());

@@ -105,6 +105,8 @@ pub struct ApiState {
     auto_register: Arc<RwLock<Vec<ipnet::IpNet>>>,
     blocklists: Arc<RwLock<Option<crate::blocklists::BlocklistsHandle>>>,
     central: Arc<RwLock<Option<crate::capi::CapiHandle>>>,
+    /// The daemon's registry, once given (requests are counted into it).
+    metrics: Arc<std::sync::OnceLock<Arc<crate::metrics::Metrics>>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -142,6 +144,7 @@ impl ApiState {
             auto_register: Arc::new(RwLock::new(Vec::new())),
             blocklists: Arc::new(RwLock::new(None)),
             central: Arc::new(RwLock::new(None)),
+            metrics: Arc::default(),
         })
     }
 
@@ -152,6 +155,12 @@ impl ApiState {
             .blocklists
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = handle;
+    }
+
+    /// Counts requests into the daemon's metrics (`garrison_api_requests_total`) from now
+    /// on, in every clone of this state; later calls are ignored.
+    pub fn set_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// The blocklist thread, when the daemon started one.
@@ -440,7 +449,31 @@ async fn count_requests(
     next: axum::middleware::Next,
 ) -> Response {
     state.stats.requests.fetch_add(1, Ordering::Relaxed);
-    next.run(req).await
+    let Some(metrics) = state.metrics.get() else {
+        return next.run(req).await;
+    };
+    // The route template, not the raw URI: bounded label values whatever clients send.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    // Standard methods only: extension methods would let clients grow the label set.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS") => m,
+        _ => "other",
+    }
+    .to_owned();
+    let response = next.run(req).await;
+    metrics
+        .api_requests
+        .get_or_create(&crate::metrics::ApiLabels {
+            route,
+            method,
+            code: response.status().as_str().to_owned(),
+        })
+        .inc();
+    response
 }
 
 /// Gzip request bodies (`Content-Encoding: gzip`) are inflated before any handler reads

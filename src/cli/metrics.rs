@@ -55,20 +55,24 @@ pub fn run(args: &MetricsArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Groups samples named `garrison_<metric>_total` by one label into a table.
+/// Groups the samples of `columns`' metrics by the values of `key_labels` into a table.
 fn table(
     samples: &[Sample],
-    key_label: &str,
+    key_labels: &[&str],
     columns: &[(&str, &str)],
 ) -> Option<comfy_table::Table> {
-    let mut rows: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut rows: BTreeMap<Vec<String>, Vec<f64>> = BTreeMap::new();
     for (i, (metric, _)) in columns.iter().enumerate() {
         for s in samples.iter().filter(|s| s.name == *metric) {
-            let key = s
-                .labels
+            let key = key_labels
                 .iter()
-                .find(|(k, _)| k == key_label)
-                .map_or_else(String::new, |(_, v)| v.clone());
+                .map(|k| {
+                    s.labels
+                        .iter()
+                        .find(|(l, _)| l == k)
+                        .map_or_else(String::new, |(_, v)| v.clone())
+                })
+                .collect();
             rows.entry(key).or_insert_with(|| vec![0.0; columns.len()])[i] += s.value;
         }
     }
@@ -77,31 +81,89 @@ fn table(
     }
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-    let mut header = vec![key_label.to_owned()];
+    let mut header: Vec<String> = key_labels.iter().map(|k| (*k).to_owned()).collect();
     header.extend(columns.iter().map(|(_, h)| (*h).to_owned()));
     t.set_header(header);
     for (k, vals) in rows {
-        let mut row = vec![k];
+        let mut row = k;
         row.extend(vals.iter().map(|v| format!("{v}")));
         t.add_row(row);
     }
     Some(t)
 }
 
-/// A table: title, the label rows are keyed by, and (metric, column header) pairs.
+/// A table: title, the labels rows are keyed by, and (metric, column header) pairs.
 type Section = (
     &'static str,
-    &'static str,
+    &'static [&'static str],
     &'static [(&'static str, &'static str)],
 );
+
+/// A histogram's count, mean and bucket-bound quantiles, from its `_bucket`, `_sum` and
+/// `_count` samples.
+struct HistogramSummary {
+    count: f64,
+    mean: f64,
+    /// Upper bounds of the buckets holding the 50th and 99th percentiles (`inf` when past
+    /// the last bucket).
+    p50: f64,
+    p99: f64,
+}
+
+fn histogram(samples: &[Sample], name: &str) -> Option<HistogramSummary> {
+    let value = |suffix: &str| {
+        samples
+            .iter()
+            .find(|s| s.name.strip_prefix(name) == Some(suffix))
+            .map(|s| s.value)
+    };
+    let count = value("_count")?;
+    if count <= 0.0 {
+        return None;
+    }
+    let mut buckets: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|s| s.name.strip_prefix(name) == Some("_bucket"))
+        .filter_map(|s| {
+            let le = s.labels.iter().find(|(k, _)| k == "le")?;
+            let bound = if le.1 == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.1.parse().ok()?
+            };
+            Some((bound, s.value))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let quantile = |q: f64| {
+        buckets
+            .iter()
+            .find(|(_, cumulative)| *cumulative >= q * count)
+            .map_or(f64::INFINITY, |(bound, _)| *bound)
+    };
+    Some(HistogramSummary {
+        count,
+        mean: value("_sum").unwrap_or(0.0) / count,
+        p50: quantile(0.5),
+        p99: quantile(0.99),
+    })
+}
+
+fn ms(seconds: f64) -> String {
+    if seconds.is_finite() {
+        format!("{} ms", seconds * 1000.0)
+    } else {
+        "> 1000 ms".into()
+    }
+}
 
 /// Every table of the metrics.
 pub fn render(samples: &[Sample]) -> String {
     let mut out = String::new();
-    let sections: [Section; 3] = [
+    let sections: [Section; 5] = [
         (
             "Acquisition",
-            "source",
+            &["source"],
             &[
                 ("garrison_lines_read_total", "read"),
                 ("garrison_lines_parsed_total", "parsed"),
@@ -111,44 +173,133 @@ pub fn render(samples: &[Sample]) -> String {
             ],
         ),
         (
+            "Parsers",
+            &["source", "parser"],
+            &[
+                ("garrison_parser_hits_total", "hits"),
+                ("garrison_parser_parsed_total", "parsed"),
+                ("garrison_parser_unparsed_total", "unparsed"),
+            ],
+        ),
+        (
             "Scenarios",
-            "scenario",
+            &["scenario"],
             &[
                 ("garrison_bucket_pours_total", "pours"),
                 ("garrison_bucket_overflows_total", "overflows"),
             ],
         ),
         (
-            "Decisions",
-            "origin",
+            "Active decisions",
+            &["origin", "action"],
             &[("garrison_active_decisions", "active")],
         ),
+        (
+            "Local API requests",
+            &["route", "method", "code"],
+            &[("garrison_api_requests_total", "requests")],
+        ),
     ];
-    for (title, key, cols) in sections {
-        if let Some(t) = table(samples, key, cols) {
-            out.push_str(&format!("{title}:\n{t}\n\n"));
+    for (title, keys, cols) in sections {
+        if let Some(t) = table(samples, keys, cols) {
+            out.push_str(&format!("{title}:\n{t}\n"));
+            if title == "Parsers" {
+                // CrowdSec counts a hit only once a node's filter passed; here a line
+                // counts as soon as the parser applies to its type and program.
+                out.push_str("(hits: lines a parser was tried on, its filter included)\n");
+            }
+            out.push('\n');
         }
     }
-    let latency: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| s.name.starts_with("garrison_detection_latency_seconds"))
-        .collect();
-    let count = latency
-        .iter()
-        .find(|s| s.name.ends_with("_count"))
-        .map_or(0.0, |s| s.value);
-    if count > 0.0 {
-        let sum = latency
-            .iter()
-            .find(|s| s.name.ends_with("_sum"))
-            .map_or(0.0, |s| s.value);
+    let latencies = [
+        (
+            "detection (line read → decision stored)",
+            "garrison_detection_latency_seconds",
+            "decisions",
+        ),
+        (
+            "enforcement (decision stored → element in the kernel set)",
+            "garrison_enforcement_latency_seconds",
+            "transactions",
+        ),
+    ];
+    let mut lat = comfy_table::Table::new();
+    lat.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    lat.set_header(["latency", "count", "mean", "p50 ≤", "p99 ≤"]);
+    let mut any = false;
+    for (what, name, unit) in latencies {
+        if let Some(h) = histogram(samples, name) {
+            any = true;
+            lat.add_row([
+                what.to_owned(),
+                format!("{} {unit}", h.count),
+                format!("{:.3} ms", h.mean * 1000.0),
+                ms(h.p50),
+                ms(h.p99),
+            ]);
+        }
+    }
+    if any {
         out.push_str(&format!(
-            "Detection: {count} decisions, mean {:.2} ms from line to stored decision\n",
-            sum / count * 1000.0
+            "Latency (percentiles are bucket bounds):\n{lat}\n\n"
         ));
     }
     if out.is_empty() {
         out.push_str("no activity yet\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{ApiLabels, Metrics, ParserLabels};
+
+    #[test]
+    fn tables_show_parsers_requests_and_latency() {
+        let m = Metrics::new();
+        let p = ParserLabels {
+            source: "auth".into(),
+            stage: "parse".into(),
+            parser: "crowdsecurity/sshd-logs".into(),
+        };
+        m.parser_hits.get_or_create(&p).inc_by(10);
+        m.parser_parsed.get_or_create(&p).inc_by(7);
+        m.parser_unparsed.get_or_create(&p).inc_by(3);
+        m.api_requests
+            .get_or_create(&ApiLabels {
+                route: "/v1/decisions/stream".into(),
+                method: "GET".into(),
+                code: "200".into(),
+            })
+            .inc_by(4);
+        for v in [0.0004, 0.0004, 0.003] {
+            m.enforcement_latency.observe(v);
+        }
+        let text = render(&parse_text(&m.encode()));
+        let row = |needle: &str| {
+            text.lines()
+                .find(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no row with {needle} in\n{text}"))
+                .to_owned()
+        };
+        let parser = row("crowdsecurity/sshd-logs");
+        assert!(
+            parser.contains("auth") && parser.contains(" 10 ") && parser.contains(" 7 "),
+            "{parser}"
+        );
+        let api = row("/v1/decisions/stream");
+        assert!(
+            api.contains("GET") && api.contains("200") && api.contains(" 4 "),
+            "{api}"
+        );
+        let enforcement = row("enforcement");
+        // Two of three under 0.5 ms, the third in the 5 ms bucket.
+        assert!(
+            enforcement.contains("3 transactions")
+                && enforcement.contains("0.5 ms")
+                && enforcement.contains("5 ms"),
+            "{enforcement}"
+        );
+    }
 }

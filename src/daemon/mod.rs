@@ -5,6 +5,7 @@
 //! start exit 1 with the diagnostics; on SIGHUP a failed recompilation is logged and the
 //! running rules stay in force.
 
+mod checkpoint;
 mod enforcement;
 mod logging;
 mod worker;
@@ -118,6 +119,8 @@ struct Daemon {
     /// Where the engine sends signals; connected to `capi` when it shares them.
     signals: crate::capi::SignalSink,
     state_dir: PathBuf,
+    /// Stopped (dropped) after the store's last writes.
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 /// Starts the Central API thread when `central.enable` (otherwise nothing goes out).
@@ -146,7 +149,10 @@ impl Daemon {
         let state_dir = PathBuf::from(&cfg.daemon.state_dir);
         let store = Store::open(&state_dir).map_err(|e| e.to_string())?;
         store.set_protected(protected_ranges(&rs));
+        let checkpointer = checkpoint::spawn(store.path())
+            .map_err(|e| format!("cannot start the checkpoint thread: {e}"))?;
         let metrics = Metrics::new();
+        metrics.register_active_decisions(store.clone());
         // The enforcer subscribes before anything can add a decision, so its snapshot and
         // the changes after it cover every decision.
         let enforcer = if cfg.enforcement.enable {
@@ -164,6 +170,10 @@ impl Daemon {
             tracing::warn!("enforcement is disabled: decisions are only served to bouncers");
             None
         };
+        if let Some(e) = &enforcer {
+            let m = metrics.clone();
+            e.on_applied(move |d| m.enforcement_latency.observe(d.as_secs_f64()));
+        }
         // A short queue: when the engine falls behind, sources wait (the lines stay in the
         // files and the journal) instead of piling up in memory.
         let (batch_tx, batch_rx) = crossbeam_channel::bounded(BATCH_QUEUE);
@@ -188,6 +198,7 @@ impl Daemon {
         .map_err(|e| format!("cannot start the blocklist thread: {e}"))?;
         if let Some(api) = &api {
             api.set_blocklists(Some(lists.clone()));
+            api.set_metrics(metrics.clone());
         }
         let upstream = match &cfg.lapi.url {
             Some(url) => Some(
@@ -234,6 +245,7 @@ impl Daemon {
             capi,
             signals,
             state_dir,
+            checkpointer: Some(checkpointer),
             store,
             metrics,
             sources: Some(sources),
@@ -483,6 +495,7 @@ impl Daemon {
             let _ = w.join();
         }
         self.store.flush();
+        self.checkpointer = None;
         if let Some(e) = self.enforcer.take() {
             e.shutdown();
         }

@@ -7,10 +7,12 @@ use crate::compile::Ruleset;
 use crate::config::model::Acquisition;
 use crate::decide::{History, decide};
 use crate::engine::{Clock, Engine, EngineStats, LineSource};
-use crate::metrics::{Metrics, ScenarioLabels, SkipLabels, SourceLabels};
+use crate::metrics::{Metrics, ParserLabels, ScenarioLabels, SkipLabels, SourceLabels};
 use crate::parse::timefmt::format_go_duration;
 use crate::store::{NewAlert, NewDecision, Store, Target};
 use crossbeam_channel::{Receiver, select};
+use prometheus_client::metrics::counter::Counter;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,6 +57,9 @@ pub struct Worker {
     store: Store,
     metrics: Arc<Metrics>,
     pours_seen: Vec<u64>,
+    /// Per-parser counters by (source, parser index), created on first use so that each
+    /// batch only adds to them (no label strings built per batch).
+    parser_counters: HashMap<(usize, usize), [Counter; 3]>,
     watchdog: Option<Duration>,
     upstream: Option<crate::api::upstream::Upstream>,
     /// Signals for the Central API (a no-op unless it runs and shares signals).
@@ -70,8 +75,11 @@ impl Worker {
         upstream: Option<crate::api::upstream::Upstream>,
     ) -> Self {
         let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
+        let mut engine = Engine::new(ruleset.clone(), Clock::Wall);
+        engine.count_parsers();
         Worker {
-            engine: Engine::new(ruleset.clone(), Clock::Wall),
+            engine,
+            parser_counters: HashMap::new(),
             sources: sources_of(&ruleset, &ruleset.config.acquisitions),
             pours_seen: vec![0; ruleset.scenarios.len()],
             ruleset,
@@ -135,6 +143,7 @@ impl Worker {
         });
         let after = self.engine.stats;
         count_lines(&self.metrics, src, &read, batch.too_long, &before, &after);
+        self.count_parsers(batch.source);
         if self.engine.has_alerts() {
             let alerts = self.engine.take_alerts();
             self.emit(alerts, Some(batch.read_at));
@@ -150,6 +159,9 @@ impl Worker {
         // Unchanged scenarios keep their buckets: a reload must not reset an attacker's
         // progress towards a ban.
         let kept = self.engine.reload(rs.clone());
+        self.engine.count_parsers();
+        // Parser indices and sources change with the rules: counters are looked up again.
+        self.parser_counters.clear();
         self.sources = sources_of(&rs, &rs.config.acquisitions);
         self.pours_seen = vec![0; rs.scenarios.len()];
         self.ruleset = rs;
@@ -158,6 +170,29 @@ impl Worker {
             kept_buckets = kept.len(),
             "new rules in force"
         );
+    }
+
+    /// Adds the engine's per-parser counts (one batch of one source) to the metrics.
+    fn count_parsers(&mut self, source: usize) {
+        let (metrics, ruleset, sources, cache) = (
+            &self.metrics,
+            &self.ruleset,
+            &self.sources,
+            &mut self.parser_counters,
+        );
+        self.engine.take_parser_counts(|i, parsed, unparsed| {
+            let counters = cache.entry((source, i)).or_insert_with(|| {
+                let labels = parser_labels(ruleset, sources, source, i);
+                [
+                    metrics.parser_hits.get_or_create(&labels).clone(),
+                    metrics.parser_parsed.get_or_create(&labels).clone(),
+                    metrics.parser_unparsed.get_or_create(&labels).clone(),
+                ]
+            });
+            counters[0].inc_by(parsed + unparsed);
+            counters[1].inc_by(parsed);
+            counters[2].inc_by(unparsed);
+        });
     }
 
     fn sync_pours(&mut self) {
@@ -279,6 +314,28 @@ impl Worker {
                 alert.message
             );
         }
+    }
+}
+
+/// The labels of parser `index` (stages flattened in order) for lines of `source`.
+fn parser_labels(rs: &Ruleset, sources: &[Source], source: usize, index: usize) -> ParserLabels {
+    let mut i = index;
+    let mut found = None;
+    for (stage, parsers) in crate::rules::model::Stage::ALL.iter().zip(&rs.stages) {
+        if let Some(p) = parsers.get(i) {
+            found = Some((stage.as_str(), p.name.to_string()));
+            break;
+        }
+        i -= parsers.len();
+    }
+    let (stage, parser) = found.unwrap_or(("?", String::new()));
+    ParserLabels {
+        source: sources
+            .get(source)
+            .map(|s| s.labels.source.clone())
+            .unwrap_or_default(),
+        stage: stage.to_owned(),
+        parser,
     }
 }
 

@@ -119,6 +119,8 @@ enum Request {
 struct Shared {
     stats: Mutex<EnforcerStats>,
     synced: Condvar,
+    /// Told each incremental transaction's latency (see [`EnforcerHandle::on_applied`]).
+    on_applied: std::sync::OnceLock<Box<dyn Fn(Duration) + Send + Sync>>,
 }
 
 impl Shared {
@@ -210,6 +212,13 @@ impl EnforcerHandle {
             .wait_timeout_while(guard, timeout, |s| !s.synced)
             .unwrap_or_else(|p| p.into_inner());
         guard.synced
+    }
+
+    /// Calls `f` after each incremental transaction the kernel acknowledged, with the time
+    /// since its oldest ban was queued (the daemon's enforcement latency histogram). Set
+    /// once; later calls are ignored. `f` runs on the enforcer thread: it must be quick.
+    pub fn on_applied(&self, f: impl Fn(Duration) + Send + Sync + 'static) {
+        let _ = self.shared.on_applied.set(Box::new(f));
     }
 
     /// Current counters.

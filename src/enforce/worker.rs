@@ -250,6 +250,9 @@ impl Worker {
             let lat = at.elapsed();
             self.stats.last_apply_latency = Some(lat);
             self.stats.max_apply_latency = self.stats.max_apply_latency.max(lat);
+            if let Some(f) = self.shared.on_applied.get() {
+                f(lat);
+            }
         }
         self.publish();
     }
