@@ -215,6 +215,15 @@ impl Metrics {
             .register_collector(Box::new(ActiveDecisions(store)));
     }
 
+    /// Exports `garrison_blocklist_entries`, `garrison_blocklist_last_success_timestamp_seconds`
+    /// and `garrison_blocklist_failing` per list, read from `lists` at each scrape.
+    pub fn register_lists(&self, lists: impl Fn() -> Vec<ListGauge> + Send + Sync + 'static) {
+        self.registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .register_collector(Box::new(ListStates(Box::new(lists))));
+    }
+
     /// The OpenMetrics text of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -226,6 +235,79 @@ impl Metrics {
             tracing::warn!(error = %e, "metrics encoding failed");
         }
         out
+    }
+}
+
+/// One blocklist's state, as the `garrison_blocklist_*` gauges show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListGauge {
+    /// The list's name (`community` for the Central API's own list).
+    pub list: String,
+    /// Where it is configured: `config` (a `blocklists` entry) or `central` (the Central
+    /// API's community list and the lists it links to).
+    pub source: &'static str,
+    /// Entries with an active decision.
+    pub entries: i64,
+    /// When it was last applied or found unchanged (ms since the epoch).
+    pub last_success: Option<i64>,
+    /// Whether its last refresh failed (the previous content stays in force).
+    pub failing: bool,
+}
+
+/// Labels of a blocklist gauge.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListLabels {
+    list: String,
+    source: String,
+}
+
+/// The scrape-time collector of blocklist states.
+struct ListStates(Box<dyn Fn() -> Vec<ListGauge> + Send + Sync>);
+
+impl std::fmt::Debug for ListStates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ListStates")
+    }
+}
+
+impl Collector for ListStates {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let lists = (self.0)();
+        let entries = Family::<ListLabels, Gauge>::default();
+        let success = Family::<ListLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let failing = Family::<ListLabels, Gauge>::default();
+        for l in &lists {
+            let labels = ListLabels {
+                list: l.list.clone(),
+                source: l.source.to_string(),
+            };
+            entries.get_or_create(&labels).set(l.entries);
+            if let Some(ms) = l.last_success {
+                success.get_or_create(&labels).set(ms as f64 / 1000.0);
+            }
+            failing.get_or_create(&labels).set(i64::from(l.failing));
+        }
+        let m = encoder.encode_descriptor(
+            "blocklist_entries",
+            "Entries of each blocklist with an active decision",
+            None,
+            Family::<ListLabels, Gauge>::TYPE,
+        )?;
+        entries.encode(m)?;
+        let m = encoder.encode_descriptor(
+            "blocklist_last_success_timestamp_seconds",
+            "When each blocklist was last applied or found unchanged",
+            None,
+            Family::<ListLabels, Gauge>::TYPE,
+        )?;
+        success.encode(m)?;
+        let m = encoder.encode_descriptor(
+            "blocklist_failing",
+            "1 when the last refresh of a blocklist failed (its previous content stays in force)",
+            None,
+            Family::<ListLabels, Gauge>::TYPE,
+        )?;
+        failing.encode(m)
     }
 }
 

@@ -1040,6 +1040,41 @@ fn the_daemon_calls_nothing_by_default_then_pulls_and_shares_once_enabled() {
     );
     assert!(text.contains("CAPI (community)"), "{text}");
     assert!(text.contains("Central API"), "{text}");
+    // And so do the metrics: size, last success, not failing.
+    let metrics = ureq::get(&format!("http://127.0.0.1:{port}/metrics"))
+        .call()
+        .expect("metrics")
+        .into_body()
+        .read_to_string()
+        .expect("metrics text");
+    let samples = garrison::metrics::parse_text(&metrics);
+    let community = |name: &str| {
+        samples
+            .iter()
+            .find(|s| {
+                s.name == name
+                    && s.labels
+                        .iter()
+                        .any(|(k, v)| k == "list" && v == "community")
+            })
+            .map(|s| s.value)
+    };
+    assert_eq!(
+        community("garrison_blocklist_entries"),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        community("garrison_blocklist_failing"),
+        Some(0.0),
+        "{metrics}"
+    );
+    let age =
+        now_secs() - community("garrison_blocklist_last_success_timestamp_seconds").unwrap_or(0.0);
+    assert!(
+        (0.0..60.0).contains(&age),
+        "last success {age} s ago: {metrics}"
+    );
     // A local alert becomes a signal, without its log line.
     let line = "Nov 21 10:00:00 host sshd[1000]: Failed password for invalid user alice from 198.51.100.77 port 4000 ssh2\n";
     std::fs::write(dir.join("logs/auth.log"), line).expect("log line");
@@ -1122,4 +1157,11 @@ fn console_enroll_sends_the_key_with_the_stored_credentials() {
     assert!(!out.status.success());
     assert_eq!(count(&capi, "POST", "/v3/watchers/enroll"), 2);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }

@@ -160,7 +160,7 @@ fn ms(seconds: f64) -> String {
 /// Every table of the metrics.
 pub fn render(samples: &[Sample]) -> String {
     let mut out = String::new();
-    let sections: [Section; 5] = [
+    let sections: [Section; 6] = [
         (
             "Acquisition",
             &["source"],
@@ -193,6 +193,14 @@ pub fn render(samples: &[Sample]) -> String {
             "Active decisions",
             &["origin", "action"],
             &[("garrison_active_decisions", "active")],
+        ),
+        (
+            "Blocklists",
+            &["list", "source"],
+            &[
+                ("garrison_blocklist_entries", "entries"),
+                ("garrison_blocklist_failing", "failing"),
+            ],
         ),
         (
             "Local API requests",
@@ -300,6 +308,46 @@ mod tests {
                 && enforcement.contains("0.5 ms")
                 && enforcement.contains("5 ms"),
             "{enforcement}"
+        );
+    }
+
+    #[test]
+    fn tables_show_every_blocklist() {
+        let m = Metrics::new();
+        m.register_lists(|| {
+            vec![
+                crate::metrics::ListGauge {
+                    list: "firehol_level1".into(),
+                    source: "config",
+                    entries: 4521,
+                    last_success: Some(1_700_000_000_000),
+                    failing: false,
+                },
+                crate::metrics::ListGauge {
+                    list: "community".into(),
+                    source: "central",
+                    entries: 0,
+                    last_success: None,
+                    failing: true,
+                },
+            ]
+        });
+        let text = render(&parse_text(&m.encode()));
+        let row = |needle: &str| {
+            text.lines()
+                .find(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no row with {needle} in\n{text}"))
+                .to_owned()
+        };
+        let firehol = row("firehol_level1");
+        assert!(
+            firehol.contains("config") && firehol.contains(" 4521 "),
+            "{firehol}"
+        );
+        let community = row("community");
+        assert!(
+            community.contains("central") && community.contains(" 1 "),
+            "{community}"
         );
     }
 }

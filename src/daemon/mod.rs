@@ -213,6 +213,10 @@ impl Daemon {
         signals.connect(capi.clone());
         if let Some(api) = &api {
             api.set_central(capi.clone());
+            // Read through the API state, which follows the Central API thread across
+            // reloads.
+            let api = api.clone();
+            metrics.register_lists(move || list_gauges(&api));
         }
         let worker = Worker::new(rs.clone(), store.clone(), metrics.clone(), upstream)
             .with_signals(signals.clone());
@@ -500,4 +504,41 @@ impl Daemon {
             e.shutdown();
         }
     }
+}
+
+/// Every blocklist's state for the metrics: the configured lists, then the Central API's
+/// community list and the lists it links to.
+fn list_gauges(api: &crate::api::ApiState) -> Vec<crate::metrics::ListGauge> {
+    use crate::metrics::ListGauge;
+    let mut out: Vec<ListGauge> = api
+        .blocklists()
+        .map(|h| h.status())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| ListGauge {
+            list: l.name,
+            source: "config",
+            entries: l.size as i64,
+            last_success: l.last_success,
+            failing: l.last_error.is_some(),
+        })
+        .collect();
+    if let Some(c) = api.central().map(|h| h.status()) {
+        out.push(ListGauge {
+            list: "community".into(),
+            source: "central",
+            entries: c.community_size as i64,
+            last_success: c.last_pull,
+            failing: c.last_error.is_some(),
+        });
+        out.extend(c.lists.into_iter().map(|l| ListGauge {
+            list: l.name,
+            source: "central",
+            entries: l.size as i64,
+            // Linked lists keep only their last attempt: it succeeded when no error stands.
+            last_success: l.last_refresh.filter(|_| l.last_error.is_none()),
+            failing: l.last_error.is_some(),
+        }));
+    }
+    out
 }
