@@ -783,3 +783,29 @@ fn rendered_examples_only_use_schema_keys() {
         errors.join("\n")
     );
 }
+
+#[test]
+fn the_package_runs_tests_that_exist() {
+    // nix/package.nix names the integration tests the build sandbox runs; a renamed or
+    // deleted test must not silently drop out (cargo would fail the build, but only there).
+    let text = std::fs::read_to_string(root().join("nix/package.nix")).expect("nix/package.nix");
+    let start = text
+        .find("sandboxTests = [")
+        .expect("nix/package.nix lists sandboxTests")
+        + "sandboxTests = [".len();
+    let end = start + text[start..].find("];").expect("the list ends");
+    let names: Vec<&str> = text[start..end]
+        .split_whitespace()
+        .map(|n| n.trim_matches('"'))
+        .collect();
+    assert!(
+        names.contains(&"nix_module"),
+        "the package must run this test: {names:?}"
+    );
+    for name in names {
+        assert!(
+            root().join("tests").join(format!("{name}.rs")).is_file(),
+            "nix/package.nix runs tests/{name}.rs, which does not exist"
+        );
+    }
+}
