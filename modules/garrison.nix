@@ -162,8 +162,10 @@ in
         (acquisitions, collections, whitelist, blocklists, bouncers) generate. A raw
         `syslog` acquisition must listen on a port above 1023 (the unit has no
         `CAP_NET_BIND_SERVICE`); files outside the store that the configuration names
-        (`rule-dirs`, blocklist files, `lapi.tls`) must be readable by the unit's dynamic
-        user, and `rule-dirs` also at build time, when `garrison check` runs in the sandbox.
+        (`rule-dirs`, blocklist files) must be readable by the unit's dynamic user, and
+        `rule-dirs` also at build time, when `garrison check` runs in the sandbox. Secrets
+        go through {option}`services.garrison.bouncers` and
+        {option}`services.garrison.lapi.tls` instead (systemd credentials).
       '';
     };
 
