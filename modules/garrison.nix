@@ -35,6 +35,15 @@ let
   # Same grammar as the schema's Duration ("10s", "4h", "1h30m").
   durationType = types.strMatching "([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h|d))+|0";
 
+  # A secret's location: an absolute path as a string, outside the Nix store. A Nix path
+  # literal (`./key`) is not a string and is refused, because evaluating it would copy the
+  # secret into the world-readable store.
+  secretPath =
+    types.addCheck (types.strMatching "/.+") (p: !lib.hasPrefix builtins.storeDir p)
+    // {
+      description = "absolute path (a string) outside the Nix store";
+    };
+
   # Type descriptors of nix/settings-options.nix -> NixOS option types.
   typeOf =
     t:
@@ -112,10 +121,10 @@ let
       uncheckedConfig;
 
   stateDir = cfg.settings.daemon.state-dir;
+  needsNetwork = cfg.settings.central.enable || lib.any (b: b.url != null) (lib.attrValues cfg.blocklists);
   listenPort = lib.toInt (lib.last (lib.splitString ":" cfg.lapi.listen));
   listensOnLoopback = builtins.match "(127\\.[0-9.]+|\\[::1]|localhost):[0-9]+" cfg.lapi.listen != null;
   enforces = cfg.enforcement.nftables.enable;
-  nftablesFirewall = config.networking.nftables.enable;
 in
 {
   options.services.garrison = {
@@ -150,7 +159,13 @@ in
         (`profiles`, raw `acquisitions`, ...) are passed through as they are.
 
         Lists given here are appended to what the shortcut options of this module
-        (acquisitions, collections, whitelist, blocklists, bouncers) generate.
+        (acquisitions, collections, whitelist, blocklists, bouncers) generate. A raw
+        `syslog` acquisition must listen on a port above 1023 (the unit has no
+        `CAP_NET_BIND_SERVICE`); files outside the store that the configuration names
+        (`rule-dirs`, blocklist files) must be readable by the unit's dynamic user, and
+        `rule-dirs` also at build time, when `garrison check` runs in the sandbox. Secrets
+        go through {option}`services.garrison.bouncers` and
+        {option}`services.garrison.lapi.tls` instead (systemd credentials).
       '';
     };
 
@@ -252,10 +267,11 @@ in
         The unit then gets `CAP_NET_ADMIN`, and nothing else.
 
         The table is garrison's, not part of {option}`networking.nftables.tables`, so
-        reloading the firewall does not empty it; when a reload or restart of
-        `nftables.service` flushes the whole ruleset anyway (`flushRuleset`, or a
-        `flush ruleset` in {option}`networking.nftables.ruleset`), garrison is reloaded
-        and puts its table and bans back. Disable it when only bouncers enforce.
+        reloading the firewall does not touch it; when a reload or restart of
+        `nftables.service` removes it anyway (`flushRuleset`, or a `flush ruleset` in
+        {option}`networking.nftables.ruleset`), garrison notices within half a second and
+        rebuilds the table and its bans from its database. Disable it when only bouncers
+        enforce (the unit then has no capability at all).
       '';
     };
 
@@ -269,16 +285,49 @@ in
       '';
     };
 
+    lapi.tls = mkOption {
+      type = types.nullOr (
+        types.submodule {
+          options = {
+            certFile = mkOption {
+              type = types.either types.path secretPath;
+              example = "/var/lib/acme/lapi.example.org/fullchain.pem";
+              description = "The certificate chain (PEM).";
+            };
+            keyFile = mkOption {
+              type = secretPath;
+              example = "/var/lib/acme/lapi.example.org/key.pem";
+              description = ''
+                The private key (PEM), outside the Nix store. Like the certificate, systemd
+                loads it as a credential (`lapi-tls-key`) when the unit starts: a renewed
+                certificate needs a restart of {file}`garrison.service`.
+              '';
+            };
+          };
+        }
+      );
+      default = null;
+      description = ''
+        Serve the Local API over HTTPS (bouncers on other hosts send their keys over it).
+        Plain HTTP when `null`.
+      '';
+    };
+
     bouncers = mkOption {
       type = types.attrsOf (
         types.submodule {
           options.keyFile = mkOption {
-            type = types.strMatching "/.+";
+            type = secretPath;
             example = "/run/secrets/garrison-firewall-bouncer";
             description = ''
-              Absolute path of a file holding this bouncer's API key. It is passed to the
-              unit as a systemd credential (`LoadCredential`), read by root at start, and
-              never copied into the Nix store: give a path string, not a Nix path literal.
+              Absolute path of a file holding this bouncer's API key (at least 16
+              characters, e.g. from `openssl rand -base64 32`; surrounding whitespace is
+              ignored), such as one managed by agenix or sops-nix. systemd reads it as root
+              when the unit starts and hands it to the daemon as the credential
+              {file}`${credentialsDirectory}/<name>` (`LoadCredential`); it never enters
+              the Nix store. Give a string, not a Nix path literal. A changed key takes
+              effect at the next restart of {file}`garrison.service` (credentials are
+              loaded at start).
             '';
           };
         }
@@ -288,8 +337,10 @@ in
         { firewall.keyFile = "/run/secrets/garrison-firewall-bouncer"; }
       '';
       description = ''
-        Bouncers allowed to query the Local API, by name. Each key reaches the daemon as
-        {file}`${credentialsDirectory}/<name>` (`lapi.bouncer-key-files`).
+        Bouncers allowed to query the Local API, by name (letters, digits, `_`, `.`, `-`).
+        Each key reaches the daemon as {file}`${credentialsDirectory}/<name>`, which the
+        rendered configuration lists in `lapi.bouncer-key-files`. Bouncers can also be
+        added imperatively with `garrison bouncers add NAME`.
       '';
     };
 
@@ -306,7 +357,12 @@ in
             file = mkOption {
               type = types.nullOr (types.either types.path types.str);
               default = null;
-              description = "Or a local file, for example a store path or a file managed by cron.";
+              example = literalExpression "./blocklists/partners.txt";
+              description = ''
+                Or a local file: a Nix path (copied to the store, fine for public lists) or
+                the absolute path of a file managed by cron or another service, readable by
+                the unit's dynamic user.
+              '';
             };
             format = mkOption {
               type = types.enum [
@@ -323,7 +379,7 @@ in
             };
             duration = mkOption {
               type = durationType;
-              default = "1d";
+              default = "24h";
               description = "How long its decisions last after the last refresh that still listed them.";
             };
             refresh = mkOption {
@@ -389,16 +445,23 @@ in
         message = "services.garrison: set services.garrison.enforcement.nftables.enable, not settings.enforcement.enable.";
       }
       {
+        assertion = !(cfg.settings.lapi ? tls);
+        message = "services.garrison: set services.garrison.lapi.tls (systemd credentials), not settings.lapi.tls.";
+      }
+      {
+        assertion = !(cfg.bouncers ? lapi-tls-cert || cfg.bouncers ? lapi-tls-key);
+        message = "services.garrison.bouncers: `lapi-tls-cert` and `lapi-tls-key` name the TLS credentials; choose other names.";
+      }
+      {
         assertion = cfg.bouncers == { } || cfg.settings.lapi.enable;
         message = "services.garrison: bouncers need the Local API (settings.lapi.enable).";
       }
     ]
-    ++ lib.mapAttrsToList (name: b: {
-      assertion = builtins.match "[A-Za-z0-9_.-]+" name != null && !(lib.hasPrefix builtins.storeDir b.keyFile);
+    ++ lib.mapAttrsToList (name: _: {
+      assertion = builtins.match "[A-Za-z0-9_.-]+" name != null;
       message = ''
-        services.garrison.bouncers.${name}: the name must be made of letters, digits, `_`, `.`
-        and `-` (it names a systemd credential), and keyFile must not be in the Nix store
-        (it is world-readable there).
+        services.garrison.bouncers.${name}: the name must be made of letters, digits, `_`,
+        `.` and `-` (it names a systemd credential).
       '';
     }) cfg.bouncers
     ++ lib.mapAttrsToList (name: b: {
@@ -413,31 +476,28 @@ in
 
     environment.systemPackages = [ cfg.package ];
     environment.etc."garrison/garrison.json".source = checkedConfig;
-    # The CLI (`garrison decisions list`, `garrison check`) finds the running daemon through it.
+    # The CLI reads it to find the daemon's admin socket (`lapi.unix-socket`, by default
+    # <state-dir>/garrison.sock), so `garrison decisions list`, `garrison nft status` or
+    # `garrison check` work for root without flags.
     environment.variables.GARRISON_CONFIG = configPath;
 
     networking.firewall.allowedTCPPorts = optional cfg.openFirewall listenPort;
-
-    # A restart of nftables.service ends with `nft flush ruleset` when it flushes; garrison is
-    # reloaded afterwards so it puts its table back (reloads are covered by
-    # ReloadPropagatedFrom below). Non-blocking: nftables is ordered before garrison.
-    systemd.services.nftables = mkIf (enforces && nftablesFirewall) {
-      serviceConfig.ExecStartPost = [
-        "-${config.systemd.package}/bin/systemctl --no-block try-reload-or-restart ${unitName}.service"
-      ];
-    };
 
     systemd.services.${unitName} = {
       description = "garrison intrusion prevention";
       documentation = [ "file://${cfg.package}/share/garrison/schemas/garrison.schema.json" ];
       wantedBy = [ "multi-user.target" ];
-      # The firewall first: a boot-time `flush ruleset` must not remove garrison's table.
+      # The firewall first, so its boot-time ruleset load happens before garrison creates its
+      # table. Later reloads and restarts of nftables.service, even `flush ruleset`, need no
+      # hook: garrison checks its table twice a second and rebuilds and refills it.
       after = [
         "network.target"
         "nftables.service"
         "firewall.service"
-      ];
-      unitConfig.ReloadPropagatedFrom = optionals (enforces && nftablesFirewall) [ "nftables.service" ];
+      ]
+      ++ optional needsNetwork "network-online.target";
+      # Blocklist downloads and the Central API pull at start.
+      wants = optional needsNetwork "network-online.target";
       # The configuration is read from /etc, so a changed configuration is a reload (SIGHUP,
       # state and bans kept), not a restart.
       reloadTriggers = [ checkedConfig ];
@@ -445,8 +505,13 @@ in
       path = optional enforces pkgs.nftables ++ [ config.systemd.package ];
 
       serviceConfig = {
+        # READY=1 once the first nftables sync holds every active ban; RELOADING=1/READY=1
+        # around SIGHUP reloads.
         Type = "notify";
         NotifyAccess = "main";
+        # The engine thread feeds the watchdog (every WatchdogSec/2): a stuck engine gets
+        # the service restarted.
+        WatchdogSec = "60s";
         ExecStart = "${lib.getExe cfg.package} run --config ${configPath}";
         ExecReload = "${pkgs.coreutils}/bin/kill -HUP $MAINPID";
         Restart = "on-failure";
@@ -463,13 +528,19 @@ in
         ]
         ++ optional (cfg.acquisitions.nginx.enable && config.services.nginx.enable) config.services.nginx.group
         ++ cfg.extraGroups;
+        # The database, file and journal cursors, Central API credentials, and the admin
+        # socket garrison.sock: the daemon's alone (root reaches it through
+        # /var/lib/garrison -> /var/lib/private/garrison).
         StateDirectory = "garrison";
-        StateDirectoryMode = "0750";
-        RuntimeDirectory = "garrison";
-        RuntimeDirectoryMode = "0750";
+        StateDirectoryMode = "0700";
         WorkingDirectory = "%S/garrison";
         ReadWritePaths = optional (stateDir != defaultStateDir) stateDir;
-        LoadCredential = lib.mapAttrsToList (name: b: "${name}:${b.keyFile}") cfg.bouncers;
+        LoadCredential =
+          lib.mapAttrsToList (name: b: "${name}:${b.keyFile}") cfg.bouncers
+          ++ optionals (cfg.lapi.tls != null) [
+            "lapi-tls-cert:${cfg.lapi.tls.certFile}"
+            "lapi-tls-key:${cfg.lapi.tls.keyFile}"
+          ];
         UMask = "0077";
 
         # Only what nftables needs; inherited by an `nft` child (ambient), never more.

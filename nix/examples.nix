@@ -16,6 +16,10 @@
       journalMatches = [ "_SYSTEMD_UNIT=nginx.service" ];
     };
     lapi.listen = "0.0.0.0:8080";
+    lapi.tls = {
+      certFile = "/var/lib/acme/lapi.example.org/fullchain.pem";
+      keyFile = "/var/lib/acme/lapi.example.org/key.pem";
+    };
     bouncers = {
       firewall.keyFile = "/run/secrets/garrison-firewall-bouncer";
       edge-router.keyFile = "/run/secrets/garrison-edge-router";
@@ -62,6 +66,55 @@
         "forward"
       ];
       enforcement.admin-cidrs = [ "2001:db8:ffff::/48" ];
+    };
+  };
+
+  # The rest of the daemon: Central API (receive only), agent mode pushing to another
+  # Local API, a syslog listener next to the journal shortcut, blocklists from a URL (JSON)
+  # and from a local file, an explicit admin socket, and no local enforcement.
+  central-agent-syslog = {
+    acquisitions.sshd = {
+      enable = true;
+      journalMatches = [
+        "_SYSTEMD_UNIT=sshd.service"
+        "SYSLOG_IDENTIFIER=sshd-session"
+        "SYSLOG_IDENTIFIER=sshd"
+      ];
+    };
+    collections = [ "postfix" ];
+    enforcement.nftables.enable = false;
+    blocklists = {
+      partners = {
+        file = "/var/lib/partner-lists/bad-hosts.txt";
+        duration = "12h";
+        refresh = "1h";
+      };
+      vendor-json = {
+        url = "https://lists.example.org/bad.json";
+        format = "json";
+        type = "ban";
+      };
+    };
+    settings = {
+      central = {
+        enable = true;
+        share-signals = false;
+        pull-interval = "4h";
+      };
+      lapi = {
+        url = "https://lapi.example.org:8080";
+        unix-socket = "/run/garrison/lapi.sock";
+      };
+      acquisitions = [
+        {
+          type = "syslog";
+          name = "mail-relay";
+          syslog = {
+            listen = "127.0.0.1:5514";
+            protocol = "udp";
+          };
+        }
+      ];
     };
   };
 }

@@ -4,11 +4,24 @@
   rustPlatform,
   rustc,
   nix,
+  procps,
 }:
 let
   cargoToml = lib.importTOML ../Cargo.toml;
   msrv = cargoToml.package.rust-version;
   fs = lib.fileset;
+  sandboxTests = [
+    "blocklists"
+    "capi"
+    "config_diagnostics"
+    "config_examples"
+    "config_robustness"
+    "daemon_acquisition"
+    "engine_reload"
+    "lapi_api"
+    "nix_module"
+    "rule_samples"
+  ];
 in
 # Cargo would refuse an older compiler anyway ("package requires rustc 1.95"); fail during
 # evaluation instead, with the remedy.
@@ -20,7 +33,8 @@ rustPlatform.buildRustPackage {
   pname = cargoToml.package.name;
   inherit (cargoToml.package) version;
 
-  # Only what the build and its tests read, so editing the README rebuilds nothing.
+  # Only what the build and its tests read (tests/nix_module.rs checks the README's
+  # NixOS example against the module).
   # maybeMissing: build.rs and some directories appear with the daemon and the rules.
   src = fs.toSource {
     root = ../.;
@@ -28,6 +42,7 @@ rustPlatform.buildRustPackage {
       map fs.maybeMissing [
         ../Cargo.toml
         ../Cargo.lock
+        ../README.md
         ../build.rs
         ../src
         ../rules
@@ -46,8 +61,25 @@ rustPlatform.buildRustPackage {
 
   cargoLock.lockFile = ../Cargo.lock;
 
-  # tests/nix_module.rs runs nix-instantiate (--parse and --eval only, nothing is built).
-  nativeCheckInputs = [ nix ];
+  # The tests that can run in the build sandbox. The others never skip, by design, and
+  # need what a sandbox lacks: root and network namespaces (e2e_netns, enforce_kernel,
+  # firewall_bouncer), Debian's crowdsec and pycrowdsec (lapi_interop), or the corpora in
+  # ../shared, outside this repository (hub_parity, fail2ban_corpus, and some of the
+  # library's unit tests). CI runs all of them (tests/run.sh).
+  cargoTestFlags = [
+    "--bins"
+  ]
+  ++ lib.concatMap (t: [
+    "--test"
+    t
+  ]) sandboxTests;
+
+  # tests/nix_module.rs runs nix-instantiate (--parse and --eval only, nothing is built);
+  # capi and daemon_acquisition signal the daemon with `kill`.
+  nativeCheckInputs = [
+    nix
+    procps
+  ];
   preCheck = ''
     # A private, empty store and state for nix-instantiate inside the build sandbox.
     export NIX_TEST_ROOT="$TMPDIR/nix-test"

@@ -16,7 +16,8 @@
   whitelist ? [ ],
   # services.garrison.enforcement.nftables.enable.
   enforcement ? { },
-  # services.garrison.lapi.listen.
+  # services.garrison.lapi: { listen, tls = null | { certFile, keyFile } }. Like the
+  # bouncers' keys, the TLS files reach the daemon as systemd credentials.
   lapi ? { },
   # services.garrison.bouncers: name -> { keyFile }. Only the names are used here: the key
   # files reach the daemon as systemd credentials, never through the configuration.
@@ -94,6 +95,8 @@ let
     ++ optional nginx.enable "nginx";
 
   renderBlocklist = name: b: stripNulls ({ inherit name; } // removeAttrs b [ "_module" ]);
+
+  tls = lapi.tls or null;
 in
 base
 // {
@@ -110,7 +113,18 @@ base
     bouncer-key-files =
       ((section "lapi").bouncer-key-files or { })
       // mapAttrs (name: _: "${credentialsDirectory}/${name}") bouncers;
-  };
+  }
+  // (
+    if tls == null then
+      { }
+    else
+      {
+        tls = {
+          cert = "${credentialsDirectory}/lapi-tls-cert";
+          key = "${credentialsDirectory}/lapi-tls-key";
+        };
+      }
+  );
   blocklists =
     map (name: renderBlocklist name blocklists.${name}) (attrNames blocklists)
     ++ toList (base.blocklists or [ ]);

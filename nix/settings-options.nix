@@ -11,8 +11,9 @@
 # Names are the config's own kebab-case keys. Everything not declared here stays freeform
 # (any JSON) and is checked by `garrison check` when the system is built.
 # Some keys are deliberately missing because a top-level module option owns them:
-# `lapi.listen` (services.garrison.lapi.listen) and `enforcement.enable`
-# (services.garrison.enforcement.nftables.enable).
+# `lapi.listen` (services.garrison.lapi.listen), `lapi.tls` (services.garrison.lapi.tls,
+# systemd credentials), `lapi.bouncer-key-files` (services.garrison.bouncers) and
+# `enforcement.enable` (services.garrison.enforcement.nftables.enable).
 {
   daemon = {
     description = "Daemon-wide settings: state directory and logging.";
@@ -149,9 +150,14 @@
       };
       unix-socket = {
         type = "nullOrStr";
-        default = "/run/garrison/lapi.sock";
-        moduleDefault = "the `garrison` CLI on the host talks to the daemon through it; /run/garrison is the unit's RuntimeDirectory";
-        description = "Also listen on this Unix socket (the CLI uses it when present).";
+        default = null;
+        example = "/run/garrison/lapi.sock";
+        description = ''
+          The Unix socket of the Local API and of garrison's admin routes, which the
+          `garrison` CLI uses (`garrison decisions list`, ...). `null`: {file}`garrison.sock`
+          in `daemon.state-dir`. Whoever can open it administers garrison; with the
+          module's defaults that is root only.
+        '';
       };
       auto-register-cidrs = {
         type = "listOfStr";
@@ -173,17 +179,32 @@
       enable = {
         type = "bool";
         default = false;
-        description = "Talk to the Central API. A fresh install makes no outbound call.";
+        description = ''
+          Talk to CrowdSec's Central API: register a machine (credentials in
+          {file}`capi-credentials.json` in the state directory), pull the community
+          blocklist and the console's subscribed lists, and share signals. Off by default:
+          garrison then makes no outbound call. To enroll in the console, run
+          `garrison console enroll KEY` as root once the daemon has registered (the
+          credentials file exists), so that it reuses the daemon's credentials.
+        '';
       };
       share-signals = {
         type = "bool";
         default = true;
-        description = "Share anonymised signals (scenario, source, times; never log content).";
+        description = ''
+          Send a signal for each local alert (scenario, source address, times, decisions;
+          never log lines or events). `false` only receives.
+        '';
       };
       pull-interval = {
         type = "duration";
         default = "2h";
-        description = "How often to pull the community blocklist.";
+        description = "How often to pull the community blocklist (deltas; ± 1/24 of jitter).";
+      };
+      url = {
+        type = "str";
+        default = "https://api.crowdsec.net/";
+        description = "The Central API's URL.";
       };
     };
   };

@@ -50,13 +50,13 @@
 
   # Python helpers for the test scripts.
   python = ''
+    import json
+
     SSH_OPTS = (
         "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
         " -o PreferredAuthentications=password -o PubkeyAuthentication=no"
         " -o ConnectTimeout=5"
     )
-    # The CLI finds the daemon (Local API socket) through the configuration.
-    GARRISON = "GARRISON_CONFIG=/etc/garrison/garrison.json garrison"
 
 
     def brute_force(machine, target, attempts=12):
@@ -71,7 +71,27 @@
 
 
     def banned(ip, table="garrison"):
-        """Shell test: the address is an element of garrison's nftables table."""
-        return f"nft list table inet {table} | grep -qwF -- '{ip}'"
+        """Shell test: the address is an element of garrison's set for single addresses
+        (banned-ipv4 or banned-ipv6 in `inet garrison`), asked to the kernel."""
+        family = "ipv6" if ":" in ip else "ipv4"
+        return f"nft get element inet {table} banned-{family} '{{ {ip} }}'"
+
+
+    def decisions(machine, ip):
+        """The daemon's active decisions for an address, through the CLI (which finds the
+        admin socket from GARRISON_CONFIG, set by the module for every login shell)."""
+        out = json.loads(machine.succeed(f"garrison decisions list -o json --ip '{ip}'"))
+        return [d for d in out["decisions"] if d["value"] == ip]
+
+
+    def assert_banned_by_garrison(machine, ip):
+        found = decisions(machine, ip)
+        assert any(d["type"] == "ban" for d in found), f"no ban decision for {ip}: {found}"
+
+
+    def unban(machine, ip):
+        machine.succeed(f"garrison decisions delete --ip '{ip}'")
+        machine.wait_until_fails(banned(ip), timeout=30)
+        assert decisions(machine, ip) == [], f"{ip} still has decisions"
   '';
 }

@@ -1,5 +1,5 @@
-# IPv6: a brute force over IPv6 bans the IPv6 source (and only that address), and a
-# whitelisted IPv6 client that fails just as often is never banned.
+# (c) IPv6: a brute force over IPv6 bans the IPv6 source (set banned-ipv6, and only that
+# address), and a whitelisted IPv6 client that fails just as often is never banned.
 { self }:
 let
   common = import ./common.nix;
@@ -46,7 +46,7 @@ in
           brute_force(attacker, f"alice@{SERVER6}")
           server.wait_until_succeeds(banned(ATTACKER6), timeout=60)
           attacker.fail(f"nc -6 -w3 -z {SERVER6} 22")
-          server.succeed(f"{GARRISON} decisions list | grep -wF -- '{ATTACKER6}'")
+          assert_banned_by_garrison(server, ATTACKER6)
 
       with subtest("only that address: the attacker's IPv4 address is not banned"):
           server.fail(banned(ATTACKER4))
@@ -56,11 +56,11 @@ in
           brute_force(client, f"alice@{SERVER6}")
           server.sleep(10)
           server.fail(banned(CLIENT6))
+          assert decisions(server, CLIENT6) == []
           client.succeed(f"sshpass -p foobar ssh {SSH_OPTS} alice@{SERVER6} true")
 
       with subtest("deleting the decision unbans"):
-          server.succeed(f"{GARRISON} decisions delete --ip '{ATTACKER6}'")
-          server.wait_until_fails(banned(ATTACKER6), timeout=30)
+          unban(server, ATTACKER6)
           attacker.wait_until_succeeds(f"nc -6 -w3 -z {SERVER6} 22", timeout=30)
     '';
 }

@@ -1,6 +1,7 @@
-# Bans survive the firewall: `systemctl reload nftables` and `systemctl restart nftables`
-# keep the attacker out. The server flushes the whole ruleset on every reload
-# (flushRuleset), the hard case: garrison's table is removed and must come back.
+# (e) Bans survive the firewall: `systemctl reload nftables` and `systemctl restart
+# nftables` keep the attacker out. The server flushes the whole ruleset on every reload
+# (flushRuleset), the hard case: garrison's table is removed, and garrison itself (not a
+# restart: its main PID stays) rebuilds it and its bans from the database.
 { self }:
 let
   common = import ./common.nix;
@@ -40,6 +41,7 @@ in
           brute_force(attacker, f"alice@{SERVER}")
           server.wait_until_succeeds(banned(ATTACKER), timeout=60)
           attacker.fail(f"nc -w3 -z {SERVER} 22")
+          pid = server.succeed("systemctl show garrison.service -p MainPID --value").strip()
 
       with subtest("the ban survives systemctl reload nftables"):
           server.succeed("systemctl reload nftables.service")
@@ -52,6 +54,14 @@ in
           server.wait_until_succeeds(banned(ATTACKER), timeout=30)
           attacker.fail(f"nc -w3 -z {SERVER} 22")
           server.succeed("systemctl is-active garrison.service")
+          after = server.succeed("systemctl show garrison.service -p MainPID --value").strip()
+          assert after == pid, f"garrison was restarted ({pid} -> {after}); it should repair its table"
+          assert_banned_by_garrison(server, ATTACKER)
+
+      with subtest("a plain `nft flush ruleset` is repaired too"):
+          server.succeed("nft flush ruleset")
+          server.wait_until_succeeds(banned(ATTACKER), timeout=10)
+          attacker.fail(f"nc -w3 -z {SERVER} 22")
 
     '';
 }

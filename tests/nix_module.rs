@@ -1,6 +1,8 @@
 //! The Nix side, checked offline (no Nix store, no nixpkgs): every `.nix` file parses,
-//! `nix/render.nix` turns example module options into configurations that `garrison check`
-//! accepts, and the typed options of `services.garrison.settings` agree with
+//! `nix/render.nix` turns example module options (`nix/examples.nix`, and the
+//! `configuration.nix` of README.md's NixOS section) into configurations that
+//! `garrison check` accepts, every option the README's example sets is declared by the
+//! module, and the typed options of `services.garrison.settings` agree with
 //! `schemas/garrison.schema.json`.
 //!
 //! Needs `nix-instantiate` (Debian: `nix-bin`); the tests fail, loudly, without it.
@@ -123,19 +125,217 @@ fn every_nix_file_parses() {
 // ---------------------------------------------------------------------------------------
 // Rendering: nix/render.nix on nix/examples.nix, then `garrison check`.
 
+/// Module options that are not part of the daemon's configuration (render.nix takes
+/// none of them).
+const UNIT_ONLY_OPTIONS: &[&str] = &[
+    "enable",
+    "package",
+    "openFirewall",
+    "extraGroups",
+    "checkConfig",
+];
+
+/// The rendered configurations: every example of `nix/examples.nix`, and the README's
+/// `configuration.nix` as `readme`.
 fn rendered_examples() -> serde_json::Map<String, Value> {
     let v = eval_json("builtins.mapAttrs (_: import ./nix/render.nix) (import ./nix/examples.nix)");
-    let map = v
+    let mut map = v
         .as_object()
         .expect("an attribute set of configurations")
         .clone();
-    for name in ["sshd-only", "web-bouncer-blocklist", "ipv6-whitelist"] {
+    for name in [
+        "sshd-only",
+        "web-bouncer-blocklist",
+        "ipv6-whitelist",
+        "central-agent-syslog",
+    ] {
         assert!(
             map.contains_key(name),
             "nix/examples.nix lost the `{name}` example"
         );
     }
+    let readme = readme_configuration();
+    let unit_only: Vec<String> = UNIT_ONLY_OPTIONS
+        .iter()
+        .map(|o| format!("\"{o}\""))
+        .collect();
+    let rendered = eval_json(&format!(
+        "import ./nix/render.nix (builtins.removeAttrs ((import {}) {{ }}).services.garrison [ {} ])",
+        readme.display(),
+        unit_only.join(" ")
+    ));
+    map.insert("readme".into(), rendered);
     map
+}
+
+/// The `configuration.nix` example of README.md's NixOS section, written to a file.
+fn readme_configuration() -> PathBuf {
+    static FILE: OnceLock<PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+        let section = readme
+            .split("\n## NixOS module\n")
+            .nth(1)
+            .expect("README.md has a `## NixOS module` section");
+        let start = section
+            .find("```nix\n# configuration.nix\n")
+            .expect("the NixOS section has a ```nix block starting with `# configuration.nix`")
+            + "```nix\n".len();
+        let len = section[start..]
+            .find("\n```")
+            .expect("the configuration.nix block ends");
+        let file = std::env::temp_dir().join(format!(
+            "garrison-readme-configuration-{}.nix",
+            std::process::id()
+        ));
+        std::fs::write(&file, &section[start..start + len + 1]).expect("write the example");
+        file
+    })
+    .clone()
+}
+
+/// The options the module declares under `services.garrison`, as dotted paths, read from
+/// its source by indentation (the module needs nixpkgs to evaluate). A submodule option
+/// contributes `<option>.<sub-option>`, an attribute set of them `<option>.*.<sub-option>`.
+fn module_option_paths() -> BTreeSet<String> {
+    let text =
+        std::fs::read_to_string(root().join("modules/garrison.nix")).expect("modules/garrison.nix");
+    let start = text
+        .find("  options.services.garrison = {\n")
+        .expect("the module declares options.services.garrison");
+    let end = start
+        + text[start..]
+            .find("\n  config = ")
+            .expect("the module has a config section");
+    let indent_of = |l: &str| l.len() - l.trim_start().len();
+    let is_name = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
+    };
+    let mut out = BTreeSet::new();
+    let mut groups: Vec<(usize, String)> = Vec::new();
+    let mut lines = text[start..end].lines().skip(1);
+    while let Some(line) = lines.next() {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let indent = indent_of(line);
+        while groups.last().is_some_and(|(i, _)| *i >= indent) {
+            groups.pop();
+        }
+        let Some((name, rhs)) = line.trim().split_once(" = ") else {
+            continue;
+        };
+        if !is_name(name) {
+            continue;
+        }
+        let full = match groups.last() {
+            Some((_, prefix)) => format!("{prefix}.{name}"),
+            None => name.to_string(),
+        };
+        if rhs == "{" {
+            groups.push((indent, full));
+            continue;
+        }
+        if !["mkOption", "mkEnableOption", "mkPackageOption"]
+            .iter()
+            .any(|f| rhs.starts_with(f))
+        {
+            continue;
+        }
+        if rhs.ends_with('{') {
+            // The option's body, up to the brace closing it.
+            let mut body = Vec::new();
+            for l in lines.by_ref() {
+                if indent_of(l) == indent && l.trim_start().starts_with('}') {
+                    break;
+                }
+                body.push(l.trim());
+            }
+            if body.iter().any(|l| l.contains("types.submodule")) {
+                // attrsOf (submodule ...): one level of names chosen by the user.
+                let names = if body.iter().any(|l| l.contains("types.attrsOf")) {
+                    ".*"
+                } else {
+                    ""
+                };
+                for l in body {
+                    let l = l.strip_prefix("options.").unwrap_or(l);
+                    if let Some((sub, rest)) = l.split_once(" = ")
+                        && rest.starts_with("mkOption")
+                        && is_name(sub)
+                    {
+                        out.insert(format!("{full}{names}.{sub}"));
+                    }
+                }
+            }
+        }
+        out.insert(full);
+    }
+    out
+}
+
+#[test]
+fn readme_example_sets_only_options_the_module_declares() {
+    let declared = module_option_paths();
+    for expected in [
+        "enable",
+        "package",
+        "settings",
+        "acquisitions.sshd.enable",
+        "acquisitions.nginx.files",
+        "enforcement.nftables.enable",
+        "lapi.listen",
+        "bouncers",
+        "bouncers.*.keyFile",
+        "blocklists.*.url",
+        "blocklists.*.refresh",
+        "lapi.tls.keyFile",
+        "openFirewall",
+    ] {
+        assert!(
+            declared.contains(expected),
+            "reading the module's options went wrong: no `{expected}` in {declared:?}"
+        );
+    }
+    let readme = readme_configuration();
+    let used = eval_json(&format!(
+        r#"let
+             g = ((import {}) {{ }}).services.garrison;
+             flat = prefix: v:
+               if builtins.isAttrs v && prefix != [ "settings" ] then
+                 builtins.concatLists (map (n: flat (prefix ++ [ n ]) v.${{n}}) (builtins.attrNames v))
+               else [ prefix ];
+           in flat [ ] g"#,
+        readme.display()
+    ));
+    let mut missing = Vec::new();
+    let used = used.as_array().expect("a list of option paths");
+    assert!(
+        used.len() >= 10,
+        "the README example sets few options: {used:?}"
+    );
+    for path in used {
+        let mut segs: Vec<&str> = path
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        // bouncers.<name>.keyFile, blocklists.<name>.url: the names are the user's.
+        if matches!(segs.first(), Some(&"bouncers") | Some(&"blocklists")) && segs.len() > 2 {
+            segs[1] = "*";
+        }
+        let name = segs.join(".");
+        if !declared.contains(&name) {
+            missing.push(format!("services.garrison.{name}"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "README.md's configuration.nix sets options modules/garrison.nix does not declare: {missing:?}"
+    );
 }
 
 #[test]
@@ -177,6 +377,13 @@ fn rendered_examples_have_the_expected_shape() {
 
     let web = &ex["web-bouncer-blocklist"];
     assert_eq!(
+        web["lapi"]["tls"],
+        serde_json::json!({
+            "cert": "/run/credentials/garrison.service/lapi-tls-cert",
+            "key": "/run/credentials/garrison.service/lapi-tls-key",
+        })
+    );
+    assert_eq!(
         web["lapi"]["bouncer-key-files"],
         serde_json::json!({
             "edge-router": "/run/credentials/garrison.service/edge-router",
@@ -185,8 +392,8 @@ fn rendered_examples_have_the_expected_shape() {
     );
     let text = web.to_string();
     assert!(
-        !text.contains("/run/secrets"),
-        "a bouncer's key file path leaked into the configuration: {text}"
+        !text.contains("/run/secrets") && !text.contains("/var/lib/acme"),
+        "a secret's path leaked into the configuration instead of its credential: {text}"
     );
     assert_eq!(web["lapi"]["listen"], "0.0.0.0:8080");
     assert_eq!(web["blocklists"][0]["name"], "firehol-level1");
@@ -215,6 +422,60 @@ fn rendered_examples_have_the_expected_shape() {
         ])
     );
     assert_eq!(v6["lapi"]["listen"], "[::1]:8080");
+
+    let agent = &ex["central-agent-syslog"];
+    assert_eq!(agent["enforcement"]["enable"], false);
+    assert_eq!(
+        agent["central"],
+        serde_json::json!({"enable": true, "share-signals": false, "pull-interval": "4h"})
+    );
+    assert_eq!(agent["lapi"]["url"], "https://lapi.example.org:8080");
+    assert_eq!(agent["lapi"]["unix-socket"], "/run/garrison/lapi.sock");
+    let acqs = agent["acquisitions"].as_array().unwrap();
+    assert_eq!(acqs.len(), 2, "the shortcut, then the raw syslog listener");
+    assert_eq!(acqs[0]["journald"].as_array().unwrap().len(), 3);
+    assert_eq!(acqs[1]["syslog"]["listen"], "127.0.0.1:5514");
+    let lists: Vec<(&str, Option<&str>, Option<&str>)> = agent["blocklists"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["name"].as_str().unwrap(),
+                b["url"].as_str(),
+                b["file"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lists,
+        [
+            (
+                "partners",
+                None,
+                Some("/var/lib/partner-lists/bad-hosts.txt")
+            ),
+            (
+                "vendor-json",
+                Some("https://lists.example.org/bad.json"),
+                None
+            ),
+        ]
+    );
+    assert_eq!(
+        agent["collections"],
+        serde_json::json!(["linux", "sshd", "postfix"])
+    );
+
+    // The README's configuration.nix: its bouncer key is a credential, never the secret's path.
+    let readme = &ex["readme"];
+    assert_eq!(
+        readme["lapi"]["bouncer-key-files"],
+        serde_json::json!({"edge-router": "/run/credentials/garrison.service/edge-router"})
+    );
+    assert!(!readme.to_string().contains("/run/secrets"));
+    assert_eq!(readme["central"]["enable"], true);
+    assert_eq!(readme["acquisitions"].as_array().unwrap().len(), 2);
 }
 
 #[test]
@@ -450,6 +711,7 @@ fn module_settings_options_exist_in_the_schema() {
         "enforcement.enable",
         "lapi.listen",
         "lapi.bouncer-key-files",
+        "lapi.tls",
     ] {
         let segs: Vec<String> = path.split('.').map(String::from).collect();
         if property(&schema, &segs).is_none() {
@@ -520,4 +782,30 @@ fn rendered_examples_only_use_schema_keys() {
         "rendered keys the schema does not know:\n{}",
         errors.join("\n")
     );
+}
+
+#[test]
+fn the_package_runs_tests_that_exist() {
+    // nix/package.nix names the integration tests the build sandbox runs; a renamed or
+    // deleted test must not silently drop out (cargo would fail the build, but only there).
+    let text = std::fs::read_to_string(root().join("nix/package.nix")).expect("nix/package.nix");
+    let start = text
+        .find("sandboxTests = [")
+        .expect("nix/package.nix lists sandboxTests")
+        + "sandboxTests = [".len();
+    let end = start + text[start..].find("];").expect("the list ends");
+    let names: Vec<&str> = text[start..end]
+        .split_whitespace()
+        .map(|n| n.trim_matches('"'))
+        .collect();
+    assert!(
+        names.contains(&"nix_module"),
+        "the package must run this test: {names:?}"
+    );
+    for name in names {
+        assert!(
+            root().join("tests").join(format!("{name}.rs")).is_file(),
+            "nix/package.nix runs tests/{name}.rs, which does not exist"
+        );
+    }
 }
