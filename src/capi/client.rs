@@ -86,6 +86,15 @@ impl Credentials {
         // `mode` only applies to a new file: a leftover temporary file keeps its bits.
         f.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(err)?;
+        // `garrison console enroll` run by root before the daemon registered must not leave
+        // a file the daemon's (dynamic) user cannot read: the file takes the owner of the
+        // state directory. For anyone but root this is a no-op or refused, and ignored.
+        if let Some(dir) = path.parent()
+            && let Ok(meta) = std::fs::metadata(dir)
+        {
+            use std::os::unix::fs::MetadataExt;
+            let _ = std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid()));
+        }
         f.write_all(text.as_bytes()).map_err(err)?;
         f.sync_all().map_err(err)?;
         std::fs::rename(&tmp, path).map_err(err)
@@ -438,6 +447,24 @@ mod tests {
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(Credentials::read(&path), Ok(Some(c)));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn credentials_file_takes_the_owner_of_the_state_directory() {
+        use std::os::unix::fs::MetadataExt;
+        // Only root can give a file away (as `garrison console enroll` does under sudo).
+        let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+        assert_eq!(uid, Some(0), "this test needs root (CI runs as root)");
+        let dir =
+            std::env::temp_dir().join(format!("garrison-capi-owner-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).expect("chown dir");
+        let path = dir.join(CREDENTIALS_FILE);
+        let c = Credentials::generate("http://127.0.0.1:1/").expect("randomness");
+        c.write(&path).expect("write");
+        let meta = std::fs::metadata(&path).expect("meta");
+        assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
         let _ = std::fs::remove_dir_all(dir);
     }
 }
