@@ -4,15 +4,19 @@
 use crate::config::model::BlocklistFormat;
 use crate::store::Target;
 use ipnet::IpNet;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// How many invalid entries a refresh keeps as a sample for its log line.
 const SAMPLE: usize = 5;
 
-/// A parsed list.
+/// A parsed list. Single IPv4 addresses, nearly all of a big list, are kept as 4-byte
+/// integers (a million of them: 4 MB, where `Target`s would take 40 MB).
 #[derive(Debug, Default)]
 pub struct Parsed {
-    /// The addresses and ranges, in order (duplicates included).
-    pub entries: Vec<Target>,
+    /// The single IPv4 addresses, in order (duplicates included).
+    pub v4: Vec<u32>,
+    /// The other addresses and the ranges, in order (duplicates included).
+    pub other: Vec<Target>,
     /// Entries that are neither an address nor a CIDR range.
     pub invalid: usize,
     /// A few of them, for the log.
@@ -20,9 +24,33 @@ pub struct Parsed {
 }
 
 impl Parsed {
+    /// Valid entries (duplicates included).
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.other.len()
+    }
+
+    /// True when there is no valid entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every valid entry as a [`Target`]: the IPv4 addresses first, then the others.
+    pub fn entries(&self) -> impl Iterator<Item = Target> + '_ {
+        self.v4
+            .iter()
+            .map(|a| Target::Ip(IpAddr::V4(Ipv4Addr::from(*a))))
+            .chain(self.other.iter().cloned())
+    }
+
     fn push(&mut self, raw: &str) {
+        // The common case first: a plain IPv4 address, parsed without building a Target.
+        if let Ok(a) = raw.parse::<Ipv4Addr>() {
+            self.v4.push(u32::from(a));
+            return;
+        }
         match entry(raw) {
-            Some(t) => self.entries.push(t),
+            Some(Target::Ip(IpAddr::V4(a))) => self.v4.push(u32::from(a)),
+            Some(t) => self.other.push(t),
             None => self.bad(raw),
         }
     }
@@ -36,11 +64,11 @@ impl Parsed {
 
     /// Rejects what is more garbage than list (an HTML error page, a binary file).
     fn check(self) -> Result<Parsed, String> {
-        if self.invalid > 0 && self.invalid > self.entries.len() {
+        if self.invalid > 0 && self.invalid > self.len() {
             return Err(format!(
                 "not a list: {} invalid entries for {} valid (first: {:?})",
                 self.invalid,
-                self.entries.len(),
+                self.len(),
                 self.sample
             ));
         }
@@ -119,7 +147,7 @@ mod tests {
     use super::*;
 
     fn values(p: &Parsed) -> Vec<String> {
-        p.entries.iter().map(Target::value).collect()
+        p.entries().map(|t| t.value()).collect()
     }
 
     #[test]
@@ -128,17 +156,18 @@ mod tests {
                     203.0.113.7\tsome trailing words\n2001:db8::/32\n::ffff:192.0.2.9\n\
                     10.0.0.5/32\n192.0.2.1\n  192.0.2.77 ;x\nnot-an-ip\n";
         let p = parse(text.as_bytes(), BlocklistFormat::Text).expect("a list");
+        // IPv4 addresses (including mapped and /32 forms) first, in order, then the rest.
         assert_eq!(
             values(&p),
             [
                 "192.0.2.1",
-                "198.51.100.0/24",
                 "203.0.113.7",
-                "2001:db8::/32",
                 "192.0.2.9",
                 "10.0.0.5",
                 "192.0.2.1",
-                "192.0.2.77"
+                "192.0.2.77",
+                "198.51.100.0/24",
+                "2001:db8::/32",
             ]
         );
         assert_eq!(p.invalid, 1);
@@ -150,7 +179,7 @@ mod tests {
         let json =
             r#"["192.0.2.1", {"value": "198.51.100.0/24"}, {"ip": "203.0.113.7"}, 42, "bad"]"#;
         let p = parse(json.as_bytes(), BlocklistFormat::Json).expect("a list");
-        assert_eq!(values(&p), ["192.0.2.1", "198.51.100.0/24", "203.0.113.7"]);
+        assert_eq!(values(&p), ["192.0.2.1", "203.0.113.7", "198.51.100.0/24"]);
         assert_eq!(p.invalid, 2);
     }
 
@@ -164,6 +193,6 @@ mod tests {
         assert!(parse(&[0xff, 0xfe, 0x00, 0x01], BlocklistFormat::Text).is_err());
         // Comments only: a valid, empty list.
         let p = parse(b"# nothing today\n", BlocklistFormat::Text).expect("empty list");
-        assert!(p.entries.is_empty());
+        assert!(p.is_empty());
     }
 }
