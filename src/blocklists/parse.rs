@@ -108,6 +108,16 @@ fn parse_text(bytes: &[u8]) -> Result<Parsed, String> {
         .map_err(|e| format!("not UTF-8 text (at byte {})", e.valid_up_to()))?;
     let mut out = Parsed::default();
     for line in text.lines() {
+        // Fast path for the usual line, a bare IPv4 address (a million of them in a
+        // community list): no search for comments, no UTF-8 field splitting.
+        let t = line.trim_start().as_bytes();
+        if let Some((addr, n)) = dotted_quad(t)
+            && t.get(n)
+                .is_none_or(|c| c.is_ascii_whitespace() || *c == b'#' || *c == b';')
+        {
+            out.v4.push(addr);
+            continue;
+        }
         let line = match line.find(['#', ';']) {
             Some(i) => &line[..i],
             None => line,
@@ -119,6 +129,36 @@ fn parse_text(bytes: &[u8]) -> Result<Parsed, String> {
         out.push(field);
     }
     out.check()
+}
+
+/// A dotted-quad IPv4 address at the start of `b` and its length in bytes; `None` for
+/// anything else, including octets with a leading zero (which `Ipv4Addr`'s parser refuses
+/// too, so both paths accept the same addresses).
+fn dotted_quad(b: &[u8]) -> Option<(u32, usize)> {
+    let mut addr: u32 = 0;
+    let mut i = 0;
+    for part in 0..4 {
+        if part > 0 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut v: u32 = 0;
+        while i - start < 3
+            && let Some(d) = b.get(i).filter(|c| c.is_ascii_digit())
+        {
+            v = v * 10 + u32::from(d - b'0');
+            i += 1;
+        }
+        let len = i - start;
+        if len == 0 || v > 255 || (len > 1 && b[start] == b'0') {
+            return None;
+        }
+        addr = addr << 8 | v;
+    }
+    Some((addr, i))
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Parsed, String> {
@@ -180,6 +220,36 @@ mod tests {
             r#"["192.0.2.1", {"value": "198.51.100.0/24"}, {"ip": "203.0.113.7"}, 42, "bad"]"#;
         let p = parse(json.as_bytes(), BlocklistFormat::Json).expect("a list");
         assert_eq!(values(&p), ["192.0.2.1", "203.0.113.7", "198.51.100.0/24"]);
+        assert_eq!(p.invalid, 2);
+    }
+
+    #[test]
+    fn the_fast_path_accepts_what_the_address_parser_accepts() {
+        for ok in ["0.0.0.0", "255.255.255.255", "10.0.0.1", "192.168.100.200"] {
+            let std: std::net::Ipv4Addr = ok.parse().expect("valid");
+            assert_eq!(
+                dotted_quad(ok.as_bytes()),
+                Some((u32::from(std), ok.len())),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "256.0.0.1",
+            "1.2.3",
+            "01.2.3.4",
+            "1..2.3",
+            "1.2.3.1000",
+            "a.b.c.d",
+            "",
+        ] {
+            let whole = dotted_quad(bad.as_bytes()).is_some_and(|(_, n)| n == bad.len());
+            assert!(!whole, "{bad}");
+            assert!(bad.parse::<std::net::Ipv4Addr>().is_err(), "{bad}");
+        }
+        // A longer last octet is not a shorter address followed by junk.
+        let text = b"1.2.3.1000\n1.2.3.4x\n5.6.7.8\n9.9.9.9 # x\n10.0.0.1;y\n";
+        let p = parse(text, BlocklistFormat::Text).expect("list");
+        assert_eq!(values(&p), ["5.6.7.8", "9.9.9.9", "10.0.0.1"]);
         assert_eq!(p.invalid, 2);
     }
 

@@ -286,6 +286,12 @@ impl Slots {
     }
 
     fn get(&self, id: i64) -> Option<&Decision> {
+        // The decision just added is looked up at once (to announce it): no search.
+        if let Some(last) = self.items.last()
+            && last.id == id
+        {
+            return (!self.dead[self.items.len() - 1]).then_some(last);
+        }
         match self.position(id) {
             Ok(i) if !self.dead[i] => Some(&self.items[i]),
             _ => None,
