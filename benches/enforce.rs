@@ -8,7 +8,8 @@
 //! (a) latency: 1,000 single bans, one at a time; each is timed from `add()` until a
 //!     netlink GET of that element (polled) finds it in the kernel.
 //! (b) 1,000,000 IPv4 bans (24 h, comment `lists:bench #<id>`): the netlink path fed by
-//!     `add()`, the netlink path loading them from `snapshot()` at start, and `nft -j -f -`
+//!     `add()`, the netlink path loading them from a streamed snapshot at start (as the
+//!     daemon does, `spawn_streaming`), and `nft -j -f -`
 //!     with the same elements as JSON (streamed into nft's stdin), plus `nft -f -` text for
 //!     reference. Peak memory = this process's VmHWM + the largest child's ru_maxrss.
 
@@ -120,13 +121,21 @@ fn config() -> EnforcerConfig {
     }
 }
 
+/// The origin and reason every bulk ban shares, as the daemon shares the store's interned
+/// strings.
+fn strings() -> &'static (Arc<str>, Arc<str>) {
+    static S: std::sync::OnceLock<(Arc<str>, Arc<str>)> = std::sync::OnceLock::new();
+    S.get_or_init(|| (Arc::from("lists:bench"), Arc::from("bench")))
+}
+
 fn bulk_ban(i: u32) -> Ban {
+    let (origin, reason) = strings();
     Ban {
         id: i as i64,
         net: ipnet::IpNet::from(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))),
         expires: jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24),
-        origin: "lists:bench".into(),
-        reason: "bench".into(),
+        origin: Arc::clone(origin),
+        reason: Arc::clone(reason),
     }
 }
 
@@ -248,8 +257,10 @@ fn bulk_netlink_add() -> String {
 
 fn bulk_netlink_snapshot() -> String {
     let (t0, cpu0) = (Instant::now(), cpu_s());
-    let h =
-        enforce::spawn(config(), Arc::new(|| (0..BULK).map(bulk_ban).collect())).expect("spawn");
+    // Streamed, as the daemon does at start: the snapshot is never a Vec of a million bans.
+    let snapshot: enforce::StreamingSnapshot =
+        Arc::new(|sink: &mut dyn FnMut(Ban)| (0..BULK).map(bulk_ban).for_each(&mut *sink));
+    let h = enforce::spawn_streaming(config(), snapshot).expect("spawn");
     assert!(h.wait_synced(Duration::from_secs(120)), "{:?}", h.stats());
     let (took, cpu) = (t0.elapsed(), cpu_s() - cpu0);
     let st = h.stats();

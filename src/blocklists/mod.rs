@@ -13,10 +13,11 @@ pub mod fetch;
 pub mod parse;
 
 use crate::config::model::Blocklist;
-use crate::store::{Change, Millis, NewDecision, Store, Target, now_millis};
+use crate::store::{Change, Millis, Store, Target, now_millis};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -204,9 +205,88 @@ pub fn spawn_with(
 struct List {
     cfg: Blocklist,
     status: ListStatus,
-    /// Entries with an active decision: (decision id, end).
-    applied: HashMap<Target, (i64, Millis)>,
+    /// Entries with an active decision.
+    applied: Applied,
     due: Millis,
+}
+
+/// An IPv4 address a list has in force, with its decision: 16 bytes (the end in whole
+/// seconds is precise enough to decide renewals).
+#[derive(Debug, Clone, Copy)]
+struct V4Entry {
+    addr: u32,
+    until_s: u32,
+    id: i64,
+}
+
+impl V4Entry {
+    fn new(addr: u32, id: i64, until: Millis) -> Self {
+        let until_s = u32::try_from(until.max(0) / 1000).unwrap_or(u32::MAX);
+        V4Entry { addr, until_s, id }
+    }
+
+    /// The end, in ms (rounded down to the second).
+    fn until(&self) -> Millis {
+        Millis::from(self.until_s) * 1000
+    }
+}
+
+/// A list's entries with an active decision: entry -> (decision id, end). Single IPv4
+/// addresses, nearly all of a big list, are a vector sorted by address (24 bytes each,
+/// diffed against the next payload in one merge pass); the rest is a map.
+#[derive(Debug, Default)]
+struct Applied {
+    v4: Vec<V4Entry>,
+    other: HashMap<Target, (i64, Millis)>,
+}
+
+impl Applied {
+    fn len(&self) -> usize {
+        self.v4.len() + self.other.len()
+    }
+
+    /// Forgets the entries whose decision is one of `ids`.
+    fn forget_ids(&mut self, ids: &HashSet<i64>) {
+        self.v4.retain(|e| !ids.contains(&e.id));
+        self.other.retain(|_, (id, _)| !ids.contains(id));
+    }
+
+    /// Builds from (entry, id, end) triples; when an entry has several decisions (a
+    /// renewal interrupted by a stop) the longest is kept, ties going to the oldest, and
+    /// the others' ids are pushed to `doubles`.
+    fn from_decisions(
+        found: impl IntoIterator<Item = (Target, i64, Millis)>,
+        doubles: &mut Vec<i64>,
+    ) -> Applied {
+        let mut out = Applied::default();
+        for (t, id, until) in found {
+            match t {
+                Target::Ip(IpAddr::V4(a)) => out.v4.push(V4Entry::new(u32::from(a), id, until)),
+                t => match out.other.get_mut(&t) {
+                    Some(e) if (e.1, -e.0) >= (until, -id) => doubles.push(id),
+                    Some(e) => {
+                        doubles.push(e.0);
+                        *e = (id, until);
+                    }
+                    None => {
+                        out.other.insert(t, (id, until));
+                    }
+                },
+            }
+        }
+        out.v4
+            .sort_unstable_by_key(|e| (e.addr, std::cmp::Reverse(e.until_s), e.id));
+        let mut prev: Option<u32> = None;
+        out.v4.retain(|e| {
+            if prev == Some(e.addr) {
+                doubles.push(e.id);
+                return false;
+            }
+            prev = Some(e.addr);
+            true
+        });
+        out
+    }
 }
 
 struct Worker {
@@ -327,7 +407,7 @@ impl Worker {
                     self.lists.push(List {
                         cfg,
                         status,
-                        applied: HashMap::new(),
+                        applied: Applied::default(),
                         due,
                     });
                 }
@@ -349,7 +429,7 @@ impl Worker {
             return;
         }
         let now = now_millis();
-        let mut found: HashMap<String, HashMap<Target, (i64, Millis)>> = HashMap::new();
+        let mut found: HashMap<String, Vec<(Target, i64, Millis)>> = HashMap::new();
         let mut doubles: Vec<i64> = Vec::new();
         let mut expire: Vec<i64> = Vec::new();
         {
@@ -366,28 +446,25 @@ impl Worker {
                 if !names.iter().any(|n| n == scenario) {
                     continue;
                 }
-                let map = found.entry(scenario.to_owned()).or_default();
-                match map.get_mut(&d.target) {
-                    // A renewal interrupted by a stop: keep the longest.
-                    Some(e) if e.1 >= d.until => doubles.push(d.id),
-                    Some(e) => {
-                        doubles.push(e.0);
-                        *e = (d.id, d.until);
-                    }
-                    None => {
-                        map.insert(d.target.clone(), (d.id, d.until));
-                    }
-                }
+                found.entry(scenario.to_owned()).or_default().push((
+                    d.target.clone(),
+                    d.id,
+                    d.until,
+                ));
             }
         }
+        let mut applied: HashMap<String, Applied> = found
+            .into_iter()
+            .map(|(name, ds)| (name, Applied::from_decisions(ds, &mut doubles)))
+            .collect();
         if !dropped.is_empty() {
             let n = self.store.expire_ids(&expire);
             tracing::info!(lists = ?dropped, expired = n, "blocklists removed from the configuration");
         }
         self.store.expire_ids(&doubles);
         for l in &mut self.lists {
-            if let Some(map) = found.remove(&l.cfg.name) {
-                l.applied = map;
+            if let Some(a) = applied.remove(&l.cfg.name) {
+                l.applied = a;
             }
             // The store does not hold what the state file says was applied (a new
             // database): fetch in full.
@@ -428,7 +505,7 @@ impl Worker {
         );
         if !gone.is_empty() {
             for l in &mut self.lists {
-                l.applied.retain(|_, (id, _)| !gone.contains(id));
+                l.applied.forget_ids(&gone);
             }
         }
         let started = std::time::Instant::now();
@@ -486,10 +563,10 @@ impl Worker {
                         l.status.invalid = parsed.invalid;
                         l.status.etag = etag;
                         l.status.last_modified = last_modified;
-                        Some(parsed.entries)
+                        Some(parsed)
                     }
                 };
-                let counts = apply(&self.store, l, entries, now);
+                let counts = apply(&self.store, l, entries, now, &self.gone);
                 l.status.not_modified = not_modified;
                 l.status.last_error = None;
                 l.status.last_success = Some(now);
@@ -524,85 +601,143 @@ struct Counts {
     refused: usize,
 }
 
-/// Applies a list's entries (`None`: unchanged source, only renewals) to the store.
-fn apply(store: &Store, l: &mut List, entries: Option<Vec<Target>>, now: Millis) -> Counts {
+/// Applies a list's entries (`None`: unchanged source, only renewals) to the store. The
+/// diff is computed on compact keys (IPv4 addresses as integers, merged against the sorted
+/// applied entries), so a refresh of a million-entry list that changes 1% costs one pass
+/// over the list plus the store work for that 1%.
+fn apply(
+    store: &Store,
+    l: &mut List,
+    entries: Option<parse::Parsed>,
+    now: Millis,
+    gone: &Mutex<HashSet<i64>>,
+) -> Counts {
     let duration = millis(l.cfg.duration.0);
     let until = now.saturating_add(duration);
     let renew_before = now.saturating_add(duration / 2);
     let retype =
         l.status.decision_type != l.cfg.decision_type && !l.status.decision_type.is_empty();
+    let stale = |u: Millis| u < renew_before || retype;
     let mut counts = Counts::default();
-    // Entries to make a decision for, and whether it renews one.
-    let mut add: Vec<(Target, bool)> = Vec::new();
+    // Entries to make a decision for, and whether it renews one (whose old decision ends
+    // once the new one is in place). A renewed entry leaves `applied` until then.
+    let mut add_v4: Vec<(u32, bool)> = Vec::new();
+    let mut add_other: Vec<(Target, bool)> = Vec::new();
     let mut old_ids: Vec<i64> = Vec::new();
-    let mut removed: Vec<(Target, i64)> = Vec::new();
+    let mut removed_ids: Vec<i64> = Vec::new();
+    let old_v4 = std::mem::take(&mut l.applied.v4);
+    let mut kept_v4: Vec<V4Entry> = Vec::with_capacity(old_v4.len());
     match entries {
-        Some(entries) => {
-            let new: HashSet<Target> = entries.into_iter().collect();
-            for (t, (id, _)) in &l.applied {
-                if !new.contains(t) {
-                    removed.push((t.clone(), *id));
+        Some(parsed) => {
+            let mut new_v4 = parsed.v4;
+            new_v4.sort_unstable();
+            new_v4.dedup();
+            // Both sides sorted by address: one merge pass.
+            let mut old = old_v4.iter().peekable();
+            let mut new = new_v4.iter().peekable();
+            loop {
+                match (old.peek(), new.peek()) {
+                    (Some(e), Some(&&a)) if e.addr == a => {
+                        if stale(e.until()) {
+                            old_ids.push(e.id);
+                            add_v4.push((a, true));
+                        } else {
+                            kept_v4.push(**e);
+                        }
+                        old.next();
+                        new.next();
+                    }
+                    (Some(e), Some(&&a)) if e.addr < a => {
+                        removed_ids.push(e.id);
+                        old.next();
+                    }
+                    (Some(e), None) => {
+                        removed_ids.push(e.id);
+                        old.next();
+                    }
+                    (_, Some(&&a)) => {
+                        add_v4.push((a, false));
+                        new.next();
+                    }
+                    (None, None) => break,
                 }
             }
+            let new: HashSet<Target> = parsed.other.into_iter().collect();
+            l.applied.other.retain(|t, (id, _)| {
+                let keep = new.contains(t);
+                if !keep {
+                    removed_ids.push(*id);
+                }
+                keep
+            });
             for t in new {
-                match l.applied.get(&t) {
-                    None => add.push((t, false)),
-                    Some((id, u)) if *u < renew_before || retype => {
+                match l.applied.other.get(&t) {
+                    None => add_other.push((t, false)),
+                    Some((id, u)) if stale(*u) => {
                         old_ids.push(*id);
-                        add.push((t, true));
+                        add_other.push((t, true));
                     }
                     Some(_) => {}
                 }
             }
         }
         None => {
-            for (t, (id, u)) in &l.applied {
-                if *u < renew_before || retype {
+            for e in &old_v4 {
+                if stale(e.until()) {
+                    old_ids.push(e.id);
+                    add_v4.push((e.addr, true));
+                } else {
+                    kept_v4.push(*e);
+                }
+            }
+            for (t, (id, u)) in &l.applied.other {
+                if stale(*u) {
                     old_ids.push(*id);
-                    add.push((t.clone(), true));
+                    add_other.push((t.clone(), true));
                 }
             }
         }
     }
+    drop(old_v4);
     // Protected entries are counted and logged once, not offered to the store one by one.
     let mut refused_sample: Vec<String> = Vec::new();
-    add.retain(|(t, _)| match store.protected_reason(t) {
+    let mut refuse = |t: &Target, counts: &mut Counts| match store.protected_reason(t) {
         Some(reason) => {
             counts.refused += 1;
             if refused_sample.len() < 5 {
                 refused_sample.push(format!("{} ({reason})", t.value()));
             }
-            l.applied.remove(t);
-            false
+            true
         }
-        None => true,
+        None => false,
+    };
+    add_v4.retain(|(a, _)| !refuse(&v4_target(*a), &mut counts));
+    add_other.retain(|(t, _)| {
+        let refused = refuse(t, &mut counts);
+        if refused {
+            l.applied.other.remove(t);
+        }
+        !refused
     });
     if counts.refused > 0 {
         tracing::warn!(list = %l.cfg.name, refused = counts.refused, sample = ?refused_sample, "blocklist entries on protected addresses ignored");
     }
-    for chunk in add.chunks(CHUNK) {
-        let decisions: Vec<NewDecision> = chunk
-            .iter()
-            .map(|(t, _)| NewDecision {
-                origin: ORIGIN.to_owned(),
-                scenario: l.cfg.name.clone(),
-                decision_type: l.cfg.decision_type.clone(),
-                target: t.clone(),
-                until,
-                simulated: false,
-            })
-            .collect();
-        let out = store.add(None, decisions);
+    let (name, decision_type) = (l.cfg.name.as_str(), l.cfg.decision_type.as_str());
+    // `add_v4` is sorted by address, so the new entries are too.
+    let mut added_v4: Vec<V4Entry> = Vec::with_capacity(add_v4.len());
+    for chunk in add_v4.chunks(CHUNK) {
+        let targets = chunk.iter().map(|(a, _)| v4_target(*a));
+        let out = store.add_targets(ORIGIN, name, decision_type, until, targets);
         let refused: HashSet<&str> = out.refused.iter().map(|(v, _)| v.as_str()).collect();
         let mut ids = out.decision_ids.into_iter();
-        for (t, renewal) in chunk {
-            if !refused.is_empty() && refused.contains(t.value().as_str()) {
+        for (a, renewal) in chunk {
+            // Refused by the store: protected since the check above.
+            if !refused.is_empty() && refused.contains(Ipv4Addr::from(*a).to_string().as_str()) {
                 counts.refused += 1;
-                l.applied.remove(t);
                 continue;
             }
             if let Some(id) = ids.next() {
-                l.applied.insert(t.clone(), (id, until));
+                added_v4.push(V4Entry::new(*a, id, until));
                 if *renewal {
                     counts.renewed += 1;
                 } else {
@@ -611,13 +746,42 @@ fn apply(store: &Store, l: &mut List, entries: Option<Vec<Target>>, now: Millis)
             }
         }
     }
+    for chunk in add_other.chunks(CHUNK) {
+        let targets = chunk.iter().map(|(t, _)| t.clone());
+        let out = store.add_targets(ORIGIN, name, decision_type, until, targets);
+        let refused: HashSet<&str> = out.refused.iter().map(|(v, _)| v.as_str()).collect();
+        let mut ids = out.decision_ids.into_iter();
+        for (t, renewal) in chunk {
+            if !refused.is_empty() && refused.contains(t.value().as_str()) {
+                counts.refused += 1;
+                l.applied.other.remove(t);
+                continue;
+            }
+            if let Some(id) = ids.next() {
+                l.applied.other.insert(t.clone(), (id, until));
+                if *renewal {
+                    counts.renewed += 1;
+                } else {
+                    counts.added += 1;
+                }
+            }
+        }
+    }
+    l.applied.v4 = merge_sorted(kept_v4, added_v4);
     // Renewed entries: the old decision ends once the new one is in place.
     store.expire_ids(&old_ids);
-    let removed_ids: Vec<i64> = removed.iter().map(|(_, id)| *id).collect();
     counts.removed = store.expire_ids(&removed_ids);
-    for (t, _) in &removed {
-        l.applied.remove(t);
+    // Those expirations are ours and already reflected in `applied`: the subscriber
+    // need not make the next refresh look for them.
+    {
+        let mut gone = gone
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for id in old_ids.iter().chain(&removed_ids) {
+            gone.remove(id);
+        }
     }
+    release_freed_memory();
     l.status.size = l.applied.len();
     l.status.added = counts.added;
     l.status.removed = counts.removed;
@@ -625,6 +789,40 @@ fn apply(store: &Store, l: &mut List, entries: Option<Vec<Target>>, now: Millis)
     l.status.refused = counts.refused;
     l.status.unchanged = l.status.size.saturating_sub(counts.added + counts.renewed);
     counts
+}
+
+/// Hands the heap freed by a large apply (the parsed payload, the old entries, the rows
+/// queued for the database) back to the system: glibc keeps freed small blocks in its
+/// arenas, and after a million-entry list that is tens of MB resident for nothing.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+fn v4_target(a: u32) -> Target {
+    Target::Ip(IpAddr::V4(Ipv4Addr::from(a)))
+}
+
+/// Merges two vectors sorted by address (no address in both).
+fn merge_sorted(a: Vec<V4Entry>, b: Vec<V4Entry>) -> Vec<V4Entry> {
+    if b.is_empty() {
+        return a;
+    }
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x.addr <= y.addr => a.next(),
+            (_, Some(_)) => b.next(),
+            (Some(_), None) => a.next(),
+            (None, None) => break,
+        };
+        out.extend(next);
+    }
+    out
 }
 
 fn read_state(path: &Path) -> HashMap<String, ListStatus> {

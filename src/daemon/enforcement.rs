@@ -17,25 +17,55 @@ fn ban_of(d: &Decision, index: &DecisionIndex) -> Option<Ban> {
         id: d.id,
         net: d.target.net()?,
         expires: jiff::Timestamp::from_millisecond(d.until).ok()?,
-        origin: index.strings.get(d.origin).to_string(),
-        reason: index.strings.get(d.scenario).to_string(),
+        origin: Arc::clone(index.strings.get(d.origin)),
+        reason: Arc::clone(index.strings.get(d.scenario)),
     })
 }
 
-/// Every active ban in the store.
-pub fn snapshot(store: &Store) -> Vec<Ban> {
-    let index = store.read();
-    let now = now_millis();
-    index
-        .active(now)
-        .filter_map(|d| ban_of(d, &index))
-        .collect()
+/// Bans read from the store per read lock while streaming the snapshot: small enough that
+/// writers (and the Local API's readers queued behind them) never wait long, large enough
+/// that the lock is taken a few dozen times for a million bans.
+const SNAPSHOT_CHUNK: usize = 32_768;
+
+/// Hands every active ban in the store to `sink`, in id order, a chunk at a time: the read
+/// lock is released between chunks (the enforcer commits each to the kernel meanwhile).
+/// A decision made or deleted during the walk also reaches the enforcer as a change, so
+/// the result converges whatever the interleaving.
+pub fn snapshot_into(store: &Store, sink: &mut dyn FnMut(Ban)) {
+    let mut chunk: Vec<Ban> = Vec::with_capacity(SNAPSHOT_CHUNK);
+    let mut after = 0;
+    loop {
+        let mut done = true;
+        {
+            let index = store.read();
+            let now = now_millis();
+            for d in index.after_id(after) {
+                after = d.id;
+                if d.is_active(now)
+                    && let Some(ban) = ban_of(d, &index)
+                {
+                    chunk.push(ban);
+                    if chunk.len() == SNAPSHOT_CHUNK {
+                        done = false;
+                        break;
+                    }
+                }
+            }
+        }
+        chunk.drain(..).for_each(&mut *sink);
+        if done {
+            return;
+        }
+    }
 }
 
 /// Starts the enforcer on the store's active bans and subscribes it to the store's changes.
 pub fn start(store: &Store, cfg: EnforcerConfig) -> std::io::Result<EnforcerHandle> {
     let for_snapshot = store.clone();
-    let handle = crate::enforce::spawn(cfg, Arc::new(move || snapshot(&for_snapshot)))?;
+    let handle = crate::enforce::spawn_streaming(
+        cfg,
+        Arc::new(move |sink: &mut dyn FnMut(Ban)| snapshot_into(&for_snapshot, sink)),
+    )?;
     let sender = handle.sender();
     store.subscribe(Box::new(move |change, index| match change {
         Change::Added(d) => {

@@ -47,10 +47,11 @@ pub struct Ban {
     pub net: ipnet::IpNet,
     /// When the ban ends; the kernel element times out then.
     pub expires: jiff::Timestamp,
-    /// Where it came from: `crowdsec`, `cscli`, `lists:<name>`, `CAPI`.
-    pub origin: String,
-    /// Why: the scenario or list name.
-    pub reason: String,
+    /// Where it came from: `crowdsec`, `cscli`, `lists:<name>`, `CAPI`. Shared, not owned:
+    /// the store hands out its interned strings, so a million bans cost no string copies.
+    pub origin: Arc<str>,
+    /// Why: the scenario or list name (shared, like `origin`).
+    pub reason: Arc<str>,
 }
 
 /// How the enforcer runs.
@@ -146,6 +147,10 @@ pub struct EnforcerHandle {
     thread: Option<JoinHandle<()>>,
 }
 
+/// A snapshot that streams: called with a sink, it hands every active ban to it, one at a
+/// time, so a million bans are never held in memory at once (see [`spawn_streaming`]).
+pub type StreamingSnapshot = Arc<dyn Fn(&mut dyn FnMut(Ban)) + Send + Sync>;
+
 /// Spawns the enforcer thread: builds the table, loads `snapshot()` in batches, then
 /// applies changes. `snapshot` must return every active ban (the store's view); it is
 /// called again whenever the table has to be rebuilt, so the daemon should store a decision
@@ -156,6 +161,20 @@ pub struct EnforcerHandle {
 pub fn spawn(
     cfg: EnforcerConfig,
     snapshot: Arc<dyn Fn() -> Vec<Ban> + Send + Sync>,
+) -> std::io::Result<EnforcerHandle> {
+    spawn_streaming(
+        cfg,
+        Arc::new(move |sink: &mut dyn FnMut(Ban)| snapshot().into_iter().for_each(&mut *sink)),
+    )
+}
+
+/// [`spawn`] with a snapshot that streams its bans into a sink instead of returning them
+/// all: the worker commits them in bounded chunks as they come, so loading a million bans
+/// at start needs memory for one chunk, not for the whole snapshot. The snapshot may hand
+/// over a ban more than once (a change racing the load); the enforcer is idempotent.
+pub fn spawn_streaming(
+    cfg: EnforcerConfig,
+    snapshot: StreamingSnapshot,
 ) -> std::io::Result<EnforcerHandle> {
     let invalid = |e: EnforceError| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
     ruleset::check_table_name(&cfg.nftables.table).map_err(invalid)?;
@@ -289,7 +308,7 @@ pub fn remove_table(table: &str) -> Result<(), EnforceError> {
 /// The comment of a ban's element: `ssh-bf #42`, `lists:firehol #7`, `cscli manual #3`.
 fn write_comment(s: &mut String, ban: &Ban) {
     use std::fmt::Write as _;
-    let _ = if ban.origin == "crowdsec" || ban.origin.is_empty() {
+    let _ = if &*ban.origin == "crowdsec" || ban.origin.is_empty() {
         write!(s, "{} #{}", ban.reason, ban.id)
     } else if ban.origin.starts_with("lists:") || ban.reason.is_empty() || ban.reason == ban.origin
     {

@@ -6,7 +6,7 @@ use super::model::{self, Ranges, Secs, Singles};
 use super::netlink::{MsgBuf, Netlink};
 use super::ruleset::{self, TableProbe};
 use super::txn::{self, CommitError, Pending};
-use super::{Ban, EnforceError, EnforcerConfig, EnforcerStats, Request, Shared};
+use super::{Ban, EnforceError, EnforcerConfig, EnforcerStats, Request, Shared, StreamingSnapshot};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,7 +51,7 @@ fn now_ms() -> u64 {
 /// The enforcer thread's state.
 pub(crate) struct Worker {
     cfg: EnforcerConfig,
-    snapshot: Arc<dyn Fn() -> Vec<Ban> + Send + Sync>,
+    snapshot: StreamingSnapshot,
     rx: Receiver<Request>,
     shared: Arc<Shared>,
     nl: Option<Netlink>,
@@ -73,7 +73,7 @@ pub(crate) struct Worker {
 impl Worker {
     pub(crate) fn new(
         cfg: EnforcerConfig,
-        snapshot: Arc<dyn Fn() -> Vec<Ban> + Send + Sync>,
+        snapshot: StreamingSnapshot,
         rx: Receiver<Request>,
         shared: Arc<Shared>,
         nl: Option<Netlink>,
@@ -370,14 +370,25 @@ impl Worker {
                 self.pending.flush_set(set);
             }
         }
-        let bans = (self.snapshot)();
-        for ban in &bans {
-            self.apply_ban(ban, now_ms);
-            if !refill && self.pending.len() >= SYNC_CHUNK {
-                self.sync_commit(false)?;
+        // Streamed: each chunk goes to the kernel while the next is being read, and memory
+        // holds one chunk, never the whole snapshot. After a failure the rest is skipped.
+        let snapshot = Arc::clone(&self.snapshot);
+        let mut failed: Option<EnforceError> = None;
+        snapshot(&mut |ban: Ban| {
+            if failed.is_some() {
+                return;
             }
+            self.apply_ban(&ban, now_ms);
+            if !refill
+                && self.pending.len() >= SYNC_CHUNK
+                && let Err(e) = self.sync_commit(false)
+            {
+                failed = Some(e);
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
-        drop(bans);
         self.sync_commit(refill)
     }
 

@@ -9,6 +9,7 @@ use super::decision::{Decision, DecisionIndex, Millis, Target};
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Errors of the database.
 #[derive(Debug, thiserror::Error)]
@@ -193,7 +194,9 @@ pub fn read_cursor(conn: &Connection, source: &str) -> rusqlite::Result<Option<S
     .optional()
 }
 
-/// A decision row with its strings resolved, ready to write.
+/// A decision row, ready to write. Its strings are the index's interned ones (shared, not
+/// copied) and its value stays a compact [`Target`] until the writer thread formats it: a
+/// million queued rows cost no string allocation.
 #[derive(Debug, Clone)]
 pub struct DecisionRow {
     /// Id.
@@ -205,15 +208,13 @@ pub struct DecisionRow {
     /// Alert id (0: none).
     pub alert_id: i64,
     /// Origin.
-    pub origin: String,
+    pub origin: Arc<str>,
     /// Scenario.
-    pub scenario: String,
+    pub scenario: Arc<str>,
     /// Type.
-    pub decision_type: String,
-    /// Scope.
-    pub scope: String,
-    /// Value.
-    pub value: String,
+    pub decision_type: Arc<str>,
+    /// Scope and value.
+    pub target: Target,
     /// Simulated.
     pub simulated: bool,
 }
@@ -226,14 +227,31 @@ impl DecisionRow {
             created_at: d.created_at,
             until: d.until,
             alert_id: d.alert_id,
-            origin: index.strings.get(d.origin).to_string(),
-            scenario: index.strings.get(d.scenario).to_string(),
-            decision_type: index.strings.get(d.decision_type).to_string(),
-            scope: d.target.scope().to_owned(),
-            value: d.target.value(),
+            origin: Arc::clone(index.strings.get(d.origin)),
+            scenario: Arc::clone(index.strings.get(d.scenario)),
+            decision_type: Arc::clone(index.strings.get(d.decision_type)),
+            target: d.target.clone(),
             simulated: d.simulated,
         }
     }
+}
+
+/// Decisions that differ only by target, without an alert ([`super::Store::add_targets`]):
+/// the shared fields once, then 48 bytes per decision.
+#[derive(Debug, Clone)]
+pub struct TargetRows {
+    /// Creation time.
+    pub created_at: Millis,
+    /// End time.
+    pub until: Millis,
+    /// Origin.
+    pub origin: Arc<str>,
+    /// Scenario.
+    pub scenario: Arc<str>,
+    /// Type.
+    pub decision_type: Arc<str>,
+    /// (id, target) of each decision.
+    pub rows: Vec<(i64, Target)>,
 }
 
 /// An alert row: the alert as given, with what the store assigns.
@@ -256,6 +274,8 @@ pub enum Write {
     Alert(Box<AlertRow>, Vec<DecisionRow>),
     /// Decisions without an alert.
     Decisions(Vec<DecisionRow>),
+    /// Decisions sharing everything but their target (bulk adds).
+    Targets(Box<TargetRows>),
     /// New end times (deletions).
     Expire(Vec<(i64, Millis)>),
     /// Decisions pruned for good.
@@ -272,21 +292,89 @@ pub enum Write {
     Group(Vec<Write>),
 }
 
-/// Spawns the writer thread; it ends when every sender is dropped.
+impl Write {
+    /// Decision rows it carries (what the backlog counts).
+    pub fn rows(&self) -> usize {
+        match self {
+            Write::Alert(_, ds) | Write::Decisions(ds) => ds.len(),
+            Write::Targets(t) => t.rows.len(),
+            Write::Expire(ends) => ends.len(),
+            Write::Group(ws) => ws.iter().map(Write::rows).sum(),
+            _ => 0,
+        }
+    }
+}
+
+/// Rows queued for the writer and not yet committed: bulk writers wait on it so that a
+/// million-decision list never queues a million rows in memory (see [`Backlog::wait_below`]).
+#[derive(Debug, Default)]
+pub struct Backlog {
+    rows: Mutex<usize>,
+    drained: Condvar,
+}
+
+impl Backlog {
+    /// Counts `n` more queued rows.
+    pub fn add(&self, n: usize) {
+        if n > 0 {
+            *self
+                .rows
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) += n;
+        }
+    }
+
+    /// Counts `n` rows as written (or dropped).
+    fn done(&self, n: usize) {
+        if n > 0 {
+            let mut rows = self
+                .rows
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *rows = rows.saturating_sub(n);
+            self.drained.notify_all();
+        }
+    }
+
+    /// Rows queued now.
+    pub fn rows(&self) -> usize {
+        *self
+            .rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits until at most `max` rows are queued, or `patience` has passed (a stuck writer
+    /// must not stop the daemon: memory grows instead).
+    pub fn wait_below(&self, max: usize, patience: std::time::Duration) {
+        let rows = self
+            .rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = self
+            .drained
+            .wait_timeout_while(rows, patience, |r| *r > max)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+}
+
+/// Spawns the writer thread; it ends when every sender is dropped. It counts what it
+/// commits off `backlog`.
 pub fn spawn_writer(
     conn: Connection,
     rx: Receiver<Write>,
     path: PathBuf,
+    backlog: Arc<Backlog>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("garrison-db".into())
-        .spawn(move || writer_loop(conn, rx, &path))
+        .spawn(move || writer_loop(conn, rx, &path, &backlog))
 }
 
 /// Writes queued at most in one transaction.
 const MAX_BATCH: usize = 4096;
 
-fn writer_loop(mut conn: Connection, rx: Receiver<Write>, path: &Path) {
+fn writer_loop(mut conn: Connection, rx: Receiver<Write>, path: &Path, backlog: &Backlog) {
     let mut batch = Vec::with_capacity(64);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -310,6 +398,7 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Write>, path: &Path) {
                 }
             }
         }
+        backlog.done(batch.iter().map(Write::rows).sum());
         for b in batch.drain(..) {
             answer_barriers(b);
         }
@@ -324,6 +413,59 @@ fn answer_barriers(w: Write) {
         Write::Group(ws) => ws.into_iter().for_each(answer_barriers),
         _ => {}
     }
+}
+
+/// Rows per statement for bulk inserts: SQLite's per-statement work (a savepoint, its
+/// statement journal, the VM's setup) is then paid once per this many rows.
+const ROWS_PER_INSERT: usize = 64;
+
+/// `INSERT OR REPLACE` of `n` decision rows in one statement.
+fn insert_sql(n: usize) -> String {
+    let mut sql = String::from(
+        "INSERT OR REPLACE INTO decisions (id, created_at, until, alert_id, origin, scenario, type, scope, value, simulated) VALUES ",
+    );
+    for i in 0..n {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?,?,?,?,?,?,?,?,?,?)");
+    }
+    sql
+}
+
+/// Writes bulk decisions, [`ROWS_PER_INSERT`] per statement.
+fn put_targets(tx: &rusqlite::Transaction<'_>, t: &TargetRows) -> rusqlite::Result<()> {
+    let mut value = String::new();
+    let mut bind = |stmt: &mut rusqlite::CachedStatement<'_>, rows: &[(i64, Target)]| {
+        for (i, (id, target)) in rows.iter().enumerate() {
+            let p = i * 10;
+            value.clear();
+            target.write_value(&mut value);
+            stmt.raw_bind_parameter(p + 1, id)?;
+            stmt.raw_bind_parameter(p + 2, t.created_at)?;
+            stmt.raw_bind_parameter(p + 3, t.until)?;
+            stmt.raw_bind_parameter(p + 4, 0i64)?;
+            stmt.raw_bind_parameter(p + 5, &*t.origin)?;
+            stmt.raw_bind_parameter(p + 6, &*t.scenario)?;
+            stmt.raw_bind_parameter(p + 7, &*t.decision_type)?;
+            stmt.raw_bind_parameter(p + 8, target.scope())?;
+            stmt.raw_bind_parameter(p + 9, value.as_str())?;
+            stmt.raw_bind_parameter(p + 10, false)?;
+        }
+        stmt.raw_execute().map(|_| ())
+    };
+    let mut chunks = t.rows.chunks_exact(ROWS_PER_INSERT);
+    if chunks.len() > 0 {
+        let mut many = tx.prepare_cached(&insert_sql(ROWS_PER_INSERT))?;
+        for chunk in chunks.by_ref() {
+            bind(&mut many, chunk)?;
+        }
+    }
+    let mut one = tx.prepare_cached(&insert_sql(1))?;
+    for row in chunks.remainder() {
+        bind(&mut one, std::slice::from_ref(row))?;
+    }
+    Ok(())
 }
 
 fn write_batch(conn: &mut Connection, batch: &[Write]) -> rusqlite::Result<()> {
@@ -343,18 +485,22 @@ fn write_batch(conn: &mut Connection, batch: &[Write]) -> rusqlite::Result<()> {
             "INSERT INTO cursors (source, value, updated_at) VALUES (?1, ?2, ?3)
              ON CONFLICT(source) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
         )?;
+        // One buffer for every row's value (formatted here, off the callers' threads).
+        let mut value = String::new();
         let mut put_decisions = |rows: &[DecisionRow]| -> rusqlite::Result<()> {
             for d in rows {
+                value.clear();
+                d.target.write_value(&mut value);
                 ins_decision.execute(params![
                     d.id,
                     d.created_at,
                     d.until,
                     d.alert_id,
-                    d.origin,
-                    d.scenario,
-                    d.decision_type,
-                    d.scope,
-                    d.value,
+                    &*d.origin,
+                    &*d.scenario,
+                    &*d.decision_type,
+                    d.target.scope(),
+                    value.as_str(),
                     d.simulated
                 ])?;
             }
@@ -385,6 +531,7 @@ fn write_batch(conn: &mut Connection, batch: &[Write]) -> rusqlite::Result<()> {
                     put_decisions(ds)?;
                 }
                 Write::Decisions(ds) => put_decisions(ds)?,
+                Write::Targets(t) => put_targets(&tx, t)?,
                 Write::Expire(ends) => {
                     for (id, until) in ends {
                         expire.execute(params![id, until])?;

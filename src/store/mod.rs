@@ -14,7 +14,7 @@ pub use decision::{
 };
 
 use crossbeam_channel::Sender;
-use db::{AlertRow, DbError, DecisionRow, Write};
+use db::{AlertRow, Backlog, DbError, DecisionRow, TargetRows, Write};
 use ipnet::IpNet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -79,8 +79,18 @@ struct Shared {
     protected: RwLock<Vec<(IpNet, Arc<str>)>>,
     /// Writes held back while a group is open (see [`Store::begin_group`]).
     held: std::sync::Mutex<Option<Vec<Write>>>,
+    /// Rows queued for the writer thread.
+    backlog: Arc<Backlog>,
     path: PathBuf,
 }
+
+/// Rows the writer may lag behind before a bulk add waits for it: about 16 MB of queued
+/// rows, a fraction of a second of SQLite work.
+const MAX_BACKLOG: usize = 131_072;
+
+/// An add of at least this many decisions is a bulk add (a list, a community pull) and
+/// waits for the writer when it lags; smaller ones (detections, the API) never wait.
+const BULK: usize = 256;
 
 /// The store handle; cheap to clone.
 #[derive(Clone)]
@@ -118,9 +128,12 @@ impl Store {
             source,
         })?;
         let (tx, rx) = crossbeam_channel::bounded(65536);
-        db::spawn_writer(conn, rx, path.clone()).map_err(|e| DbError::Sqlite {
-            path: path.clone(),
-            source: rusqlite::Error::InvalidPath(format!("writer thread: {e}").into()),
+        let backlog = Arc::new(Backlog::default());
+        db::spawn_writer(conn, rx, path.clone(), Arc::clone(&backlog)).map_err(|e| {
+            DbError::Sqlite {
+                path: path.clone(),
+                source: rusqlite::Error::InvalidPath(format!("writer thread: {e}").into()),
+            }
         })?;
         Ok(Store {
             shared: Arc::new(Shared {
@@ -130,6 +143,7 @@ impl Store {
                 subscribers: RwLock::new(Vec::new()),
                 protected: RwLock::new(Vec::new()),
                 held: std::sync::Mutex::new(None),
+                backlog,
                 path,
             }),
         })
@@ -224,6 +238,7 @@ impl Store {
     }
 
     fn send(&self, w: Write) {
+        self.shared.backlog.add(w.rows());
         if self.shared.writer.send(w).is_err() {
             tracing::error!("the database writer has stopped; a write is lost");
         }
@@ -232,6 +247,9 @@ impl Store {
     /// Stores an alert (when given) and its decisions. Decisions covering a protected
     /// address are refused and logged, whatever their origin.
     pub fn add(&self, alert: Option<NewAlert>, decisions: Vec<NewDecision>) -> Added {
+        if decisions.len() >= BULK {
+            self.wait_for_writer();
+        }
         let now = now_millis();
         let mut out = Added::default();
         let mut accepted = Vec::with_capacity(decisions.len());
@@ -278,6 +296,69 @@ impl Store {
                 None if !rows.is_empty() => self.queue(Write::Decisions(rows)),
                 None => {}
             }
+        }
+        out
+    }
+
+    /// Waits while the database writer lags far behind (bulk adds only): the rows queued
+    /// for it are memory, and a million of them would double the daemon's footprint.
+    fn wait_for_writer(&self) {
+        self.shared
+            .backlog
+            .wait_below(MAX_BACKLOG, std::time::Duration::from_secs(30));
+    }
+
+    /// Adds decisions that differ only by target (a blocklist, a community list), without
+    /// an alert: [`Store::add`] for bulk, with the strings interned once instead of copied
+    /// per decision. Targets covering a protected address are refused (and counted in
+    /// [`Added::refused`]) but not logged one by one; the caller logs a summary.
+    pub fn add_targets(
+        &self,
+        origin: &str,
+        scenario: &str,
+        decision_type: &str,
+        until: Millis,
+        targets: impl IntoIterator<Item = Target>,
+    ) -> Added {
+        let targets = targets.into_iter();
+        if targets.size_hint().0 >= BULK {
+            self.wait_for_writer();
+        }
+        let now = now_millis();
+        let mut out = Added::default();
+        let mut rows = Vec::with_capacity(targets.size_hint().0);
+        let mut index = self.write_index();
+        let strings = [
+            index.strings.intern(origin),
+            index.strings.intern(scenario),
+            index.strings.intern(decision_type),
+        ];
+        for target in targets {
+            if let Some(reason) = self.protected_reason(&target) {
+                out.refused.push((target.value(), reason.to_string()));
+                continue;
+            }
+            let stored = index.assign_interned(strings, target, until, false, 0, now);
+            rows.push((stored.id, stored.target.clone()));
+            out.decision_ids.push(stored.id);
+            let id = stored.id;
+            index.insert(stored);
+            if let Some(d) = index.get(id) {
+                self.notify(Change::Added(d), &index);
+            }
+        }
+        // Queued under the lock, so the writer sees ids in order.
+        if !rows.is_empty() {
+            let [origin, scenario, decision_type] =
+                strings.map(|s| Arc::clone(index.strings.get(s)));
+            self.queue(Write::Targets(Box::new(TargetRows {
+                created_at: now,
+                until,
+                origin,
+                scenario,
+                decision_type,
+                rows,
+            })));
         }
         out
     }
@@ -480,6 +561,42 @@ mod tests {
         assert_eq!(added.decision_ids, vec![1]);
         store.expire_where(|_, _| true);
         assert_eq!(*seen.lock().expect("lock"), vec!["+1", "-1"]);
+    }
+
+    #[test]
+    fn bulk_adds_are_stored_indexed_announced_and_refused_like_single_ones() {
+        let dir = tempdir();
+        let far = now_millis() + 3_600_000;
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        {
+            let store = Store::open(&dir).expect("open");
+            store.set_protected(vec![(
+                "10.0.0.0/8".parse().expect("net"),
+                Arc::from("private"),
+            )]);
+            let s = seen.clone();
+            store.subscribe(Box::new(move |c, _| {
+                if let Change::Added(_) = c {
+                    s.fetch_add(1, Ordering::SeqCst);
+                }
+            }));
+            let targets = (0..1000u32)
+                .map(|i| Target::Ip(std::net::Ipv4Addr::from(0xc612_0000 + i).into()))
+                .chain([Target::parse("Ip", "10.9.9.9").expect("ip")]);
+            let out = store.add_targets("lists", "bench", "ban", far, targets);
+            assert_eq!(out.decision_ids, (1..=1000).collect::<Vec<i64>>());
+            assert_eq!(out.refused.len(), 1);
+            store.flush();
+        }
+        assert_eq!(seen.load(Ordering::SeqCst), 1000);
+        let store = Store::open(&dir).expect("reopen");
+        let index = store.read();
+        assert_eq!(index.active(now_millis()).count(), 1000);
+        let d = index.get(1000).expect("last decision");
+        assert_eq!(d.target.value(), "198.18.3.231");
+        assert_eq!(&**index.strings.get(d.origin), "lists");
+        assert_eq!(&**index.strings.get(d.scenario), "bench");
+        assert_eq!(d.until, far);
     }
 
     fn tempdir() -> PathBuf {
