@@ -1154,8 +1154,7 @@ fn refresh_list(store: &Store, agent: &ureq::Agent, l: &mut List, limit: u64) {
             l.status.last_modified = last_modified;
             (
                 parsed
-                    .entries
-                    .into_iter()
+                    .entries()
                     .map(|target| Want {
                         target,
                         scenario: l.link.name.clone(),
