@@ -7,8 +7,7 @@ use crate::compile::Ruleset;
 use crate::detect::Detector;
 use crate::event::{Event, FieldId, FieldValue, Namespace, Timestamp};
 use crate::parse::timefmt::TimeContext;
-use crate::parse::{Outcome, Pipeline, TraceStep};
-use std::collections::HashMap;
+use crate::parse::{Outcome, Pipeline};
 use std::sync::Arc;
 
 /// Which time the buckets run on.
@@ -77,18 +76,6 @@ pub struct Engine {
     alerts: Vec<Alert>,
     /// Counters.
     pub stats: EngineStats,
-    /// Per-parser counters, when enabled (see [`Engine::count_parsers`]).
-    parsers: Option<ParserCounts>,
-}
-
-/// Lines each parser node was tried on, by its index in the ruleset's stages flattened in
-/// order (stage by stage). The pipeline reports the parsers it tried through its trace
-/// (reused: no allocation per line), and each step is found by its name's `Arc` pointer.
-struct ParserCounts {
-    trace: Vec<TraceStep>,
-    index: HashMap<(usize, usize), usize>,
-    /// (parsed, unparsed) per parser since the last [`Engine::take_parser_counts`].
-    counts: Vec<(u64, u64)>,
 }
 
 /// Lines between two sweeps of idle buckets.
@@ -109,35 +96,20 @@ impl Engine {
             },
             alerts: Vec::new(),
             stats: EngineStats::default(),
-            parsers: None,
         }
     }
 
     /// Counts, per parser node, the lines it was tried on and accepted (the daemon's
     /// per-parser metrics); off by default, as replay does not report them.
     pub fn count_parsers(&mut self) {
-        let mut index = HashMap::new();
-        let mut n = 0;
-        for (stage, parsers) in self.pipeline.ruleset().stages.iter().enumerate() {
-            for p in parsers {
-                index
-                    .entry((stage, Arc::as_ptr(&p.name) as *const u8 as usize))
-                    .or_insert(n);
-                n += 1;
-            }
-        }
-        self.parsers = Some(ParserCounts {
-            trace: Vec::new(),
-            index,
-            counts: vec![(0, 0); n],
-        });
+        self.pipeline.count_parsers();
     }
 
     /// Calls `f(parser index, parsed, unparsed)` for every parser that saw lines since the
     /// last call, and resets the counts. Indices follow the ruleset's stages in order.
     pub fn take_parser_counts(&mut self, mut f: impl FnMut(usize, u64, u64)) {
-        if let Some(p) = self.parsers.as_mut() {
-            for (i, c) in p.counts.iter_mut().enumerate() {
+        if let Some(counts) = self.pipeline.parser_counts.as_mut() {
+            for (i, c) in counts.iter_mut().enumerate() {
                 if *c != (0, 0) {
                     f(i, c.0, c.1);
                     *c = (0, 0);
@@ -186,28 +158,7 @@ impl Engine {
         for (id, v) in &source.labels {
             self.event.set(*id, FieldValue::Static(v.clone()));
         }
-        let outcome = match self.parsers.as_mut() {
-            None => self.pipeline.parse(&mut self.event, &source.log_type, None),
-            Some(p) => {
-                let outcome =
-                    self.pipeline
-                        .parse(&mut self.event, &source.log_type, Some(&mut p.trace));
-                for step in p.trace.drain(..) {
-                    let key = (
-                        step.stage as usize,
-                        Arc::as_ptr(&step.parser) as *const u8 as usize,
-                    );
-                    if let Some(c) = p.index.get(&key).and_then(|&i| p.counts.get_mut(i)) {
-                        if step.success {
-                            c.0 += 1;
-                        } else {
-                            c.1 += 1;
-                        }
-                    }
-                }
-                outcome
-            }
-        };
+        let outcome = self.pipeline.parse(&mut self.event, &source.log_type, None);
         match &outcome {
             Outcome::Parsed => {
                 self.stats.parsed += 1;

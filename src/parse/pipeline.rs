@@ -41,6 +41,9 @@ pub struct Pipeline {
     pub no_whitelist: bool,
     locs: Vec<regex::CaptureLocations>,
     grok_index: Vec<Vec<usize>>,
+    /// When enabled (see [`Pipeline::count_parsers`]): (accepted, refused) lines per
+    /// parser node, by its index in the stages flattened in order.
+    pub parser_counts: Option<Vec<(u64, u64)>>,
 }
 
 impl Pipeline {
@@ -64,7 +67,15 @@ impl Pipeline {
             no_whitelist: false,
             locs,
             grok_index,
+            parser_counts: None,
         }
+    }
+
+    /// Starts counting, per parser node, the lines it was tried on (it applied to their
+    /// type and program) and accepted: the daemon's per-parser metrics.
+    pub fn count_parsers(&mut self) {
+        let n = self.ruleset.stages.iter().map(Vec::len).sum();
+        self.parser_counts = Some(vec![(0, 0); n]);
     }
 
     /// The ruleset.
@@ -95,6 +106,13 @@ impl Pipeline {
                     continue;
                 }
                 let ok = self.run_parser(p, this, event, log_type);
+                if let Some(c) = self.parser_counts.as_mut().and_then(|c| c.get_mut(this)) {
+                    if ok {
+                        c.0 += 1;
+                    } else {
+                        c.1 += 1;
+                    }
+                }
                 if let Some(t) = trace.as_deref_mut() {
                     t.push(TraceStep {
                         stage,
