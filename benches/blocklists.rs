@@ -13,9 +13,8 @@ use common::rss_kib;
 use garrison::blocklists::{Options, spawn_with};
 use garrison::config::model::{Blocklist, BlocklistFormat, Nftables};
 use garrison::config::types::Duration;
-use garrison::enforce::{self, Ban, EnforcerConfig, EnforcerHandle};
-use garrison::store::{Change, Decision, DecisionIndex, Store, now_millis};
-use std::sync::Arc;
+use garrison::enforce::{EnforcerConfig, EnforcerHandle};
+use garrison::store::{Store, now_millis};
 use std::time::Instant;
 
 /// Peak resident memory of this process so far (VmHWM), in KiB.
@@ -28,21 +27,6 @@ fn peak_kib() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
-}
-
-/// The daemon's bridge (src/daemon/enforcement.rs), for the bench: active `ban`s become
-/// kernel elements; deletions remove them.
-fn ban_of(d: &Decision, index: &DecisionIndex) -> Option<Ban> {
-    if d.simulated || &**index.strings.get(d.decision_type) != "ban" {
-        return None;
-    }
-    Some(Ban {
-        id: d.id,
-        net: d.target.net()?,
-        expires: jiff::Timestamp::from_millisecond(d.until).ok()?,
-        origin: Arc::clone(index.strings.get(d.origin)),
-        reason: Arc::clone(index.strings.get(d.scenario)),
-    })
 }
 
 fn start_enforcer(store: &Store) -> Option<EnforcerHandle> {
@@ -59,24 +43,9 @@ fn start_enforcer(store: &Store) -> Option<EnforcerHandle> {
         never: Vec::new(),
         dry_run: false,
     };
-    let snapshot: enforce::StreamingSnapshot = Arc::new(|_: &mut dyn FnMut(Ban)| {});
-    let h = enforce::spawn_streaming(cfg, snapshot).expect("enforcer");
+    // The daemon's own bridge: the store's bans become kernel elements.
+    let h = garrison::daemon::enforcement::start(store, cfg).expect("enforcer");
     assert!(h.wait_synced(std::time::Duration::from_secs(10)));
-    let sender = h.sender();
-    store.subscribe(Box::new(move |change, index| match change {
-        Change::Added(d) => {
-            if let Some(ban) = ban_of(d, index) {
-                sender.add(ban);
-            }
-        }
-        Change::Expired(d) => {
-            if ban_of(d, index).is_some()
-                && let Some(net) = d.target.net()
-            {
-                sender.remove(net);
-            }
-        }
-    }));
     Some(h)
 }
 

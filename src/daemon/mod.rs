@@ -6,7 +6,7 @@
 //! running rules stay in force.
 
 mod checkpoint;
-mod enforcement;
+pub mod enforcement;
 mod logging;
 mod worker;
 
