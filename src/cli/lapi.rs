@@ -790,29 +790,31 @@ fn bouncers_in(c: &Ctx, cmd: &BouncersCmd) -> Result<(), String> {
     match cmd {
         BouncersCmd::List => {
             let v = c.ok(Method::GET, "/v1/garrison/bouncers", None)?;
-            if c.output != Output::Table {
-                c.json(&v);
-                return Ok(());
-            }
-            let mut t = table(&[
-                "Name",
-                "IP Address",
-                "Last API pull",
-                "Type",
-                "Version",
-                "Key file",
-            ]);
-            for b in v.as_array().into_iter().flatten() {
-                t.add_row(vec![
-                    s(b, "name"),
-                    s(b, "ip_address"),
-                    s(b, "last_pull"),
-                    s(b, "type"),
-                    s(b, "version"),
-                    s(b, "key_file"),
-                ]);
-            }
-            println!("{t}");
+            print_list(
+                c,
+                &v,
+                &[
+                    "Name",
+                    "IP Address",
+                    "Last API pull",
+                    "Type",
+                    "Version",
+                    "Key file",
+                ],
+                |b| {
+                    [
+                        "name",
+                        "ip_address",
+                        "last_pull",
+                        "type",
+                        "version",
+                        "key_file",
+                    ]
+                    .iter()
+                    .map(|k| s(b, k))
+                    .collect()
+                },
+            );
             Ok(())
         }
         BouncersCmd::Add { name, key } => {
@@ -847,6 +849,20 @@ fn bouncers_in(c: &Ctx, cmd: &BouncersCmd) -> Result<(), String> {
     }
 }
 
+/// Prints a list answer: as JSON unless the output is a table, else one row per element
+/// of the array, made by `row`.
+fn print_list(c: &Ctx, v: &Value, headers: &[&str], row: impl Fn(&Value) -> Vec<String>) {
+    if c.output != Output::Table {
+        c.json(v);
+        return;
+    }
+    let mut t = table(headers);
+    for item in v.as_array().into_iter().flatten() {
+        t.add_row(row(item));
+    }
+    println!("{t}");
+}
+
 fn path_seg(s: &str) -> String {
     s.bytes()
         .map(|b| {
@@ -868,33 +884,32 @@ fn machines_in(c: &Ctx, cmd: &MachinesCmd) -> Result<(), String> {
     match cmd {
         MachinesCmd::List => {
             let v = c.ok(Method::GET, "/v1/garrison/machines", None)?;
-            if c.output != Output::Table {
-                c.json(&v);
-                return Ok(());
-            }
-            let mut t = table(&[
-                "Name",
-                "IP Address",
-                "Status",
-                "Version",
-                "Last push",
-                "Last Heartbeat",
-            ]);
-            for m in v.as_array().into_iter().flatten() {
-                let ok = m
-                    .get("is_validated")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                t.add_row(vec![
-                    s(m, "machine_id"),
-                    s(m, "ip_address"),
-                    if ok { "validated" } else { "pending" }.to_owned(),
-                    s(m, "version"),
-                    s(m, "last_push"),
-                    s(m, "last_heartbeat"),
-                ]);
-            }
-            println!("{t}");
+            print_list(
+                c,
+                &v,
+                &[
+                    "Name",
+                    "IP Address",
+                    "Status",
+                    "Version",
+                    "Last push",
+                    "Last Heartbeat",
+                ],
+                |m| {
+                    let ok = m
+                        .get("is_validated")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false);
+                    vec![
+                        s(m, "machine_id"),
+                        s(m, "ip_address"),
+                        if ok { "validated" } else { "pending" }.to_owned(),
+                        s(m, "version"),
+                        s(m, "last_push"),
+                        s(m, "last_heartbeat"),
+                    ]
+                },
+            );
             Ok(())
         }
         MachinesCmd::Add { name, password } => {
