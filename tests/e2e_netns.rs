@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod netns_common;
+use netns_common::{must, require, run};
+
 const GARRISON: &str = env!("CARGO_BIN_EXE_garrison");
 
 const VICTIM4: &str = "192.0.2.1";
@@ -21,45 +24,6 @@ const BYSTANDER_SIDE4: &str = "198.51.100.1";
 const VICTIM6: &str = "2001:db8:a::1";
 const ATTACKER6: &str = "2001:db8:a::2";
 const BYSTANDER_SIDE6: &str = "2001:db8:b::1";
-
-fn run(cmd: &[&str]) -> Output {
-    Command::new(cmd[0])
-        .args(&cmd[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (is it installed? tests/run.sh installs it)",
-                cmd[0]
-            )
-        })
-}
-
-fn must(cmd: &[&str]) {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{} failed: {}",
-        cmd.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn require(tools: &[&str]) {
-    assert!(
-        unsafe { libc::geteuid() } == 0,
-        "the namespace tests need root (CI runs as root)"
-    );
-    for t in tools {
-        let found = std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()))
-            || Path::new(t).is_file();
-        assert!(
-            found,
-            "`{t}` is missing: run tests/run.sh, which installs it"
-        );
-    }
-}
 
 /// The three namespaces and everything started in them; torn down on drop.
 struct Lab {

@@ -13,9 +13,12 @@
 //! (`GARRISON_FIREWALL_BOUNCER`, default `/usr/bin/crowdsec-firewall-bouncer`); tests/run.sh
 //! installs them. A missing one fails the test, it never skips.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+mod netns_common;
+use netns_common::{must, require, run};
 
 const GARRISON: &str = env!("CARGO_BIN_EXE_garrison");
 
@@ -35,47 +38,6 @@ const LAPI: &str = "127.0.0.1:18081";
 fn bouncer_bin() -> String {
     std::env::var("GARRISON_FIREWALL_BOUNCER")
         .unwrap_or_else(|_| "/usr/bin/crowdsec-firewall-bouncer".into())
-}
-
-fn run(cmd: &[&str]) -> Output {
-    Command::new(cmd[0])
-        .args(&cmd[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (is it installed? tests/run.sh installs it)",
-                cmd[0]
-            )
-        })
-}
-
-fn must(cmd: &[&str]) -> Output {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{} failed: {}{}",
-        cmd.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn require(tools: &[&str]) {
-    assert!(
-        unsafe { libc::geteuid() } == 0,
-        "the firewall bouncer test needs root for network namespaces and nftables (CI runs as root)"
-    );
-    for t in tools {
-        let found = Path::new(t).is_file()
-            || std::env::var_os("PATH")
-                .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()));
-        assert!(
-            found,
-            "`{t}` is missing: run tests/run.sh, which installs it"
-        );
-    }
 }
 
 /// Two namespaces and the processes started in the victim one; torn down on drop.
