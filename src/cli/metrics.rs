@@ -263,6 +263,14 @@ mod tests {
     use super::*;
     use crate::metrics::{ApiLabels, Metrics, ParserLabels};
 
+    /// The rendered line that mentions `needle`.
+    fn row_with(text: &str, needle: &str) -> String {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no row with {needle} in\n{text}"))
+            .to_owned()
+    }
+
     #[test]
     fn tables_show_parsers_requests_and_latency() {
         let m = Metrics::new();
@@ -285,12 +293,7 @@ mod tests {
             m.enforcement_latency.observe(v);
         }
         let text = render(&parse_text(&m.encode()));
-        let row = |needle: &str| {
-            text.lines()
-                .find(|l| l.contains(needle))
-                .unwrap_or_else(|| panic!("no row with {needle} in\n{text}"))
-                .to_owned()
-        };
+        let row = |needle: &str| row_with(&text, needle);
         let parser = row("crowdsecurity/sshd-logs");
         assert!(
             parser.contains("auth") && parser.contains(" 10 ") && parser.contains(" 7 "),
@@ -333,12 +336,7 @@ mod tests {
             ]
         });
         let text = render(&parse_text(&m.encode()));
-        let row = |needle: &str| {
-            text.lines()
-                .find(|l| l.contains(needle))
-                .unwrap_or_else(|| panic!("no row with {needle} in\n{text}"))
-                .to_owned()
-        };
+        let row = |needle: &str| row_with(&text, needle);
         let firehol = row("firehol_level1");
         assert!(
             firehol.contains("config") && firehol.contains(" 4521 "),
