@@ -430,8 +430,10 @@ pub fn query_alerts(state: &ApiState, q: &AlertQuery) -> Result<Vec<Value>, Stri
     let mut stmt = conn.prepare(&sql).map_err(|e| e.to_string())?;
     let mut dstmt = conn
         .prepare(
-            "SELECT id, until, origin, scenario, type, scope, value, simulated, created_at
-             FROM decisions WHERE alert_id = ?1 ORDER BY id",
+            "SELECT d.id, coalesce(e.until, d.until), d.origin, d.scenario, d.type, d.scope,
+                    d.value, d.simulated, d.created_at
+             FROM decisions d LEFT JOIN decision_ends e ON e.id = d.id
+             WHERE d.alert_id = ?1 ORDER BY d.id",
         )
         .map_err(|e| e.to_string())?;
     let mut rows = stmt.query([q.id]).map_err(|e| e.to_string())?;
