@@ -251,10 +251,6 @@ impl Where {
 /// Whether `d` is the longest decision on its (scope, type, value): CrowdSec's
 /// `longestDecisionForScopeTypeValue`, ties broken by the highest id.
 fn is_longest(d: &Decision, index: &DecisionIndex) -> bool {
-    // The usual case: the only decision on its target.
-    if index.target_ids(&d.target).len() == 1 {
-        return true;
-    }
     index
         .on_target_iter(&d.target)
         .filter(|o| o.decision_type == d.decision_type)

@@ -157,7 +157,7 @@ pub fn push_decision(
         crate::store::Target::Range(net) => {
             let _ = write!(out, "\"{net}\"");
         }
-        crate::store::Target::Other { value, .. } => push_json_str(out, value),
+        crate::store::Target::Other(o) => push_json_str(out, &o.value),
     }
     out.push(b'}');
 }

@@ -1,9 +1,11 @@
 //! Decisions in memory: the compact record and the index every reader uses (the Local API,
 //! the enforcer, the CLI). SQLite holds the same rows; this index answers queries without it.
 
+use hashbrown::HashTable;
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{IpAddr, Ipv6Addr};
+use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Milliseconds since the Unix epoch: compact (8 bytes) and what SQLite stores.
@@ -22,13 +24,18 @@ pub enum Target {
     /// A CIDR range (scope `Range`).
     Range(IpNet),
     /// Any other scope CrowdSec knows (`Country`, `AS`, `username`...): stored and served,
-    /// never enforced in the kernel.
-    Other {
-        /// The canonical scope name.
-        scope: Arc<str>,
-        /// The value.
-        value: Box<str>,
-    },
+    /// never enforced in the kernel. Boxed: such decisions are rare, and two strings inline
+    /// would make every decision 16 bytes larger.
+    Other(Box<OtherTarget>),
+}
+
+/// A target of a scope other than `Ip` and `Range`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OtherTarget {
+    /// The canonical scope name.
+    pub scope: Arc<str>,
+    /// The value.
+    pub value: Box<str>,
 }
 
 impl Target {
@@ -51,10 +58,10 @@ impl Target {
                 if value.is_empty() {
                     return Err(format!("empty value for scope `{other}`"));
                 }
-                Ok(Target::Other {
+                Ok(Target::Other(Box::new(OtherTarget {
                     scope: Arc::from(other),
                     value: Box::from(value),
-                })
+                })))
             }
         }
     }
@@ -64,7 +71,7 @@ impl Target {
         match self {
             Target::Ip(_) => "Ip",
             Target::Range(_) => "Range",
-            Target::Other { scope, .. } => scope,
+            Target::Other(o) => &o.scope,
         }
     }
 
@@ -73,7 +80,7 @@ impl Target {
         match self {
             Target::Ip(ip) => ip.to_string(),
             Target::Range(net) => net.to_string(),
-            Target::Other { value, .. } => value.to_string(),
+            Target::Other(o) => o.value.to_string(),
         }
     }
 
@@ -83,8 +90,8 @@ impl Target {
         let _ = match self {
             Target::Ip(ip) => write!(out, "{ip}"),
             Target::Range(net) => write!(out, "{net}"),
-            Target::Other { value, .. } => {
-                out.push_str(value);
+            Target::Other(o) => {
+                out.push_str(&o.value);
                 Ok(())
             }
         };
@@ -95,7 +102,7 @@ impl Target {
         match self {
             Target::Ip(ip) => Some(IpNet::from(*ip)),
             Target::Range(net) => Some(*net),
-            Target::Other { .. } => None,
+            Target::Other(_) => None,
         }
     }
 }
@@ -187,200 +194,168 @@ pub struct NewDecision {
     pub simulated: bool,
 }
 
-/// Ids of decisions by key (address, range, value). Nearly every key has one decision, so
-/// its id is stored inline: 16-byte entries for IPv4 addresses, where a `Vec` per key would
-/// add a heap allocation (and 32 bytes) for each of a million list entries. A key with
-/// several decisions has 0 inline (ids start at 1) and its ids in `more`.
-#[derive(Debug)]
-struct IdMap<K> {
-    first: HashMap<K, i64>,
-    more: HashMap<K, Vec<i64>>,
+/// What the index hashes a target by: its address, its range, or (other scopes) its value
+/// alone, so that a value is found whatever its scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key<'a> {
+    V4(u32),
+    V6(u128),
+    Net(IpNet),
+    Value(&'a str),
 }
 
-impl<K> Default for IdMap<K> {
-    fn default() -> Self {
-        IdMap {
-            first: HashMap::new(),
-            more: HashMap::new(),
-        }
-    }
-}
-
-impl<K: std::hash::Hash + Eq + Clone> IdMap<K> {
-    fn get<Q>(&self, key: &Q) -> &[i64]
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: std::hash::Hash + Eq + ?Sized,
-    {
-        match self.first.get(key) {
-            None => &[],
-            Some(0) => self.more.get(key).map_or(&[], Vec::as_slice),
-            Some(id) => std::slice::from_ref(id),
-        }
-    }
-
-    fn add(&mut self, key: K, id: i64) {
-        match self.first.entry(key) {
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(id);
-            }
-            std::collections::hash_map::Entry::Occupied(mut e) => {
-                let first = std::mem::replace(e.get_mut(), 0);
-                let key = e.key().clone();
-                let ids = self.more.entry(key).or_default();
-                if first != 0 {
-                    ids.push(first);
-                }
-                ids.push(id);
-            }
-        }
-    }
-
-    fn remove(&mut self, key: &K, id: i64) {
-        match self.first.get(key).copied() {
-            None => {}
-            Some(0) => {
-                let Some(ids) = self.more.get_mut(key) else {
-                    return;
-                };
-                ids.retain(|x| *x != id);
-                match ids.as_slice() {
-                    [] => {
-                        self.more.remove(key);
-                        self.first.remove(key);
-                    }
-                    [one] => {
-                        let one = *one;
-                        self.more.remove(key);
-                        self.first.insert(key.clone(), one);
-                    }
-                    _ => {}
-                }
-            }
-            Some(only) if only == id => {
-                self.first.remove(key);
-            }
-            Some(_) => {}
+impl Target {
+    fn key(&self) -> Key<'_> {
+        match self {
+            Target::Ip(IpAddr::V4(a)) => Key::V4(u32::from(*a)),
+            Target::Ip(IpAddr::V6(a)) => Key::V6(u128::from(*a)),
+            Target::Range(net) => Key::Net(*net),
+            Target::Other(o) => Key::Value(&o.value),
         }
     }
 }
 
-/// Retained decisions in id order, as a sorted vector: ids only grow, so a new decision is
-/// appended, and each costs its 88 bytes where a B-tree filled by appends is half empty
-/// (about 180 bytes a decision). A removed decision leaves a tombstone until more than half
-/// the slots are dead, then the vector is compacted (amortised O(1) per removal).
+/// Pairs a merge takes at least: below this, out-of-order pairs simply wait in the tree.
+const ENDS_MERGE_MIN: usize = 4096;
+
+/// (until, id) of every retained decision, sorted: the decisions ending in a time window
+/// (the stream's deltas, pruning). A sorted vector costs 16 bytes a decision where a
+/// B-tree of pairs, filled in order, is half empty (31 bytes). Most pairs arrive in order
+/// (a new decision ends after the others) and are appended; the others (a deletion ends a
+/// decision now, before every active one) wait in a small B-tree, merged into the vector
+/// once it holds an eighth as many. A removed pair is flagged dead and dropped at the next
+/// merge, or once half the vector is dead.
 #[derive(Debug, Default)]
-struct Slots {
-    items: Vec<Decision>,
+struct Ends {
+    sorted: Vec<(Millis, i64)>,
     dead: Vec<bool>,
     n_dead: usize,
+    recent: BTreeSet<(Millis, i64)>,
 }
 
-impl Slots {
-    fn position(&self, id: i64) -> Result<usize, usize> {
-        self.items.binary_search_by_key(&id, |d| d.id)
-    }
-
-    fn len(&self) -> usize {
-        self.items.len() - self.n_dead
-    }
-
-    fn get(&self, id: i64) -> Option<&Decision> {
-        // The decision just added is looked up at once (to announce it): no search.
-        if let Some(last) = self.items.last()
-            && last.id == id
-        {
-            return (!self.dead[self.items.len() - 1]).then_some(last);
-        }
-        match self.position(id) {
-            Ok(i) if !self.dead[i] => Some(&self.items[i]),
-            _ => None,
-        }
-    }
-
-    fn get_mut(&mut self, id: i64) -> Option<&mut Decision> {
-        match self.position(id) {
-            Ok(i) if !self.dead[i] => Some(&mut self.items[i]),
-            _ => None,
-        }
-    }
-
-    /// Adds (or replaces) a decision; the old one with that id, if any.
-    fn insert(&mut self, d: Decision) -> Option<Decision> {
-        if self.items.last().is_none_or(|last| last.id < d.id) {
-            self.items.push(d);
+impl Ends {
+    fn insert(&mut self, until: Millis, id: i64) {
+        let pair = (until, id);
+        if self.sorted.last().is_none_or(|last| *last < pair) {
+            self.sorted.push(pair);
             self.dead.push(false);
-            return None;
+            return;
         }
-        match self.position(d.id) {
-            Ok(i) => {
-                let old = std::mem::replace(&mut self.items[i], d);
-                if std::mem::replace(&mut self.dead[i], false) {
-                    self.n_dead -= 1;
-                    None
-                } else {
-                    Some(old)
-                }
+        self.recent.insert(pair);
+        if self.recent.len() > ENDS_MERGE_MIN.max(self.sorted.len() / 8) {
+            self.merge();
+        }
+    }
+
+    fn remove(&mut self, until: Millis, id: i64) {
+        let pair = (until, id);
+        if self.recent.remove(&pair) {
+            return;
+        }
+        if let Ok(i) = self.sorted.binary_search(&pair)
+            && !self.dead[i]
+        {
+            self.dead[i] = true;
+            self.n_dead += 1;
+            if self.n_dead > ENDS_MERGE_MIN && self.n_dead * 2 > self.sorted.len() {
+                self.merge();
             }
-            Err(i) => {
-                self.items.insert(i, d);
-                self.dead.insert(i, false);
-                None
-            }
         }
     }
 
-    fn remove(&mut self, id: i64) -> Option<Decision> {
-        let i = self.position(id).ok().filter(|&i| !self.dead[i])?;
-        self.dead[i] = true;
-        self.n_dead += 1;
-        let d = self.items[i].clone();
-        if self.n_dead > 1024 && self.n_dead * 2 > self.items.len() {
-            let mut dead = self.dead.iter();
-            self.items.retain(|_| dead.next().is_some_and(|x| !*x));
-            self.dead.clear();
-            self.dead.resize(self.items.len(), false);
-            self.n_dead = 0;
+    /// Folds `recent` into the vector and drops the dead pairs.
+    fn merge(&mut self) {
+        let recent = std::mem::take(&mut self.recent);
+        let mut out = Vec::with_capacity(self.sorted.len() - self.n_dead + recent.len());
+        out.extend(Merged::new(
+            live(&self.sorted, &self.dead),
+            recent.into_iter(),
+        ));
+        self.dead.clear();
+        self.dead.resize(out.len(), false);
+        self.sorted = out;
+        self.n_dead = 0;
+    }
+
+    /// Live pairs in `[lo, hi)`, in order.
+    fn range(
+        &self,
+        lo: (Millis, i64),
+        hi: (Millis, i64),
+    ) -> impl Iterator<Item = (Millis, i64)> + '_ {
+        let a = self.sorted.partition_point(|p| *p < lo);
+        let b = self.sorted.partition_point(|p| *p < hi).max(a);
+        let recent = (lo < hi)
+            .then(|| self.recent.range(lo..hi).copied())
+            .into_iter()
+            .flatten();
+        Merged::new(live(&self.sorted[a..b], &self.dead[a..b]), recent)
+    }
+}
+
+/// The pairs of `sorted` not flagged in `dead`.
+fn live<'a>(
+    sorted: &'a [(Millis, i64)],
+    dead: &'a [bool],
+) -> impl Iterator<Item = (Millis, i64)> + 'a {
+    sorted
+        .iter()
+        .zip(dead)
+        .filter(|(_, dead)| !**dead)
+        .map(|(p, _)| *p)
+}
+
+/// Two sorted iterators as one.
+struct Merged<A: Iterator, B: Iterator<Item = A::Item>> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<A: Iterator, B: Iterator<Item = A::Item>> Merged<A, B> {
+    fn new(a: A, b: B) -> Self {
+        Merged {
+            a: a.peekable(),
+            b: b.peekable(),
         }
-        Some(d)
     }
+}
 
-    /// Live decisions from position `start` on.
-    fn from(&self, start: usize) -> impl DoubleEndedIterator<Item = &Decision> {
-        self.items[start..]
-            .iter()
-            .zip(&self.dead[start..])
-            .filter(|(_, dead)| !**dead)
-            .map(|(d, _)| d)
-    }
+impl<T: Ord, A: Iterator<Item = T>, B: Iterator<Item = T>> Iterator for Merged<A, B> {
+    type Item = T;
 
-    /// Live decisions with an id above `id`.
-    fn after(&self, id: i64) -> impl DoubleEndedIterator<Item = &Decision> {
-        self.from(self.items.partition_point(|d| d.id <= id))
+    fn next(&mut self) -> Option<T> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(x), Some(y)) if y < x => self.b.next(),
+            (Some(_), _) => self.a.next(),
+            (None, _) => self.b.next(),
+        }
     }
 }
 
 /// Every decision the store retains (active and recently expired), indexed for the queries
 /// of bouncers, the enforcer and the CLI. Sized for a million decisions (a community
-/// blocklist): the indexes by address keep one inline id per key, and decisions live in a
-/// sorted vector rather than a tree.
+/// blocklist): decisions live in a vector sorted by id, the lookups by target are a hash
+/// table of positions in it (5 bytes a decision, where a map from address to id took 36),
+/// and the end times a sorted vector.
 #[derive(Debug, Default)]
 pub struct DecisionIndex {
-    /// Retained decisions by id.
-    by_id: Slots,
-    /// (until, id) of every retained decision: expirations in a time window.
-    by_until: BTreeSet<(Millis, i64)>,
-    /// Ids of decisions on single IPv4 addresses (most of them: 12-byte keys, no `IpAddr`
-    /// padding).
-    by_ip4: IdMap<u32>,
-    /// Ids of decisions on single IPv6 addresses.
-    by_ip6: IdMap<Ipv6Addr>,
-    /// Ids of range decisions, by range; the prefix lengths present are kept so that an
-    /// address lookup costs one hash probe per length, not a scan.
-    by_range: IdMap<IpNet>,
+    /// Retained decisions in id order: ids only grow, so a new decision is appended, and
+    /// each costs its 72 bytes where a B-tree filled by appends is half empty. A removed
+    /// decision leaves a tombstone (`dead`) until more than half the slots are dead, then
+    /// the vector is compacted (amortised O(1) per removal).
+    items: Vec<Decision>,
+    dead: Vec<bool>,
+    n_dead: usize,
+    /// Positions in `items` of the live decisions, hashed by their target's [`Key`]; a key
+    /// with several decisions has several entries. Positions are u32: four billion
+    /// decisions would take 300 GB.
+    by_key: HashTable<u32>,
+    hasher: RandomState,
+    /// (until, id) of every live decision.
+    ends: Ends,
+    /// The range prefix lengths present, with their counts: an address lookup costs one
+    /// hash probe per length, not a scan.
     range_prefixes: BTreeMap<(bool, u8), usize>,
-    /// Ids of decisions of other scopes, by value.
-    by_other: IdMap<Box<str>>,
     /// Interned strings.
     pub strings: Interner,
     next_id: i64,
@@ -407,12 +382,12 @@ impl DecisionIndex {
 
     /// Retained decisions.
     pub fn len(&self) -> usize {
-        self.by_id.len()
+        self.items.len() - self.n_dead
     }
 
     /// Whether nothing is retained.
     pub fn is_empty(&self) -> bool {
-        self.by_id.len() == 0
+        self.len() == 0
     }
 
     /// Builds a stored decision from a new one, giving it the next id.
@@ -456,150 +431,236 @@ impl DecisionIndex {
         }
     }
 
-    fn ip_ids(&self, ip: IpAddr) -> &[i64] {
-        match ip {
-            IpAddr::V4(a) => self.by_ip4.get(&u32::from(a)),
-            IpAddr::V6(a) => self.by_ip6.get(&a),
+    /// The position of a live decision.
+    fn position(&self, id: i64) -> Option<usize> {
+        // The decision just added is looked up at once (to announce it): no search.
+        let i = match self.items.last() {
+            Some(last) if last.id == id => self.items.len() - 1,
+            _ => self.items.binary_search_by_key(&id, |d| d.id).ok()?,
+        };
+        (!self.dead[i]).then_some(i)
+    }
+
+    /// Adds the decision at `pos` to the lookups by target and by end.
+    fn index_at(&mut self, pos: usize) {
+        let DecisionIndex {
+            items,
+            by_key,
+            hasher,
+            ends,
+            range_prefixes,
+            ..
+        } = self;
+        let d = &items[pos];
+        let hash = hasher.hash_one(d.target.key());
+        by_key.insert_unique(hash, pos as u32, |p| {
+            hasher.hash_one(items[*p as usize].target.key())
+        });
+        ends.insert(d.until, d.id);
+        if let Target::Range(net) = &d.target {
+            *range_prefixes
+                .entry((net.addr().is_ipv4(), net.prefix_len()))
+                .or_default() += 1;
+        }
+    }
+
+    /// Removes the decision at `pos` from the lookups by target and by end.
+    fn unindex_at(&mut self, pos: usize) {
+        let d = &self.items[pos];
+        let hash = self.hasher.hash_one(d.target.key());
+        if let Ok(entry) = self.by_key.find_entry(hash, |p| *p as usize == pos) {
+            entry.remove();
+        }
+        self.ends.remove(d.until, d.id);
+        if let Target::Range(net) = &d.target {
+            let key = (net.addr().is_ipv4(), net.prefix_len());
+            if let Some(n) = self.range_prefixes.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.range_prefixes.remove(&key);
+                }
+            }
         }
     }
 
     /// Adds a decision (loaded from the database or just assigned).
     pub fn insert(&mut self, d: Decision) {
         self.next_id = self.next_id.max(d.id + 1);
-        let (id, until) = (d.id, d.until);
-        let key = d.target.clone();
-        if let Some(old) = self.by_id.insert(d) {
-            // The same id again (not something the store does): forget the old entries.
-            self.unindex(&old);
-        }
-        self.by_until.insert((until, id));
-        match key {
-            Target::Ip(IpAddr::V4(a)) => self.by_ip4.add(u32::from(a), id),
-            Target::Ip(IpAddr::V6(a)) => self.by_ip6.add(a, id),
-            Target::Range(net) => {
-                *self
-                    .range_prefixes
-                    .entry((net.addr().is_ipv4(), net.prefix_len()))
-                    .or_default() += 1;
-                self.by_range.add(net, id);
-            }
-            Target::Other { value, .. } => self.by_other.add(value, id),
-        }
-    }
-
-    /// Removes `d` from every index but `by_id`.
-    fn unindex(&mut self, d: &Decision) {
-        let id = d.id;
-        self.by_until.remove(&(d.until, id));
-        match &d.target {
-            Target::Ip(IpAddr::V4(a)) => self.by_ip4.remove(&u32::from(*a), id),
-            Target::Ip(IpAddr::V6(a)) => self.by_ip6.remove(a, id),
-            Target::Range(net) => {
-                self.by_range.remove(net, id);
-                let key = (net.addr().is_ipv4(), net.prefix_len());
-                if let Some(n) = self.range_prefixes.get_mut(&key) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.range_prefixes.remove(&key);
+        let pos = if self.items.last().is_none_or(|last| last.id < d.id) {
+            self.items.push(d);
+            self.dead.push(false);
+            self.items.len() - 1
+        } else {
+            match self.items.binary_search_by_key(&d.id, |x| x.id) {
+                Ok(i) => {
+                    if self.dead[i] {
+                        self.dead[i] = false;
+                        self.n_dead -= 1;
+                    } else {
+                        // The same id again (not something the store does): forget the
+                        // old entries.
+                        self.unindex_at(i);
                     }
+                    self.items[i] = d;
+                    i
+                }
+                Err(i) => {
+                    // An id below the last that was never seen (not something the store
+                    // does either): the positions after it move.
+                    for p in self.by_key.iter_mut() {
+                        if *p as usize >= i {
+                            *p += 1;
+                        }
+                    }
+                    self.items.insert(i, d);
+                    self.dead.insert(i, false);
+                    i
                 }
             }
-            Target::Other { value, .. } => self.by_other.remove(value, id),
-        }
+        };
+        self.index_at(pos);
     }
 
     /// Removes a decision for good (pruning).
     pub fn remove(&mut self, id: i64) -> Option<Decision> {
-        let d = self.by_id.remove(id)?;
-        self.unindex(&d);
+        let pos = self.position(id)?;
+        self.unindex_at(pos);
+        self.dead[pos] = true;
+        self.n_dead += 1;
+        let d = self.items[pos].clone();
+        if self.n_dead > 1024 && self.n_dead * 2 > self.items.len() {
+            self.compact();
+        }
         Some(d)
+    }
+
+    /// Drops the tombstones; the positions in `by_key` follow.
+    fn compact(&mut self) {
+        let mut moved: Vec<u32> = Vec::with_capacity(self.items.len());
+        let mut next = 0u32;
+        for dead in &self.dead {
+            moved.push(next);
+            next += u32::from(!*dead);
+        }
+        for p in self.by_key.iter_mut() {
+            *p = moved[*p as usize];
+        }
+        let mut dead = self.dead.iter();
+        self.items.retain(|_| dead.next().is_some_and(|x| !*x));
+        self.dead.clear();
+        self.dead.resize(self.items.len(), false);
+        self.n_dead = 0;
     }
 
     /// Ends a decision at `at` (deletion); returns it when it was active.
     pub fn expire(&mut self, id: i64, at: Millis) -> Option<&Decision> {
-        let d = self.by_id.get_mut(id)?;
+        let pos = self.position(id)?;
+        let d = &mut self.items[pos];
         if d.until <= at {
             return None;
         }
-        let old = d.until;
-        d.until = at;
-        self.by_until.remove(&(old, id));
-        self.by_until.insert((at, id));
-        self.by_id.get(id)
+        let old = std::mem::replace(&mut d.until, at);
+        self.ends.remove(old, id);
+        self.ends.insert(at, id);
+        Some(&self.items[pos])
     }
 
     /// A decision by id.
     pub fn get(&self, id: i64) -> Option<&Decision> {
-        self.by_id.get(id)
+        self.position(id).map(|i| &self.items[i])
+    }
+
+    /// Live decisions from position `start` on.
+    fn from(&self, start: usize) -> impl DoubleEndedIterator<Item = &Decision> {
+        self.items[start..]
+            .iter()
+            .zip(&self.dead[start..])
+            .filter(|(_, dead)| !**dead)
+            .map(|(d, _)| d)
     }
 
     /// Every retained decision, by id.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Decision> {
-        self.by_id.from(0)
+        self.from(0)
     }
 
     /// Retained decisions with an id above `id`, by id.
     pub fn after_id(&self, id: i64) -> impl Iterator<Item = &Decision> {
-        self.by_id.after(id)
+        self.from(self.items.partition_point(|d| d.id <= id))
     }
 
-    /// Decisions whose end falls in `(from, to]`.
+    /// The decisions of (until, id) pairs.
+    fn of_ends(
+        &self,
+        pairs: impl Iterator<Item = (Millis, i64)>,
+    ) -> impl Iterator<Item = &Decision> {
+        pairs.filter_map(move |(_, id)| self.get(id))
+    }
+
+    /// Decisions whose end falls in `(from, to]`, by end.
     pub fn ending_between(&self, from: Millis, to: Millis) -> impl Iterator<Item = &Decision> {
-        self.by_until
-            .range((from, i64::MAX)..=(to, i64::MAX))
-            .filter(move |(u, _)| *u > from)
-            .filter_map(|(_, id)| self.by_id.get(*id))
+        let lo = (from.saturating_add(1), i64::MIN);
+        let hi = (to.saturating_add(1), i64::MIN);
+        self.of_ends(self.ends.range(lo, hi))
     }
 
-    /// Decisions active at `now`.
+    /// Decisions active at `now`, by id: one pass over the vector, where a walk of the
+    /// ends would search each id (a million searches for a community list).
     pub fn active(&self, now: Millis) -> impl Iterator<Item = &Decision> {
-        self.by_until
-            .range((now.saturating_add(1), i64::MIN)..)
-            .filter_map(|(_, id)| self.by_id.get(*id))
+        self.iter().filter(move |d| d.is_active(now))
     }
 
     /// Decisions that ended before `before`, oldest first.
     pub fn ended_before(&self, before: Millis) -> impl Iterator<Item = &Decision> {
-        self.by_until
-            .range(..(before, i64::MIN))
-            .filter_map(|(_, id)| self.by_id.get(*id))
+        self.of_ends(self.ends.range((Millis::MIN, i64::MIN), (before, i64::MIN)))
     }
 
-    /// Retained decisions whose target covers `ip` (its own, and ranges containing it).
+    /// Decisions indexed under `key` (for values, whatever their scope), in no order.
+    fn on_key<'s>(&'s self, key: Key<'_>) -> impl Iterator<Item = &'s Decision> {
+        self.by_key
+            .iter_hash(self.hasher.hash_one(key))
+            .map(move |p| &self.items[*p as usize])
+            .filter(move |d| d.target.key() == key)
+    }
+
+    fn ip_key(ip: IpAddr) -> Key<'static> {
+        match ip {
+            IpAddr::V4(a) => Key::V4(u32::from(a)),
+            IpAddr::V6(a) => Key::V6(u128::from(a)),
+        }
+    }
+
+    /// Retained decisions whose target covers `ip` (its own, and ranges containing it), by
+    /// id.
     pub fn covering_ip(&self, ip: IpAddr) -> Vec<&Decision> {
-        let mut out: Vec<&Decision> = Vec::new();
-        out.extend(self.ip_ids(ip).iter().filter_map(|id| self.by_id.get(*id)));
+        let mut out: Vec<&Decision> = self.on_key(Self::ip_key(ip)).collect();
         for (v4, len) in self.range_prefixes.keys() {
             if *v4 != ip.is_ipv4() {
                 continue;
             }
             if let Ok(net) = IpNet::new(ip, *len) {
-                let ids = self.by_range.get(&net.trunc());
-                out.extend(ids.iter().filter_map(|id| self.by_id.get(*id)));
+                out.extend(self.on_key(Key::Net(net.trunc())));
             }
         }
+        out.sort_unstable_by_key(|d| d.id);
         out
     }
 
-    /// Retained decisions whose target covers the whole of `net`.
+    /// Retained decisions whose target covers the whole of `net`, by id.
     pub fn covering_range(&self, net: IpNet) -> Vec<&Decision> {
         let mut out: Vec<&Decision> = Vec::new();
         if net.prefix_len() == net.max_prefix_len() {
-            out.extend(
-                self.ip_ids(net.addr())
-                    .iter()
-                    .filter_map(|id| self.by_id.get(*id)),
-            );
+            out.extend(self.on_key(Self::ip_key(net.addr())));
         }
         for (v4, len) in self.range_prefixes.keys() {
             if *v4 != net.addr().is_ipv4() || *len > net.prefix_len() {
                 continue;
             }
             if let Ok(outer) = IpNet::new(net.addr(), *len) {
-                let ids = self.by_range.get(&outer.trunc());
-                out.extend(ids.iter().filter_map(|id| self.by_id.get(*id)));
+                out.extend(self.on_key(Key::Net(outer.trunc())));
             }
         }
+        out.sort_unstable_by_key(|d| d.id);
         out
     }
 
@@ -610,51 +671,43 @@ impl DecisionIndex {
             .collect()
     }
 
-    /// Retained decisions on exactly this target.
+    /// Retained decisions on exactly this target, by id.
     pub fn on_target(&self, target: &Target) -> Vec<&Decision> {
-        self.target_ids(target)
-            .iter()
-            .filter_map(|id| self.by_id.get(*id))
-            .filter(|d| &d.target == target)
-            .collect()
+        let mut out: Vec<&Decision> = self.on_target_iter(target).collect();
+        out.sort_unstable_by_key(|d| d.id);
+        out
     }
 
     /// Ids of the retained decisions indexed under this target's key (its address, range
-    /// or value; for other scopes several scopes may share a value).
-    pub fn target_ids(&self, target: &Target) -> &[i64] {
-        match target {
-            Target::Ip(ip) => self.ip_ids(*ip),
-            Target::Range(net) => self.by_range.get(net),
-            Target::Other { value, .. } => self.by_other.get(value),
-        }
+    /// or value; for other scopes several scopes may share a value), in order.
+    pub fn target_ids(&self, target: &Target) -> Vec<i64> {
+        let mut ids: Vec<i64> = self.on_key(target.key()).map(|d| d.id).collect();
+        ids.sort_unstable();
+        ids
     }
 
-    /// Retained decisions on exactly this target, without allocating (the stream's
-    /// longest-decision de-duplication asks this once per decision).
-    pub fn on_target_iter<'a>(&'a self, target: &'a Target) -> impl Iterator<Item = &'a Decision> {
-        self.target_ids(target)
-            .iter()
-            .filter_map(|id| self.by_id.get(*id))
+    /// Retained decisions on exactly this target, in no order, without allocating (the
+    /// stream's longest-decision de-duplication asks this once per decision).
+    pub fn on_target_iter<'s>(&'s self, target: &Target) -> impl Iterator<Item = &'s Decision> {
+        self.on_key(target.key())
             .filter(move |d| &d.target == target)
     }
 
     /// Retained decisions whose wire value is `value`, whatever their scope (the Local API's
-    /// `value=` filter).
+    /// `value=` filter), by id.
     pub fn with_value(&self, value: &str) -> Vec<&Decision> {
-        let mut ids: Vec<i64> = Vec::new();
+        let mut out: Vec<&Decision> = Vec::new();
         if let Ok(ip) = value.parse::<IpAddr>() {
-            ids.extend(self.ip_ids(ip));
+            out.extend(self.on_key(Self::ip_key(ip)));
         }
         if let Ok(net) = value.parse::<IpNet>() {
-            ids.extend(self.by_range.get(&net));
+            out.extend(self.on_key(Key::Net(net)));
         }
-        ids.extend(self.by_other.get(value));
-        ids.sort_unstable();
-        ids.dedup();
-        ids.iter()
-            .filter_map(|id| self.by_id.get(*id))
-            .filter(|d| d.target.value() == value)
-            .collect()
+        out.extend(self.on_key(Key::Value(value)));
+        out.sort_unstable_by_key(|d| d.id);
+        out.dedup_by_key(|d| d.id);
+        out.retain(|d| d.target.value() == value);
+        out
     }
 
     /// Decisions ever made on `value` that are still retained (CrowdSec's

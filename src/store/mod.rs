@@ -10,7 +10,8 @@ pub mod db;
 pub mod decision;
 
 pub use decision::{
-    Decision, DecisionIndex, Interner, Millis, NewDecision, Target, canonical_scope, now_millis,
+    Decision, DecisionIndex, Interner, Millis, NewDecision, OtherTarget, Target, canonical_scope,
+    now_millis,
 };
 
 use crossbeam_channel::Sender;
