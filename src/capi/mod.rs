@@ -99,32 +99,8 @@ impl Options {
     }
 }
 
-/// A subscribed list as the status shows it (the same keys as a third-party list's).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ListStatus {
-    /// The list's name (the scenario of its decisions).
-    pub name: String,
-    /// Where it comes from (the URL without its signature).
-    pub source: String,
-    /// The decision type.
-    pub decision_type: String,
-    /// Entries with an active decision.
-    pub size: usize,
-    /// When the last download was tried.
-    pub last_refresh: Option<Millis>,
-    /// Why it failed (none when it succeeded).
-    pub last_error: Option<String>,
-    /// Decisions made at the last refresh.
-    pub added: usize,
-    /// Decisions expired at the last refresh.
-    pub removed: usize,
-    /// Invalid entries in the last payload.
-    pub invalid: usize,
-    /// Entries refused because they cover a protected address.
-    pub refused: usize,
-    /// `Last-Modified` of the last payload, sent back as `If-Modified-Since`.
-    pub last_modified: Option<String>,
-}
+/// A subscribed list as the status shows it: the type third-party lists use.
+pub use crate::blocklists::ListStatus;
 
 /// The CAPI thread's state, for `garrison blocklists list` and the admin route.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -476,14 +452,36 @@ pub fn spawn_with(options: Options, store: Store, state_dir: &Path) -> std::io::
     })
 }
 
-/// Values with an active decision: (decision id, end).
+/// Community values with an active decision: (decision id, end).
 type Applied = HashMap<Target, (i64, Millis)>;
 
-/// A subscribed list as the thread keeps it.
+/// A subscribed list as the thread keeps it: its entries in force are a third-party list's
+/// (and applied the same way).
 struct List {
     link: BlocklistLink,
-    applied: Applied,
+    applied: crate::blocklists::apply::Applied,
     status: ListStatus,
+}
+
+impl List {
+    /// A list known by name only (from the state file, or a link not yet fetched).
+    fn named(name: &str, decision_type: &str) -> List {
+        List {
+            link: BlocklistLink {
+                name: name.to_owned(),
+                url: String::new(),
+                remediation: decision_type.to_owned(),
+                scope: "ip".into(),
+                duration: String::new(),
+            },
+            applied: Default::default(),
+            status: ListStatus {
+                name: name.to_owned(),
+                decision_type: decision_type.to_owned(),
+                ..ListStatus::default()
+            },
+        }
+    }
 }
 
 /// What the state file keeps across restarts: the subscribed lists, so their decisions
@@ -530,7 +528,7 @@ struct Want {
     until: Millis,
 }
 
-/// What [`apply`] did.
+/// What [`apply_community`] did.
 #[derive(Debug, Default, Clone, Copy)]
 struct Counts {
     added: usize,
@@ -572,41 +570,26 @@ impl Worker {
         let saved = read_state(&self.state_path);
         let now = now_millis();
         let mut doubles = Vec::new();
+        let mut found: HashMap<String, Vec<(Target, i64, Millis)>> = HashMap::new();
         {
             let index = self.store.read();
             for d in index.active(now) {
                 let origin = &**index.strings.get(d.origin);
-                let map = if origin == ORIGIN_CAPI {
-                    &mut self.community
-                } else if origin == ORIGIN_LISTS {
+                if origin == ORIGIN_LISTS {
                     let name = &**index.strings.get(d.scenario);
-                    let Some(s) = saved.lists.get(name) else {
-                        continue;
-                    };
-                    &mut self
-                        .lists
-                        .entry(name.to_owned())
-                        .or_insert_with(|| List {
-                            link: BlocklistLink {
-                                name: name.to_owned(),
-                                url: String::new(),
-                                remediation: s.decision_type.clone(),
-                                scope: "ip".into(),
-                                duration: String::new(),
-                            },
-                            applied: HashMap::new(),
-                            status: ListStatus {
-                                name: name.to_owned(),
-                                decision_type: s.decision_type.clone(),
-                                last_modified: s.last_modified.clone(),
-                                ..ListStatus::default()
-                            },
-                        })
-                        .applied
-                } else {
+                    if saved.lists.contains_key(name) {
+                        found.entry(name.to_owned()).or_default().push((
+                            d.target.clone(),
+                            d.id,
+                            d.until,
+                        ));
+                    }
                     continue;
-                };
-                match map.get_mut(&d.target) {
+                }
+                if origin != ORIGIN_CAPI {
+                    continue;
+                }
+                match self.community.get_mut(&d.target) {
                     // A renewal interrupted by a stop: keep the longest.
                     Some(e) if e.1 >= d.until => doubles.push(d.id),
                     Some(e) => {
@@ -614,37 +597,26 @@ impl Worker {
                         *e = (d.id, d.until);
                     }
                     None => {
-                        map.insert(d.target.clone(), (d.id, d.until));
+                        self.community.insert(d.target.clone(), (d.id, d.until));
                     }
                 }
             }
         }
-        self.store.expire_ids(&doubles);
         // Lists in the state file without any decision left still need their validators
         // dropped: the store does not hold them.
         for (name, s) in saved.lists {
-            self.lists.entry(name.clone()).or_insert_with(|| List {
-                link: BlocklistLink {
-                    name: name.clone(),
-                    url: String::new(),
-                    remediation: s.decision_type.clone(),
-                    scope: "ip".into(),
-                    duration: String::new(),
-                },
-                applied: HashMap::new(),
-                status: ListStatus {
-                    name,
-                    decision_type: s.decision_type,
-                    ..ListStatus::default()
-                },
-            });
-        }
-        for l in self.lists.values_mut() {
+            let mut l = List::named(&name, &s.decision_type);
+            if let Some(ds) = found.remove(&name) {
+                l.applied = crate::blocklists::apply::Applied::from_decisions(ds, &mut doubles);
+                l.status.last_modified = s.last_modified;
+            }
             l.status.size = l.applied.len();
             if l.applied.is_empty() {
                 l.status.last_modified = None;
             }
+            self.lists.insert(name, l);
         }
+        self.store.expire_ids(&doubles);
         if let Ok(Some(c)) = Credentials::read(&self.creds_path) {
             self.creds = Some(c);
         }
@@ -862,11 +834,8 @@ impl Worker {
         let stream = self.authed(|c| c.decisions_stream(startup))?;
         let now = now_millis();
         let (wanted, deleted, invalid) = validate(&stream, now)?;
-        let counts = apply(
+        let counts = apply_community(
             &self.store,
-            ORIGIN_CAPI,
-            "ban",
-            "community blocklist",
             &mut self.community,
             wanted,
             &deleted,
@@ -917,28 +886,32 @@ impl Worker {
             .collect();
         for name in gone {
             if let Some(l) = self.lists.remove(&name) {
-                let ids: Vec<i64> = l.applied.values().map(|(id, _)| *id).collect();
+                let ids: Vec<i64> = l.applied.ids().collect();
                 let n = self.store.expire_ids(&ids);
                 tracing::info!(list = %name, expired = n, "unsubscribed from a Central API blocklist");
             }
         }
         for link in links {
-            let l = self.lists.entry(link.name.clone()).or_insert_with(|| List {
-                link: link.clone(),
-                applied: HashMap::new(),
-                status: ListStatus {
-                    name: link.name.clone(),
-                    ..ListStatus::default()
-                },
-            });
+            let l = self
+                .lists
+                .entry(link.name.clone())
+                .or_insert_with(|| List::named(&link.name, &link.remediation));
             if l.link.remediation != link.remediation || l.link.duration != link.duration {
                 // Fetched in full again so every entry gets the new type or duration.
                 l.status.last_modified = None;
             }
+            // Entries made with another type are renewed with the new one.
+            let retype = l.status.decision_type != link.remediation;
             l.link = link.clone();
             l.status.source = unsigned(&link.url);
             l.status.decision_type = link.remediation.clone();
-            refresh_list(&self.store, self.client.agent(), l, self.options.size_limit);
+            refresh_list(
+                &self.store,
+                self.client.agent(),
+                l,
+                retype,
+                self.options.size_limit,
+            );
         }
         self.save();
         let lists: Vec<ListStatus> = self.lists.values().map(|l| l.status.clone()).collect();
@@ -1098,8 +1071,10 @@ fn validate(stream: &Stream, now: Millis) -> Result<(Vec<Want>, Vec<Target>, usi
     Ok((wanted, deleted, invalid))
 }
 
-/// Downloads a subscribed list and applies it; failures are recorded in its status.
-fn refresh_list(store: &Store, agent: &ureq::Agent, l: &mut List, limit: u64) {
+/// Downloads a subscribed list and applies it as a third-party list is (only the
+/// difference); failures are recorded in its status. `retype`: its decision type changed,
+/// so every entry is renewed.
+fn refresh_list(store: &Store, agent: &ureq::Agent, l: &mut List, retype: bool, limit: u64) {
     let now = now_millis();
     l.status.last_refresh = Some(now);
     let duration =
@@ -1110,7 +1085,6 @@ fn refresh_list(store: &Store, agent: &ureq::Agent, l: &mut List, limit: u64) {
         l.status.last_error = Some(e);
         return;
     };
-    let until = now.saturating_add(millis(duration));
     let fetched = crate::blocklists::fetch::url(
         agent,
         &l.link.url,
@@ -1128,62 +1102,41 @@ fn refresh_list(store: &Store, agent: &ureq::Agent, l: &mut List, limit: u64) {
         } => crate::blocklists::parse::parse(&bytes, crate::config::model::BlocklistFormat::Text)
             .map(|p| Some((p, last_modified))),
     });
-    let (wanted, full) = match entries {
+    let entries = match entries {
         Err(e) => {
             tracing::error!(list = %l.link.name, error = %e, "Central API blocklist not refreshed; the previous one stays in force");
             l.status.last_error = Some(e);
             return;
         }
         // Unchanged: only renewals.
-        Ok(None) => (
-            l.applied
-                .keys()
-                .map(|t| Want {
-                    target: t.clone(),
-                    scenario: l.link.name.clone(),
-                    until,
-                })
-                .collect(),
-            false,
-        ),
+        Ok(None) => {
+            l.status.not_modified = true;
+            None
+        }
         Ok(Some((parsed, last_modified))) => {
             if parsed.invalid > 0 {
                 tracing::warn!(list = %l.link.name, invalid = parsed.invalid, sample = ?parsed.sample, "Central API blocklist entries ignored: neither an address nor a range");
             }
+            l.status.not_modified = false;
             l.status.invalid = parsed.invalid;
             l.status.last_modified = last_modified;
-            (
-                parsed
-                    .entries()
-                    .map(|target| Want {
-                        target,
-                        scenario: l.link.name.clone(),
-                        until,
-                    })
-                    .collect(),
-                true,
-            )
+            Some(parsed)
         }
     };
-    let name = l.link.name.clone();
-    let counts = apply(
-        store,
-        ORIGIN_LISTS,
-        &l.link.remediation,
-        &name,
-        &mut l.applied,
-        wanted,
-        &[],
-        full,
-        now,
-    );
+    let spec = crate::blocklists::apply::ListSpec {
+        origin: ORIGIN_LISTS,
+        name: &l.link.name,
+        decision_type: &l.link.remediation,
+        duration: millis(duration),
+        retype,
+    };
+    let counts =
+        crate::blocklists::apply::apply(store, spec, &mut l.applied, entries, now, &mut Vec::new());
     l.status.last_error = None;
-    l.status.size = l.applied.len();
-    l.status.added = counts.added;
-    l.status.removed = counts.removed;
-    l.status.refused = counts.refused;
+    l.status.last_success = Some(now);
+    l.status.record(counts, l.applied.len());
     tracing::info!(
-        list = %name,
+        list = %l.link.name,
         size = l.status.size,
         added = counts.added,
         removed = counts.removed,
@@ -1193,16 +1146,14 @@ fn refresh_list(store: &Store, agent: &ureq::Agent, l: &mut List, limit: u64) {
     );
 }
 
-/// Applies values to the store, touching only what changes. `full`: `wanted` is the whole
-/// list, so applied values not in it are expired; otherwise it is a delta and `deleted`
-/// says what goes. A value already applied keeps its decision unless less than half of the
-/// new duration remains, when a new decision replaces it.
-#[allow(clippy::too_many_arguments)]
-fn apply(
+/// Applies the community stream to the store, touching only what changes. `full`: `wanted`
+/// is the whole list (the startup pull), so applied values not in it are expired;
+/// otherwise it is a delta and `deleted` says what goes. A value already applied keeps its
+/// decision unless less than half of the new duration remains, when a new decision
+/// replaces it. Unlike a list, each value has its own scenario and duration, so this is
+/// not [`crate::blocklists::apply::apply`].
+fn apply_community(
     store: &Store,
-    origin: &str,
-    decision_type: &str,
-    label: &str,
     applied: &mut Applied,
     wanted: Vec<Want>,
     deleted: &[Target],
@@ -1252,16 +1203,16 @@ fn apply(
         None => true,
     });
     if counts.refused > 0 {
-        tracing::warn!(list = %label, refused = counts.refused, sample = ?refused_sample, "Central API values on protected addresses ignored");
+        tracing::warn!(list = "community blocklist", refused = counts.refused, sample = ?refused_sample, "Central API values on protected addresses ignored");
     }
     let mut renewed_old: Vec<i64> = Vec::new();
     for chunk in add.chunks(CHUNK) {
         let decisions: Vec<NewDecision> = chunk
             .iter()
             .map(|(w, _)| NewDecision {
-                origin: origin.to_owned(),
+                origin: ORIGIN_CAPI.to_owned(),
                 scenario: w.scenario.clone(),
-                decision_type: decision_type.to_owned(),
+                decision_type: "ban".to_owned(),
                 target: w.target.clone(),
                 until: w.until,
                 simulated: false,

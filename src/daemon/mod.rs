@@ -535,8 +535,8 @@ fn list_gauges(api: &crate::api::ApiState) -> Vec<crate::metrics::ListGauge> {
             list: l.name,
             source: "central",
             entries: l.size as i64,
-            // Linked lists keep only their last attempt: it succeeded when no error stands.
-            last_success: l.last_refresh.filter(|_| l.last_error.is_none()),
+            // Linked lists show it only while their last attempt stands successful.
+            last_success: l.last_success.filter(|_| l.last_error.is_none()),
             failing: l.last_error.is_some(),
         }));
     }
