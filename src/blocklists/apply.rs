@@ -208,19 +208,24 @@ pub(crate) fn apply(
     // remains (or it lapsed), or its type changed.
     let stale = |u: Millis| u < renew_before || spec.retype;
     let mut counts = Counts::default();
-    // Entries to make a decision for, and whether it renews one (whose old decision ends
-    // once the new one is in place). A renewed entry leaves `applied` until then.
-    let mut add_v4: Vec<(u32, bool)> = Vec::new();
+    // The next entries, in address order: kept ones, and for each IPv4 entry to make a
+    // decision for, a placeholder (id `PENDING`) filled in once the store gave its id. No
+    // second vector merged afterwards: a million entries copied is tens of ms.
+    let mut next_v4: Vec<V4Entry>;
+    // The IPv4 entries to make a decision for, in address order: address, position of
+    // their placeholder, and whether it renews a decision (whose old decision ends once the
+    // new one is in place).
+    let mut add_v4: Vec<(u32, u32, bool)> = Vec::new();
     let mut add_other: Vec<(Target, bool)> = Vec::new();
     let mut old_ids: Vec<i64> = Vec::new();
     let mut removed_ids: Vec<i64> = Vec::new();
-    let old_v4 = std::mem::take(&mut applied.v4);
-    let mut kept_v4: Vec<V4Entry> = Vec::with_capacity(old_v4.len());
     match entries {
         Some(parsed) => {
             let mut new_v4 = parsed.v4;
-            new_v4.sort_unstable();
+            sort_addresses(&mut new_v4);
             new_v4.dedup();
+            let old_v4 = std::mem::take(&mut applied.v4);
+            next_v4 = Vec::with_capacity(new_v4.len());
             // Both sides sorted by address: one merge pass.
             let mut old = old_v4.iter().peekable();
             let mut new = new_v4.iter().peekable();
@@ -229,9 +234,10 @@ pub(crate) fn apply(
                     (Some(e), Some(&&a)) if e.addr == a => {
                         if stale(e.until()) {
                             old_ids.push(e.id);
-                            add_v4.push((a, true));
+                            add_v4.push((a, position(&next_v4), true));
+                            next_v4.push(V4Entry::new(a, PENDING, until));
                         } else {
-                            kept_v4.push(**e);
+                            next_v4.push(**e);
                         }
                         old.next();
                         new.next();
@@ -245,7 +251,8 @@ pub(crate) fn apply(
                         old.next();
                     }
                     (_, Some(&&a)) => {
-                        add_v4.push((a, false));
+                        add_v4.push((a, position(&next_v4), false));
+                        next_v4.push(V4Entry::new(a, PENDING, until));
                         new.next();
                     }
                     (None, None) => break,
@@ -271,12 +278,13 @@ pub(crate) fn apply(
             }
         }
         None => {
-            for e in &old_v4 {
+            // Same entries: renewals become placeholders in place.
+            next_v4 = std::mem::take(&mut applied.v4);
+            for (i, e) in next_v4.iter_mut().enumerate() {
                 if stale(e.until()) {
                     old_ids.push(e.id);
-                    add_v4.push((e.addr, true));
-                } else {
-                    kept_v4.push(*e);
+                    add_v4.push((e.addr, i as u32, true));
+                    *e = V4Entry::new(e.addr, PENDING, until);
                 }
             }
             for (t, (id, u)) in &applied.other {
@@ -287,8 +295,8 @@ pub(crate) fn apply(
             }
         }
     }
-    drop(old_v4);
-    // Protected entries are counted and logged once, not offered to the store one by one.
+    // Protected entries are counted and logged once, not offered to the store one by one;
+    // their placeholders go.
     let mut refused_sample: Vec<String> = Vec::new();
     let mut refuse = |t: &Target, counts: &mut Counts| match store.protected_reason(t) {
         Some(reason) => {
@@ -300,7 +308,15 @@ pub(crate) fn apply(
         }
         None => false,
     };
-    add_v4.retain(|(a, _)| !refuse(&v4_target(*a), &mut counts));
+    let mut dropped = false;
+    add_v4.retain(|(a, pos, _)| {
+        let refused = refuse(&v4_target(*a), &mut counts);
+        if refused {
+            next_v4[*pos as usize].id = DROPPED;
+            dropped = true;
+        }
+        !refused
+    });
     add_other.retain(|(t, _)| {
         let refused = refuse(t, &mut counts);
         if refused {
@@ -319,25 +335,36 @@ pub(crate) fn apply(
             counts.added += 1;
         }
     };
-    // `add_v4` is sorted by address, so the new entries are too.
-    let mut added_v4: Vec<V4Entry> = Vec::with_capacity(add_v4.len());
     for chunk in add_v4.chunks(CHUNK) {
-        let targets = chunk.iter().map(|(a, _)| v4_target(*a));
+        let targets = chunk.iter().map(|(a, _, _)| v4_target(*a));
         let out = store.add_targets(origin, name, decision_type, until, targets);
         let refused: HashSet<&str> = out.refused.iter().map(|(v, _)| v.as_str()).collect();
         let mut ids = out.decision_ids.into_iter();
-        for (a, renewal) in chunk {
+        for (a, pos, renewal) in chunk {
+            let slot = &mut next_v4[*pos as usize];
             // Refused by the store: protected since the check above.
             if !refused.is_empty() && refused.contains(Ipv4Addr::from(*a).to_string().as_str()) {
                 counts.refused += 1;
+                slot.id = DROPPED;
+                dropped = true;
                 continue;
             }
-            if let Some(id) = ids.next() {
-                added_v4.push(V4Entry::new(*a, id, until));
-                count(*renewal, &mut counts);
+            match ids.next() {
+                Some(id) => {
+                    slot.id = id;
+                    count(*renewal, &mut counts);
+                }
+                None => {
+                    slot.id = DROPPED;
+                    dropped = true;
+                }
             }
         }
     }
+    if dropped {
+        next_v4.retain(|e| e.id != DROPPED);
+    }
+    applied.v4 = next_v4;
     for chunk in add_other.chunks(CHUNK) {
         let targets = chunk.iter().map(|(t, _)| t.clone());
         let out = store.add_targets(origin, name, decision_type, until, targets);
@@ -355,7 +382,6 @@ pub(crate) fn apply(
             }
         }
     }
-    applied.v4 = merge_sorted(kept_v4, added_v4);
     // Renewed entries: the old decision ends once the new one is in place.
     store.expire_ids(&old_ids);
     counts.removed = store.expire_ids(&removed_ids);
@@ -380,21 +406,71 @@ fn v4_target(a: u32) -> Target {
     Target::Ip(IpAddr::V4(Ipv4Addr::from(a)))
 }
 
-/// Merges two vectors sorted by address (no address in both).
-fn merge_sorted(a: Vec<V4Entry>, b: Vec<V4Entry>) -> Vec<V4Entry> {
-    if b.is_empty() {
-        return a;
+/// The id of a placeholder entry: decision ids start at 1.
+const PENDING: i64 = 0;
+
+/// The id of a placeholder whose decision was refused: dropped at the end.
+const DROPPED: i64 = -1;
+
+/// The position the next entry pushed to `v` takes (lists hold far fewer than 2^32).
+fn position(v: &[V4Entry]) -> u32 {
+    v.len() as u32
+}
+
+/// Sorts addresses: a radix sort (three passes of 11 bits) where the payload is large and
+/// out of order, 5 to 10 times faster than a comparison sort on a million addresses;
+/// lists that come sorted (many do) cost one check.
+fn sort_addresses(v: &mut Vec<u32>) {
+    if v.is_sorted() {
+        return;
     }
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
-    loop {
-        let next = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) if x.addr <= y.addr => a.next(),
-            (_, Some(_)) => b.next(),
-            (Some(_), None) => a.next(),
-            (None, None) => break,
-        };
-        out.extend(next);
+    if v.len() < 1 << 14 {
+        v.sort_unstable();
+        return;
     }
-    out
+    let mut buf = vec![0u32; v.len()];
+    for shift in [0, 11, 22] {
+        let mut starts = [0usize; 1 << 11];
+        for x in v.iter() {
+            starts[(x >> shift) as usize & 0x7ff] += 1;
+        }
+        let mut sum = 0;
+        for s in starts.iter_mut() {
+            let n = *s;
+            *s = sum;
+            sum += n;
+        }
+        for x in v.iter() {
+            let b = (x >> shift) as usize & 0x7ff;
+            buf[starts[b]] = *x;
+            starts[b] += 1;
+        }
+        std::mem::swap(v, &mut buf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_sort_like_a_comparison_sort() {
+        // A xorshift sequence: every octet varies, with duplicates.
+        let mut x: u32 = 0x9e37_79b9;
+        let mut v: Vec<u32> = (0..100_000)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                if i % 7 == 0 { 0xc000_0201 } else { x }
+            })
+            .collect();
+        let mut expected = v.clone();
+        expected.sort_unstable();
+        sort_addresses(&mut v);
+        assert_eq!(v, expected);
+        let mut small = vec![3, 1, 2];
+        sort_addresses(&mut small);
+        assert_eq!(small, [1, 2, 3]);
+    }
 }

@@ -81,12 +81,12 @@ pub fn start(store: &Store, cfg: EnforcerConfig) -> std::io::Result<EnforcerHand
             {
                 sender.remove(net);
                 let now = now_millis();
+                // Ties go to the newest decision, as when these came in id order.
                 let longest = index
-                    .on_target(&d.target)
-                    .into_iter()
+                    .on_target_iter(&d.target)
                     .filter(|o| o.id != d.id && o.is_active(now))
                     .filter_map(|o| ban_of(o, index))
-                    .max_by_key(|b| b.expires);
+                    .max_by_key(|b| (b.expires, b.id));
                 if let Some(ban) = longest {
                     sender.add(ban);
                 }

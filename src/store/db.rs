@@ -423,10 +423,28 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Write>, path: &Path, backlog: 
                 }
             }
         }
-        backlog.done(batch.iter().map(Write::rows).sum());
+        let rows: usize = batch.iter().map(Write::rows).sum();
+        backlog.done(rows);
         for b in batch.drain(..) {
             answer_barriers(b);
         }
+        if rows >= TRIM_AFTER {
+            release_freed_memory();
+        }
+    }
+}
+
+/// Rows committed in one transaction past which the writer hands the freed heap back: a
+/// bulk add's rows are freed here once written, after the list's own thread has trimmed,
+/// and glibc would keep those megabytes resident until the next large free.
+const TRIM_AFTER: usize = 16_384;
+
+/// Returns the free heap to the system (glibc keeps freed small blocks in its arenas).
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

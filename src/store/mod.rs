@@ -397,12 +397,17 @@ impl Store {
             return 0;
         }
         let now = now_millis();
+        // In id order: each search then starts where the previous one ended, in cache. In
+        // list order, 10,000 ids out of a million decisions cost three cold binary searches
+        // each (a TLB miss per probe), ~90 ms.
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
         let mut index = self.write_index();
         let mut ends = Vec::with_capacity(ids.len());
         for id in ids {
-            if index.expire(*id, now).is_some() {
-                ends.push((*id, now));
-                if let Some(d) = index.get(*id) {
+            if index.expire(id, now).is_some() {
+                ends.push((id, now));
+                if let Some(d) = index.get(id) {
                     self.notify(Change::Expired(d), &index);
                 }
             }
