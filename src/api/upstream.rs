@@ -385,7 +385,15 @@ impl Worker {
                 index.strings.get(d.decision_type).to_string(),
                 index.strings.get(d.origin).to_string(),
             );
-            self.mine.insert(key, d.id);
+            // Several on one key: the longest, ties to the newest (the index walks by id).
+            let longest = self
+                .mine
+                .get(&key)
+                .and_then(|id| index.get(*id))
+                .is_none_or(|o| (o.until, o.id) < (d.until, d.id));
+            if longest {
+                self.mine.insert(key, d.id);
+            }
         }
     }
 }
