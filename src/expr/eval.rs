@@ -681,6 +681,31 @@ fn quant_collect<'a>(
     fr: Option<&Frame<'_, 'a>>,
 ) -> R<Value<'a>> {
     let list = eval_list(l, ctx, fr)?;
+    // A conditional bucket filters its queue with a memoised predicate at every pour
+    // (`filter(queue.Queue, {#.Meta.log_type == 'x'})`): a tight loop over the events'
+    // memo bits, evaluating only events not seen before.
+    if let (Quant::Filter, K::Memo(slot, inner), List::Events(events)) = (q, &body.k, &list) {
+        let mut out = Vec::with_capacity(events.len());
+        for (idx, e) in events.iter().enumerate() {
+            let keep = match memo_get(e, *slot) {
+                Some(b) => b,
+                None => {
+                    let f = Frame {
+                        val: Value::Event(e),
+                        idx,
+                        parent: fr,
+                    };
+                    let b = eval_bool(inner, ctx, Some(&f))?;
+                    memo_set(e, *slot, b);
+                    b
+                }
+            };
+            if keep {
+                out.push(Value::Event(e));
+            }
+        }
+        return Ok(Value::List(List::Values(Rc::new(out))));
+    }
     // One allocation: a filter keeps at most every element.
     let mut out = Vec::with_capacity(if matches!(q, Quant::Map | Quant::Filter) {
         list.len()
