@@ -160,7 +160,7 @@ pub fn format_rfc3339(ts: Timestamp, offset: Offset) -> String {
     if nanos > 0 {
         let mut n = nanos as u64;
         let mut width = 9;
-        while n % 10 == 0 {
+        while n.is_multiple_of(10) {
             n /= 10;
             width -= 1;
         }
