@@ -1,7 +1,10 @@
 //! Every parser's `samples` run as tests: a positive sample must be accepted by its parser and
 //! end with the listed `Meta` fields; a negative one (`parses=#false`) must not be accepted by it.
+//! Every parsed sample also pours into exactly the scenarios whose filters, run in full, accept
+//! it: the detector's `log_type` index and filter guards may skip filters, never change a verdict.
 
 use garrison::compile::{CompileOptions, compile_path_with};
+use garrison::detect::Detector;
 use garrison::event::Event;
 use garrison::parse::timefmt::TimeContext;
 use garrison::parse::{Pipeline, TraceStep};
@@ -14,7 +17,9 @@ fn parser_samples_hold() {
     let rs = compiled.ruleset;
     let mut pipeline = Pipeline::new(rs.clone(), TimeContext::new(jiff::Timestamp::now()));
     pipeline.no_whitelist = true;
+    let mut detector = Detector::new(rs.clone());
     let (mut checked, mut failures) = (0, Vec::new());
+    let mut poured_samples = 0;
     for stage in &rs.stages {
         for parser in stage {
             for (i, sample) in parser.samples.iter().enumerate() {
@@ -37,6 +42,17 @@ fn parser_samples_hold() {
                     ));
                     continue;
                 }
+                if accepted {
+                    let full = detector.matching(&event);
+                    let mut alerts = Vec::new();
+                    let poured = detector.pour(&event, event.time, &mut alerts);
+                    if poured != full {
+                        failures.push(format!(
+                            "{at}: poured into {poured:?}, but the filters accept {full:?}"
+                        ));
+                    }
+                    poured_samples += usize::from(!poured.is_empty());
+                }
                 for (k, want) in &sample.meta {
                     let have = rs
                         .fields
@@ -53,6 +69,10 @@ fn parser_samples_hold() {
     assert!(
         checked >= 20,
         "only {checked} samples: every parser should carry several"
+    );
+    assert!(
+        poured_samples >= 20,
+        "only {poured_samples} samples pour anywhere: the index check needs more"
     );
     assert!(
         failures.is_empty(),

@@ -71,11 +71,25 @@ pub struct ReplayStats {
     pub engine: EngineStats,
 }
 
-/// Replays files through a compiled ruleset; the engine used by the CLI and the tests.
+/// Replays files through a compiled ruleset and collects the findings (the tests' entry
+/// point; see [`replay_each`] to stream them).
 pub fn replay_files(
     args: &ReplayArgs,
     progress: bool,
 ) -> Result<(Vec<Finding>, ReplayStats), String> {
+    let mut findings = Vec::new();
+    let stats = replay_each(args, progress, |f| findings.push(f))?;
+    Ok((findings, stats))
+}
+
+/// Replays files through a compiled ruleset, handing each finding to `on_finding` as soon
+/// as its alert is decided: a replay of a huge log holds no finding longer than it takes to
+/// print it.
+pub fn replay_each(
+    args: &ReplayArgs,
+    progress: bool,
+    mut on_finding: impl FnMut(Finding),
+) -> Result<ReplayStats, String> {
     let options = CompileOptions {
         all_rules: !args.scenarios.is_empty(),
     };
@@ -96,14 +110,13 @@ pub fn replay_files(
     );
     let mut read = ReadStats::default();
     let mut history = History::default();
-    let mut findings = Vec::new();
     // Alerts are decided as they come: replay prints summaries, so the sampled events are
     // dropped at once instead of being held until the end of the input.
     let mut drain = |engine: &mut Engine| {
         for mut alert in engine.take_alerts() {
             let decisions = decide(&rs, &alert, &mut history, alert.stop_at);
             alert.events = Vec::new();
-            findings.push(Finding { alert, decisions });
+            on_finding(Finding { alert, decisions });
         }
     };
     for path in &args.files {
@@ -134,11 +147,10 @@ pub fn replay_files(
     }
     engine.finish();
     drain(&mut engine);
-    let stats = ReplayStats {
+    Ok(ReplayStats {
         read,
         engine: engine.stats,
-    };
-    Ok((findings, stats))
+    })
 }
 
 fn progress_bar(enabled: bool, len: usize) -> Option<indicatif::ProgressBar> {
@@ -174,25 +186,22 @@ pub fn finding_json(f: &Finding) -> serde_json::Value {
 /// Runs `garrison replay`.
 pub fn run(args: &ReplayArgs) -> ExitCode {
     let tty = std::io::stderr().is_terminal();
-    let (findings, stats) = match replay_files(args, tty) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let mut out = std::io::stdout().lock();
-    match args.output {
-        Output::Json => {
-            for f in &findings {
-                let _ = writeln!(out, "{}", finding_json(f));
+    let mut count = 0u64;
+    // JSON lines are printed as alerts come; the table needs them all, as rows only.
+    let mut table = (args.output == Output::Table).then(|| {
+        let mut t = comfy_table::Table::new();
+        t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+        t.set_header(["scenario", "source", "events", "first", "last", "decisions"]);
+        t
+    });
+    let stats = replay_each(args, tty, |f| {
+        count += 1;
+        match table.as_mut() {
+            None => {
+                let _ = writeln!(out, "{}", finding_json(&f));
             }
-        }
-        Output::Table => {
-            let mut t = comfy_table::Table::new();
-            t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-            t.set_header(["scenario", "source", "events", "first", "last", "decisions"]);
-            for f in &findings {
+            Some(t) => {
                 let ds: Vec<String> = f
                     .decisions
                     .iter()
@@ -214,11 +223,20 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
                     ds.join("\n"),
                 ]);
             }
-            let _ = writeln!(out, "{t}");
         }
+    });
+    let stats = match stats {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(t) = table {
+        let _ = writeln!(out, "{t}");
     }
     eprintln!(
-        "{} lines: {} parsed ({} whitelisted, {} without a timestamp), {} unparsed, {} not UTF-8, {} too long; {} alerts",
+        "{} lines: {} parsed ({} whitelisted, {} without a timestamp), {} unparsed, {} not UTF-8, {} too long; {count} alerts",
         stats.read.lines,
         stats.engine.parsed,
         stats.engine.whitelisted,
@@ -226,7 +244,6 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
         stats.engine.unparsed,
         stats.read.not_utf8,
         stats.read.too_long,
-        findings.len()
     );
     ExitCode::SUCCESS
 }

@@ -42,7 +42,13 @@ pub struct WellKnown {
 impl WellKnown {
     /// Interns the well-known fields.
     pub fn register(fields: &mut FieldRegistry) -> Self {
+        // Interned in this order, so the fields scenario conditions read most get the
+        // lowest ids: the compact events a conditional bucket queues have one slot per id
+        // up to the highest one its condition reads.
         WellKnown {
+            log_type: fields.intern(Namespace::Meta, "log_type"),
+            service: fields.intern(Namespace::Meta, "service"),
+            source_ip: fields.intern(Namespace::Meta, "source_ip"),
             label_type: fields.intern(Namespace::Labels, "type"),
             // Every rule may read the acquisition's `program` label (CRI lines carry none).
             label_program: fields.intern(Namespace::Labels, "program"),
@@ -52,11 +58,8 @@ impl WellKnown {
             logsource: fields.intern(Namespace::Parsed, "logsource"),
             timestamp: fields.intern(Namespace::Parsed, "timestamp"),
             machine: fields.intern(Namespace::Meta, "machine"),
-            source_ip: fields.intern(Namespace::Meta, "source_ip"),
             source_range: fields.intern(Namespace::Meta, "source_range"),
             meta_timestamp: fields.intern(Namespace::Meta, "timestamp"),
-            log_type: fields.intern(Namespace::Meta, "log_type"),
-            service: fields.intern(Namespace::Meta, "service"),
         }
     }
 }

@@ -95,6 +95,11 @@ pub struct Detector {
     filter_slot: Vec<usize>,
     /// Per distinct filter, this event's verdict (scratch, reset per pour).
     filter_memo: Vec<Option<bool>>,
+    /// Per distinct filter, values some fields must hold for it to match (checked before
+    /// running the filter).
+    filter_guards: Vec<Vec<Guard>>,
+    /// The scenarios an event can match, by its `log_type`.
+    index: Arc<ScenarioIndex>,
     /// What alert samples keep.
     sample_spec: SampleSpec,
     /// Counters.
@@ -151,6 +156,90 @@ fn string_of<'e>(
     }
 }
 
+/// `evt.<field>` must be one of `values` for a filter to match.
+#[derive(Debug)]
+struct Guard {
+    field: FieldId,
+    values: Box<[Box<str>]>,
+}
+
+impl Guard {
+    fn admits(&self, event: &Event) -> bool {
+        let v = event.get(self.field);
+        self.values.iter().any(|x| **x == *v)
+    }
+}
+
+/// The field most filters test first.
+const INDEX_FIELD: &str = "log_type";
+
+/// Scenarios by the `evt.Meta.log_type` values their filters accept: most filters start
+/// with `evt.Meta.log_type == '...'`, so an event only needs the few scenarios listening
+/// for its type plus those that accept any type, instead of every filter of the ruleset.
+#[derive(Debug, Default)]
+struct ScenarioIndex {
+    field: Option<FieldId>,
+    /// Per value: the scenarios that accept it, in ruleset order.
+    by_value: HashMap<Box<str>, Box<[usize]>>,
+    /// The scenarios that accept any value, in ruleset order.
+    rest: Box<[usize]>,
+}
+
+impl ScenarioIndex {
+    fn new(rs: &Ruleset) -> Self {
+        let Some(field) = rs.fields.get(Namespace::Meta, INDEX_FIELD) else {
+            return ScenarioIndex {
+                field: None,
+                by_value: HashMap::new(),
+                rest: (0..rs.scenarios.len()).collect(),
+            };
+        };
+        let accepts: Vec<Option<Vec<Box<str>>>> = rs
+            .scenarios
+            .iter()
+            .map(|sc| sc.filter.implied_values(field))
+            .collect();
+        let mut by_value: HashMap<Box<str>, Vec<usize>> = HashMap::new();
+        for vals in accepts.iter().flatten() {
+            for v in vals {
+                by_value.entry(v.clone()).or_default();
+            }
+        }
+        let mut rest = Vec::new();
+        for (i, acc) in accepts.iter().enumerate() {
+            match acc {
+                None => {
+                    rest.push(i);
+                    by_value.values_mut().for_each(|l| l.push(i));
+                }
+                Some(vals) => {
+                    for v in vals {
+                        if let Some(l) = by_value.get_mut(v) {
+                            l.push(i);
+                        }
+                    }
+                }
+            }
+        }
+        ScenarioIndex {
+            field: Some(field),
+            by_value: by_value
+                .into_iter()
+                .map(|(k, v)| (k, v.into_boxed_slice()))
+                .collect(),
+            rest: rest.into_boxed_slice(),
+        }
+    }
+
+    /// The scenarios `event` can match, in ruleset order.
+    fn candidates(&self, event: &Event) -> &[usize] {
+        match self.field {
+            Some(f) => self.by_value.get(event.get(f)).unwrap_or(&self.rest),
+            None => &self.rest,
+        }
+    }
+}
+
 /// A scenario's constants, computed once.
 #[derive(Debug)]
 struct Plan {
@@ -184,24 +273,43 @@ impl Detector {
                 cond_raw: sc.condition.as_ref().is_some_and(reads_raw_line),
             })
             .collect();
-        let mut filters: Vec<&str> = Vec::new();
+        let mut filters: Vec<&Program> = Vec::new();
         let filter_slot = ruleset
             .scenarios
             .iter()
             .map(|sc| {
                 let src = sc.filter.source();
-                filters.iter().position(|f| *f == src).unwrap_or_else(|| {
-                    filters.push(src);
-                    filters.len() - 1
-                })
+                filters
+                    .iter()
+                    .position(|f| f.source() == src)
+                    .unwrap_or_else(|| {
+                        filters.push(&sc.filter);
+                        filters.len() - 1
+                    })
             })
             .collect();
         let filter_memo = vec![None; filters.len()];
+        let index = ScenarioIndex::new(&ruleset);
+        let filter_guards = filters
+            .iter()
+            .map(|f| {
+                f.referenced_fields()
+                    .into_iter()
+                    .filter(|id| Some(*id) != index.field)
+                    .filter_map(|field| {
+                        let values = f.implied_values(field)?.into_boxed_slice();
+                        Some(Guard { field, values })
+                    })
+                    .collect()
+            })
+            .collect();
         let sample_spec = SampleSpec::new(&ruleset);
         Detector {
             plans,
             filter_slot,
             filter_memo,
+            filter_guards,
+            index: Arc::new(index),
             sample_spec,
             ruleset,
             states: (0..n).map(|_| ScenarioState::default()).collect(),
@@ -301,10 +409,12 @@ impl Detector {
         mut poured: impl FnMut(usize),
     ) {
         let ruleset = self.ruleset.clone();
+        let index = self.index.clone();
         self.filter_memo.iter_mut().for_each(|m| *m = None);
         // The event's sample, built on its first pour and shared by every bucket.
         let mut sample: Option<Arc<Sample>> = None;
-        for (i, sc) in ruleset.scenarios.iter().enumerate() {
+        for &i in index.candidates(event) {
+            let sc = &ruleset.scenarios[i];
             if !self.enabled[i] {
                 continue;
             }
@@ -313,6 +423,10 @@ impl Detector {
             match self.filter_memo[slot] {
                 Some(false) => continue,
                 Some(true) => {}
+                None if !self.filter_guards[slot].iter().all(|g| g.admits(event)) => {
+                    self.filter_memo[slot] = Some(false);
+                    continue;
+                }
                 None => {
                     // The filter may set fields (`evt.SetMeta`); apply them to a copy for
                     // this scenario. Filters that write are not shared.
@@ -387,32 +501,38 @@ impl Detector {
         let queue_limit = plan.queue_limit;
         let state = &mut self.states[i];
 
-        // A bucket idle past its lifetime is gone (underflow); a counter past its duration
-        // overflowed at its deadline, which replay sees only now.
-        let mut counter_alert = None;
-        if let Some(b) = state.buckets.get(key.as_ref()) {
-            let expired = lifetime.is_some_and(|l| add(b.last_at, l) < now);
-            let counter_due = sc.kind == ScenarioKind::Counter
-                && sc.duration.is_some_and(|d| add(b.first_at, d.0) <= now);
-            if counter_due {
-                if let Some(b) = state.buckets.remove(key.as_ref()) {
-                    let at = sc.duration.map_or(now, |d| add(b.first_at, d.0));
-                    counter_alert = Some((b, at));
-                }
-            } else if expired {
-                state.buckets.remove(key.as_ref());
+        // A bucket idle past its lifetime is gone (underflow): it starts afresh, in place.
+        // A counter past its duration overflowed at its deadline, which replay sees only
+        // now. One lookup on the common path; the rare ones look up again.
+        let counter_due = match state.buckets.get_mut(key.as_ref()) {
+            None => None,
+            Some(b)
+                if sc.kind == ScenarioKind::Counter
+                    && sc.duration.is_some_and(|d| add(b.first_at, d.0) <= now) =>
+            {
+                Some(true)
             }
-        }
-        if let Some((b, at)) = counter_alert {
+            Some(b) => {
+                if lifetime.is_some_and(|l| add(b.last_at, l) < now) {
+                    *b = Bucket::new(sc.capacity, now);
+                }
+                Some(false)
+            }
+        };
+        if counter_due == Some(true)
+            && let Some(b) = state.buckets.remove(key.as_ref())
+        {
+            let at = sc.duration.map_or(now, |d| add(b.first_at, d.0));
             return self.overflow(i, sc, &key, b, at);
         }
-        let state = &mut self.states[i];
         if cancel {
-            state.buckets.remove(key.as_ref());
+            if counter_due.is_some() {
+                state.buckets.remove(key.as_ref());
+            }
             return None;
         }
         // Look up before inserting, so a pour into an existing bucket allocates no key.
-        if !state.buckets.contains_key(key.as_ref()) {
+        if counter_due.is_none() {
             state
                 .buckets
                 .insert(Box::from(key.as_ref()), Bucket::new(sc.capacity, now));

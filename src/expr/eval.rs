@@ -265,6 +265,34 @@ pub(crate) fn element_pure(n: &Node, depth: u32) -> bool {
     }
 }
 
+/// The values the root event's `field` must hold for the boolean `n` to be true:
+/// `Some(values)` when `n` implies `evt.<field> ∈ values` (`==` a string literal, `in` a
+/// literal list, through `&&` and `||`), `None` when it implies nothing about it. The
+/// detector uses it to skip, with one comparison, filters that cannot match an event.
+pub(crate) fn implied_values(n: &Node, field: FieldId) -> Option<Vec<Box<str>>> {
+    let is_field = |x: &Node| matches!(x.k, K::EvtField(f) if f == field);
+    match &n.k {
+        K::And(a, b) => match (implied_values(a, field), implied_values(b, field)) {
+            (Some(x), Some(y)) => Some(x.into_iter().filter(|v| y.contains(v)).collect()),
+            (x, y) => x.or(y),
+        },
+        K::Or(a, b) => {
+            let mut x = implied_values(a, field)?;
+            x.extend(implied_values(b, field)?);
+            x.sort();
+            x.dedup();
+            Some(x)
+        }
+        K::Cmp(Cmp::Eq, a, b) => match (&a.k, &b.k) {
+            (_, K::Lit(Lit::Str(s))) if is_field(a) => Some(vec![s.clone()]),
+            (K::Lit(Lit::Str(s)), _) if is_field(b) => Some(vec![s.clone()]),
+            _ => None,
+        },
+        K::Match(x, m) if is_field(x) => m.exact_values(),
+        _ => None,
+    }
+}
+
 /// The memoised verdict of `slot` for `e`, if computed.
 fn memo_get(e: &Event, slot: u8) -> Option<bool> {
     let bits = e.memo.get() >> (2 * u32::from(slot));
@@ -653,6 +681,31 @@ fn quant_collect<'a>(
     fr: Option<&Frame<'_, 'a>>,
 ) -> R<Value<'a>> {
     let list = eval_list(l, ctx, fr)?;
+    // A conditional bucket filters its queue with a memoised predicate at every pour
+    // (`filter(queue.Queue, {#.Meta.log_type == 'x'})`): a tight loop over the events'
+    // memo bits, evaluating only events not seen before.
+    if let (Quant::Filter, K::Memo(slot, inner), List::Events(events)) = (q, &body.k, &list) {
+        let mut out = Vec::with_capacity(events.len());
+        for (idx, e) in events.iter().enumerate() {
+            let keep = match memo_get(e, *slot) {
+                Some(b) => b,
+                None => {
+                    let f = Frame {
+                        val: Value::Event(e),
+                        idx,
+                        parent: fr,
+                    };
+                    let b = eval_bool(inner, ctx, Some(&f))?;
+                    memo_set(e, *slot, b);
+                    b
+                }
+            };
+            if keep {
+                out.push(Value::Event(e));
+            }
+        }
+        return Ok(Value::List(List::Values(Rc::new(out))));
+    }
     // One allocation: a filter keeps at most every element.
     let mut out = Vec::with_capacity(if matches!(q, Quant::Map | Quant::Filter) {
         list.len()

@@ -102,6 +102,20 @@ impl StrMatcher {
         Ok(StrMatcher { op, fold, imp })
     }
 
+    /// The patterns, when this is an exact, case-sensitive test (`x in ['a', 'b']`): `x`
+    /// matches exactly when it is one of them.
+    pub(crate) fn exact_values(&self) -> Option<Vec<Box<str>>> {
+        if (self.op, self.fold) != (MatchOp::Exact, Fold::None) {
+            return None;
+        }
+        match &self.imp {
+            Imp::Never => Some(Vec::new()),
+            Imp::Small(v) => Some(v.clone()),
+            Imp::Set(s) => Some(s.iter().cloned().collect()),
+            Imp::Ac(_) | Imp::Trie(_) => None,
+        }
+    }
+
     /// True when some pattern matches `x` (after the fold).
     pub(crate) fn is_match(&self, x: &str) -> bool {
         if matches!(self.imp, Imp::Never) {

@@ -463,6 +463,13 @@ impl Program {
         }
     }
 
+    /// For a condition: the values `evt.<field>` must hold for it to be true, when the
+    /// expression implies any (`evt.Meta.log_type == 'x' && ...` implies `["x"]`); `None`
+    /// when any value might do.
+    pub fn implied_values(&self, field: FieldId) -> Option<Vec<Box<str>>> {
+        eval::implied_values(&self.root, field)
+    }
+
     /// Every field the expression reads or writes, sorted.
     pub fn referenced_fields(&self) -> Vec<FieldId> {
         self.fields.clone()

@@ -1471,3 +1471,46 @@ fn deep_nesting_body() {
         assert!(err.message.contains("nested too deeply"), "{err}");
     }
 }
+
+/// What a filter implies about one field, for the detector's scenario index: `==` and
+/// `in` literals through `&&` (either side) and `||` (both sides), nothing otherwise.
+#[test]
+fn implied_values_of_filters() {
+    let mut e = env();
+    let log_type = e.fields.get(Namespace::Meta, "log_type").expect("field");
+    let mut implied = |src: &str| {
+        e.ok(src)
+            .implied_values(log_type)
+            .map(|v| v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    };
+    assert_eq!(
+        implied("evt.Meta.log_type == 'ssh_failed-auth'"),
+        Some(vec!["ssh_failed-auth".to_string()])
+    );
+    assert_eq!(
+        implied("'x' == evt.Meta.log_type && evt.Meta.service == 'ssh'"),
+        Some(vec!["x".to_string()])
+    );
+    assert_eq!(
+        implied("evt.Meta.service == 'http' and evt.Meta.log_type in ['a', 'b']"),
+        Some(vec!["a".to_string(), "b".to_string()])
+    );
+    assert_eq!(
+        implied("evt.Meta.log_type in ['a', 'b'] && evt.Meta.log_type == 'b'"),
+        Some(vec!["b".to_string()])
+    );
+    assert_eq!(
+        implied("evt.Meta.log_type == 'a' || evt.Meta.log_type == 'b'"),
+        Some(vec!["a".to_string(), "b".to_string()])
+    );
+    // Either side of `||` may hold without the field: nothing implied.
+    assert_eq!(
+        implied("evt.Meta.log_type == 'a' || evt.Meta.sub_type == 'b'"),
+        None
+    );
+    assert_eq!(implied("evt.Meta.log_type != 'a'"), None);
+    assert_eq!(implied("!(evt.Meta.log_type == 'a')"), None);
+    assert_eq!(implied("evt.Meta.log_type contains 'a'"), None);
+    assert_eq!(implied("Lower(evt.Meta.log_type) == 'a'"), None);
+    assert_eq!(implied("evt.Meta.service == 'ssh'"), None);
+}

@@ -39,6 +39,16 @@
 //!   \s \b`, literal `\<`, literal `{`, class escapes...); the full list
 //!   is in the `translate` submodule's documentation.
 //!
+//! # The IPv6 shortcut
+//!
+//! The stock `IPV6` pattern is a large alternation: every grok that references it (through
+//! `IP`, `IPORHOST`, ...) compiles to an automaton of thousands of states, and capturing
+//! with it clears and walks a visited set of states × line length. Every string that
+//! pattern matches contains `::` or at least six `:`. So each such grok also gets a variant
+//! in which `IPV6` can never match (same capture groups), compiled on first use; a line
+//! without `::` and with fewer than six colons cannot hold an IPv6 match anywhere, so both
+//! regexes give the same match and captures on it, and the small one runs.
+//!
 //! # Layering
 //!
 //! References are resolved through the [`Resolver`] trait. A parser's local
@@ -57,6 +67,7 @@ use std::ops::Range;
 
 use indexmap::IndexMap;
 use regex::{CaptureLocations, Regex, RegexBuilder};
+use std::sync::{Arc, OnceLock};
 
 use translate::{Piece, translate};
 
@@ -66,6 +77,20 @@ const MAX_DEPTH: usize = 64;
 const MAX_EXPANDED_LEN: usize = 4 << 20;
 /// Compiled-program size limit handed to the regex crate.
 const REGEX_SIZE_LIMIT: usize = 64 << 20;
+
+/// The stock `IPV6` pattern (rules/patterns/base.kdl; a test keeps them equal). Only this
+/// exact text gets the shortcut described in the module docs.
+const STOCK_IPV6: &str = r#"((([0-9A-Fa-f]{1,4}:){7}([0-9A-Fa-f]{1,4}|:))|(([0-9A-Fa-f]{1,4}:){6}(:[0-9A-Fa-f]{1,4}|((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3})|:))|(([0-9A-Fa-f]{1,4}:){5}(((:[0-9A-Fa-f]{1,4}){1,2})|:((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3})|:))|(([0-9A-Fa-f]{1,4}:){4}(((:[0-9A-Fa-f]{1,4}){1,3})|((:[0-9A-Fa-f]{1,4})?:((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}))|:))|(([0-9A-Fa-f]{1,4}:){3}(((:[0-9A-Fa-f]{1,4}){1,4})|((:[0-9A-Fa-f]{1,4}){0,2}:((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}))|:))|(([0-9A-Fa-f]{1,4}:){2}(((:[0-9A-Fa-f]{1,4}){1,5})|((:[0-9A-Fa-f]{1,4}){0,3}:((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}))|:))|(([0-9A-Fa-f]{1,4}:){1}(((:[0-9A-Fa-f]{1,4}){1,6})|((:[0-9A-Fa-f]{1,4}){0,4}:((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}))|:))|(:(((:[0-9A-Fa-f]{1,4}){1,7})|((:[0-9A-Fa-f]{1,4}){0,5}:((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}))|:)))(%.+)?"#;
+
+/// A regex that matches nothing (an empty class): stands for `IPV6` in the variant.
+const NEVER: &str = r"[^\x00-\x{10FFFF}]";
+
+/// Whether `h` could contain a match of the stock `IPV6` pattern: every such match has
+/// `::` or at least six colons.
+fn may_hold_ipv6(h: &str) -> bool {
+    memchr::memmem::find(h.as_bytes(), b"::").is_some()
+        || memchr::memchr_iter(b':', h.as_bytes()).nth(5).is_some()
+}
 
 /// An error while building a library or compiling a grok pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -336,6 +361,30 @@ pub struct Grok {
     /// Capture group indices, grouped by field, in pattern order.
     groups: Box<[u32]>,
     required_literal: Option<Box<str>>,
+    /// When the pattern uses the stock `IPV6`: the expanded text without it, and its regex
+    /// once compiled (see the module docs).
+    without_ipv6: Option<Arc<WithoutIpv6>>,
+}
+
+/// The variant of a grok in which `IPV6` never matches, compiled on first use.
+#[derive(Debug)]
+struct WithoutIpv6 {
+    text: Box<str>,
+    regex: OnceLock<Option<Regex>>,
+}
+
+impl WithoutIpv6 {
+    fn regex(&self) -> Option<&Regex> {
+        self.regex
+            .get_or_init(|| {
+                RegexBuilder::new(&self.text)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .dfa_size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .ok()
+            })
+            .as_ref()
+    }
 }
 
 /// Expansion state for one [`compile`] call.
@@ -351,6 +400,10 @@ struct Expander<'r, R: ?Sized> {
     shadow: Vec<Vec<&'r str>>,
     /// Span of the top-level reference being expanded, for error offsets.
     top_span: Option<Range<usize>>,
+    /// Expand the stock `IPV6` as [`NEVER`].
+    drop_ipv6: bool,
+    /// Whether the stock `IPV6` was referenced.
+    saw_ipv6: bool,
 }
 
 impl<'r, R: Resolver + ?Sized> Expander<'r, R> {
@@ -436,9 +489,16 @@ impl<'r, R: Resolver + ?Sized> Expander<'r, R> {
                         Some(f) if !self.shadowed(f) => self.open_capture(f),
                         _ => self.out.push_str("(?:"),
                     }
-                    self.stack.push(name);
-                    self.expand(body, depth + 1)?;
-                    self.stack.pop();
+                    if name == "IPV6" && body == STOCK_IPV6 {
+                        self.saw_ipv6 = true;
+                    }
+                    if self.drop_ipv6 && name == "IPV6" && body == STOCK_IPV6 {
+                        self.out.push_str(NEVER);
+                    } else {
+                        self.stack.push(name);
+                        self.expand(body, depth + 1)?;
+                        self.stack.pop();
+                    }
                     self.out.push(')');
                 }
             }
@@ -489,6 +549,8 @@ pub fn compile(pattern: &str, lib: &(impl Resolver + ?Sized)) -> Result<Grok, Gr
         stack: Vec::new(),
         shadow: Vec::new(),
         top_span: None,
+        drop_ipv6: false,
+        saw_ipv6: false,
     };
     exp.expand(pattern, 0)?;
     let regex = RegexBuilder::new(&exp.out)
@@ -509,12 +571,36 @@ pub fn compile(pattern: &str, lib: &(impl Resolver + ?Sized)) -> Result<Grok, Gr
         field_groups.push(start..groups.len() as u32);
     }
     let required_literal = literal::required_literal(&exp.out).map(String::into_boxed_str);
+    let without_ipv6 = if exp.saw_ipv6 {
+        let mut v = Expander {
+            lib,
+            out: String::with_capacity(exp.out.len()),
+            group_fields: Vec::new(),
+            fields: IndexMap::new(),
+            stack: Vec::new(),
+            shadow: Vec::new(),
+            top_span: None,
+            drop_ipv6: true,
+            saw_ipv6: false,
+        };
+        v.expand(pattern, 0)?;
+        // Same groups in the same order, so capture locations are interchangeable.
+        (v.group_fields == exp.group_fields).then(|| {
+            Arc::new(WithoutIpv6 {
+                text: v.out.into_boxed_str(),
+                regex: OnceLock::new(),
+            })
+        })
+    } else {
+        None
+    };
     Ok(Grok {
         regex,
         fields: exp.fields.into_keys().collect(),
         field_groups: field_groups.into_boxed_slice(),
         groups: groups.into_boxed_slice(),
         required_literal,
+        without_ipv6,
     })
 }
 
@@ -574,7 +660,16 @@ impl Grok {
 
     /// Whether the pattern matches somewhere in `haystack`.
     pub fn is_match(&self, haystack: &str) -> bool {
-        self.regex.is_match(haystack)
+        self.regex_for(haystack).is_match(haystack)
+    }
+
+    /// The regex to run on `haystack`: the variant without `IPV6` when the line cannot
+    /// hold an IPv6 address (same matches, a much smaller automaton).
+    fn regex_for(&self, haystack: &str) -> &Regex {
+        match &self.without_ipv6 {
+            Some(v) if !may_hold_ipv6(haystack) => v.regex().unwrap_or(&self.regex),
+            _ => &self.regex,
+        }
     }
 
     /// Searches `haystack`; on a match calls `out(field_index, start, end)`
@@ -591,13 +686,14 @@ impl Grok {
         locs: &mut CaptureLocations,
         mut out: impl FnMut(usize, usize, usize),
     ) -> bool {
+        let regex = self.regex_for(haystack);
         if self.groups.is_empty() {
-            return self.regex.is_match(haystack);
+            return regex.is_match(haystack);
         }
-        if locs.len() != self.regex.captures_len() {
-            *locs = self.regex.capture_locations();
+        if locs.len() != regex.captures_len() {
+            *locs = regex.capture_locations();
         }
-        if self.regex.captures_read(locs, haystack).is_none() {
+        if regex.captures_read(locs, haystack).is_none() {
             return false;
         }
         for (field, range) in self.field_groups.iter().enumerate() {

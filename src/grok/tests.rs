@@ -713,3 +713,62 @@ fn throughput() {
         );
     }
 }
+
+/// The shortcut's precondition: the shipped `IPV6` is the text the shortcut knows.
+#[test]
+fn stock_ipv6_is_the_shipped_pattern() {
+    assert_eq!(shared_lib().get("IPV6"), Some(STOCK_IPV6));
+}
+
+/// The variant without `IPV6` is used only where it cannot change a result: on lines
+/// without `::` and with fewer than six colons it gives the same matches and captures as
+/// the full pattern; lines that may hold an IPv6 address still get the full pattern.
+#[test]
+fn ipv6_shortcut_keeps_matches_and_captures() {
+    let lib = shared_lib();
+    let cases = [
+        ("%{IPORHOST:ip} %{WORD:w}", "10.0.0.1 GET"),
+        ("%{IPORHOST:ip} %{WORD:w}", "host.example.org GET"),
+        ("%{IPORHOST:ip} %{WORD:w}", "2001:db8::1 GET"),
+        ("%{IPORHOST:ip} %{WORD:w}", "1:2:3:4:5:6:7:8 GET"),
+        ("%{IPORHOST:ip} %{WORD:w}", "0:0:0:0:0:0:1.2.3.4 GET"),
+        ("%{IP:ip}", "a:b:c at 10.1.2.3:80"),
+        ("%{IP:ip}", "fe80::1%eth0"),
+        (
+            "from %{IP:ip} port %{INT:port}",
+            "Failed password for root from 1.2.3.4 port 22",
+        ),
+        (
+            "from %{IP:ip} port %{INT:port}",
+            "Failed password for root from ::ffff:1.2.3.4 port 22",
+        ),
+        (
+            "%{COMBINEDAPACHELOG}",
+            r#"1.2.3.4 - - [18/Nov/2025:09:46:40 +0000] "GET /a HTTP/1.1" 200 12 "https://x.org/" "curl""#,
+        ),
+        (
+            "%{COMBINEDAPACHELOG}",
+            r#"2001:db8::2 - - [18/Nov/2025:09:46:40 +0000] "GET /a HTTP/1.1" 200 12 "-" "curl""#,
+        ),
+    ];
+    for (pattern, line) in cases {
+        let g = compile(pattern, &lib).expect(pattern);
+        let v = g.without_ipv6.as_ref().expect("uses IPV6");
+        let small = v.regex().expect("variant compiles");
+        assert_eq!(
+            g.regex_for(line).as_str() == small.as_str(),
+            !may_hold_ipv6(line),
+            "{line}"
+        );
+        let full = g
+            .regex
+            .captures(line)
+            .map(|c| c.iter().map(|m| m.map(|m| m.range())).collect::<Vec<_>>());
+        let via = g
+            .regex_for(line)
+            .captures(line)
+            .map(|c| c.iter().map(|m| m.map(|m| m.range())).collect::<Vec<_>>());
+        assert_eq!(full, via, "{pattern} on {line}");
+        assert!(full.is_some(), "{pattern} should match {line}");
+    }
+}
