@@ -407,6 +407,22 @@ struct Expander<'r, R: ?Sized> {
 }
 
 impl<'r, R: Resolver + ?Sized> Expander<'r, R> {
+    /// A fresh expansion into a buffer of `capacity` bytes; `drop_ipv6` expands the stock
+    /// `IPV6` as [`NEVER`].
+    fn new(lib: &'r R, capacity: usize, drop_ipv6: bool) -> Self {
+        Expander {
+            lib,
+            out: String::with_capacity(capacity),
+            group_fields: Vec::new(),
+            fields: IndexMap::new(),
+            stack: Vec::new(),
+            shadow: Vec::new(),
+            top_span: None,
+            drop_ipv6,
+            saw_ipv6: false,
+        }
+    }
+
     fn error(&self, message: String) -> GrokError {
         GrokError::new(message, self.top_span.clone())
     }
@@ -541,17 +557,7 @@ pub fn compile(pattern: &str, lib: &(impl Resolver + ?Sized)) -> Result<Grok, Gr
     if pattern.is_empty() {
         return Err(GrokError::new("empty grok pattern", None));
     }
-    let mut exp = Expander {
-        lib,
-        out: String::with_capacity(pattern.len() * 4),
-        group_fields: Vec::new(),
-        fields: IndexMap::new(),
-        stack: Vec::new(),
-        shadow: Vec::new(),
-        top_span: None,
-        drop_ipv6: false,
-        saw_ipv6: false,
-    };
+    let mut exp = Expander::new(lib, pattern.len() * 4, false);
     exp.expand(pattern, 0)?;
     let regex = RegexBuilder::new(&exp.out)
         .size_limit(REGEX_SIZE_LIMIT)
@@ -572,17 +578,7 @@ pub fn compile(pattern: &str, lib: &(impl Resolver + ?Sized)) -> Result<Grok, Gr
     }
     let required_literal = literal::required_literal(&exp.out).map(String::into_boxed_str);
     let without_ipv6 = if exp.saw_ipv6 {
-        let mut v = Expander {
-            lib,
-            out: String::with_capacity(exp.out.len()),
-            group_fields: Vec::new(),
-            fields: IndexMap::new(),
-            stack: Vec::new(),
-            shadow: Vec::new(),
-            top_span: None,
-            drop_ipv6: true,
-            saw_ipv6: false,
-        };
+        let mut v = Expander::new(lib, exp.out.len(), true);
         v.expand(pattern, 0)?;
         // Same groups in the same order, so capture locations are interchangeable.
         (v.group_fields == exp.group_fields).then(|| {
