@@ -397,24 +397,20 @@ impl Store {
             return 0;
         }
         let now = now_millis();
-        // In id order: each search then starts where the previous one ended, in cache. In
-        // list order, 10,000 ids out of a million decisions cost three cold binary searches
-        // each (a TLB miss per probe), ~90 ms.
+        // In id order, so the index finds each where the previous one ended.
         let mut ids = ids.to_vec();
         ids.sort_unstable();
+        ids.dedup();
         let mut index = self.write_index();
-        let mut ends = Vec::with_capacity(ids.len());
-        for id in ids {
-            if index.expire(id, now).is_some() {
-                ends.push((id, now));
-                if let Some(d) = index.get(id) {
-                    self.notify(Change::Expired(d), &index);
-                }
-            }
+        let ended = index.expire_sorted(&ids, now);
+        for d in index.get_sorted(&ended) {
+            self.notify(Change::Expired(d), &index);
         }
-        let n = ends.len();
-        if !ends.is_empty() {
-            self.queue(Write::Expire(ends));
+        let n = ended.len();
+        if !ended.is_empty() {
+            self.queue(Write::Expire(
+                ended.into_iter().map(|id| (id, now)).collect(),
+            ));
         }
         n
     }
