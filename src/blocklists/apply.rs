@@ -417,10 +417,9 @@ fn position(v: &[V4Entry]) -> u32 {
     v.len() as u32
 }
 
-/// Sorts addresses: a radix sort (three passes of 11 bits) where the payload is large and
-/// out of order, 5 to 10 times faster than a comparison sort on a million addresses;
-/// lists that come sorted (many do) cost one check.
-fn sort_addresses(v: &mut Vec<u32>) {
+/// Sorts addresses: a radix sort where the payload is large and out of order, faster than a
+/// comparison sort on a million addresses; lists that come sorted (many do) cost one check.
+fn sort_addresses(v: &mut [u32]) {
     if v.is_sorted() {
         return;
     }
@@ -428,24 +427,51 @@ fn sort_addresses(v: &mut Vec<u32>) {
         v.sort_unstable();
         return;
     }
+    radix_sort(v);
+}
+
+/// Sorts `v` by its top byte into 256 buckets, then each bucket by its three low bytes.
+/// Scattering into distant places is what a radix sort pays for (a cache and TLB miss per
+/// element); sorting by all four bytes in four list-wide passes scatters four times,
+/// while here the last three passes stay within a bucket, a 256th of the list, in cache:
+/// 1M addresses in half the time.
+fn radix_sort(v: &mut [u32]) {
     let mut buf = vec![0u32; v.len()];
-    for shift in [0, 11, 22] {
-        let mut starts = [0usize; 1 << 11];
-        for x in v.iter() {
-            starts[(x >> shift) as usize & 0x7ff] += 1;
+    let mut bounds = [0usize; 257];
+    for x in v.iter() {
+        bounds[(x >> 24) as usize + 1] += 1;
+    }
+    for i in 1..bounds.len() {
+        bounds[i] += bounds[i - 1];
+    }
+    let mut next = bounds;
+    for x in v.iter() {
+        let b = (x >> 24) as usize;
+        buf[next[b]] = *x;
+        next[b] += 1;
+    }
+    for b in 0..256 {
+        let range = bounds[b]..bounds[b + 1];
+        // Three passes, from `buf` to `v` and back: the last one ends in `v`.
+        let (mut src, mut dst) = (&mut buf[range.clone()], &mut v[range]);
+        for shift in [0, 8, 16] {
+            let mut starts = [0usize; 256];
+            for x in src.iter() {
+                starts[(x >> shift) as usize & 0xff] += 1;
+            }
+            let mut sum = 0;
+            for s in starts.iter_mut() {
+                let n = *s;
+                *s = sum;
+                sum += n;
+            }
+            for x in src.iter() {
+                let k = (x >> shift) as usize & 0xff;
+                dst[starts[k]] = *x;
+                starts[k] += 1;
+            }
+            std::mem::swap(&mut src, &mut dst);
         }
-        let mut sum = 0;
-        for s in starts.iter_mut() {
-            let n = *s;
-            *s = sum;
-            sum += n;
-        }
-        for x in v.iter() {
-            let b = (x >> shift) as usize & 0x7ff;
-            buf[starts[b]] = *x;
-            starts[b] += 1;
-        }
-        std::mem::swap(v, &mut buf);
     }
 }
 
@@ -455,20 +481,31 @@ mod tests {
 
     #[test]
     fn addresses_sort_like_a_comparison_sort() {
-        // A xorshift sequence: every octet varies, with duplicates.
-        let mut x: u32 = 0x9e37_79b9;
-        let mut v: Vec<u32> = (0..100_000)
-            .map(|i| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                if i % 7 == 0 { 0xc000_0201 } else { x }
-            })
-            .collect();
-        let mut expected = v.clone();
-        expected.sort_unstable();
-        sort_addresses(&mut v);
-        assert_eq!(v, expected);
+        // A xorshift sequence: every octet varies, with duplicates; then one whose top byte
+        // never varies (a single bucket). The radix sort on its own too, at sizes where
+        // `sort_addresses` would not use it.
+        for n in [0, 1, 1_000, 100_000] {
+            let mut x: u32 = 0x9e37_79b9;
+            let spread: Vec<u32> = (0..n)
+                .map(|i| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    if i % 7 == 0 { 0xc000_0201 } else { x }
+                })
+                .collect();
+            let one_bucket: Vec<u32> = spread.iter().map(|x| 0x0a00_0000 | (x >> 8)).collect();
+            for v in [spread, one_bucket] {
+                let mut expected = v.clone();
+                expected.sort_unstable();
+                let mut sorted = v.clone();
+                sort_addresses(&mut sorted);
+                assert_eq!(sorted, expected, "{n}");
+                let mut sorted = v;
+                radix_sort(&mut sorted);
+                assert_eq!(sorted, expected, "{n}");
+            }
+        }
         let mut small = vec![3, 1, 2];
         sort_addresses(&mut small);
         assert_eq!(small, [1, 2, 3]);
