@@ -39,15 +39,23 @@
 //!   \s \b`, literal `\<`, literal `{`, class escapes...); the full list
 //!   is in the `translate` submodule's documentation.
 //!
-//! # The IPv6 shortcut
+//! # Shortcuts: smaller variants where a line cannot tell the difference
 //!
-//! The stock `IPV6` pattern is a large alternation: every grok that references it (through
-//! `IP`, `IPORHOST`, ...) compiles to an automaton of thousands of states, and capturing
-//! with it clears and walks a visited set of states × line length. Every string that
-//! pattern matches contains `::` or at least six `:`. So each such grok also gets a variant
-//! in which `IPV6` can never match (same capture groups), compiled on first use; a line
-//! without `::` and with fewer than six colons cannot hold an IPv6 match anywhere, so both
-//! regexes give the same match and captures on it, and the small one runs.
+//! Capturing runs a backtracker that clears and walks a visited set of automaton states ×
+//! line length, so the size of the automaton is paid on every line. Two stock patterns
+//! make it large, and each has a cheap test on the line that shows it cannot matter:
+//!
+//! * `IPV6` is a large alternation (every grok referencing `IP` or `IPORHOST` compiled to
+//!   thousands of states). Every string it matches contains `::` or at least six `:`; on a
+//!   line with neither it can never match, so it is replaced by a class that matches
+//!   nothing.
+//! * `HOSTNAME` bounds each label to 63 characters with `{0,62}`, unrolled into 62 states
+//!   per label and occurrence. On a line with no run of 64 or more label characters
+//!   (`[0-9A-Za-z-]`) no label can reach the bound, so `*` matches exactly the same.
+//!
+//! Each grok referencing them gets the variants (same capture groups), compiled on first
+//! use; a line runs the smallest variant its tests allow, with the same match and
+//! captures as the full pattern. Only the exact stock texts get a shortcut.
 //!
 //! # Layering
 //!
@@ -82,14 +90,82 @@ const REGEX_SIZE_LIMIT: usize = 64 << 20;
 /// exact text gets the shortcut described in the module docs.
 const STOCK_IPV6: &str = r#"((([0-9A-Fa-f]{1,4}:){7}([0-9A-Fa-f]{1,4}|:))|(([0-9A-Fa-f]{1,4}:){6}(:[0-9A-Fa-f]{1,4}|((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3})|:))|(([0-9A-Fa-f]{1,4}:){5}(((:[0-9A-Fa-f]{1,4}){1,2})|:((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3})|:))|(([0-9A-Fa-f]{1,4}:){4}(((:[0-9A-Fa-f]{1,4}){1,3})|((:[0-9A-Fa-f]{1,4})?:((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}))|:))|(([0-9A-Fa-f]{1,4}:){3}(((:[0-9A-Fa-f]{1,4}){1,4})|((:[0-9A-Fa-f]{1,4}){0,2}:((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}))|:))|(([0-9A-Fa-f]{1,4}:){2}(((:[0-9A-Fa-f]{1,4}){1,5})|((:[0-9A-Fa-f]{1,4}){0,3}:((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}))|:))|(([0-9A-Fa-f]{1,4}:){1}(((:[0-9A-Fa-f]{1,4}){1,6})|((:[0-9A-Fa-f]{1,4}){0,4}:((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}))|:))|(:(((:[0-9A-Fa-f]{1,4}){1,7})|((:[0-9A-Fa-f]{1,4}){0,5}:((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}))|:)))(%.+)?"#;
 
-/// A regex that matches nothing (an empty class): stands for `IPV6` in the variant.
+/// A regex that matches nothing (an empty class): stands for `IPV6` in the variants that
+/// drop it.
 const NEVER: &str = r"[^\x00-\x{10FFFF}]";
+
+/// The stock `HOSTNAME` pattern (rules/patterns/base.kdl; a test keeps them equal).
+const STOCK_HOSTNAME: &str =
+    r"\b[0-9A-Za-z][0-9A-Za-z-]{0,62}(?:\.[0-9A-Za-z][0-9A-Za-z-]{0,62})*(\.?|\b)";
+
+/// [`STOCK_HOSTNAME`] without the label bound: the same matches on a line where no run
+/// of label characters reaches 64 bytes.
+const RELAXED_HOSTNAME: &str = r"\b[0-9A-Za-z][0-9A-Za-z-]*(?:\.[0-9A-Za-z][0-9A-Za-z-]*)*(\.?|\b)";
 
 /// Whether `h` could contain a match of the stock `IPV6` pattern: every such match has
 /// `::` or at least six colons.
 fn may_hold_ipv6(h: &str) -> bool {
     memchr::memmem::find(h.as_bytes(), b"::").is_some()
         || memchr::memchr_iter(b':', h.as_bytes()).nth(5).is_some()
+}
+
+/// Whether `h` has a run of 64 or more label characters (`[0-9A-Za-z-]`), where a
+/// hostname label could exceed the stock pattern's bound of 63. Such a run covers one of
+/// the positions 63, 127, 191...: only the runs through those are measured, a few bytes
+/// each on a usual line instead of every byte (this runs for every grok tried on a line).
+fn may_hold_long_label(h: &str) -> bool {
+    const RUN: usize = 64;
+    let h = h.as_bytes();
+    let label = |c: &u8| c.is_ascii_alphanumeric() || *c == b'-';
+    let mut probe = RUN - 1;
+    while probe < h.len() {
+        if label(&h[probe]) {
+            let before = h[..probe].iter().rev().take_while(|c| label(c)).count();
+            let after = h[probe..].iter().take_while(|c| label(c)).count();
+            if before + after >= RUN {
+                return true;
+            }
+        }
+        probe += RUN;
+    }
+    false
+}
+
+/// Which shortcuts an expansion takes (see the module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Shortcuts {
+    /// Expand the stock `IPV6` as [`NEVER`].
+    drop_ipv6: bool,
+    /// Expand the stock `HOSTNAME` as [`RELAXED_HOSTNAME`].
+    relax_hostname: bool,
+}
+
+impl Shortcuts {
+    /// Every combination but none, by [`Shortcuts::index`].
+    const ALL: [Shortcuts; 3] = [
+        Shortcuts {
+            drop_ipv6: true,
+            relax_hostname: false,
+        },
+        Shortcuts {
+            drop_ipv6: false,
+            relax_hostname: true,
+        },
+        Shortcuts {
+            drop_ipv6: true,
+            relax_hostname: true,
+        },
+    ];
+
+    /// The position in [`Shortcuts::ALL`], or `None` for no shortcut.
+    fn index(self) -> Option<usize> {
+        (usize::from(self.drop_ipv6) | usize::from(self.relax_hostname) << 1).checked_sub(1)
+    }
+
+    /// Whether every shortcut of `self` is also in `other`.
+    fn within(self, other: Shortcuts) -> bool {
+        (!self.drop_ipv6 || other.drop_ipv6) && (!self.relax_hostname || other.relax_hostname)
+    }
 }
 
 /// An error while building a library or compiling a grok pattern.
@@ -361,23 +437,30 @@ pub struct Grok {
     /// Capture group indices, grouped by field, in pattern order.
     groups: Box<[u32]>,
     required_literal: Option<Box<str>>,
-    /// When the pattern uses the stock `IPV6`: the expanded text without it, and its regex
-    /// once compiled (see the module docs).
-    without_ipv6: Option<Arc<WithoutIpv6>>,
+    /// When the pattern uses the stock `IPV6` or `HOSTNAME`: the smaller variants (see
+    /// the module docs), and which shortcuts the pattern can take.
+    variants: Option<Arc<Variants>>,
 }
 
-/// The variant of a grok in which `IPV6` never matches, compiled on first use.
+/// The variants of a grok, by [`Shortcuts::index`]; each compiled on first use.
 #[derive(Debug)]
-struct WithoutIpv6 {
-    text: Box<str>,
-    regex: OnceLock<Option<Regex>>,
+struct Variants {
+    /// The shortcuts that apply: the stock patterns the grok references.
+    possible: Shortcuts,
+    texts: [Option<Box<str>>; 3],
+    regexes: [OnceLock<Option<Regex>>; 3],
 }
 
-impl WithoutIpv6 {
-    fn regex(&self) -> Option<&Regex> {
-        self.regex
+impl Variants {
+    /// The regex of the variant with these shortcuts (`None` if it was not built or does
+    /// not compile).
+    fn regex(&self, shortcuts: Shortcuts) -> Option<&Regex> {
+        let i = shortcuts.index()?;
+        let text = self.texts.get(i)?.as_deref()?;
+        self.regexes
+            .get(i)?
             .get_or_init(|| {
-                RegexBuilder::new(&self.text)
+                RegexBuilder::new(text)
                     .size_limit(REGEX_SIZE_LIMIT)
                     .dfa_size_limit(REGEX_SIZE_LIMIT)
                     .build()
@@ -400,16 +483,15 @@ struct Expander<'r, R: ?Sized> {
     shadow: Vec<Vec<&'r str>>,
     /// Span of the top-level reference being expanded, for error offsets.
     top_span: Option<Range<usize>>,
-    /// Expand the stock `IPV6` as [`NEVER`].
-    drop_ipv6: bool,
-    /// Whether the stock `IPV6` was referenced.
-    saw_ipv6: bool,
+    /// The shortcuts this expansion takes.
+    shortcuts: Shortcuts,
+    /// The stock patterns referenced, as the shortcuts they allow.
+    saw: Shortcuts,
 }
 
 impl<'r, R: Resolver + ?Sized> Expander<'r, R> {
-    /// A fresh expansion into a buffer of `capacity` bytes; `drop_ipv6` expands the stock
-    /// `IPV6` as [`NEVER`].
-    fn new(lib: &'r R, capacity: usize, drop_ipv6: bool) -> Self {
+    /// A fresh expansion into a buffer of `capacity` bytes, taking `shortcuts`.
+    fn new(lib: &'r R, capacity: usize, shortcuts: Shortcuts) -> Self {
         Expander {
             lib,
             out: String::with_capacity(capacity),
@@ -418,8 +500,8 @@ impl<'r, R: Resolver + ?Sized> Expander<'r, R> {
             stack: Vec::new(),
             shadow: Vec::new(),
             top_span: None,
-            drop_ipv6,
-            saw_ipv6: false,
+            shortcuts,
+            saw: Shortcuts::default(),
         }
     }
 
@@ -505,12 +587,18 @@ impl<'r, R: Resolver + ?Sized> Expander<'r, R> {
                         Some(f) if !self.shadowed(f) => self.open_capture(f),
                         _ => self.out.push_str("(?:"),
                     }
-                    if name == "IPV6" && body == STOCK_IPV6 {
-                        self.saw_ipv6 = true;
-                    }
-                    if self.drop_ipv6 && name == "IPV6" && body == STOCK_IPV6 {
+                    let ipv6 = name == "IPV6" && body == STOCK_IPV6;
+                    let hostname = name == "HOSTNAME" && body == STOCK_HOSTNAME;
+                    self.saw.drop_ipv6 |= ipv6;
+                    self.saw.relax_hostname |= hostname;
+                    if ipv6 && self.shortcuts.drop_ipv6 {
                         self.out.push_str(NEVER);
                     } else {
+                        let body = if hostname && self.shortcuts.relax_hostname {
+                            RELAXED_HOSTNAME
+                        } else {
+                            body
+                        };
                         self.stack.push(name);
                         self.expand(body, depth + 1)?;
                         self.stack.pop();
@@ -557,7 +645,7 @@ pub fn compile(pattern: &str, lib: &(impl Resolver + ?Sized)) -> Result<Grok, Gr
     if pattern.is_empty() {
         return Err(GrokError::new("empty grok pattern", None));
     }
-    let mut exp = Expander::new(lib, pattern.len() * 4, false);
+    let mut exp = Expander::new(lib, pattern.len() * 4, Shortcuts::default());
     exp.expand(pattern, 0)?;
     let regex = RegexBuilder::new(&exp.out)
         .size_limit(REGEX_SIZE_LIMIT)
@@ -577,16 +665,24 @@ pub fn compile(pattern: &str, lib: &(impl Resolver + ?Sized)) -> Result<Grok, Gr
         field_groups.push(start..groups.len() as u32);
     }
     let required_literal = literal::required_literal(&exp.out).map(String::into_boxed_str);
-    let without_ipv6 = if exp.saw_ipv6 {
-        let mut v = Expander::new(lib, exp.out.len(), true);
-        v.expand(pattern, 0)?;
-        // Same groups in the same order, so capture locations are interchangeable.
-        (v.group_fields == exp.group_fields).then(|| {
-            Arc::new(WithoutIpv6 {
-                text: v.out.into_boxed_str(),
-                regex: OnceLock::new(),
-            })
-        })
+    let variants = if exp.saw.index().is_some() {
+        let mut texts: [Option<Box<str>>; 3] = Default::default();
+        for (text, shortcuts) in texts.iter_mut().zip(Shortcuts::ALL) {
+            if !shortcuts.within(exp.saw) {
+                continue;
+            }
+            let mut v = Expander::new(lib, exp.out.len(), shortcuts);
+            v.expand(pattern, 0)?;
+            // Same groups in the same order, so capture locations are interchangeable.
+            if v.group_fields == exp.group_fields {
+                *text = Some(v.out.into_boxed_str());
+            }
+        }
+        Some(Arc::new(Variants {
+            possible: exp.saw,
+            texts,
+            regexes: Default::default(),
+        }))
     } else {
         None
     };
@@ -596,7 +692,7 @@ pub fn compile(pattern: &str, lib: &(impl Resolver + ?Sized)) -> Result<Grok, Gr
         field_groups: field_groups.into_boxed_slice(),
         groups: groups.into_boxed_slice(),
         required_literal,
-        without_ipv6,
+        variants,
     })
 }
 
@@ -659,13 +755,17 @@ impl Grok {
         self.regex_for(haystack).is_match(haystack)
     }
 
-    /// The regex to run on `haystack`: the variant without `IPV6` when the line cannot
-    /// hold an IPv6 address (same matches, a much smaller automaton).
+    /// The regex to run on `haystack`: the smallest variant whose shortcuts the line allows
+    /// (same match and captures as the full pattern, a smaller automaton).
     fn regex_for(&self, haystack: &str) -> &Regex {
-        match &self.without_ipv6 {
-            Some(v) if !may_hold_ipv6(haystack) => v.regex().unwrap_or(&self.regex),
-            _ => &self.regex,
-        }
+        let Some(v) = &self.variants else {
+            return &self.regex;
+        };
+        let shortcuts = Shortcuts {
+            drop_ipv6: v.possible.drop_ipv6 && !may_hold_ipv6(haystack),
+            relax_hostname: v.possible.relax_hostname && !may_hold_long_label(haystack),
+        };
+        v.regex(shortcuts).unwrap_or(&self.regex)
     }
 
     /// Searches `haystack`; on a match calls `out(field_index, start, end)`

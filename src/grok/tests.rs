@@ -720,18 +720,38 @@ fn stock_ipv6_is_the_shipped_pattern() {
     assert_eq!(shared_lib().get("IPV6"), Some(STOCK_IPV6));
 }
 
-/// The variant without `IPV6` is used only where it cannot change a result: on lines
-/// without `::` and with fewer than six colons it gives the same matches and captures as
-/// the full pattern; lines that may hold an IPv6 address still get the full pattern.
 #[test]
-fn ipv6_shortcut_keeps_matches_and_captures() {
+fn stock_hostname_is_the_shipped_pattern() {
+    assert_eq!(shared_lib().get("HOSTNAME"), Some(STOCK_HOSTNAME));
+    assert_eq!(STOCK_HOSTNAME.replace("{0,62}", "*"), RELAXED_HOSTNAME);
+}
+
+/// Capture ranges of `regex` on `line`.
+fn capture_ranges(regex: &regex::Regex, line: &str) -> Option<Vec<Option<Range<usize>>>> {
+    regex
+        .captures(line)
+        .map(|c| c.iter().map(|m| m.map(|m| m.range())).collect())
+}
+
+/// A variant is used only where it cannot change a result: on lines without `::` and with
+/// fewer than six colons `IPV6` is dropped, on lines without a run of 64 label characters
+/// `HOSTNAME` is relaxed, and either way the match and captures are the full pattern's.
+#[test]
+fn shortcuts_keep_matches_and_captures() {
     let lib = shared_lib();
+    let long_label = "a".repeat(70);
+    let long_host = format!("{long_label}.example.org GET");
+    let long_path = format!(
+        r#"1.2.3.4 - - [18/Nov/2025:09:46:40 +0000] "GET /{} HTTP/1.1" 200 12 "-" "curl""#,
+        "f".repeat(64)
+    );
     let cases = [
         ("%{IPORHOST:ip} %{WORD:w}", "10.0.0.1 GET"),
         ("%{IPORHOST:ip} %{WORD:w}", "host.example.org GET"),
         ("%{IPORHOST:ip} %{WORD:w}", "2001:db8::1 GET"),
         ("%{IPORHOST:ip} %{WORD:w}", "1:2:3:4:5:6:7:8 GET"),
         ("%{IPORHOST:ip} %{WORD:w}", "0:0:0:0:0:0:1.2.3.4 GET"),
+        ("%{IPORHOST:ip} %{WORD:w}", &long_host),
         ("%{IP:ip}", "a:b:c at 10.1.2.3:80"),
         ("%{IP:ip}", "fe80::1%eth0"),
         (
@@ -750,25 +770,72 @@ fn ipv6_shortcut_keeps_matches_and_captures() {
             "%{COMBINEDAPACHELOG}",
             r#"2001:db8::2 - - [18/Nov/2025:09:46:40 +0000] "GET /a HTTP/1.1" 200 12 "-" "curl""#,
         ),
+        ("%{COMBINEDAPACHELOG}", &long_path),
     ];
     for (pattern, line) in cases {
         let g = compile(pattern, &lib).expect(pattern);
-        let v = g.without_ipv6.as_ref().expect("uses IPV6");
-        let small = v.regex().expect("variant compiles");
+        let v = g.variants.as_ref().expect("uses IPV6 or HOSTNAME");
+        let expected = Shortcuts {
+            drop_ipv6: v.possible.drop_ipv6 && !may_hold_ipv6(line),
+            relax_hostname: v.possible.relax_hostname && !may_hold_long_label(line),
+        };
+        let chosen = g.regex_for(line).as_str();
+        match v.regex(expected) {
+            Some(small) => assert_eq!(chosen, small.as_str(), "{line}"),
+            None => assert_eq!(chosen, g.regex.as_str(), "{line}"),
+        }
+        let full = capture_ranges(&g.regex, line);
         assert_eq!(
-            g.regex_for(line).as_str() == small.as_str(),
-            !may_hold_ipv6(line),
-            "{line}"
+            full,
+            capture_ranges(g.regex_for(line), line),
+            "{pattern} on {line}"
         );
-        let full = g
-            .regex
-            .captures(line)
-            .map(|c| c.iter().map(|m| m.map(|m| m.range())).collect::<Vec<_>>());
-        let via = g
-            .regex_for(line)
-            .captures(line)
-            .map(|c| c.iter().map(|m| m.map(|m| m.range())).collect::<Vec<_>>());
-        assert_eq!(full, via, "{pattern} on {line}");
         assert!(full.is_some(), "{pattern} should match {line}");
+    }
+    // Where the line has a long label the relaxed variant would capture more, which is why
+    // it is not used there.
+    let g = compile("%{IPORHOST:ip} %{WORD:w}", &lib).expect("compiles");
+    let relaxed = g
+        .variants
+        .as_ref()
+        .and_then(|v| {
+            v.regex(Shortcuts {
+                drop_ipv6: true,
+                relax_hostname: true,
+            })
+        })
+        .expect("variant");
+    assert_ne!(
+        capture_ranges(relaxed, &long_host),
+        capture_ranges(&g.regex, &long_host)
+    );
+    assert_eq!(
+        g.captures(&long_host),
+        Some(vec![("ip", "example.org"), ("w", "GET")])
+    );
+}
+
+#[test]
+fn long_label_runs_are_found() {
+    assert!(!may_hold_long_label(&"a".repeat(63)));
+    assert!(may_hold_long_label(&"a".repeat(64)));
+    assert!(may_hold_long_label(&"a-9".repeat(22)));
+    assert!(!may_hold_long_label(&format!(
+        "{}.{}",
+        "a".repeat(63),
+        "b".repeat(63)
+    )));
+    assert!(may_hold_long_label(&format!("x {}", "Z".repeat(64))));
+    // Every placement of a run of 63 and of 64 in a line of other characters.
+    for len in [63, 64] {
+        for at in 0..140 {
+            let line = format!(
+                "{}{}{}",
+                " ".repeat(at),
+                "q".repeat(len),
+                ".".repeat(at % 7)
+            );
+            assert_eq!(may_hold_long_label(&line), len == 64, "{len} at {at}");
+        }
     }
 }
