@@ -429,7 +429,7 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Write>, path: &Path, backlog: 
             answer_barriers(b);
         }
         if rows >= TRIM_AFTER {
-            release_freed_memory();
+            super::release_freed_memory();
         }
     }
 }
@@ -438,15 +438,6 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Write>, path: &Path, backlog: 
 /// bulk add's rows are freed here once written, after the list's own thread has trimmed,
 /// and glibc would keep those megabytes resident until the next large free.
 const TRIM_AFTER: usize = 16_384;
-
-/// Returns the free heap to the system (glibc keeps freed small blocks in its arenas).
-fn release_freed_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only releases free memory; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
 
 fn answer_barriers(w: Write) {
     match w {
