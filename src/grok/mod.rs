@@ -459,15 +459,17 @@ impl Variants {
         let text = self.texts.get(i)?.as_deref()?;
         self.regexes
             .get(i)?
-            .get_or_init(|| {
-                RegexBuilder::new(text)
-                    .size_limit(REGEX_SIZE_LIMIT)
-                    .dfa_size_limit(REGEX_SIZE_LIMIT)
-                    .build()
-                    .ok()
-            })
+            .get_or_init(|| build_regex(text).ok())
             .as_ref()
     }
+}
+
+/// Compiles an expanded pattern (a grok or one of its variants) with the size limits.
+fn build_regex(text: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(text)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
 }
 
 /// Expansion state for one [`compile`] call.
@@ -647,11 +649,7 @@ pub fn compile(pattern: &str, lib: &(impl Resolver + ?Sized)) -> Result<Grok, Gr
     }
     let mut exp = Expander::new(lib, pattern.len() * 4, Shortcuts::default());
     exp.expand(pattern, 0)?;
-    let regex = RegexBuilder::new(&exp.out)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map_err(|e| locate_regex_error(pattern, lib, &e))?;
+    let regex = build_regex(&exp.out).map_err(|e| locate_regex_error(pattern, lib, &e))?;
 
     let mut field_groups = Vec::with_capacity(exp.fields.len());
     let mut groups = Vec::with_capacity(exp.group_fields.len());
