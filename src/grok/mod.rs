@@ -57,6 +57,13 @@
 //! use; a line runs the smallest variant its tests allow, with the same match and
 //! captures as the full pattern. Only the exact stock texts get a shortcut.
 //!
+//! # Native scanners
+//!
+//! A grok whose expanded regex is exactly a stock text with a native scanner (see
+//! `native.rs`; today the nginx access line) tries the scanner first. The scanner accepts
+//! only lines on which the regex's captures are forced, returns exactly those, and
+//! declines everything else to the regex.
+//!
 //! # Layering
 //!
 //! References are resolved through the [`Resolver`] trait. A parser's local
@@ -68,6 +75,7 @@
 //! name clash is an error.
 
 mod literal;
+mod native;
 mod translate;
 
 use std::fmt;
@@ -440,6 +448,8 @@ pub struct Grok {
     /// When the pattern uses the stock `IPV6` or `HOSTNAME`: the smaller variants (see
     /// the module docs), and which shortcuts the pattern can take.
     variants: Option<Arc<Variants>>,
+    /// A native scanner for this stock pattern, tried before the regex.
+    native: Option<native::Native>,
 }
 
 /// The variants of a grok, by [`Shortcuts::index`]; each compiled on first use.
@@ -684,13 +694,16 @@ pub fn compile(pattern: &str, lib: &(impl Resolver + ?Sized)) -> Result<Grok, Gr
     } else {
         None
     };
+    let fields: Box<[Box<str>]> = exp.fields.into_keys().collect();
+    let native = native::Native::for_pattern(&exp.out, &fields);
     Ok(Grok {
         regex,
-        fields: exp.fields.into_keys().collect(),
+        fields,
         field_groups: field_groups.into_boxed_slice(),
         groups: groups.into_boxed_slice(),
         required_literal,
         variants,
+        native,
     })
 }
 
@@ -780,6 +793,11 @@ impl Grok {
         locs: &mut CaptureLocations,
         mut out: impl FnMut(usize, usize, usize),
     ) -> bool {
+        if let Some(native) = &self.native
+            && native.captures(haystack, &mut out)
+        {
+            return true;
+        }
         let regex = self.regex_for(haystack);
         if self.groups.is_empty() {
             return regex.is_match(haystack);

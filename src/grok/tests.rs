@@ -839,3 +839,184 @@ fn long_label_runs_are_found() {
         }
     }
 }
+
+/// The first grok of a shipped parser, and the same grok without its native scanner
+/// (regex only).
+fn shipped_grok(parser: &str) -> (Grok, Grok) {
+    let compiled = crate::compile::compile_path(None).expect("the default configuration compiles");
+    let grok = compiled
+        .ruleset
+        .stages
+        .iter()
+        .flatten()
+        .find(|p| &*p.name == parser)
+        .and_then(|p| p.groks.first())
+        .map(|g| g.grok.clone())
+        .expect("the shipped parser");
+    let mut regex_only = grok.clone();
+    regex_only.native = None;
+    (grok, regex_only)
+}
+
+/// Captures as `(field, value)`, or `None` for no match (the scanner declining).
+type FieldValues<'h> = Option<Vec<(usize, &'h str)>>;
+
+/// Native and regex captures of `line`.
+fn native_and_regex<'h>(
+    grok: &Grok,
+    regex_only: &Grok,
+    line: &'h str,
+) -> (FieldValues<'h>, FieldValues<'h>) {
+    let native = grok.native.as_ref().expect("a native scanner");
+    let mut got = Vec::new();
+    let accepted = native.captures(line, &mut |f, s, e| got.push((f, &line[s..e])));
+    let mut locs = regex_only.capture_locations();
+    let mut want = Vec::new();
+    let matched = regex_only.captures_into(line, &mut locs, |f, s, e| want.push((f, &line[s..e])));
+    (accepted.then_some(got), matched.then_some(want))
+}
+
+/// Runs the native scanner and the regex on every input and on single-byte mutations
+/// (replaced, deleted or doubled by a byte that delimits pattern parts) of every input the
+/// scanner accepts; they must agree wherever the scanner accepts. Returns how many inputs
+/// it accepted, of how many.
+fn check_native_against_regex(parser: &str, inputs: Vec<String>, bytes: &[&str]) -> (usize, usize) {
+    let (grok, regex_only) = shipped_grok(parser);
+    let mut accepted = 0usize;
+    let mut checked = 0usize;
+    let mut queue: Vec<(String, bool)> = inputs.into_iter().map(|l| (l, true)).collect();
+    while let Some((line, mutate)) = queue.pop() {
+        let (native, regex) = native_and_regex(&grok, &regex_only, &line);
+        checked += 1;
+        let Some(native) = native else { continue };
+        accepted += 1;
+        assert_eq!(Some(native), regex, "{parser}: {line:?}");
+        if !mutate {
+            continue;
+        }
+        for i in 0..line.len() {
+            if !line.is_char_boundary(i) || !line.is_char_boundary(i + 1) {
+                continue;
+            }
+            for b in bytes.iter().chain([&""]) {
+                queue.push((format!("{}{b}{}", &line[..i], &line[i + 1..]), false));
+            }
+            queue.push((format!("{}{}", &line[..i + 1], &line[i..]), false));
+        }
+    }
+    (accepted, checked)
+}
+
+/// Every line of the hub's test fixtures.
+fn hub_fixture_lines() -> Vec<String> {
+    let mut lines = Vec::new();
+    let fixtures = std::fs::read_dir(format!("{HUB}/.tests")).expect("hub tests");
+    for dir in fixtures.flatten() {
+        for file in std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if file.path().extension().is_some_and(|x| x == "log")
+                && let Ok(text) = std::fs::read_to_string(file.path())
+            {
+                lines.extend(text.lines().map(str::to_owned));
+            }
+        }
+    }
+    lines
+}
+
+#[test]
+fn shipped_stock_groks_have_their_native_scanners() {
+    // If this fails, the rule or a pattern it uses changed: update the stock text in
+    // src/grok/native.rs (for nginx, src/grok/nginx_access.re) from `Grok::as_str`, after
+    // checking that the scanner's reasoning still holds for the new text.
+    for parser in ["nginx-logs", "http-logs"] {
+        let (grok, _) = shipped_grok(parser);
+        assert!(
+            grok.native.is_some(),
+            "{parser}: expanded text:\n{}",
+            grok.as_str()
+        );
+    }
+}
+
+#[test]
+fn native_nginx_access_scanner_agrees_with_the_regex() {
+    let mut lines: Vec<String> = vec![
+        r#"1.2.3.4 - - [18/Nov/2026:09:48:53 +0000] "GET /index.html HTTP/1.1" 200 512 "-" "Mozilla/5.0""#.into(),
+        r#"255.0.10.199 - alice@example.org [01/Dec/2026:23:59:59 -0130] "POST /a?b=c HTTP/2.0" 404 0 "" "curl/8""#.into(),
+        r#"8.8.8.8 - [31/Jan/1999:00:00:00 +0100] "GET / HTTP/1.0" 301 1 "http://x/" "ua""#.into(),
+        r#"9.9.9.9 - - [02/May/2026:10:11:12 +0000] "GET /x HTTP/1.1 HTTP/1.1" 200 5 "-" "-""#.into(),
+        r#"9.9.9.9 - - [02/May/2026:10:11:12 +0000] "GET /x HTTP/1.1" 200 5 "-" "-" 10 0.005 [up] [alt]"#.into(),
+        r#"host.example 9.9.9.9 - - [02/May/2026:10:11:12 +0000] "GET /x HTTP/1.1" 200 5 "-" "-""#.into(),
+        r#"9.9.9.256 - - [02/May/2026:10:11:12 +0000] "GET /x HTTP/1.1" 200 5 "-" "-""#.into(),
+        r#"09.9.9.9 - - [02/May/2026:10:11:12 +0000] "GET /x HTTP/1.1" 200 5 "-" "-""#.into(),
+        r#"9.9.9.9 - - [00/May/2026:10:11:12 +0000] "GET /x HTTP/1.1" 200 5 "-" "-""#.into(),
+        r#"9.9.9.9 - - [02/Foo/2026:10:11:12 +0000] "GET /x HTTP/1.1" 200 5 "-" "-""#.into(),
+        r#"9.9.9.9 - - [02/May/2026:10:11:12 +0000] "GET  HTTP/1.1" 200 5 "-" "-""#.into(),
+        r#"9.9.9.9 - - [02/May/2026:10:11:12 +0000] "GET /x HTTP/1.1" 200 - "-" "-""#.into(),
+        r#"2001:db8::1 - - [02/May/2026:10:11:12 +0000] "GET /x HTTP/1.1" 200 5 "-" "-""#.into(),
+        r#"9.9.9.9 - - [02/May/2026:10:11:12 +0000] "\x16\x03\x01" 400 150 "-" "-""#.into(),
+    ];
+    lines.extend(hub_fixture_lines());
+    let bytes = [
+        " ", "\"", "-", "[", "]", ".", ":", "/", "0", "9", "a", "_", "+", "%", "?",
+    ];
+    let (accepted, checked) = check_native_against_regex("nginx-logs", lines, &bytes);
+    assert!(
+        accepted >= 100,
+        "the scanner accepted only {accepted} of {checked} lines"
+    );
+}
+
+#[test]
+fn native_request_path_scanner_agrees_with_the_regex() {
+    let mut requests: Vec<String> = [
+        "/",
+        "/a",
+        "/a/",
+        "/a/b.c",
+        "/a/.htaccess",
+        "/a/b.",
+        "/a/b..c",
+        "/a.b/c",
+        "/a/b.c.d",
+        "/a?",
+        "/a?x=1",
+        "/a/b.php?x=/y.z?w",
+        "?x",
+        "",
+        "a",
+        "a/b",
+        "/a\nb",
+        "/é/ü.ß?ç",
+        "//",
+        "/a/b.c/",
+        "/.",
+        "/..",
+        "/a/.b.c",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    // The request of every fixture line the nginx access grok reads.
+    let (access, _) = shipped_grok("nginx-logs");
+    let field = access.field_index("request").expect("a request field");
+    for line in hub_fixture_lines() {
+        if let Some(caps) = access.captures(&line)
+            && let Some((_, r)) = caps
+                .iter()
+                .find(|(f, _)| *f == access.fields()[field].as_ref())
+        {
+            requests.push((*r).to_owned());
+        }
+    }
+    let bytes = ["/", "?", ".", "\n", "a", "%", "#"];
+    let (accepted, checked) = check_native_against_regex("http-logs", requests, &bytes);
+    assert!(
+        accepted >= 100,
+        "the scanner accepted only {accepted} of {checked} requests"
+    );
+}
