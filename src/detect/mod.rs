@@ -22,8 +22,11 @@ use crate::compile::{CompiledScenario, Ruleset};
 use crate::event::{Event, FieldId, Namespace, Timestamp};
 use crate::expr::{EvalCtx, Program};
 use crate::rules::model::{ScenarioKind, ScenarioScope};
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 mod sample;
@@ -46,7 +49,8 @@ struct Bucket {
     queue: VecDeque<Arc<Sample>>,
     /// Conditional scenarios: the queue as events holding only what the condition reads.
     cond_queue: VecDeque<Event>,
-    seen: HashSet<Box<str>>,
+    /// `distinct` values already poured (by [`key_hash`]).
+    seen: HashTable<Box<str>>,
 }
 
 impl Bucket {
@@ -59,7 +63,7 @@ impl Bucket {
             count: 0,
             queue: VecDeque::new(),
             cond_queue: VecDeque::new(),
-            seen: HashSet::new(),
+            seen: HashTable::new(),
         }
     }
 }
@@ -67,8 +71,38 @@ impl Bucket {
 /// The state of one scenario: its buckets by key and its blackhole.
 #[derive(Debug, Default)]
 struct ScenarioState {
-    buckets: HashMap<Box<str>, Bucket>,
+    /// Buckets by key (by [`key_hash`]).
+    buckets: HashTable<(Box<str>, Bucket)>,
     blackhole_until: HashMap<Box<str>, Timestamp>,
+}
+
+/// The hash of a bucket key or `distinct` value. Keys come from attackers, so this is the
+/// standard library's SipHash with random keys, drawn once per process so that every
+/// detector (and a reloaded one adopting buckets) agrees.
+fn key_hash(key: &str) -> u64 {
+    static STATE: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
+    STATE.get_or_init(RandomState::new).hash_one(key)
+}
+
+/// Remembers the last bucket key hashed: an event pours into several scenarios that mostly
+/// group by the same value (the source address), which is then hashed once per event
+/// instead of once per lookup.
+#[derive(Debug, Default)]
+struct KeyHasher {
+    last_key: String,
+    last_hash: u64,
+}
+
+impl KeyHasher {
+    /// The hash of `key` ([`key_hash`]).
+    fn hash(&mut self, key: &str) -> u64 {
+        if key != self.last_key || self.last_key.is_empty() {
+            self.last_hash = key_hash(key);
+            self.last_key.clear();
+            self.last_key.push_str(key);
+        }
+        self.last_hash
+    }
 }
 
 /// Counters for metrics and `replay` summaries.
@@ -102,6 +136,8 @@ pub struct Detector {
     index: Arc<ScenarioIndex>,
     /// What alert samples keep.
     sample_spec: SampleSpec,
+    /// Hashes keys for the bucket tables.
+    hasher: KeyHasher,
     /// Counters.
     pub stats: DetectStats,
 }
@@ -311,6 +347,7 @@ impl Detector {
             filter_guards,
             index: Arc::new(index),
             sample_spec,
+            hasher: KeyHasher::default(),
             ruleset,
             states: (0..n).map(|_| ScenarioState::default()).collect(),
             enabled: vec![true; n],
@@ -341,7 +378,7 @@ impl Detector {
             };
             let mut state = std::mem::take(&mut old.states[i]);
             if !remap.is_identity() {
-                for b in state.buckets.values_mut() {
+                for (_, b) in state.buckets.iter_mut() {
                     remap.bucket(b);
                 }
             }
@@ -499,50 +536,48 @@ impl Detector {
         let plan = &self.plans[i];
         let lifetime = plan.lifetime;
         let queue_limit = plan.queue_limit;
+        let hash = self.hasher.hash(&key);
         let state = &mut self.states[i];
 
         // A bucket idle past its lifetime is gone (underflow): it starts afresh, in place.
         // A counter past its duration overflowed at its deadline, which replay sees only
-        // now. One lookup on the common path; the rare ones look up again.
-        let counter_due = match state.buckets.get_mut(key.as_ref()) {
-            None => None,
-            Some(b)
+        // now. One hash and one probe for all of it.
+        let entry = state
+            .buckets
+            .entry(hash, |(k, _)| **k == *key, |(k, _)| key_hash(k));
+        let mut slot = match entry {
+            Entry::Occupied(mut o) => {
+                let b = &mut o.get_mut().1;
                 if sc.kind == ScenarioKind::Counter
-                    && sc.duration.is_some_and(|d| add(b.first_at, d.0) <= now) =>
-            {
-                Some(true)
-            }
-            Some(b) => {
+                    && sc.duration.is_some_and(|d| add(b.first_at, d.0) <= now)
+                {
+                    let ((_, b), _) = o.remove();
+                    let at = sc.duration.map_or(now, |d| add(b.first_at, d.0));
+                    return self.overflow(i, sc, &key, b, at);
+                }
+                if cancel {
+                    o.remove();
+                    return None;
+                }
                 if lifetime.is_some_and(|l| add(b.last_at, l) < now) {
                     *b = Bucket::new(sc.capacity, now);
                 }
-                Some(false)
+                o
             }
+            Entry::Vacant(_) if cancel => return None,
+            Entry::Vacant(v) => v.insert((Box::from(key.as_ref()), Bucket::new(sc.capacity, now))),
         };
-        if counter_due == Some(true)
-            && let Some(b) = state.buckets.remove(key.as_ref())
-        {
-            let at = sc.duration.map_or(now, |d| add(b.first_at, d.0));
-            return self.overflow(i, sc, &key, b, at);
-        }
-        if cancel {
-            if counter_due.is_some() {
-                state.buckets.remove(key.as_ref());
-            }
-            return None;
-        }
-        // Look up before inserting, so a pour into an existing bucket allocates no key.
-        if counter_due.is_none() {
-            state
-                .buckets
-                .insert(Box::from(key.as_ref()), Bucket::new(sc.capacity, now));
-        }
-        let bucket = state.buckets.get_mut(key.as_ref())?;
+        let bucket = &mut slot.get_mut().1;
         if let Some(d) = distinct {
-            if bucket.seen.contains(d.as_ref()) {
-                return None;
+            match bucket
+                .seen
+                .entry(key_hash(&d), |k| **k == *d, |k| key_hash(k))
+            {
+                Entry::Occupied(_) => return None,
+                Entry::Vacant(v) => {
+                    v.insert(Box::from(d.as_ref()));
+                }
             }
-            bucket.seen.insert(Box::from(d.as_ref()));
         }
         bucket.count += 1;
         bucket.last_at = now;
@@ -594,7 +629,7 @@ impl Detector {
         if !overflow {
             return None;
         }
-        let bucket = self.states[i].buckets.remove(key.as_ref())?;
+        let ((_, bucket), _) = slot.remove();
         self.overflow(i, sc, &key, bucket, now)
     }
 
@@ -629,18 +664,14 @@ impl Detector {
                 continue;
             }
             let Some(d) = sc.duration else { continue };
-            let due: Vec<Box<str>> = self.states[i]
+            let due: Vec<(Box<str>, Bucket)> = self.states[i]
                 .buckets
-                .iter()
-                .filter(|(_, b)| add(b.first_at, d.0) <= now)
-                .map(|(k, _)| k.clone())
+                .extract_if(|(_, b)| add(b.first_at, d.0) <= now)
                 .collect();
-            for k in due {
-                if let Some(b) = self.states[i].buckets.remove(&k) {
-                    let at = add(b.first_at, d.0);
-                    if let Some(a) = self.overflow(i, sc, &k, b, at) {
-                        out.push(a);
-                    }
+            for (k, b) in due {
+                let at = add(b.first_at, d.0);
+                if let Some(a) = self.overflow(i, sc, &k, b, at) {
+                    out.push(a);
                 }
             }
         }
@@ -653,7 +684,7 @@ impl Detector {
             if let Some(l) = bucket_lifetime(sc) {
                 self.states[i]
                     .buckets
-                    .retain(|_, b| add(b.last_at, l) >= now);
+                    .retain(|(_, b)| add(b.last_at, l) >= now);
             }
             self.states[i]
                 .blackhole_until
