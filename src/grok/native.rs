@@ -151,6 +151,22 @@ fn dotted_quad(b: &[u8], mut i: usize) -> Option<usize> {
     Some(i)
 }
 
+/// Whether `token` (no space, no `%`, at least one `:`) is, whole, a match of the stock
+/// `IPV6` as the grok expands it (`\d` as `[0-9]`).
+///
+/// Then it is also the `IPORHOST` capture when a space follows: `IPV4` and `HOSTNAME`
+/// cannot match a `:`, and without a `%` the zone suffix `(%.+)?`, the only part that
+/// could run past the space, cannot start.
+fn ipv6_token(token: &[u8]) -> bool {
+    static FULL: std::sync::OnceLock<Option<regex::bytes::Regex>> = std::sync::OnceLock::new();
+    FULL.get_or_init(|| {
+        let text = format!("^(?:{})$", super::STOCK_IPV6.replace(r"\d", "[0-9]"));
+        regex::bytes::Regex::new(&text).ok()
+    })
+    .as_ref()
+    .is_some_and(|re| re.is_match(token))
+}
+
 /// Two ASCII digits at `i`, as a number.
 fn two_digits(b: &[u8], i: usize) -> Option<u32> {
     match b.get(i..i + 2)? {
@@ -190,8 +206,10 @@ fn httpdate(b: &[u8], i: usize) -> Option<usize> {
 /// with nothing after, as capture spans in [`NGINX_ACCESS_FIELDS`] order.
 ///
 /// Why each step is the regex's only choice:
+/// - the address is a canonical dotted quad or a token of hex digits, `:` and `.` that the
+///   stock `IPV6` matches whole (see [`dotted_quad`] and [`ipv6_token`]);
 /// - the optional `$host[:port] ` prefix needs an `IPORHOST` after its space; here the
-///   quad is followed by ` - `, and `-` starts no `IPORHOST`, so the prefix is skipped
+///   address is followed by ` - `, and `-` starts no `IPORHOST`, so the prefix is skipped
 ///   and the match starts at 0 (the leftmost start);
 /// - `(USER )?` is greedy over a class without ` ` or `[`: the whole run, or nothing when
 ///   `[` follows ` - ` at once;
@@ -211,7 +229,21 @@ fn nginx_access(b: &[u8]) -> Option<[(usize, usize); 10]> {
         (end > i).then_some(end)
     };
 
-    let addr_end = dotted_quad(b, 0)?;
+    let addr_end = match dotted_quad(b, 0) {
+        Some(end) => end,
+        None => {
+            let end = memchr::memchr(b' ', b)?;
+            let token = &b[..end];
+            let plausible = memchr::memchr(b':', token).is_some()
+                && token
+                    .iter()
+                    .all(|c| c.is_ascii_hexdigit() || matches!(c, b':' | b'.'));
+            if !plausible || !ipv6_token(token) {
+                return None;
+            }
+            end
+        }
+    };
     if !at(b, addr_end, b" - ") {
         return None;
     }
