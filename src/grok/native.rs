@@ -8,102 +8,208 @@
 //! A native scanner reads such a line once, byte by byte. It is exact by construction,
 //! not by approximation:
 //! - it is attached only to a grok whose expanded regex is, byte for byte, the stock text
-//!   it was written for (`nginx_access.re`; a test keeps that file equal to what the
-//!   shipped rules expand to, so editing the rule or a pattern it uses detaches it);
+//!   it was written for (see [`STOCK`]; a test checks that the shipped rules expand to
+//!   these texts, so editing a rule or a pattern it uses detaches its scanner);
 //! - it accepts only lines of a strict canonical shape, on which the regex's
-//!   leftmost-first semantics leave no choice (each step below says why), and returns the
+//!   leftmost-first semantics leave no choice (each scanner says why), and returns the
 //!   same captures the regex would;
 //! - on anything else it declines, and the regex runs as before.
 //!
-//! A differential test runs both on the hub's fixtures, generated logs and mutated lines.
+//! A differential test runs both on the hub's fixtures, fail2ban's sample logs, edge cases
+//! and their single-byte mutations.
 
 /// The expanded stock nginx access pattern (the first alternative of the shipped
 /// `nginx-logs` parser): the hub's pattern with garrison's stock library.
 const NGINX_ACCESS: &str = include_str!("nginx_access.re");
 
-/// Fields the nginx access scanner sets, in the order of its capture array.
-const NGINX_ACCESS_FIELDS: [&str; 10] = [
-    "remote_addr",
-    "remote_user",
-    "time_local",
-    "verb",
-    "request",
-    "http_version",
-    "status",
-    "body_bytes_sent",
-    "http_referer",
-    "http_user_agent",
+/// The expansion of the sshd parser's `IP_WORKAROUND` (stock `IPV6`, then the hub's
+/// dotted-quad workaround), which every sshd text below captures in one group.
+const IP_WORKAROUND: &str = include_str!("ip_workaround.re");
+
+/// How a stock text reads.
+enum Text {
+    /// Exactly this.
+    Whole(&'static str),
+    /// This, `(`, [`IP_WORKAROUND`], `)`, then that.
+    AroundIp(&'static str, &'static str),
+}
+
+impl Text {
+    fn is(&self, expanded: &str) -> bool {
+        match self {
+            Text::Whole(t) => expanded == t.trim_end_matches('\n'),
+            Text::AroundIp(pre, post) => {
+                let ip = IP_WORKAROUND.trim_end_matches('\n');
+                expanded.len() == pre.len() + ip.len() + 2 + post.len()
+                    && expanded
+                        .strip_prefix(pre)
+                        .and_then(|r| r.strip_prefix('('))
+                        .and_then(|r| r.strip_prefix(ip))
+                        .and_then(|r| r.strip_prefix(')'))
+                        == Some(post)
+            }
+        }
+    }
+}
+
+/// A scanner: fills one span per field of its stock (empty for an unset field) and returns
+/// `true`, or returns `false` for the regex to decide.
+type Scan = fn(&[u8], &mut [(usize, usize)]) -> bool;
+
+/// A stock text, the fields its scanner fills (in order) and the scanner.
+struct Stock {
+    text: Text,
+    fields: &'static [&'static str],
+    scan: Scan,
+}
+
+/// Every stock text with a scanner.
+const STOCK: [Stock; 8] = [
+    Stock {
+        text: Text::Whole(NGINX_ACCESS),
+        fields: &[
+            "remote_addr",
+            "remote_user",
+            "time_local",
+            "verb",
+            "request",
+            "http_version",
+            "status",
+            "body_bytes_sent",
+            "http_referer",
+            "http_user_agent",
+        ],
+        scan: nginx_access,
+    },
+    // The `http-logs` enrichment: a request split into path and query string, and the
+    // path into directory, file name and extension.
+    Stock {
+        text: Text::Whole(r"^(([^\?]*/)(?:([^/\?][^/\?]*?)((?:\.[^\.\?/]*)?))?)(?:\?(.*))?$"),
+        fields: &["request", "file_dir", "file_frag", "file_ext", "http_args"],
+        scan: http_request_path,
+    },
+    // sshd-logs: SSHD_FAILED_ANY (garrison's).
+    Stock {
+        text: Text::AroundIp(
+            r"(?:Failed ([^\t\n\f\r ]+) for (?:invalid user )?(.*?) ?from ",
+            r"(?: port ((?:[\+\-]?(?:(?:[0-9]+(?:\.[0-9]+)?)|(?:\.[0-9]+)))))?(?: ((?-u:\b)[0-9A-Za-z_]+(?-u:\b)))?(?::|[\t\n\f\r ]*$))",
+        ),
+        fields: &[
+            "sshd_auth_type",
+            "sshd_invalid_user",
+            "sshd_client_ip",
+            "sshd_port",
+            "sshd_protocol",
+        ],
+        scan: sshd_failed,
+    },
+    // sshd-logs: the hub's SSHD_PREAUTH_AUTHENTICATING_USER_ALT.
+    Stock {
+        text: Text::AroundIp(
+            r"(?:Disconnected from (?:authenticating|invalid) user ([a-zA-Z0-9\._\-]+) ",
+            r" port [0-9]+ \[preauth\])",
+        ),
+        fields: &["sshd_invalid_user", "sshd_client_ip"],
+        scan: sshd_disconnected_user,
+    },
+    // sshd-logs: the hub's SSHD_PREAUTH_AUTHENTICATING_USER.
+    Stock {
+        text: Text::AroundIp(
+            r"(?:Connection (?:closed|reset) by(?: (?:authenticating|invalid) user ([a-zA-Z0-9\._\-]+))? ",
+            r" port [0-9]+ \[preauth\])",
+        ),
+        fields: &["sshd_invalid_user", "sshd_client_ip"],
+        scan: sshd_connection_closed,
+    },
+    // sshd-logs: the hub's SSHD_INVALID_USER.
+    Stock {
+        text: Text::AroundIp(
+            r"(?:Invalid user[\t\n\f\r ]*([a-zA-Z0-9\._\-]+)? from ",
+            r"(?: port [0-9]+)?)",
+        ),
+        fields: &["sshd_invalid_user", "sshd_client_ip"],
+        scan: sshd_invalid_user,
+    },
+    // sshd-logs: the hub's SSHD_AUTH_FAIL.
+    Stock {
+        text: Text::AroundIp(
+            r"(?:pam_(.*?)\(sshd:auth\): authentication failure; logname= uid=((?:[\+\-]?(?:(?:[0-9]+(?:\.[0-9]+)?)|(?:\.[0-9]+))))? euid=((?:[\+\-]?(?:(?:[0-9]+(?:\.[0-9]+)?)|(?:\.[0-9]+))))? tty=ssh ruser= rhost=",
+            r"(?: (?:[\t\n\f\r ]*)user=([a-zA-Z0-9\._\-]+))?)",
+        ),
+        fields: &[
+            "pam_type",
+            "uid",
+            "euid",
+            "sshd_client_ip",
+            "sshd_invalid_user",
+        ],
+        scan: sshd_auth_failure,
+    },
+    // sshd-logs: garrison's SSHD_DISCONNECT_PREAUTH.
+    Stock {
+        text: Text::AroundIp(
+            r"(?:Received disconnect from ",
+            r"(?: port [0-9]+)?:[\t\n\f\r ]*[0-9]+: (?:.*Auth fail.*|.*\[preauth\])$)",
+        ),
+        fields: &["sshd_client_ip"],
+        scan: sshd_received_disconnect,
+    },
 ];
 
-/// The expanded `http-logs` enrichment pattern (the shipped parser's first alternative):
-/// splits a request into path and query string, and the path into directory, file name
-/// and extension.
-const HTTP_REQUEST_PATH: &str = r"^(([^\?]*/)(?:([^/\?][^/\?]*?)((?:\.[^\.\?/]*)?))?)(?:\?(.*))?$";
-
-/// Fields the request-path scanner sets, in the order of its capture array.
-const HTTP_REQUEST_PATH_FIELDS: [&str; 5] =
-    ["request", "file_dir", "file_frag", "file_ext", "http_args"];
+/// Most fields a stock scanner fills.
+const MAX_FIELDS: usize = 10;
 
 /// A native scanner bound to one grok's field indices.
 #[derive(Debug, Clone)]
-pub(crate) enum Native {
-    /// The nginx `combined` access line, optionally without the `$host` prefix and the
-    /// ingress tail (lines with either decline).
-    NginxAccess {
-        /// Grok field index of each of [`NGINX_ACCESS_FIELDS`].
-        fields: [usize; 10],
-    },
-    /// The `http-logs` split of a request path.
-    HttpRequestPath {
-        /// Grok field index of each of [`HTTP_REQUEST_PATH_FIELDS`].
-        fields: [usize; 5],
-    },
+pub(crate) struct Native {
+    scan: Scan,
+    /// The grok's field index of each span the scanner fills.
+    fields: Box<[usize]>,
 }
 
 impl Native {
     /// The scanner for a grok with this expanded text and these fields, if there is one.
     pub(crate) fn for_pattern(expanded: &str, fields: &[Box<str>]) -> Option<Native> {
-        fn indices<const N: usize>(fields: &[Box<str>], names: [&str; N]) -> Option<[usize; N]> {
-            let mut idx = [0usize; N];
-            for (slot, name) in idx.iter_mut().zip(names) {
-                *slot = fields.iter().position(|f| **f == *name)?;
-            }
-            Some(idx)
-        }
-        if expanded == NGINX_ACCESS.trim_end_matches('\n') {
-            return indices(fields, NGINX_ACCESS_FIELDS)
-                .map(|fields| Native::NginxAccess { fields });
-        }
-        if expanded == HTTP_REQUEST_PATH {
-            return indices(fields, HTTP_REQUEST_PATH_FIELDS)
-                .map(|fields| Native::HttpRequestPath { fields });
-        }
-        None
+        let stock = STOCK.iter().find(|s| s.text.is(expanded))?;
+        let fields = stock
+            .fields
+            .iter()
+            .map(|name| fields.iter().position(|f| **f == **name))
+            .collect::<Option<Box<[usize]>>>()?;
+        Some(Native {
+            scan: stock.scan,
+            fields,
+        })
     }
 
     /// Scans `h`: on a line the scanner accepts, calls `out(field, start, end)` for every
     /// non-empty capture (as [`super::Grok::captures_into`] does) and returns `true`;
     /// returns `false`, having called nothing, when the regex must decide.
     pub(crate) fn captures(&self, h: &str, out: &mut impl FnMut(usize, usize, usize)) -> bool {
-        fn emit<const N: usize>(
-            fields: &[usize; N],
-            spans: Option<[(usize, usize); N]>,
-            out: &mut impl FnMut(usize, usize, usize),
-        ) -> bool {
-            let Some(spans) = spans else { return false };
-            for (&field, (start, end)) in fields.iter().zip(spans) {
-                if start < end {
-                    out(field, start, end);
-                }
+        let mut spans = [(0usize, 0usize); MAX_FIELDS];
+        let Some(spans) = spans.get_mut(..self.fields.len()) else {
+            return false;
+        };
+        if !(self.scan)(h.as_bytes(), spans) {
+            return false;
+        }
+        for (&field, &(start, end)) in self.fields.iter().zip(spans.iter()) {
+            if start < end {
+                out(field, start, end);
             }
+        }
+        true
+    }
+}
+
+/// Copies `found` into `spans` (same length by construction).
+fn fill<const N: usize>(spans: &mut [(usize, usize)], found: Option<[(usize, usize); N]>) -> bool {
+    match found {
+        Some(f) if spans.len() == N => {
+            spans.copy_from_slice(&f);
             true
         }
-        match self {
-            Native::NginxAccess { fields } => emit(fields, nginx_access(h.as_bytes()), out),
-            Native::HttpRequestPath { fields } => {
-                emit(fields, http_request_path(h.as_bytes()), out)
-            }
-        }
+        _ => false,
     }
 }
 
@@ -203,7 +309,7 @@ fn httpdate(b: &[u8], i: usize) -> Option<usize> {
 }
 
 /// The nginx `combined` line: `IP - USER [DATE] "VERB REQUEST HTTP/V" STATUS BYTES "REF" "UA"`
-/// with nothing after, as capture spans in [`NGINX_ACCESS_FIELDS`] order.
+/// with nothing after, as capture spans in the order of its [`STOCK`] fields.
 ///
 /// Why each step is the regex's only choice:
 /// - the address is a canonical dotted quad or a token of hex digits, `:` and `.` that the
@@ -220,7 +326,11 @@ fn httpdate(b: &[u8], i: usize) -> Option<usize> {
 ///   fields are `[^"]*` runs, ended by the next `"`;
 /// - the optional ingress tail can only match text after the last quote; the scanner
 ///   accepts only lines that end there.
-fn nginx_access(b: &[u8]) -> Option<[(usize, usize); 10]> {
+fn nginx_access(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
+    fill(spans, nginx_access_spans(b))
+}
+
+fn nginx_access_spans(b: &[u8]) -> Option<[(usize, usize); 10]> {
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     let user =
         |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'@' | b'-' | b'+' | b'_' | b'%');
@@ -317,8 +427,8 @@ fn nginx_access(b: &[u8]) -> Option<[(usize, usize); 10]> {
     ])
 }
 
-/// A request split as [`HTTP_REQUEST_PATH`] splits it, as capture spans in
-/// [`HTTP_REQUEST_PATH_FIELDS`] order; `None` when the path has no `/` (the regex fails
+/// A request split as the `http-logs` pattern splits it, as capture spans in the order of
+/// its [`STOCK`] fields; `None` when the path has no `/` (the regex fails
 /// too) or the request holds a newline (which `.` does not match: the regex decides).
 ///
 /// Why each part is the regex's only choice (`q` is the first `?`, or the end):
@@ -330,7 +440,11 @@ fn nginx_access(b: &[u8]) -> Option<[(usize, usize); 10]> {
 /// - the name after it has no `/` or `?`; the lazy `[^/?][^/?]*?` stops at the first place
 ///   from which `(\.[^.?/]*)?` reaches `q`: the last `.`, when that is not the name's
 ///   first byte, else `q` itself (`file_frag`, then `file_ext`).
-fn http_request_path(b: &[u8]) -> Option<[(usize, usize); 5]> {
+fn http_request_path(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
+    fill(spans, http_request_path_spans(b))
+}
+
+fn http_request_path_spans(b: &[u8]) -> Option<[(usize, usize); 5]> {
     if memchr::memchr(b'\n', b).is_some() {
         return None;
     }
@@ -346,4 +460,292 @@ fn http_request_path(b: &[u8]) -> Option<[(usize, usize); 5]> {
         (q, q)
     };
     Some([(0, q), (0, name), (name, dot), (dot, q), args])
+}
+
+/// RE2's `\s`, as the grok translates it: `[\t\n\f\r ]`.
+fn is_space(c: u8) -> bool {
+    matches!(c, b'\t' | b'\n' | b'\x0c' | b'\r' | b' ')
+}
+
+/// The sshd parser's `USERNAME`: `[a-zA-Z0-9._-]`.
+fn is_username(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-')
+}
+
+/// A non-empty run of ASCII digits at `i`: its end.
+fn digit_run(b: &[u8], i: usize) -> Option<usize> {
+    let end = run(b, i, |c| c.is_ascii_digit());
+    (end > i).then_some(end)
+}
+
+/// A `NUMBER` that must be a plain digit run ending at a byte that cannot continue it (not
+/// a digit or `.`): its end. Empty when there are no digits; `None` when the number goes
+/// on in a way only the regex should judge.
+fn plain_number(b: &[u8], i: usize) -> Option<usize> {
+    let end = run(b, i, |c| c.is_ascii_digit());
+    (b.get(end) != Some(&b'.')).then_some(end)
+}
+
+/// The sshd client address at `i` (`IP_WORKAROUND`) when it is a canonical dotted quad:
+/// its end.
+///
+/// `IPV6` is tried first and cannot match: each of its alternatives starts with `:` or a
+/// hex group followed by `:`, and a quad has a `.` after its first digits. The hub's
+/// dotted-quad workaround then takes every octet whole whatever follows: for an octet of
+/// 0-255 without leading zeros, the first of `25[0-5]`, `2[0-4][0-9]` and the greedy
+/// `[01]?[0-9][0-9]?` that matches at all matches all of it. So the capture is the quad,
+/// even where the pattern does not say what follows.
+fn sshd_quad(b: &[u8], i: usize) -> Option<usize> {
+    dotted_quad(b, i)
+}
+
+/// The sshd client address at `i` when a space must follow it: a canonical dotted quad, or
+/// a token of hex digits, `:` and `.` that the stock `IPV6` matches whole (see
+/// [`ipv6_token`]; the dotted-quad workaround cannot match a `:`). Its end.
+fn sshd_address_before_space(b: &[u8], i: usize) -> Option<usize> {
+    if let Some(end) = dotted_quad(b, i)
+        && b.get(end) == Some(&b' ')
+    {
+        return Some(end);
+    }
+    let end = i + memchr::memchr(b' ', b.get(i..)?)?;
+    let token = &b[i..end];
+    let plausible = memchr::memchr(b':', token).is_some()
+        && token
+            .iter()
+            .all(|c| c.is_ascii_hexdigit() || matches!(c, b':' | b'.'));
+    (plausible && ipv6_token(token)).then_some(end)
+}
+
+/// `Failed <method> for [invalid user ]<user> from <quad>[ port N][ <word>](:...| *)`.
+///
+/// The method is a greedy non-space run that ` for ` must follow: all of it. `(?:invalid
+/// user )?` is greedy: taken when present. The user is lazy: it ends at the first
+/// `from `, with the space before it when there is one (` ?` is tried with the space
+/// first). From there the scanner checks the rest along the regex's first choices (port
+/// group, then word group, then `:` or trailing blanks) and declines if they fail rather
+/// than trying the regex's later choices. The port is a digit run: `NUMBER` would also
+/// take a `.` and digits, so a `.` after it declines.
+fn sshd_failed(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
+    fill(spans, sshd_failed_spans(b))
+}
+
+fn sshd_failed_spans(b: &[u8]) -> Option<[(usize, usize); 5]> {
+    if !b.starts_with(b"Failed ") || memchr::memchr(b'\n', b).is_some() {
+        return None;
+    }
+    let method_end = run(b, 7, |c| !is_space(c));
+    if method_end == 7 || !at(b, method_end, b" for ") {
+        return None;
+    }
+    let mut user_start = method_end + 5;
+    if at(b, user_start, b"invalid user ") {
+        user_start += 13;
+    }
+    let from = user_start + memchr::memmem::find(b.get(user_start..)?, b"from ")?;
+    let user_end = if from > user_start && b[from - 1] == b' ' {
+        from - 1
+    } else {
+        from
+    };
+    let ip_start = from + 5;
+    let ip_end = sshd_quad(b, ip_start)?;
+    let mut j = ip_end;
+    let mut port = (j, j);
+    if at(b, j, b" port ") {
+        let end = plain_number(b, j + 6)?;
+        if end == j + 6 {
+            return None;
+        }
+        port = (j + 6, end);
+        j = end;
+    }
+    let mut protocol = (j, j);
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    if b.get(j) == Some(&b' ') && b.get(j + 1).is_some_and(|&c| word(c)) {
+        let end = run(b, j + 1, word);
+        protocol = (j + 1, end);
+        j = end;
+    }
+    let rest_ok = b.get(j) == Some(&b':') || b[j..].iter().all(|&c| is_space(c));
+    rest_ok.then_some([
+        (7, method_end),
+        (user_start, user_end),
+        (ip_start, ip_end),
+        port,
+        protocol,
+    ])
+}
+
+/// `Disconnected from (authenticating|invalid) user <user> <address> port N [preauth]`:
+/// the user is a greedy run of a class without a space, which a space must follow; the
+/// address must be followed by ` port`.
+fn sshd_disconnected_user(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
+    fill(spans, sshd_disconnected_user_spans(b))
+}
+
+fn sshd_disconnected_user_spans(b: &[u8]) -> Option<[(usize, usize); 2]> {
+    let rest = b.strip_prefix(b"Disconnected from ")?;
+    let skip = if rest.starts_with(b"authenticating user ") {
+        20
+    } else if rest.starts_with(b"invalid user ") {
+        13
+    } else {
+        return None;
+    };
+    let user_start = 18 + skip;
+    let user_end = run(b, user_start, is_username);
+    if user_end == user_start || b.get(user_end) != Some(&b' ') {
+        return None;
+    }
+    let ip_end = sshd_address_before_space(b, user_end + 1)?;
+    preauth_port(b, ip_end)?;
+    Some([(user_start, user_end), (user_end + 1, ip_end)])
+}
+
+/// ` port N [preauth]` at `i` (digits, then the literal).
+fn preauth_port(b: &[u8], i: usize) -> Option<()> {
+    if !at(b, i, b" port ") {
+        return None;
+    }
+    let end = digit_run(b, i + 6)?;
+    at(b, end, b" [preauth]").then_some(())
+}
+
+/// `Connection (closed|reset) by[ (authenticating|invalid) user <user>] <address> port N
+/// [preauth]`: the optional user group is greedy, taken when its words are there (the
+/// scanner declines if the rest then fails); the user and address are as in
+/// [`sshd_disconnected_user`].
+fn sshd_connection_closed(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
+    fill(spans, sshd_connection_closed_spans(b))
+}
+
+fn sshd_connection_closed_spans(b: &[u8]) -> Option<[(usize, usize); 2]> {
+    let i = if b.starts_with(b"Connection closed by") {
+        20
+    } else if b.starts_with(b"Connection reset by") {
+        19
+    } else {
+        return None;
+    };
+    let mut user = (i, i);
+    let mut j = i;
+    let words = if at(b, i, b" authenticating user ") {
+        21
+    } else if at(b, i, b" invalid user ") {
+        14
+    } else {
+        0
+    };
+    if words > 0 {
+        let end = run(b, i + words, is_username);
+        if end == i + words {
+            return None;
+        }
+        user = (i + words, end);
+        j = end;
+    }
+    if b.get(j) != Some(&b' ') {
+        return None;
+    }
+    let ip_end = sshd_address_before_space(b, j + 1)?;
+    preauth_port(b, ip_end)?;
+    Some([user, (j + 1, ip_end)])
+}
+
+/// `Invalid user<blanks><user> from <quad>...`: the blanks and the user are greedy runs of
+/// disjoint classes, which ` from ` must follow; nothing after the address matters (see
+/// [`sshd_quad`]). A message without a user name declines.
+fn sshd_invalid_user(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
+    fill(spans, sshd_invalid_user_spans(b))
+}
+
+fn sshd_invalid_user_spans(b: &[u8]) -> Option<[(usize, usize); 2]> {
+    if !b.starts_with(b"Invalid user") {
+        return None;
+    }
+    let user_start = run(b, 12, is_space);
+    let user_end = run(b, user_start, is_username);
+    if user_end == user_start || !at(b, user_end, b" from ") {
+        return None;
+    }
+    let ip_start = user_end + 6;
+    let ip_end = sshd_quad(b, ip_start)?;
+    Some([(user_start, user_end), (ip_start, ip_end)])
+}
+
+/// `pam_<type>(sshd:auth): authentication failure; logname= uid=N euid=N tty=ssh ruser=
+/// rhost=<quad>[ <blanks>user=<user>]`: the type is lazy, so it ends at the first
+/// `(sshd:auth): ...` (the scanner declines if the rest fails there); the ids are optional
+/// digit runs that a fixed literal must follow; the user group is greedy and its user run
+/// ends the pattern, so it takes the whole run.
+fn sshd_auth_failure(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
+    fill(spans, sshd_auth_failure_spans(b))
+}
+
+fn sshd_auth_failure_spans(b: &[u8]) -> Option<[(usize, usize); 5]> {
+    const AFTER_TYPE: &[u8] = b"(sshd:auth): authentication failure; logname= uid=";
+    if !b.starts_with(b"pam_") || memchr::memchr(b'\n', b).is_some() {
+        return None;
+    }
+    let type_end = 4 + memchr::memmem::find(&b[4..], AFTER_TYPE)?;
+    let uid_start = type_end + AFTER_TYPE.len();
+    let uid_end = plain_number(b, uid_start)?;
+    if !at(b, uid_end, b" euid=") {
+        return None;
+    }
+    let euid_start = uid_end + 6;
+    let euid_end = plain_number(b, euid_start)?;
+    if !at(b, euid_end, b" tty=ssh ruser= rhost=") {
+        return None;
+    }
+    let ip_start = euid_end + 22;
+    let ip_end = sshd_quad(b, ip_start)?;
+    let mut user = (ip_end, ip_end);
+    if b.get(ip_end) == Some(&b' ') {
+        let key = run(b, ip_end + 1, is_space);
+        if at(b, key, b"user=") {
+            let end = run(b, key + 5, is_username);
+            if end > key + 5 {
+                user = (key + 5, end);
+            }
+        }
+    }
+    Some([
+        (4, type_end),
+        (uid_start, uid_end),
+        (euid_start, euid_end),
+        (ip_start, ip_end),
+        user,
+    ])
+}
+
+/// `Received disconnect from <quad>[ port N]:<blanks>N: ...` ending in `[preauth]` or
+/// holding `Auth fail`: the address must be followed by ` port` or `:`, so it is the whole
+/// quad; the rest is only checked, along the regex's first choice (the port group when
+/// it is there).
+fn sshd_received_disconnect(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
+    fill(spans, sshd_received_disconnect_spans(b))
+}
+
+fn sshd_received_disconnect_spans(b: &[u8]) -> Option<[(usize, usize); 1]> {
+    if !b.starts_with(b"Received disconnect from ") || memchr::memchr(b'\n', b).is_some() {
+        return None;
+    }
+    let ip_end = sshd_quad(b, 25)?;
+    let mut j = ip_end;
+    if at(b, j, b" port ") {
+        j = digit_run(b, j + 6)?;
+    }
+    if b.get(j) != Some(&b':') {
+        return None;
+    }
+    let code = run(b, j + 1, is_space);
+    let code_end = digit_run(b, code)?;
+    if !at(b, code_end, b": ") {
+        return None;
+    }
+    let tail = &b[code_end + 2..];
+    let ok = tail.ends_with(b"[preauth]") || memchr::memmem::find(tail, b"Auth fail").is_some();
+    ok.then_some([(25, ip_end)])
 }

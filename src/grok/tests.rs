@@ -840,19 +840,23 @@ fn long_label_runs_are_found() {
     }
 }
 
-/// The first grok of a shipped parser, and the same grok without its native scanner
-/// (regex only).
-fn shipped_grok(parser: &str) -> (Grok, Grok) {
+/// The groks of a shipped parser.
+fn shipped_groks(parser: &str) -> Vec<Grok> {
     let compiled = crate::compile::compile_path(None).expect("the default configuration compiles");
-    let grok = compiled
+    compiled
         .ruleset
         .stages
         .iter()
         .flatten()
         .find(|p| &*p.name == parser)
-        .and_then(|p| p.groks.first())
-        .map(|g| g.grok.clone())
-        .expect("the shipped parser");
+        .map(|p| p.groks.iter().map(|g| g.grok.clone()).collect())
+        .expect("the shipped parser")
+}
+
+/// The first grok of a shipped parser, and the same grok without its native scanner
+/// (regex only).
+fn shipped_grok(parser: &str) -> (Grok, Grok) {
+    let grok = shipped_groks(parser).swap_remove(0);
     let mut regex_only = grok.clone();
     regex_only.native = None;
     (grok, regex_only)
@@ -882,11 +886,22 @@ fn native_and_regex<'h>(
 /// it accepted, of how many.
 fn check_native_against_regex(parser: &str, inputs: Vec<String>, bytes: &[&str]) -> (usize, usize) {
     let (grok, regex_only) = shipped_grok(parser);
+    check_grok_against_regex(parser, &grok, &regex_only, inputs, bytes)
+}
+
+/// [`check_native_against_regex`] for one grok.
+fn check_grok_against_regex(
+    parser: &str,
+    grok: &Grok,
+    regex_only: &Grok,
+    inputs: Vec<String>,
+    bytes: &[&str],
+) -> (usize, usize) {
     let mut accepted = 0usize;
     let mut checked = 0usize;
     let mut queue: Vec<(String, bool)> = inputs.into_iter().map(|l| (l, true)).collect();
     while let Some((line, mutate)) = queue.pop() {
-        let (native, regex) = native_and_regex(&grok, &regex_only, &line);
+        let (native, regex) = native_and_regex(grok, regex_only, &line);
         checked += 1;
         let Some(native) = native else { continue };
         accepted += 1;
@@ -940,6 +955,82 @@ fn shipped_stock_groks_have_their_native_scanners() {
             grok.as_str()
         );
     }
+    // sshd-logs: SSHD_FAILED_ANY, the hub's PREAUTH_AUTHENTICATING_USER(_ALT),
+    // INVALID_USER and AUTH_FAIL, and SSHD_DISCONNECT_PREAUTH.
+    let with_scanner = shipped_groks("sshd-logs")
+        .iter()
+        .filter(|g| g.native.is_some())
+        .count();
+    assert_eq!(
+        with_scanner, 6,
+        "sshd-logs alternatives with a native scanner"
+    );
+}
+
+#[test]
+fn native_sshd_scanners_agree_with_the_regex() {
+    let mut messages: Vec<String> = [
+        "Failed password for root from 1.2.3.4 port 22 ssh2",
+        "Failed password for invalid user admin from 10.0.0.1 port 2222 ssh2",
+        "Failed password for invalid user  from 10.0.0.1 port 2222 ssh2",
+        "Failed password for from from 10.0.0.1 port 22 ssh2",
+        "Failed password for x from 10.0.0.1 port 22 ssh2 from 9.9.9.9 port 1 ssh2",
+        "Failed publickey for git from 1.2.3.4 port 5 ssh2: RSA SHA256:abc",
+        "Failed none for invalid user a b from 1.2.3.4",
+        "Failed password for root from 1.2.3.4 port 22.5 ssh2",
+        "Failed password for root from 2001:db8::1 port 22 ssh2",
+        "Disconnected from authenticating user root 1.2.3.4 port 22 [preauth]",
+        "Disconnected from invalid user a.b-c 2001:db8::1 port 22 [preauth]",
+        "Disconnected from invalid user x 1.2.3.4 port 22 [preauth] trailing",
+        "Connection closed by authenticating user root 1.2.3.4 port 22 [preauth]",
+        "Connection reset by invalid user pi ::ffff:1.2.3.4 port 22 [preauth]",
+        "Connection closed by 1.2.3.4 port 22 [preauth]",
+        "Connection closed by 1.2.3.4 port 22",
+        "Invalid user debian from 1.2.3.4 port 22",
+        "Invalid user  from 1.2.3.4 port 22",
+        "Invalid user from from 1.2.3.4",
+        "Invalid userx from 1.2.3.4",
+        "Invalid user a from 1.2.3.4.5",
+        "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=1.2.3.4  user=root",
+        "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=1.2.3.4 ",
+        "pam_unix(sshd:auth): authentication failure; logname= uid= euid= tty=ssh ruser= rhost=1.2.3.4 user=",
+        "pam_x(sshd:auth): authentication failure; logname= uid=1.5 euid=0 tty=ssh ruser= rhost=1.2.3.4",
+        "Received disconnect from 1.2.3.4 port 22:11: Bye Bye [preauth]",
+        "Received disconnect from 1.2.3.4:11: Auth fail",
+        "Received disconnect from 1.2.3.4 port 22:11: disconnected by user",
+        "Received disconnect from 1.2.3.4 port 22: 11: [preauth]",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    // The message of every syslog line of the hub's fixtures and of fail2ban's sshd samples.
+    let mut lines = hub_fixture_lines();
+    let f2b = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/corpora/fail2ban-logs/logs/sshd"
+    );
+    lines.extend(read(f2b).lines().map(str::to_owned));
+    for line in &lines {
+        if let Some(h) = crate::parse::syslog::parse_syslog(line) {
+            messages.push(h.message.to_owned());
+        }
+    }
+    let bytes = [" ", ":", ".", "0", "9", "a", "[", "]", "(", "=", "-"];
+    let mut accepted_by = Vec::new();
+    for grok in shipped_groks("sshd-logs")
+        .into_iter()
+        .filter(|g| g.native.is_some())
+    {
+        let mut regex_only = grok.clone();
+        regex_only.native = None;
+        let (accepted, _) =
+            check_grok_against_regex("sshd-logs", &grok, &regex_only, messages.clone(), &bytes);
+        accepted_by.push(accepted);
+    }
+    assert!(
+        accepted_by.iter().all(|&n| n >= 20),
+        "each scanner accepts at least some messages: {accepted_by:?}"
+    );
 }
 
 #[test]
