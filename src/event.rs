@@ -130,8 +130,12 @@ pub struct Event {
     pub time: Timestamp,
     /// Whether a timestamp was found in the line (replay needs one).
     pub has_line_time: bool,
-    /// Slots indexed by [`FieldId`].
+    /// Slots indexed by [`FieldId`]. Write them through [`Event::set`], which keeps
+    /// [`Event::reset`] cheap.
     pub fields: Vec<FieldValue>,
+    /// The slots [`Event::set`] wrote since the last reset (with repeats): a reset clears
+    /// only these, not the hundreds of fields a ruleset knows.
+    written: Vec<u16>,
     /// Set by a whitelist: the event never pours into a bucket.
     pub whitelisted: bool,
     /// Why it was whitelisted.
@@ -150,6 +154,7 @@ impl Event {
             time,
             has_line_time: false,
             fields: vec![FieldValue::Unset; field_count],
+            written: Vec::new(),
             whitelisted: false,
             whitelist_reason: None,
             memo: std::cell::Cell::new(0),
@@ -162,8 +167,10 @@ impl Event {
         self.line.push_str(line);
         self.time = time;
         self.has_line_time = false;
-        for f in &mut self.fields {
-            *f = FieldValue::Unset;
+        for i in self.written.drain(..) {
+            if let Some(f) = self.fields.get_mut(usize::from(i)) {
+                *f = FieldValue::Unset;
+            }
         }
         self.whitelisted = false;
         self.whitelist_reason = None;
@@ -194,6 +201,7 @@ impl Event {
             self.fields.resize(i + 1, FieldValue::Unset);
         }
         self.fields[i] = value;
+        self.written.push(id.0);
         // Memoised verdicts were about the old value.
         self.memo.set(0);
     }
