@@ -113,8 +113,12 @@ const RELAXED_HOSTNAME: &str = r"\b[0-9A-Za-z][0-9A-Za-z-]*(?:\.[0-9A-Za-z][0-9A
 /// Whether `h` could contain a match of the stock `IPV6` pattern: every such match has
 /// `::` or at least six colons.
 fn may_hold_ipv6(h: &str) -> bool {
-    memchr::memmem::find(h.as_bytes(), b"::").is_some()
-        || memchr::memchr_iter(b':', h.as_bytes()).nth(5).is_some()
+    let h = h.as_bytes();
+    let mut colons = 0;
+    memchr::memchr_iter(b':', h).any(|i| {
+        colons += 1;
+        colons == 6 || h.get(i + 1) == Some(&b':')
+    })
 }
 
 /// Whether `h` has a run of 64 or more label characters (`[0-9A-Za-z-]`), where a
