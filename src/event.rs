@@ -133,9 +133,11 @@ pub struct Event {
     /// Slots indexed by [`FieldId`]. Write them through [`Event::set`], which keeps
     /// [`Event::reset`] cheap.
     pub fields: Vec<FieldValue>,
-    /// The slots [`Event::set`] wrote since the last reset (with repeats): a reset clears
-    /// only these, not the hundreds of fields a ruleset knows.
-    written: Vec<u16>,
+    /// Once the event has been reset (it is reused line after line): the slots
+    /// [`Event::set`] wrote since, with repeats. A reset then clears only these, not the
+    /// hundreds of fields a ruleset knows. Events built once and never reset (queues,
+    /// samples) do not keep the list.
+    written: Option<Vec<u16>>,
     /// Set by a whitelist: the event never pours into a bucket.
     pub whitelisted: bool,
     /// Why it was whitelisted.
@@ -154,7 +156,7 @@ impl Event {
             time,
             has_line_time: false,
             fields: vec![FieldValue::Unset; field_count],
-            written: Vec::new(),
+            written: None,
             whitelisted: false,
             whitelist_reason: None,
             memo: std::cell::Cell::new(0),
@@ -167,9 +169,17 @@ impl Event {
         self.line.push_str(line);
         self.time = time;
         self.has_line_time = false;
-        for i in self.written.drain(..) {
-            if let Some(f) = self.fields.get_mut(usize::from(i)) {
-                *f = FieldValue::Unset;
+        match &mut self.written {
+            Some(written) => {
+                for i in written.drain(..) {
+                    if let Some(f) = self.fields.get_mut(usize::from(i)) {
+                        *f = FieldValue::Unset;
+                    }
+                }
+            }
+            None => {
+                self.fields.fill(FieldValue::Unset);
+                self.written = Some(Vec::new());
             }
         }
         self.whitelisted = false;
@@ -201,7 +211,9 @@ impl Event {
             self.fields.resize(i + 1, FieldValue::Unset);
         }
         self.fields[i] = value;
-        self.written.push(id.0);
+        if let Some(written) = &mut self.written {
+            written.push(id.0);
+        }
         // Memoised verdicts were about the old value.
         self.memo.set(0);
     }
@@ -209,5 +221,28 @@ impl Event {
     /// Sets a field to a computed string.
     pub fn set_owned(&mut self, id: FieldId, value: String) {
         self.set(id, FieldValue::Owned(value));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_clears_every_field_written_before_and_after_the_first_reset() {
+        let mut e = Event::new("a b".into(), Timestamp::UNIX_EPOCH, 4);
+        e.set(FieldId(0), FieldValue::Static(Arc::from("x")));
+        e.set(FieldId(6), FieldValue::Owned("grown".into()));
+        e.reset("c d", Timestamp::UNIX_EPOCH);
+        assert!(e.fields.iter().all(|f| *f == FieldValue::Unset));
+        for _ in 0..3 {
+            e.set(FieldId(2), FieldValue::Line { start: 0, end: 1 });
+            e.set(FieldId(2), FieldValue::Owned("again".into()));
+            e.set(FieldId(5), FieldValue::Static(Arc::from("y")));
+            assert_eq!(e.get(FieldId(2)), "again");
+            e.reset("e f", Timestamp::UNIX_EPOCH);
+            assert!(e.fields.iter().all(|f| *f == FieldValue::Unset));
+            assert_eq!(e.line, "e f");
+        }
     }
 }
