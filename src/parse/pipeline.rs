@@ -32,6 +32,17 @@ pub struct TraceStep {
     pub success: bool,
 }
 
+/// The last timestamp read, with what it was read as: lines of the same second share it,
+/// and most logs write many lines per second.
+#[derive(Debug)]
+struct LastTime {
+    text: String,
+    context: TimeContext,
+    time: Timestamp,
+    /// `evt.Meta.timestamp`: RFC 3339, shared by every line of that second.
+    rendered: Arc<str>,
+}
+
 /// Parses lines with a ruleset. Keeps scratch state so parsing allocates little per line.
 pub struct Pipeline {
     ruleset: Arc<Ruleset>,
@@ -41,6 +52,7 @@ pub struct Pipeline {
     pub no_whitelist: bool,
     locs: Vec<regex::CaptureLocations>,
     grok_index: Vec<Vec<usize>>,
+    last_time: Option<LastTime>,
     /// When enabled (see [`Pipeline::count_parsers`]): (accepted, refused) lines per
     /// parser node, by its index in the stages flattened in order.
     pub parser_counts: Option<Vec<(u64, u64)>>,
@@ -67,6 +79,7 @@ impl Pipeline {
             no_whitelist: false,
             locs,
             grok_index,
+            last_time: None,
             parser_counts: None,
         }
     }
@@ -209,19 +222,35 @@ impl Pipeline {
         true
     }
 
-    fn set_time(&self, event: &mut Event, field: FieldId) {
+    fn set_time(&mut self, event: &mut Event, field: FieldId) {
         let text = event.get(field);
         if text.is_empty() {
             return;
         }
-        if let Some((ts, offset)) = parse_timestamp_with_offset(text, &self.time) {
-            event.time = ts;
-            event.has_line_time = true;
-            event.set_owned(
-                self.ruleset.well_known.meta_timestamp,
-                format_rfc3339(ts, offset),
-            );
-        }
+        let (ts, rendered) = match &mut self.last_time {
+            Some(last) if last.text == text && last.context == self.time => {
+                (last.time, last.rendered.clone())
+            }
+            last => {
+                let Some((ts, offset)) = parse_timestamp_with_offset(text, &self.time) else {
+                    return;
+                };
+                let rendered: Arc<str> = Arc::from(format_rfc3339(ts, offset));
+                *last = Some(LastTime {
+                    text: text.to_owned(),
+                    context: self.time,
+                    time: ts,
+                    rendered: rendered.clone(),
+                });
+                (ts, rendered)
+            }
+        };
+        event.time = ts;
+        event.has_line_time = true;
+        event.set(
+            self.ruleset.well_known.meta_timestamp,
+            FieldValue::Static(rendered),
+        );
     }
 }
 
@@ -374,4 +403,44 @@ fn apply_statics(statics: &[CompiledStatic], event: &mut Event, rs: &Ruleset) {
 /// The current time, as the pipeline's default event time.
 pub fn now() -> Timestamp {
     Timestamp::now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A line of `sshd`, as syslog writes it without a year.
+    const LINE: &str = "Nov 18 09:48:53 web01 sshd[1]: Invalid user pi from 1.2.3.4 port 22";
+
+    fn parse(pipeline: &mut Pipeline, log_type: &Arc<str>) -> (Timestamp, String) {
+        let rs = pipeline.ruleset().clone();
+        let mut event = Event::new(LINE.into(), Timestamp::UNIX_EPOCH, rs.fields.len());
+        assert_eq!(pipeline.parse(&mut event, log_type, None), Outcome::Parsed);
+        let rendered = event.get(rs.well_known.meta_timestamp).to_owned();
+        (event.time, rendered)
+    }
+
+    #[test]
+    fn the_last_timestamp_is_reused_only_under_the_same_context() {
+        let rs = crate::compile::compile_path(None)
+            .expect("the default configuration compiles")
+            .ruleset;
+        let at = |y: &str| y.parse::<Timestamp>().expect("a timestamp");
+        let mut pipeline = Pipeline::new(rs, TimeContext::new(at("2026-11-20T00:00:00Z")));
+        let log_type: Arc<str> = Arc::from("syslog");
+        let first = parse(&mut pipeline, &log_type);
+        assert_eq!(
+            first,
+            (at("2026-11-18T09:48:53Z"), "2026-11-18T09:48:53Z".into())
+        );
+        // The same text again: the same answer (from the cache).
+        assert_eq!(parse(&mut pipeline, &log_type), first);
+        // A context with another year: the year-less date is read again.
+        pipeline.time.now = at("2025-11-20T00:00:00Z");
+        let again = parse(&mut pipeline, &log_type);
+        assert_eq!(
+            again,
+            (at("2025-11-18T09:48:53Z"), "2025-11-18T09:48:53Z".into())
+        );
+    }
 }
