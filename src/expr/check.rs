@@ -911,7 +911,11 @@ impl<'e, 'a> Checker<'e, 'a> {
                     .regex_set()
                     .map_err(|e| ExprError::new(args[1].span.clone(), e))?
                     .clone();
-                return Ok((Node::new(K::RegexpInFile(Box::new(x), set), sp), Type::Bool));
+                let list = super::matcher::RegexList::new(set);
+                return Ok((
+                    Node::new(K::RegexpInFile(Box::new(x), list), sp),
+                    Type::Bool,
+                ));
             }
             "any" | "all" | "none" | "one" | "filter" | "map" | "count" | "find" | "findIndex" => {
                 return self.quant(name, args, span, arity_err);

@@ -217,7 +217,7 @@ pub(crate) enum K {
     StrOp(StrOp, Box<Node>, Box<Node>),
     MatchesLit(Box<Node>, regex::Regex),
     Matches(Box<Node>, Box<Node>),
-    RegexpInFile(Box<Node>, regex::RegexSet),
+    RegexpInFile(Box<Node>, super::matcher::RegexList),
     /// `any(File(L), {IpInRange(X, #)})`.
     IpInNets(Box<Node>, Box<[ipnet::IpNet]>),
     Ternary(Box<Node>, Box<Node>, Box<Node>),
@@ -413,7 +413,7 @@ pub(crate) fn eval_bool<'a>(n: &'a Node, ctx: &EvalCtx<'a>, fr: Option<&Frame<'_
             })
         }
         K::MatchesLit(a, re) => Ok(re.is_match(&eval_str(a, ctx, fr)?)),
-        K::RegexpInFile(a, set) => Ok(set.is_match(&eval_str(a, ctx, fr)?)),
+        K::RegexpInFile(a, list) => Ok(list.is_match(&eval_str(a, ctx, fr)?)),
         K::IpInNets(a, nets) => {
             let s = eval_str(a, ctx, fr)?;
             Ok(funcs::parse_ip(&s)

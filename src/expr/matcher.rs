@@ -205,3 +205,80 @@ impl Trie {
         self.nodes.get(cur).is_some_and(|n| n.terminal)
     }
 }
+
+/// A regex list (`RegexpInFile`) with a small per-thread cache of verdicts.
+///
+/// A list of hundreds of patterns (the bad user agents) costs about a microsecond per test,
+/// and the tested value (a user agent) repeats on most lines of a log. The cache is
+/// direct-mapped: a fixed number of slots chosen by a keyed hash of the list and the value,
+/// so an attacker sending new values only evicts (each test then costs what it did
+/// without the cache), never grows it or aims at a slot. Long values are not cached.
+#[derive(Debug, Clone)]
+pub(crate) struct RegexList {
+    set: regex::RegexSet,
+    /// Tells this list's cached verdicts apart from other lists' (unique per process).
+    id: u64,
+}
+
+/// Slots of the verdict cache (a power of two).
+const VERDICT_SLOTS: usize = 512;
+/// Longest value whose verdict is cached.
+const VERDICT_MAX_LEN: usize = 512;
+
+/// The per-thread verdict cache of [`RegexList`].
+struct Verdicts {
+    keys: std::hash::RandomState,
+    slots: Vec<Option<(u64, String, bool)>>,
+}
+
+thread_local! {
+    static VERDICTS: std::cell::RefCell<Verdicts> = std::cell::RefCell::new(Verdicts {
+        keys: std::hash::RandomState::new(),
+        slots: Vec::new(),
+    });
+}
+
+impl RegexList {
+    /// Wraps a compiled list.
+    pub(crate) fn new(set: regex::RegexSet) -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        RegexList {
+            set,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Whether any pattern of the list matches `s`.
+    pub(crate) fn is_match(&self, s: &str) -> bool {
+        use std::hash::BuildHasher;
+        if s.len() > VERDICT_MAX_LEN {
+            return self.set.is_match(s);
+        }
+        VERDICTS.with(|cell| {
+            let Ok(mut cache) = cell.try_borrow_mut() else {
+                return self.set.is_match(s);
+            };
+            let cache = &mut *cache;
+            if cache.slots.is_empty() {
+                cache.slots.resize(VERDICT_SLOTS, None);
+            }
+            let slot = cache.keys.hash_one((self.id, s)) as usize & (VERDICT_SLOTS - 1);
+            match &mut cache.slots[slot] {
+                Some((id, text, verdict)) if *id == self.id && text == s => *verdict,
+                entry => {
+                    let verdict = self.set.is_match(s);
+                    match entry {
+                        Some((id, text, v)) => {
+                            *id = self.id;
+                            text.clear();
+                            text.push_str(s);
+                            *v = verdict;
+                        }
+                        None => *entry = Some((self.id, s.to_owned(), verdict)),
+                    }
+                    verdict
+                }
+            }
+        })
+    }
+}

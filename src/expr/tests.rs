@@ -1514,3 +1514,37 @@ fn implied_values_of_filters() {
     assert_eq!(implied("Lower(evt.Meta.log_type) == 'a'"), None);
     assert_eq!(implied("evt.Meta.service == 'ssh'"), None);
 }
+
+#[test]
+fn regex_list_verdicts_are_the_sets_verdicts_whatever_the_cache_holds() {
+    use super::matcher::RegexList;
+    let bots = RegexList::new(regex::RegexSet::new([r"(?i)bot\b", r"^curl/"]).expect("a set"));
+    let digits = RegexList::new(regex::RegexSet::new([r"^[0-9]+$"]).expect("a set"));
+    // More values than the cache has slots, each asked twice of both lists, in an order
+    // that makes them evict each other.
+    let values: Vec<String> = (0..2000)
+        .map(|i| match i % 4 {
+            0 => format!("{i}"),
+            1 => format!("curl/{i}"),
+            2 => format!("Googlebot {i}"),
+            _ => format!("Mozilla/{i} AppleBot"),
+        })
+        .collect();
+    for _ in 0..2 {
+        for v in &values {
+            let is_bot = v.starts_with("curl/")
+                || v.to_lowercase().contains("bot ")
+                || v.to_lowercase().ends_with("bot");
+            assert_eq!(bots.is_match(v), is_bot, "{v}");
+            assert_eq!(
+                digits.is_match(v),
+                v.bytes().all(|b| b.is_ascii_digit()),
+                "{v}"
+            );
+        }
+    }
+    // A value too long to cache is still answered.
+    let long = format!("{}bot", "x".repeat(1000));
+    assert!(!bots.is_match(&long.replace("bot", "bat")));
+    assert!(bots.is_match(&format!("{} bot", "x".repeat(1000))));
+}
