@@ -1118,8 +1118,8 @@ fn call<'a>(
                 Value::List(l) => l,
                 v => return type_err(n, "a list of times", &v),
             };
-            match funcs::list_times(&l) {
-                Some(t) => Value::Duration(funcs::median_interval(&t)),
+            match funcs::median_interval_of(&l) {
+                Some(d) => Value::Duration(d),
                 None => return err(n, "MedianInterval expects a list of times"),
             }
         }

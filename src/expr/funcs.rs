@@ -297,10 +297,18 @@ pub(crate) fn median_interval(times: &[Timestamp]) -> SignedDuration {
     if times.len() < 2 {
         return SignedDuration::ZERO;
     }
-    let mut iv: Vec<i128> = times
-        .windows(2)
-        .map(|w| w[1].as_nanosecond() - w[0].as_nanosecond())
-        .collect();
+    // Conditions take the median of a few recent times at every pour: no allocation then.
+    let mut inline = [0i128; INLINE_TIMES];
+    let mut heap = Vec::new();
+    let iv: &mut [i128] = if times.len() - 1 <= INLINE_TIMES {
+        &mut inline[..times.len() - 1]
+    } else {
+        heap.resize(times.len() - 1, 0);
+        &mut heap
+    };
+    for (d, w) in iv.iter_mut().zip(times.windows(2)) {
+        *d = w[1].as_nanosecond() - w[0].as_nanosecond();
+    }
     iv.sort_unstable();
     let n = iv.len();
     let med = if n % 2 == 1 {
@@ -427,7 +435,28 @@ pub(crate) fn trim_set<'s>(s: &'s str, cutset: &str, left: bool, right: bool) ->
 }
 
 /// The times in a list value, if every element is one.
-pub(crate) fn list_times(l: &List<'_>) -> Option<Vec<Timestamp>> {
+/// Lists of at most this many times are handled on the stack.
+const INLINE_TIMES: usize = 32;
+
+/// `MedianInterval` of a list of times (`Time` values or events); `None` if an element is
+/// neither.
+pub(crate) fn median_interval_of(l: &List<'_>) -> Option<SignedDuration> {
+    let n = l.len();
+    if n > INLINE_TIMES {
+        return Some(median_interval(&list_times(l)?));
+    }
+    let mut times = [Timestamp::UNIX_EPOCH; INLINE_TIMES];
+    for (i, slot) in times.iter_mut().enumerate().take(n) {
+        *slot = match l.get(i)? {
+            Value::Time(t) => t,
+            Value::Event(e) => e.time,
+            _ => return None,
+        };
+    }
+    Some(median_interval(&times[..n]))
+}
+
+fn list_times(l: &List<'_>) -> Option<Vec<Timestamp>> {
     (0..l.len())
         .map(|i| match l.get(i) {
             Some(Value::Time(t)) => Some(t),

@@ -1548,3 +1548,35 @@ fn regex_list_verdicts_are_the_sets_verdicts_whatever_the_cache_holds() {
     assert!(!bots.is_match(&long.replace("bot", "bat")));
     assert!(bots.is_match(&format!("{} bot", "x".repeat(1000))));
 }
+
+#[test]
+fn median_interval_is_the_same_on_and_off_the_stack() {
+    use super::funcs::median_interval_of;
+    // Intervals 1, 2, 3, ... seconds, in a shuffled-looking order, for lists of 0 to 70
+    // times (the stack holds 32).
+    for n in 0..70i64 {
+        let mut t = 1_700_000_000i64;
+        let times: Vec<Value> = (0..n)
+            .map(|i| {
+                t += (i * 7919) % 13 + 1;
+                Value::Time(Timestamp::from_second(t).expect("a time"))
+            })
+            .collect();
+        let mut intervals: Vec<i64> = (1..n).map(|i| (i * 7919) % 13 + 1).collect();
+        intervals.sort_unstable();
+        let m = intervals.len();
+        let want = match m {
+            0 => 0,
+            _ if m % 2 == 1 => intervals[m / 2] * 1_000_000_000,
+            _ => (intervals[m / 2 - 1] + intervals[m / 2]) * 1_000_000_000 / 2,
+        };
+        let got = median_interval_of(&List::Values(std::rc::Rc::new(times)));
+        assert_eq!(
+            got.map(|d| d.as_nanos()),
+            Some(i128::from(want)),
+            "{n} times"
+        );
+    }
+    let mixed = List::Values(std::rc::Rc::new(vec![Value::Int(1)]));
+    assert!(median_interval_of(&mixed).is_none());
+}
