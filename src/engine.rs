@@ -191,6 +191,9 @@ impl Engine {
     pub fn tick(&mut self) {
         if self.clock == Clock::Wall {
             self.now = jiff::Timestamp::now();
+            // Year-less dates (RFC 3164 syslog) take the current year: a daemon running
+            // across New Year must not stamp January lines with the year it started in.
+            self.pipeline.time.now = self.now;
             self.detector.flush(self.now, &mut self.alerts);
             self.detector.expire(self.now);
         }
@@ -209,5 +212,29 @@ impl Engine {
     /// Whether alerts are waiting.
     pub fn has_alerts(&self) -> bool {
         !self.alerts.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_tick_moves_the_year_of_year_less_dates_to_now() {
+        let rs = crate::compile::compile_path(None)
+            .expect("the default configuration compiles")
+            .ruleset;
+        let mut engine = Engine::new(rs, Clock::Wall);
+        let long_ago: Timestamp = "2001-06-01T00:00:00Z".parse().expect("a timestamp");
+        engine.pipeline.time.now = long_ago;
+        engine.tick();
+        assert!(engine.pipeline.time.now > long_ago);
+        assert_eq!(engine.pipeline.time.now, engine.now);
+        // Replay keeps the year it started with.
+        let rs = engine.ruleset().clone();
+        let mut replay = Engine::new(rs, Clock::EventTime);
+        replay.pipeline.time.now = long_ago;
+        replay.tick();
+        assert_eq!(replay.pipeline.time.now, long_ago);
     }
 }
