@@ -699,7 +699,7 @@ pub fn compile(pattern: &str, lib: &(impl Resolver + ?Sized)) -> Result<Grok, Gr
         None
     };
     let fields: Box<[Box<str>]> = exp.fields.into_keys().collect();
-    let native = native::Native::for_pattern(&exp.out, &fields);
+    let native = native::Native::for_pattern(&exp.out, &fields, &exp.group_fields);
     Ok(Grok {
         regex,
         fields,

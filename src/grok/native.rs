@@ -56,9 +56,13 @@ impl Text {
 /// `true`, or returns `false` for the regex to decide.
 type Scan = fn(&[u8], &mut [(usize, usize)]) -> bool;
 
-/// A stock text, the fields its scanner fills (in order) and the scanner.
+/// A stock text, the field each of its capture groups carries, the fields its scanner
+/// fills (in order) and the scanner.
 struct Stock {
     text: Text,
+    /// The field of capture group 1, 2, ...: names are not part of the expanded text, so a
+    /// copy of the pattern with its names on other groups must not get the scanner.
+    groups: &'static [&'static str],
     fields: &'static [&'static str],
     scan: Scan,
 }
@@ -67,6 +71,24 @@ struct Stock {
 const STOCK: [Stock; 8] = [
     Stock {
         text: Text::Whole(NGINX_ACCESS),
+        groups: &[
+            "target_fqdn",
+            "port",
+            "remote_addr",
+            "remote_user",
+            "time_local",
+            "verb",
+            "request",
+            "http_version",
+            "status",
+            "body_bytes_sent",
+            "http_referer",
+            "http_user_agent",
+            "request_length",
+            "request_time",
+            "proxy_upstream_name",
+            "proxy_alternative_upstream_name",
+        ],
         fields: &[
             "remote_addr",
             "remote_user",
@@ -85,6 +107,7 @@ const STOCK: [Stock; 8] = [
     // path into directory, file name and extension.
     Stock {
         text: Text::Whole(r"^(([^\?]*/)(?:([^/\?][^/\?]*?)((?:\.[^\.\?/]*)?))?)(?:\?(.*))?$"),
+        groups: &["request", "file_dir", "file_frag", "file_ext", "http_args"],
         fields: &["request", "file_dir", "file_frag", "file_ext", "http_args"],
         scan: http_request_path,
     },
@@ -94,6 +117,13 @@ const STOCK: [Stock; 8] = [
             r"(?:Failed ([^\t\n\f\r ]+) for (?:invalid user )?(.*?) ?from ",
             r"(?: port ((?:[\+\-]?(?:(?:[0-9]+(?:\.[0-9]+)?)|(?:\.[0-9]+)))))?(?: ((?-u:\b)[0-9A-Za-z_]+(?-u:\b)))?(?::|[\t\n\f\r ]*$))",
         ),
+        groups: &[
+            "sshd_auth_type",
+            "sshd_invalid_user",
+            "sshd_client_ip",
+            "sshd_port",
+            "sshd_protocol",
+        ],
         fields: &[
             "sshd_auth_type",
             "sshd_invalid_user",
@@ -109,6 +139,7 @@ const STOCK: [Stock; 8] = [
             r"(?:Disconnected from (?:authenticating|invalid) user ([a-zA-Z0-9\._\-]+) ",
             r" port [0-9]+ \[preauth\])",
         ),
+        groups: &["sshd_invalid_user", "sshd_client_ip"],
         fields: &["sshd_invalid_user", "sshd_client_ip"],
         scan: sshd_disconnected_user,
     },
@@ -118,6 +149,7 @@ const STOCK: [Stock; 8] = [
             r"(?:Connection (?:closed|reset) by(?: (?:authenticating|invalid) user ([a-zA-Z0-9\._\-]+))? ",
             r" port [0-9]+ \[preauth\])",
         ),
+        groups: &["sshd_invalid_user", "sshd_client_ip"],
         fields: &["sshd_invalid_user", "sshd_client_ip"],
         scan: sshd_connection_closed,
     },
@@ -127,6 +159,7 @@ const STOCK: [Stock; 8] = [
             r"(?:Invalid user[\t\n\f\r ]*([a-zA-Z0-9\._\-]+)? from ",
             r"(?: port [0-9]+)?)",
         ),
+        groups: &["sshd_invalid_user", "sshd_client_ip"],
         fields: &["sshd_invalid_user", "sshd_client_ip"],
         scan: sshd_invalid_user,
     },
@@ -136,6 +169,13 @@ const STOCK: [Stock; 8] = [
             r"(?:pam_(.*?)\(sshd:auth\): authentication failure; logname= uid=((?:[\+\-]?(?:(?:[0-9]+(?:\.[0-9]+)?)|(?:\.[0-9]+))))? euid=((?:[\+\-]?(?:(?:[0-9]+(?:\.[0-9]+)?)|(?:\.[0-9]+))))? tty=ssh ruser= rhost=",
             r"(?: (?:[\t\n\f\r ]*)user=([a-zA-Z0-9\._\-]+))?)",
         ),
+        groups: &[
+            "pam_type",
+            "uid",
+            "euid",
+            "sshd_client_ip",
+            "sshd_invalid_user",
+        ],
         fields: &[
             "pam_type",
             "uid",
@@ -151,6 +191,7 @@ const STOCK: [Stock; 8] = [
             r"(?:Received disconnect from ",
             r"(?: port [0-9]+)?:[\t\n\f\r ]*[0-9]+: (?:.*Auth fail.*|.*\[preauth\])$)",
         ),
+        groups: &["sshd_client_ip"],
         fields: &["sshd_client_ip"],
         scan: sshd_received_disconnect,
     },
@@ -168,9 +209,22 @@ pub(crate) struct Native {
 }
 
 impl Native {
-    /// The scanner for a grok with this expanded text and these fields, if there is one.
-    pub(crate) fn for_pattern(expanded: &str, fields: &[Box<str>]) -> Option<Native> {
+    /// The scanner for a grok with this expanded text, these fields and this field index
+    /// for each capture group (group 1 first), if there is one.
+    pub(crate) fn for_pattern(
+        expanded: &str,
+        fields: &[Box<str>],
+        group_fields: &[usize],
+    ) -> Option<Native> {
         let stock = STOCK.iter().find(|s| s.text.is(expanded))?;
+        let same_groups = group_fields.len() == stock.groups.len()
+            && group_fields
+                .iter()
+                .zip(stock.groups)
+                .all(|(&f, name)| fields.get(f).is_some_and(|f| **f == **name));
+        if !same_groups {
+            return None;
+        }
         let fields = stock
             .fields
             .iter()
@@ -338,6 +392,10 @@ fn nginx_access(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
 }
 
 fn nginx_access_spans(b: &[u8]) -> Option<[(usize, usize); 10]> {
+    // `.` (in the lazy request) does not match a newline.
+    if memchr::memchr(b'\n', b).is_some() {
+        return None;
+    }
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     let user =
         |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'@' | b'-' | b'+' | b'_' | b'%');

@@ -1059,7 +1059,7 @@ fn native_nginx_access_scanner_agrees_with_the_regex() {
     ];
     lines.extend(hub_fixture_lines());
     let bytes = [
-        " ", "\"", "-", "[", "]", ".", ":", "/", "0", "9", "a", "_", "+", "%", "?",
+        " ", "\"", "-", "[", "]", ".", ":", "/", "0", "9", "a", "_", "+", "%", "?", "\n",
     ];
     let (accepted, checked) = check_native_against_regex("nginx-logs", lines, &bytes);
     assert!(
@@ -1116,4 +1116,33 @@ fn native_request_path_scanner_agrees_with_the_regex() {
         accepted >= 100,
         "the scanner accepted only {accepted} of {checked} requests"
     );
+}
+
+#[test]
+fn a_stock_text_with_its_names_on_other_groups_gets_no_scanner() {
+    let lib = shared_lib();
+    let mut local = PatternLibrary::new();
+    local
+        .add("NGCUSTOMUSER", r#"[a-zA-Z0-9\.\@\-\+_%]+"#)
+        .expect("a pattern");
+    let l = lib.with_local(&local);
+    // The shipped nginx access pattern (rules/parsers/nginx.kdl).
+    let stock = r#"(%{IPORHOST:target_fqdn}(:%{INT:port})? )?%{IPORHOST:remote_addr} - (%{NGCUSTOMUSER:remote_user} )?\[%{HTTPDATE:time_local}\] "%{WORD:verb} %{DATA:request} HTTP/%{NUMBER:http_version}" %{NUMBER:status} %{NUMBER:body_bytes_sent} "%{NOTDQUOTE:http_referer}" "%{NOTDQUOTE:http_user_agent}"( %{NUMBER:request_length} %{NUMBER:request_time} \[%{DATA:proxy_upstream_name}\] \[%{DATA:proxy_alternative_upstream_name}\])?"#;
+    let shipped = compile(stock, &l).expect("compiles");
+    assert!(shipped.native.is_some());
+    // A log format with the user agent before the referer: the same regex text.
+    let swapped = stock
+        .replace("NOTDQUOTE:http_referer", "NOTDQUOTE:swap")
+        .replace("NOTDQUOTE:http_user_agent", "NOTDQUOTE:http_referer")
+        .replace("NOTDQUOTE:swap", "NOTDQUOTE:http_user_agent");
+    let g = compile(&swapped, &l).expect("compiles");
+    assert_eq!(g.as_str(), shipped.as_str());
+    assert!(g.native.is_none());
+    let line = r#"1.2.3.4 - - [18/Nov/2026:09:48:53 +0000] "GET / HTTP/1.1" 200 5 "Mozilla/5.0" "https://ref/""#;
+    let caps = g.captures(line).expect("a match");
+    assert!(
+        caps.contains(&("http_user_agent", "Mozilla/5.0")),
+        "{caps:?}"
+    );
+    assert!(caps.contains(&("http_referer", "https://ref/")), "{caps:?}");
 }
