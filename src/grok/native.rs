@@ -52,18 +52,16 @@ impl Text {
     }
 }
 
-/// A scanner: fills one span per field of its stock (empty for an unset field) and returns
-/// `true`, or returns `false` for the regex to decide.
+/// A scanner: fills one span per capture group of its stock (empty for a group that does
+/// not take part) and returns `true`, or returns `false` for the regex to decide.
 type Scan = fn(&[u8], &mut [(usize, usize)]) -> bool;
 
-/// A stock text, the field each of its capture groups carries, the fields its scanner
-/// fills (in order) and the scanner.
+/// A stock text, the field each of its capture groups carries and the scanner.
 struct Stock {
     text: Text,
     /// The field of capture group 1, 2, ...: names are not part of the expanded text, so a
     /// copy of the pattern with its names on other groups must not get the scanner.
     groups: &'static [&'static str],
-    fields: &'static [&'static str],
     scan: Scan,
 }
 
@@ -89,18 +87,6 @@ const STOCK: [Stock; 8] = [
             "proxy_upstream_name",
             "proxy_alternative_upstream_name",
         ],
-        fields: &[
-            "remote_addr",
-            "remote_user",
-            "time_local",
-            "verb",
-            "request",
-            "http_version",
-            "status",
-            "body_bytes_sent",
-            "http_referer",
-            "http_user_agent",
-        ],
         scan: nginx_access,
     },
     // The `http-logs` enrichment: a request split into path and query string, and the
@@ -108,7 +94,6 @@ const STOCK: [Stock; 8] = [
     Stock {
         text: Text::Whole(r"^(([^\?]*/)(?:([^/\?][^/\?]*?)((?:\.[^\.\?/]*)?))?)(?:\?(.*))?$"),
         groups: &["request", "file_dir", "file_frag", "file_ext", "http_args"],
-        fields: &["request", "file_dir", "file_frag", "file_ext", "http_args"],
         scan: http_request_path,
     },
     // sshd-logs: SSHD_FAILED_ANY (garrison's).
@@ -124,13 +109,6 @@ const STOCK: [Stock; 8] = [
             "sshd_port",
             "sshd_protocol",
         ],
-        fields: &[
-            "sshd_auth_type",
-            "sshd_invalid_user",
-            "sshd_client_ip",
-            "sshd_port",
-            "sshd_protocol",
-        ],
         scan: sshd_failed,
     },
     // sshd-logs: the hub's SSHD_PREAUTH_AUTHENTICATING_USER_ALT.
@@ -140,7 +118,6 @@ const STOCK: [Stock; 8] = [
             r" port [0-9]+ \[preauth\])",
         ),
         groups: &["sshd_invalid_user", "sshd_client_ip"],
-        fields: &["sshd_invalid_user", "sshd_client_ip"],
         scan: sshd_disconnected_user,
     },
     // sshd-logs: the hub's SSHD_PREAUTH_AUTHENTICATING_USER.
@@ -150,7 +127,6 @@ const STOCK: [Stock; 8] = [
             r" port [0-9]+ \[preauth\])",
         ),
         groups: &["sshd_invalid_user", "sshd_client_ip"],
-        fields: &["sshd_invalid_user", "sshd_client_ip"],
         scan: sshd_connection_closed,
     },
     // sshd-logs: the hub's SSHD_INVALID_USER.
@@ -160,7 +136,6 @@ const STOCK: [Stock; 8] = [
             r"(?: port [0-9]+)?)",
         ),
         groups: &["sshd_invalid_user", "sshd_client_ip"],
-        fields: &["sshd_invalid_user", "sshd_client_ip"],
         scan: sshd_invalid_user,
     },
     // sshd-logs: the hub's SSHD_AUTH_FAIL.
@@ -176,13 +151,6 @@ const STOCK: [Stock; 8] = [
             "sshd_client_ip",
             "sshd_invalid_user",
         ],
-        fields: &[
-            "pam_type",
-            "uid",
-            "euid",
-            "sshd_client_ip",
-            "sshd_invalid_user",
-        ],
         scan: sshd_auth_failure,
     },
     // sshd-logs: garrison's SSHD_DISCONNECT_PREAUTH.
@@ -192,19 +160,18 @@ const STOCK: [Stock; 8] = [
             r"(?: port [0-9]+)?:[\t\n\f\r ]*[0-9]+: (?:.*Auth fail.*|.*\[preauth\])$)",
         ),
         groups: &["sshd_client_ip"],
-        fields: &["sshd_client_ip"],
         scan: sshd_received_disconnect,
     },
 ];
 
-/// Most fields a stock scanner fills.
-const MAX_FIELDS: usize = 10;
+/// Most capture groups of a stock text.
+const MAX_GROUPS: usize = 16;
 
 /// A native scanner bound to one grok's field indices.
 #[derive(Debug, Clone)]
 pub(crate) struct Native {
     scan: Scan,
-    /// The grok's field index of each span the scanner fills.
+    /// The grok's field index of each capture group (of each span the scanner fills).
     fields: Box<[usize]>,
 }
 
@@ -222,17 +189,9 @@ impl Native {
                 .iter()
                 .zip(stock.groups)
                 .all(|(&f, name)| fields.get(f).is_some_and(|f| **f == **name));
-        if !same_groups {
-            return None;
-        }
-        let fields = stock
-            .fields
-            .iter()
-            .map(|name| fields.iter().position(|f| **f == **name))
-            .collect::<Option<Box<[usize]>>>()?;
-        Some(Native {
+        (same_groups && group_fields.len() <= MAX_GROUPS).then(|| Native {
             scan: stock.scan,
-            fields,
+            fields: group_fields.into(),
         })
     }
 
@@ -240,7 +199,7 @@ impl Native {
     /// non-empty capture (as [`super::Grok::captures_into`] does) and returns `true`;
     /// returns `false`, having called nothing, when the regex must decide.
     pub(crate) fn captures(&self, h: &str, out: &mut impl FnMut(usize, usize, usize)) -> bool {
-        let mut spans = [(0usize, 0usize); MAX_FIELDS];
+        let mut spans = [(0usize, 0usize); MAX_GROUPS];
         let Some(spans) = spans.get_mut(..self.fields.len()) else {
             return false;
         };
@@ -370,7 +329,7 @@ fn httpdate(b: &[u8], i: usize) -> Option<usize> {
 }
 
 /// The nginx `combined` line: `IP - USER [DATE] "VERB REQUEST HTTP/V" STATUS BYTES "REF" "UA"`
-/// with nothing after, as capture spans in the order of its [`STOCK`] fields.
+/// with nothing after, as capture spans in the order of its [`STOCK`] groups.
 ///
 /// Why each step is the regex's only choice:
 /// - the address is a canonical dotted quad or a token of hex digits, `:` and `.` that the
@@ -391,7 +350,7 @@ fn nginx_access(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
     fill(spans, nginx_access_spans(b))
 }
 
-fn nginx_access_spans(b: &[u8]) -> Option<[(usize, usize); 10]> {
+fn nginx_access_spans(b: &[u8]) -> Option<[(usize, usize); 16]> {
     // `.` (in the lazy request) does not match a newline.
     if memchr::memchr(b'\n', b).is_some() {
         return None;
@@ -478,7 +437,11 @@ fn nginx_access_spans(b: &[u8]) -> Option<[(usize, usize); 10]> {
     if ua_end + 1 != b.len() {
         return None;
     }
+    // The `$host[:port] ` prefix and the ingress tail take no part.
+    let none = (0, 0);
     Some([
+        none,
+        none,
         (0, addr_end),
         user_span,
         (date_start, date_end),
@@ -489,11 +452,15 @@ fn nginx_access_spans(b: &[u8]) -> Option<[(usize, usize); 10]> {
         (bytes_start, bytes_end),
         (ref_start, ref_end),
         (ua_start, ua_end),
+        none,
+        none,
+        none,
+        none,
     ])
 }
 
 /// A request split as the `http-logs` pattern splits it, as capture spans in the order of
-/// its [`STOCK`] fields; `None` when the path has no `/` (the regex fails
+/// its [`STOCK`] groups; `None` when the path has no `/` (the regex fails
 /// too) or the request holds a newline (which `.` does not match: the regex decides).
 ///
 /// Why each part is the regex's only choice (`q` is the first `?`, or the end):
