@@ -880,13 +880,17 @@ fn native_and_regex<'h>(
     (accepted.then_some(got), matched.then_some(want))
 }
 
-/// Runs the native scanner and the regex on every input and on single-byte mutations
-/// (replaced, deleted or doubled by a byte that delimits pattern parts) of every input the
-/// scanner accepts; they must agree wherever the scanner accepts. Returns how many inputs
-/// it accepted, of how many.
-fn check_native_against_regex(parser: &str, inputs: Vec<String>, bytes: &[&str]) -> (usize, usize) {
+/// Runs the native scanner of a shipped parser's first grok and the regex on every input
+/// and on single-byte mutations (replaced, deleted or doubled by a byte that delimits
+/// pattern parts) of every input the scanner accepts; they must agree wherever the scanner
+/// accepts, and it must accept at least 100 (the check is not vacuous).
+fn check_native_against_regex(parser: &str, inputs: Vec<String>, bytes: &[&str]) {
     let (grok, regex_only) = shipped_grok(parser);
-    check_grok_against_regex(parser, &grok, &regex_only, inputs, bytes)
+    let (accepted, checked) = check_grok_against_regex(parser, &grok, &regex_only, inputs, bytes);
+    assert!(
+        accepted >= 100,
+        "{parser}: the scanner accepted only {accepted} of {checked} inputs"
+    );
 }
 
 /// [`check_native_against_regex`] for one grok.
@@ -1061,11 +1065,7 @@ fn native_nginx_access_scanner_agrees_with_the_regex() {
     let bytes = [
         " ", "\"", "-", "[", "]", ".", ":", "/", "0", "9", "a", "_", "+", "%", "?", "\n",
     ];
-    let (accepted, checked) = check_native_against_regex("nginx-logs", lines, &bytes);
-    assert!(
-        accepted >= 100,
-        "the scanner accepted only {accepted} of {checked} lines"
-    );
+    check_native_against_regex("nginx-logs", lines, &bytes);
 }
 
 #[test]
@@ -1111,11 +1111,7 @@ fn native_request_path_scanner_agrees_with_the_regex() {
         }
     }
     let bytes = ["/", "?", ".", "\n", "a", "%", "#"];
-    let (accepted, checked) = check_native_against_regex("http-logs", requests, &bytes);
-    assert!(
-        accepted >= 100,
-        "the scanner accepted only {accepted} of {checked} requests"
-    );
+    check_native_against_regex("http-logs", requests, &bytes);
 }
 
 #[test]
