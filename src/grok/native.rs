@@ -248,10 +248,13 @@ fn run(b: &[u8], mut i: usize, class: impl Fn(u8) -> bool) -> usize {
 
 /// A canonical dotted quad at `i` (four decimal octets 0-255, no leading zeros): its end.
 ///
-/// On such a token the stock `IPV4` matches it whole (each octet alternative
-/// `25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?` ends where the octet does, before a `.` or the
-/// space that must follow), and `IPV6`, tried first, cannot match: every `IPV6`
-/// alternative needs a `:` the token does not have.
+/// On such a token `IPV6`, tried first (in `IP` and in sshd's `IP_WORKAROUND`), cannot
+/// match: each of its alternatives starts with `:` or a hex group followed by `:`, and a
+/// quad has a `.` after its first digits. The stock `IPV4` and the hub's dotted-quad
+/// workaround then take every octet whole, whatever follows: for an octet of 0-255 without
+/// leading zeros, the first of `25[0-5]`, `2[0-4][0-9]` and the greedy `[01]?[0-9][0-9]?`
+/// that matches at all matches all of it. So the capture is the quad, even where the
+/// pattern does not say what follows.
 fn dotted_quad(b: &[u8], mut i: usize) -> Option<usize> {
     for n in 0..4 {
         if n > 0 {
@@ -333,7 +336,7 @@ fn httpdate(b: &[u8], i: usize) -> Option<usize> {
 ///
 /// Why each step is the regex's only choice:
 /// - the address is a canonical dotted quad or a token of hex digits, `:` and `.` that the
-///   stock `IPV6` matches whole (see [`dotted_quad`] and [`ipv6_token`]);
+///   stock `IPV6` matches whole (see [`address_before_space`]);
 /// - the optional `$host[:port] ` prefix needs an `IPORHOST` after its space; here the
 ///   address is followed by ` - `, and `-` starts no `IPORHOST`, so the prefix is skipped
 ///   and the match starts at 0 (the leftmost start);
@@ -363,21 +366,7 @@ fn nginx_access_spans(b: &[u8]) -> Option<[(usize, usize); 16]> {
         (end > i).then_some(end)
     };
 
-    let addr_end = match dotted_quad(b, 0) {
-        Some(end) => end,
-        None => {
-            let end = memchr::memchr(b' ', b)?;
-            let token = &b[..end];
-            let plausible = memchr::memchr(b':', token).is_some()
-                && token
-                    .iter()
-                    .all(|c| c.is_ascii_hexdigit() || matches!(c, b':' | b'.'));
-            if !plausible || !ipv6_token(token) {
-                return None;
-            }
-            end
-        }
-    };
+    let addr_end = address_before_space(b, 0)?;
     if !at(b, addr_end, b" - ") {
         return None;
     }
@@ -518,23 +507,10 @@ fn plain_number(b: &[u8], i: usize) -> Option<usize> {
     (b.get(end) != Some(&b'.')).then_some(end)
 }
 
-/// The sshd client address at `i` (`IP_WORKAROUND`) when it is a canonical dotted quad:
-/// its end.
-///
-/// `IPV6` is tried first and cannot match: each of its alternatives starts with `:` or a
-/// hex group followed by `:`, and a quad has a `.` after its first digits. The hub's
-/// dotted-quad workaround then takes every octet whole whatever follows: for an octet of
-/// 0-255 without leading zeros, the first of `25[0-5]`, `2[0-4][0-9]` and the greedy
-/// `[01]?[0-9][0-9]?` that matches at all matches all of it. So the capture is the quad,
-/// even where the pattern does not say what follows.
-fn sshd_quad(b: &[u8], i: usize) -> Option<usize> {
-    dotted_quad(b, i)
-}
-
-/// The sshd client address at `i` when a space must follow it: a canonical dotted quad, or
-/// a token of hex digits, `:` and `.` that the stock `IPV6` matches whole (see
-/// [`ipv6_token`]; the dotted-quad workaround cannot match a `:`). Its end.
-fn sshd_address_before_space(b: &[u8], i: usize) -> Option<usize> {
+/// A client address at `i` that a space must follow: a canonical dotted quad (see
+/// [`dotted_quad`]), or a token of hex digits, `:` and `.` that the stock `IPV6` matches
+/// whole (see [`ipv6_token`]; the dotted-quad patterns cannot match a `:`). Its end.
+fn address_before_space(b: &[u8], i: usize) -> Option<usize> {
     if let Some(end) = dotted_quad(b, i)
         && b.get(end) == Some(&b' ')
     {
@@ -581,7 +557,7 @@ fn sshd_failed_spans(b: &[u8]) -> Option<[(usize, usize); 5]> {
         from
     };
     let ip_start = from + 5;
-    let ip_end = sshd_quad(b, ip_start)?;
+    let ip_end = dotted_quad(b, ip_start)?;
     let mut j = ip_end;
     let mut port = (j, j);
     if at(b, j, b" port ") {
@@ -630,7 +606,7 @@ fn sshd_disconnected_user_spans(b: &[u8]) -> Option<[(usize, usize); 2]> {
     if user_end == user_start || b.get(user_end) != Some(&b' ') {
         return None;
     }
-    let ip_end = sshd_address_before_space(b, user_end + 1)?;
+    let ip_end = address_before_space(b, user_end + 1)?;
     preauth_port(b, ip_end)?;
     Some([(user_start, user_end), (user_end + 1, ip_end)])
 }
@@ -680,14 +656,14 @@ fn sshd_connection_closed_spans(b: &[u8]) -> Option<[(usize, usize); 2]> {
     if b.get(j) != Some(&b' ') {
         return None;
     }
-    let ip_end = sshd_address_before_space(b, j + 1)?;
+    let ip_end = address_before_space(b, j + 1)?;
     preauth_port(b, ip_end)?;
     Some([user, (j + 1, ip_end)])
 }
 
 /// `Invalid user<blanks><user> from <quad>...`: the blanks and the user are greedy runs of
 /// disjoint classes, which ` from ` must follow; nothing after the address matters (see
-/// [`sshd_quad`]). A message without a user name declines.
+/// [`dotted_quad`]). A message without a user name declines.
 fn sshd_invalid_user(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
     fill(spans, sshd_invalid_user_spans(b))
 }
@@ -702,7 +678,7 @@ fn sshd_invalid_user_spans(b: &[u8]) -> Option<[(usize, usize); 2]> {
         return None;
     }
     let ip_start = user_end + 6;
-    let ip_end = sshd_quad(b, ip_start)?;
+    let ip_end = dotted_quad(b, ip_start)?;
     Some([(user_start, user_end), (ip_start, ip_end)])
 }
 
@@ -732,7 +708,7 @@ fn sshd_auth_failure_spans(b: &[u8]) -> Option<[(usize, usize); 5]> {
         return None;
     }
     let ip_start = euid_end + 22;
-    let ip_end = sshd_quad(b, ip_start)?;
+    let ip_end = dotted_quad(b, ip_start)?;
     let mut user = (ip_end, ip_end);
     if b.get(ip_end) == Some(&b' ') {
         let key = run(b, ip_end + 1, is_space);
@@ -764,7 +740,7 @@ fn sshd_received_disconnect_spans(b: &[u8]) -> Option<[(usize, usize); 1]> {
     if !b.starts_with(b"Received disconnect from ") || memchr::memchr(b'\n', b).is_some() {
         return None;
     }
-    let ip_end = sshd_quad(b, 25)?;
+    let ip_end = dotted_quad(b, 25)?;
     let mut j = ip_end;
     if at(b, j, b" port ") {
         j = digit_run(b, j + 6)?;
