@@ -67,6 +67,7 @@ pub fn decide(rs: &Ruleset, alert: &Alert, history: &mut History, now: Timestamp
             data: &rs.data,
             decisions: Some(&*history),
             writes: Default::default(),
+            queue_prefiltered: false,
         };
         // Each filter that holds applies the decisions again (CrowdSec semantics), but a
         // repeated identical decision adds nothing, so one application is kept.

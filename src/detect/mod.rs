@@ -422,6 +422,7 @@ impl Detector {
             data: &self.ruleset.data,
             decisions: None,
             writes: Default::default(),
+            queue_prefiltered: false,
         }
     }
 
@@ -604,27 +605,33 @@ impl Detector {
                     true
                 }
             }
-            ScenarioKind::Conditional => {
-                if bucket.cond_queue.len() > queue_limit {
-                    bucket.cond_queue.pop_front();
+            ScenarioKind::Conditional => sc.condition.as_ref().is_some_and(|c| {
+                // A condition that reads the queue only as `filter(queue.Queue, P)` sees
+                // only the events `P` admits: the bucket tests each once, here, instead of
+                // the condition filtering the whole queue at every pour. The queue limit
+                // then counts the events the condition can see.
+                let prefiltered = c.has_queue_filter();
+                if !prefiltered || c.queue_filter_admits(event, &self.ruleset.data) {
+                    if bucket.cond_queue.len() > queue_limit {
+                        bucket.cond_queue.pop_front();
+                    }
+                    bucket.cond_queue.push_back(sample::condition_event(
+                        event,
+                        &plan.cond_fields,
+                        plan.cond_raw,
+                    ));
                 }
-                bucket.cond_queue.push_back(sample::condition_event(
-                    event,
-                    &plan.cond_fields,
-                    plan.cond_raw,
-                ));
                 let queue: &[Event] = bucket.cond_queue.make_contiguous();
-                sc.condition.as_ref().is_some_and(|c| {
-                    c.eval_bool(&EvalCtx {
-                        event: Some(event),
-                        alert: None,
-                        queue: Some(queue),
-                        data: &self.ruleset.data,
-                        decisions: None,
-                        writes: Default::default(),
-                    })
+                c.eval_bool(&EvalCtx {
+                    event: Some(event),
+                    alert: None,
+                    queue: Some(queue),
+                    data: &self.ruleset.data,
+                    decisions: None,
+                    writes: Default::default(),
+                    queue_prefiltered: prefiltered,
                 })
-            }
+            }),
         };
         if !overflow {
             return None;

@@ -8,6 +8,7 @@ use crate::data::DataKind;
 use crate::event::{FieldId, Namespace};
 use std::ops::Range;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// Whether a value of type `have` may be used where `want` is expected.
 pub(crate) fn assignable(have: &Type, want: &Type) -> bool {
@@ -1159,10 +1160,11 @@ impl<'e, 'a> Checker<'e, 'a> {
         self.scopes.pop();
         let (bn, bt) = r?;
         let pred = !matches!(q, Quant::Map);
+        let pure = eval::element_pure(&bn, 0);
         // A predicate that reads only its element gives the same verdict for the same
         // event every time: over a bucket's queue, each event's verdict is computed once
         // and kept on the event (conditions re-run over the whole queue at every pour).
-        let bn = if pred && self.memo_next < eval::MEMO_SLOTS && eval::element_pure(&bn, 0) {
+        let bn = if pred && self.memo_next < eval::MEMO_SLOTS && pure {
             let slot = self.memo_next;
             self.memo_next += 1;
             let sp = bn.span.clone();
@@ -1183,10 +1185,14 @@ impl<'e, 'a> Checker<'e, 'a> {
             Quant::Count | Quant::FindIndex => Type::Int,
             Quant::Find => elem,
         };
-        Ok((
-            Node::new(K::Quant(q, Box::new(ln), Box::new(bn)), span.clone()),
-            t,
-        ))
+        // `filter(queue.Queue, P)` with `P` reading only its element: a bucket may test `P`
+        // once per event as it queues it (see `Program::queue_filter_admits`).
+        let k = if q == Quant::Filter && pure && matches!(ln.k, K::QueueList) {
+            K::QueueFilter(Box::new(ln), Arc::new(bn))
+        } else {
+            K::Quant(q, Box::new(ln), Box::new(bn))
+        };
+        Ok((Node::new(k, span.clone()), t))
     }
 
     /// `any(L, {X op #})` over a constant list → a prebuilt matcher.

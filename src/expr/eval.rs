@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::ops::Range;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// A constant.
 #[derive(Debug, Clone)]
@@ -227,7 +228,94 @@ pub(crate) enum K {
     /// A closure predicate that reads only its element, with its memo slot: over a list
     /// of events its verdict is cached on each event.
     Memo(u8, Box<Node>),
+    /// `filter(queue.Queue, P)` where `P` reads only its element: the queue list node and
+    /// `P`, shared with [`super::Program`] so a bucket can test events as it queues them.
+    /// Over a queue the caller already filtered with `P` ([`EvalCtx::queue_prefiltered`]),
+    /// it is the queue itself.
+    QueueFilter(Box<Node>, Arc<Node>),
     Call(Func, Vec<Node>),
+}
+
+impl Node {
+    /// Calls `f` on each direct child. Exhaustive, so a new node kind must say what it
+    /// contains.
+    pub(crate) fn for_each_child<'n>(&'n self, f: &mut impl FnMut(&'n Node)) {
+        match &self.k {
+            K::Lit(_)
+            | K::Data(_)
+            | K::Evt
+            | K::EvtField(_)
+            | K::Alert
+            | K::Queue
+            | K::QueueList
+            | K::Var(_)
+            | K::Elem(_)
+            | K::Column(..) => {}
+            K::ListLit(items) | K::Call(_, items) => items.iter().for_each(f),
+            K::EvField(a, _)
+            | K::EvRaw(a)
+            | K::EvTime(a)
+            | K::EvWhitelisted(a)
+            | K::SetMeta(_, a)
+            | K::AlertProp(a, _)
+            | K::AlertMeta(a, _)
+            | K::Not(a)
+            | K::Neg(a)
+            | K::Match(a, _)
+            | K::MatchesLit(a, _)
+            | K::RegexpInFile(a, _)
+            | K::IpInNets(a, _)
+            | K::Memo(_, a) => f(a),
+            K::Index(a, b)
+            | K::And(a, b)
+            | K::Or(a, b)
+            | K::Cmp(_, a, b)
+            | K::Arith(_, a, b)
+            | K::Range(a, b)
+            | K::In(a, b)
+            | K::StrOp(_, a, b)
+            | K::Matches(a, b)
+            | K::Coalesce(a, b)
+            | K::Let(a, b)
+            | K::Quant(_, a, b) => {
+                f(a);
+                f(b);
+            }
+            K::QueueFilter(a, b) => {
+                f(a);
+                f(b);
+            }
+            K::Slice(a, b, c) => {
+                f(a);
+                if let Some(b) = b {
+                    f(b);
+                }
+                if let Some(c) = c {
+                    f(c);
+                }
+            }
+            K::Ternary(a, b, c) => {
+                f(a);
+                f(b);
+                f(c);
+            }
+        }
+    }
+}
+
+/// `P`'s verdict for `event`, where `P` is the predicate of a [`K::QueueFilter`]: it reads
+/// only its element, so it runs with `event` as the element and nothing else in scope.
+pub(crate) fn element_verdict(body: &Node, event: &Event, ctx: &EvalCtx<'_>) -> R<bool> {
+    let inner = match &body.k {
+        K::Memo(_, inner) => inner,
+        _ => body,
+    };
+    let f = Frame {
+        val: Value::Event(event),
+        idx: 0,
+        parent: None,
+    };
+    eval_bool(inner, ctx, Some(&f))
 }
 
 /// Memo slots per event: two bits each in [`Event::memo`].
@@ -664,6 +752,10 @@ pub(crate) fn eval<'a>(n: &'a Node, ctx: &EvalCtx<'a>, fr: Option<&Frame<'_, 'a>
         },
         K::Call(f, args) => call(n, *f, args, ctx, fr)?,
         K::Memo(_, inner) => eval(inner, ctx, fr)?,
+        K::QueueFilter(list, body) => match (ctx.queue_prefiltered, ctx.queue) {
+            (true, Some(q)) => Value::List(List::Events(q)),
+            _ => quant_collect(Quant::Filter, list, body, ctx, fr)?,
+        },
     })
 }
 

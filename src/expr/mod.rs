@@ -41,6 +41,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::ops::Range;
 use std::rc::Rc;
+use std::sync::Arc;
 
 pub use jiff::SignedDuration;
 
@@ -225,6 +226,9 @@ pub struct EvalCtx<'a> {
     pub decisions: Option<&'a dyn DecisionHistory>,
     /// `evt.SetMeta` writes, buffered for the caller to apply after evaluation.
     pub writes: RefCell<Vec<(FieldId, String)>>,
+    /// `queue` holds only the events the program's queue filter admits
+    /// ([`Program::queue_filter_admits`]), so that filter returns it as it is.
+    pub queue_prefiltered: bool,
 }
 
 impl<'a> EvalCtx<'a> {
@@ -237,6 +241,7 @@ impl<'a> EvalCtx<'a> {
             data,
             decisions: None,
             writes: RefCell::new(Vec::new()),
+            queue_prefiltered: false,
         }
     }
 
@@ -389,6 +394,9 @@ pub struct Program {
     ty: Type,
     fields: Vec<FieldId>,
     src: Box<str>,
+    /// `P` when the program reads `queue.Queue` only as `filter(queue.Queue, P)`, with `P`
+    /// reading only its element.
+    queue_filter: Option<Arc<eval::Node>>,
 }
 
 impl fmt::Debug for Program {
@@ -425,12 +433,35 @@ pub fn compile(
     let mut fields = ck.take_fields();
     fields.sort();
     fields.dedup();
+    let queue_filter = sole_queue_filter(&root);
     Ok(Program {
         root,
         ty,
         fields,
         src: Box::from(src),
+        queue_filter,
     })
+}
+
+/// The predicate `P` when `root` reads the queue exactly once, as `filter(queue.Queue, P)`
+/// with `P` reading only its element: then a queue holding only the events `P` admits gives
+/// the same result, with the filter a no-op.
+fn sole_queue_filter(root: &eval::Node) -> Option<Arc<eval::Node>> {
+    fn walk<'n>(n: &'n eval::Node, lists: &mut usize, filters: &mut Vec<&'n Arc<eval::Node>>) {
+        match &n.k {
+            eval::K::QueueList => *lists += 1,
+            eval::K::QueueFilter(_, p) => filters.push(p),
+            _ => {}
+        }
+        n.for_each_child(&mut |c| walk(c, lists, filters));
+    }
+    let mut lists = 0;
+    let mut filters = Vec::new();
+    walk(root, &mut lists, &mut filters);
+    match (lists, filters.as_slice()) {
+        (1, [p]) => Some(Arc::clone(p)),
+        _ => None,
+    }
 }
 
 impl Program {
@@ -468,6 +499,24 @@ impl Program {
     /// when any value might do.
     pub fn implied_values(&self, field: FieldId) -> Option<Vec<Box<str>>> {
         eval::implied_values(&self.root, field)
+    }
+
+    /// Whether the program reads `queue.Queue` only through a filter whose predicate reads
+    /// only its element (`filter(queue.Queue, {#.Meta.log_type == 'x'})`). A bucket may then
+    /// queue only the events [`Self::queue_filter_admits`] admits and evaluate with
+    /// [`EvalCtx::queue_prefiltered`]: the filter costs nothing, however long the queue.
+    pub fn has_queue_filter(&self) -> bool {
+        self.queue_filter.is_some()
+    }
+
+    /// That filter's verdict on `event` (`true` when there is no such filter). A predicate
+    /// that fails at run time admits nothing: over the whole queue it would make the
+    /// filter, and so the condition, fail at every evaluation.
+    pub fn queue_filter_admits(&self, event: &Event, data: &DataLists) -> bool {
+        match &self.queue_filter {
+            None => true,
+            Some(p) => eval::element_verdict(p, event, &EvalCtx::new(data)).unwrap_or(false),
+        }
     }
 
     /// Every field the expression reads or writes, sorted.

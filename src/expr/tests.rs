@@ -667,6 +667,68 @@ fn conditional_scenario() {
 }
 
 #[test]
+fn a_queue_filter_lets_a_bucket_queue_only_what_it_admits() {
+    let mut e = env();
+    let src = "let failedAuths = filter(queue.Queue, {#.Meta.log_type == 'ssh_failed-auth'});\nlen(failedAuths) >= 4 &&\nMedianInterval(map(failedAuths[-4:], {#.Time})) > duration(\"10m\")";
+    let p = e.ok(src);
+    assert!(p.has_queue_filter());
+    let count = e.ok("len(filter(queue.Queue, {#.Meta.log_type == 'ssh_failed-auth'}))");
+    assert!(count.has_queue_filter());
+    let types = [
+        "ssh_failed-auth",
+        "auth_success",
+        "ssh_failed-auth",
+        "x",
+        "ssh_failed-auth",
+    ];
+    let queues: Vec<Vec<Event>> = (0..types.len() * 2)
+        .map(|n| {
+            (0..n)
+                .map(|i| event_at(&e, types[(i * 7 + n) % types.len()], (i * 700) as i64))
+                .collect()
+        })
+        .collect();
+    let last = event_at(&e, "ssh_failed-auth", 0);
+    let mut verdicts = [0, 0];
+    for q in &queues {
+        let kept: Vec<Event> = q
+            .iter()
+            .filter(|ev| p.queue_filter_admits(ev, &e.data))
+            .cloned()
+            .collect();
+        let whole = EvalCtx::for_event(&last, &e.data).with_queue(q);
+        let mut filtered = EvalCtx::for_event(&last, &e.data).with_queue(&kept);
+        filtered.queue_prefiltered = true;
+        assert_eq!(p.eval_bool(&whole), p.eval_bool(&filtered), "queue {q:?}");
+        verdicts[usize::from(p.eval_bool(&whole))] += 1;
+        let n = |ctx: &EvalCtx<'_>| count.eval_string(ctx).map(|s| s.into_owned());
+        assert_eq!(n(&whole), n(&filtered));
+        assert_eq!(n(&whole), Some(kept.len().to_string()));
+    }
+    assert!(
+        verdicts[0] > 0 && verdicts[1] > 0,
+        "both verdicts seen: {verdicts:?}"
+    );
+    // The flag is what makes the filter a no-op: over the whole queue it counts everything.
+    let q = &queues[6];
+    let mut lying = EvalCtx::for_event(&last, &e.data).with_queue(q);
+    lying.queue_prefiltered = true;
+    assert_eq!(count.eval_string(&lying).as_deref(), Some("6"));
+
+    // No split when the queue is read elsewhere too, or the predicate reads more than its
+    // element.
+    for src in [
+        "len(queue.Queue) > 1 && len(filter(queue.Queue, {#.Meta.log_type == 'x'})) > 0",
+        "len(filter(queue.Queue, {#.Meta.log_type == 'x'})) > len(filter(queue.Queue, {#.Meta.log_type == 'x'}))",
+        "len(filter(queue.Queue, {#.Meta.log_type == evt.Meta.log_type})) > 1",
+        "len(map(queue.Queue, {#.Meta.log_type})) > 1",
+        "evt.Meta.log_type == 'x'",
+    ] {
+        assert!(!e.ok(src).has_queue_filter(), "{src}");
+    }
+}
+
+#[test]
 fn element_predicates_are_memoised_on_queued_events() {
     let mut e = env();
     let p = e.ok("len(filter(queue.Queue, {#.Meta.log_type == 'ssh_failed-auth'})) >= 2");
