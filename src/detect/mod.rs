@@ -132,6 +132,12 @@ pub struct Detector {
     /// Per distinct filter, values some fields must hold for it to match (checked before
     /// running the filter).
     filter_guards: Vec<Vec<Guard>>,
+    /// Per distinct filter, the fields whose values the index or a guard has checked
+    /// before it runs: its conjuncts testing only those fields are skipped.
+    filter_checked: Vec<Box<[FieldId]>>,
+    /// Per distinct filter, whether it is nothing but such checked tests
+    /// (`evt.Meta.log_type == 'ssh_failed-auth'`): then it is not run at all.
+    filter_checked_only: Vec<bool>,
     /// The scenarios an event can match, by its `log_type`.
     index: Arc<ScenarioIndex>,
     /// What alert samples keep.
@@ -326,7 +332,7 @@ impl Detector {
             .collect();
         let filter_memo = vec![None; filters.len()];
         let index = ScenarioIndex::new(&ruleset);
-        let filter_guards = filters
+        let filter_guards: Vec<Vec<Guard>> = filters
             .iter()
             .map(|f| {
                 f.referenced_fields()
@@ -339,12 +345,26 @@ impl Detector {
                     .collect()
             })
             .collect();
+        // The index guarantees the value of its field for every candidate whose filter
+        // implies any (it lists a scenario only under the values its filter implies), and
+        // each guard its field's.
+        let filter_checked: Vec<Box<[FieldId]>> = filter_guards
+            .iter()
+            .map(|guards| guards.iter().map(|g| g.field).chain(index.field).collect())
+            .collect();
+        let filter_checked_only = filters
+            .iter()
+            .zip(&filter_checked)
+            .map(|(f, checked)| f.only_field_tests(&|id| checked.contains(&id)))
+            .collect();
         let sample_spec = SampleSpec::new(&ruleset);
         Detector {
             plans,
             filter_slot,
             filter_memo,
             filter_guards,
+            filter_checked,
+            filter_checked_only,
             index: Arc::new(index),
             sample_spec,
             hasher: KeyHasher::default(),
@@ -465,11 +485,15 @@ impl Detector {
                     self.filter_memo[slot] = Some(false);
                     continue;
                 }
+                None if self.filter_checked_only[slot] => self.filter_memo[slot] = Some(true),
                 None => {
                     // The filter may set fields (`evt.SetMeta`); apply them to a copy for
                     // this scenario. Filters that write are not shared.
                     let ctx = self.ctx(Some(event), None);
-                    let ok = sc.filter.eval_bool(&ctx);
+                    let checked = &self.filter_checked[slot];
+                    let ok = sc
+                        .filter
+                        .eval_bool_assuming(&ctx, &|id| checked.contains(&id));
                     writes = ctx.writes.take();
                     if writes.is_empty() {
                         self.filter_memo[slot] = Some(ok);

@@ -381,6 +381,51 @@ pub(crate) fn implied_values(n: &Node, field: FieldId) -> Option<Vec<Box<str>>> 
     }
 }
 
+/// The root event field `n` tests, when `n` is exactly a test of it against string
+/// literals (`evt.F == 'x'`, `evt.F in ['x', 'y']`): `n` then holds exactly when the field's
+/// value is among [`implied_values`]`(n, F)`.
+fn field_test(n: &Node) -> Option<FieldId> {
+    match &n.k {
+        K::Cmp(Cmp::Eq, a, b) => match (&a.k, &b.k) {
+            (K::EvtField(f), K::Lit(Lit::Str(_))) | (K::Lit(Lit::Str(_)), K::EvtField(f)) => {
+                Some(*f)
+            }
+            _ => None,
+        },
+        K::Match(x, m) if m.is_exact() => match x.k {
+            K::EvtField(f) => Some(f),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `n` as a condition, taking as true its top-level conjuncts (`a && b && ...`) that are
+/// field tests ([`field_test`]) of a field `checked` admits: the caller has already
+/// checked those against their implied values.
+pub(crate) fn eval_bool_assuming<'a>(
+    n: &'a Node,
+    ctx: &EvalCtx<'a>,
+    checked: &dyn Fn(FieldId) -> bool,
+) -> R<bool> {
+    match &n.k {
+        K::And(a, b) => {
+            Ok(eval_bool_assuming(a, ctx, checked)? && eval_bool_assuming(b, ctx, checked)?)
+        }
+        _ if field_test(n).is_some_and(checked) => Ok(true),
+        _ => eval_bool(n, ctx, None),
+    }
+}
+
+/// Whether every top-level conjunct of `n` is a field test of a field `checked` admits:
+/// then [`eval_bool_assuming`] is `true` without evaluating anything.
+pub(crate) fn only_field_tests(n: &Node, checked: &dyn Fn(FieldId) -> bool) -> bool {
+    match &n.k {
+        K::And(a, b) => only_field_tests(a, checked) && only_field_tests(b, checked),
+        _ => field_test(n).is_some_and(checked),
+    }
+}
+
 /// The memoised verdict of `slot` for `e`, if computed.
 fn memo_get(e: &Event, slot: u8) -> Option<bool> {
     let bits = e.memo.get() >> (2 * u32::from(slot));

@@ -116,6 +116,13 @@ impl StrMatcher {
         }
     }
 
+    /// Whether this is an exact, case-sensitive test ([`Self::exact_values`] is `Some`),
+    /// without listing the patterns.
+    pub(crate) fn is_exact(&self) -> bool {
+        (self.op, self.fold) == (MatchOp::Exact, Fold::None)
+            && !matches!(self.imp, Imp::Ac(_) | Imp::Trie(_))
+    }
+
     /// True when some pattern matches `x` (after the fold).
     pub(crate) fn is_match(&self, x: &str) -> bool {
         if matches!(self.imp, Imp::Never) {

@@ -485,6 +485,21 @@ impl Program {
         eval::eval_bool(&self.root, ctx, None).unwrap_or(false)
     }
 
+    /// Evaluates a condition like [`Self::eval_bool`], taking as true the top-level
+    /// conjuncts (`a && b && ...`) that only test a field `checked` admits against string
+    /// literals (`evt.F == 'x'`, `evt.F in ['x', 'y']`). For a caller that has already
+    /// checked the event's value of each such field against [`Self::implied_values`]: for
+    /// those fields that check is exactly what the conjuncts test.
+    pub fn eval_bool_assuming(&self, ctx: &EvalCtx<'_>, checked: &dyn Fn(FieldId) -> bool) -> bool {
+        eval::eval_bool_assuming(&self.root, ctx, checked).unwrap_or(false)
+    }
+
+    /// Whether the condition is nothing but such field tests of fields `checked` admits:
+    /// then [`Self::eval_bool_assuming`] is `true`.
+    pub fn only_field_tests(&self, checked: &dyn Fn(FieldId) -> bool) -> bool {
+        eval::only_field_tests(&self.root, checked)
+    }
+
     /// Evaluates to a string: numbers formatted like Go's `fmt.Sprint`; `nil` (and errors) → `None`.
     pub fn eval_string<'a>(&'a self, ctx: &EvalCtx<'a>) -> Option<Cow<'a, str>> {
         match self.eval(ctx).ok()? {

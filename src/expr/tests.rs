@@ -667,6 +667,81 @@ fn conditional_scenario() {
 }
 
 #[test]
+fn conjuncts_the_caller_checked_are_taken_as_true() {
+    let mut e = env();
+    let id = |e: &Env, k: &str| {
+        let (ns, n) = split_key(k);
+        e.fields.get(ns, n).expect("registered")
+    };
+    let (log_type, status, verb) = (
+        id(&e, "log_type"),
+        id(&e, "http_status"),
+        id(&e, "Parsed.verb"),
+    );
+    let f = e.ok(
+        "evt.Meta.log_type == 'http_access-log' && evt.Meta.http_status in ['404', '403'] && evt.Parsed.request contains 'wp-'",
+    );
+    let both = |x: FieldId| x == log_type || x == status;
+    let only_type = |x: FieldId| x == log_type;
+    let cases = [
+        // (log_type, status, request, eval_bool, assuming both checked, assuming log_type)
+        ("http_access-log", "404", "/wp-login.php", true, true, true),
+        ("http_access-log", "404", "/index.php", false, false, false),
+        (
+            "http_access-log",
+            "200",
+            "/wp-login.php",
+            false,
+            true,
+            false,
+        ),
+        ("syslog", "200", "/wp-login.php", false, true, false),
+    ];
+    for (t, st, req, plain, assume_both, assume_type) in cases {
+        let ev = e.event(&[
+            ("log_type", t),
+            ("http_status", st),
+            ("Parsed.request", req),
+        ]);
+        let ctx = EvalCtx::for_event(&ev, &e.data);
+        assert_eq!(f.eval_bool(&ctx), plain, "{t} {st} {req}");
+        assert_eq!(
+            f.eval_bool_assuming(&ctx, &both),
+            assume_both,
+            "{t} {st} {req}"
+        );
+        assert_eq!(
+            f.eval_bool_assuming(&ctx, &only_type),
+            assume_type,
+            "{t} {st} {req}"
+        );
+    }
+    assert!(!f.only_field_tests(&both));
+
+    let tests_only = e.ok("evt.Meta.log_type == 'x' && evt.Parsed.verb in ['GET', 'HEAD']");
+    assert!(tests_only.only_field_tests(&|x| x == log_type || x == verb));
+    assert!(!tests_only.only_field_tests(&only_type));
+    // Not a plain field test: a fold, a negation, a disjunction, a function of the field.
+    for src in [
+        "Upper(evt.Parsed.verb) == 'GET'",
+        "evt.Parsed.verb != 'GET'",
+        "evt.Parsed.verb == 'GET' || evt.Parsed.verb == 'HEAD'",
+        "evt.Parsed.verb contains 'GE'",
+        "!(evt.Parsed.verb in ['GET'])",
+    ] {
+        let p = e.ok(src);
+        assert!(!p.only_field_tests(&|x| x == verb), "{src}");
+        let ev = e.event(&[("Parsed.verb", "POST")]);
+        let ctx = EvalCtx::for_event(&ev, &e.data);
+        assert_eq!(
+            p.eval_bool_assuming(&ctx, &|x| x == verb),
+            p.eval_bool(&ctx),
+            "{src}"
+        );
+    }
+}
+
+#[test]
 fn a_queue_filter_lets_a_bucket_queue_only_what_it_admits() {
     let mut e = env();
     let src = "let failedAuths = filter(queue.Queue, {#.Meta.log_type == 'ssh_failed-auth'});\nlen(failedAuths) >= 4 &&\nMedianInterval(map(failedAuths[-4:], {#.Time})) > duration(\"10m\")";
