@@ -92,6 +92,7 @@ impl Parser<'_> {
         };
         match c {
             '(' => {
+                let mut folded = false;
                 if self.chars.peek() == Some(&'?') {
                     self.chars.next();
                     // Flags up to ':' or ')'.
@@ -99,9 +100,14 @@ impl Parser<'_> {
                     loop {
                         match self.chars.next() {
                             Some(':') => break,
+                            // `(?i)` folds the rest of the enclosing group: give up.
+                            Some(')') if folded => return Err(Abort),
                             Some(')') => return Ok(Node::Other),
                             Some('-') => negated = true,
-                            Some('i' | 'x') if !negated => return Err(Abort),
+                            // `(?i:...)` folds only its own contents: it matches
+                            // something, but no literal of it is required as written.
+                            Some('i') if !negated => folded = true,
+                            Some('x') if !negated => return Err(Abort),
                             Some('P' | '<') => {
                                 // Named group (not produced by the expander,
                                 // but harmless): skip the name.
@@ -120,6 +126,9 @@ impl Parser<'_> {
                 let alts = self.alternatives(depth + 1)?;
                 if self.chars.next() != Some(')') {
                     return Err(Abort);
+                }
+                if folded {
+                    return Ok(Node::Other);
                 }
                 Ok(Node::Group(alts))
             }
@@ -248,6 +257,18 @@ mod tests {
         assert_eq!(required_literal(r"x(?:abcd)*y"), None);
         assert_eq!(required_literal(r"abc|def"), None);
         assert_eq!(required_literal(r"(?i)abcdef"), None);
+        assert_eq!(required_literal(r"(?:xy(?i)abcdef)"), None);
+        assert_eq!(required_literal(r"(?x:abc def)"), None);
+        // A folded group breaks the run; the literal before it still counts.
+        assert_eq!(
+            required_literal(r"error: PAM: (?i:authentication (?:failure|error)) for").as_deref(),
+            Some("error: PAM: ")
+        );
+        assert_eq!(required_literal(r"ab(?i:cdefgh)ij"), None);
+        assert_eq!(
+            required_literal(r"abcd(?-i:efg)h").as_deref(),
+            Some("abcdefgh")
+        );
         assert_eq!(
             required_literal(r"(?-u:\b)hello\.world[a-z]").as_deref(),
             Some("hello.world")
