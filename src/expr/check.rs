@@ -1192,7 +1192,29 @@ impl<'e, 'a> Checker<'e, 'a> {
         } else {
             K::Quant(q, Box::new(ln), Box::new(bn))
         };
-        Ok((Node::new(k, span.clone()), t))
+        let node = Node::new(k, span.clone());
+        // `any(File(L), {evt.F contains f(#) ? ... : false})`: one pass over `evt.F` for
+        // all the `f(#)` first (see `eval::gate_of_any`).
+        if let K::Quant(Quant::Any, _, body) = &node.k
+            && let Some((field, col)) = eval::gate_of_any(body)
+        {
+            let strs: Option<Vec<&str>> = col
+                .iter()
+                .map(|l| match l {
+                    Lit::Str(s) => Some(&**s),
+                    _ => None,
+                })
+                .collect();
+            if let Some(m) =
+                strs.and_then(|s| StrMatcher::new(MatchOp::Contains, Fold::None, s).ok())
+            {
+                return Ok((
+                    Node::new(K::ContainsGate(field, m, Box::new(node)), span.clone()),
+                    t,
+                ));
+            }
+        }
+        Ok((node, t))
     }
 
     /// `any(L, {X op #})` over a constant list → a prebuilt matcher.

@@ -233,6 +233,9 @@ pub(crate) enum K {
     /// Over a queue the caller already filtered with `P` ([`EvalCtx::queue_prefiltered`]),
     /// it is the queue itself.
     QueueFilter(Box<Node>, Arc<Node>),
+    /// A node that can only be true when the root event's field contains one of the
+    /// matcher's strings (see [`gate_of_any`]): that one pass runs first.
+    ContainsGate(FieldId, StrMatcher, Box<Node>),
     Call(Func, Vec<Node>),
 }
 
@@ -265,6 +268,7 @@ impl Node {
             | K::MatchesLit(a, _)
             | K::RegexpInFile(a, _)
             | K::IpInNets(a, _)
+            | K::ContainsGate(_, _, a)
             | K::Memo(_, a) => f(a),
             K::Index(a, b)
             | K::And(a, b)
@@ -426,6 +430,24 @@ pub(crate) fn only_field_tests(n: &Node, checked: &dyn Fn(FieldId) -> bool) -> b
     }
 }
 
+/// For the body of `any(L, {...})` over a constant list: the root event field `F` and
+/// the column `C` (per element of `L`) when, for every element, the first thing the body
+/// evaluates is `evt.F contains C[i]` and the body is false without error when that is
+/// false (`evt.F contains C ? ... : false`, `evt.F contains C && ...`). The `any` is then
+/// false unless `evt.F` contains some string of `C`, which one Aho-Corasick pass tells;
+/// the hub's CVE scenario runs such a body over a list of URIs on every 404.
+pub(crate) fn gate_of_any(body: &Node) -> Option<(FieldId, &[Lit])> {
+    match &body.k {
+        K::Memo(_, a) | K::And(a, _) => gate_of_any(a),
+        K::Ternary(c, _, f) if matches!(f.k, K::Lit(Lit::Bool(false))) => gate_of_any(c),
+        K::StrOp(StrOp::Contains, x, c) => match (&x.k, &c.k) {
+            (K::EvtField(f), K::Column(0, col)) => Some((*f, col)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// The memoised verdict of `slot` for `e`, if computed.
 fn memo_get(e: &Event, slot: u8) -> Option<bool> {
     let bits = e.memo.get() >> (2 * u32::from(slot));
@@ -562,6 +584,10 @@ pub(crate) fn eval_bool<'a>(n: &'a Node, ctx: &EvalCtx<'a>, fr: Option<&Frame<'_
         K::Quant(q @ (Quant::Any | Quant::All | Quant::None | Quant::One), l, body) => {
             quant_bool(n, *q, l, body, ctx, fr)
         }
+        K::ContainsGate(f, m, inner) => match ctx.event {
+            Some(e) if !m.is_match(e.get(*f)) => Ok(false),
+            _ => eval_bool(inner, ctx, fr),
+        },
         _ => match eval(n, ctx, fr)? {
             Value::Bool(b) => Ok(b),
             v => type_err(n, "a boolean", &v),
@@ -797,6 +823,7 @@ pub(crate) fn eval<'a>(n: &'a Node, ctx: &EvalCtx<'a>, fr: Option<&Frame<'_, 'a>
         },
         K::Call(f, args) => call(n, *f, args, ctx, fr)?,
         K::Memo(_, inner) => eval(inner, ctx, fr)?,
+        K::ContainsGate(..) => Value::Bool(eval_bool(n, ctx, fr)?),
         K::QueueFilter(list, body) => match (ctx.queue_prefiltered, ctx.queue) {
             (true, Some(q)) => Value::List(List::Events(q)),
             _ => quant_collect(Quant::Filter, list, body, ctx, fr)?,

@@ -593,6 +593,90 @@ fn hub_filters_behave() {
     assert_eq!(e.string(xff, &[]).as_deref(), Some(""));
 }
 
+fn has_contains_gate(p: &Program) -> bool {
+    fn walk(n: &super::eval::Node) -> bool {
+        let mut found = matches!(n.k, super::eval::K::ContainsGate(..));
+        n.for_each_child(&mut |c| found |= walk(c));
+        found
+    }
+    walk(&p.root)
+}
+
+#[test]
+fn any_over_a_column_is_gated_by_one_pass() {
+    let mut e = env();
+    let cves = "File(\"trendy_cves_uris.json\")";
+    let gated = [
+        format!(
+            "any({cves}, {{ evt.Meta.http_path contains JsonExtract(#, \"uri\") ? evt.SetMeta(\"cve\", JsonExtract(#, \"cve\")) : false }})"
+        ),
+        format!(
+            "any({cves}, {{ evt.Meta.http_path contains JsonExtract(#, \"uri\") && evt.Meta.http_status == '404' }})"
+        ),
+        format!(
+            "evt.Meta.http_status in ['404', '403'] and any({cves}, {{ evt.Meta.http_path contains JsonExtract(#, \"uri\") }})"
+        ),
+    ];
+    // The same bodies with a first test that is not the gate: evaluated element by element.
+    let plain = [
+        format!(
+            "any({cves}, {{ evt.Meta.http_path != 'zz' && evt.Meta.http_path contains JsonExtract(#, \"uri\") ? evt.SetMeta(\"cve\", JsonExtract(#, \"cve\")) : false }})"
+        ),
+        format!(
+            "any({cves}, {{ evt.Meta.http_path != 'zz' && evt.Meta.http_path contains JsonExtract(#, \"uri\") && evt.Meta.http_status == '404' }})"
+        ),
+        format!(
+            "evt.Meta.http_status in ['404', '403'] and any({cves}, {{ evt.Meta.http_path != 'zz' && evt.Meta.http_path contains JsonExtract(#, \"uri\") }})"
+        ),
+    ];
+    let events = [
+        ("/x/_ignition/execute-solution?a", "404"),
+        ("/global-protect/login.esp", "200"),
+        ("/global-protect/login.esp", "404"),
+        ("/index.html", "404"),
+        ("", "404"),
+    ];
+    for (g, p) in gated.iter().zip(&plain) {
+        let (g, p) = (e.ok(g), e.ok(p));
+        assert!(has_contains_gate(&g), "{}", g.source());
+        assert!(!has_contains_gate(&p), "{}", p.source());
+        let mut seen = [false, false];
+        for (path, status) in events {
+            let ev = e.event(&[("http_path", path), ("http_status", status)]);
+            let (cg, cp) = (
+                EvalCtx::for_event(&ev, &e.data),
+                EvalCtx::for_event(&ev, &e.data),
+            );
+            let verdict = g.eval_bool(&cg);
+            assert_eq!(verdict, p.eval_bool(&cp), "{} on {path}", g.source());
+            assert_eq!(
+                cg.take_writes(),
+                cp.take_writes(),
+                "{} on {path}",
+                g.source()
+            );
+            seen[usize::from(verdict)] = true;
+        }
+        assert_eq!(seen, [true, true], "{}", g.source());
+    }
+    // Not gated: the contains test is not the first thing the body evaluates, or the
+    // body may be true without it.
+    for src in [
+        format!(
+            "any({cves}, {{ evt.Meta.http_status == '404' && evt.Meta.http_path contains JsonExtract(#, \"uri\") }})"
+        ),
+        format!(
+            "any({cves}, {{ evt.Meta.http_path contains JsonExtract(#, \"uri\") ? true : evt.Meta.http_status == '404' }})"
+        ),
+        format!(
+            "any({cves}, {{ evt.Meta.http_path contains JsonExtract(#, \"uri\") || evt.Meta.http_status == '404' }})"
+        ),
+        format!("all({cves}, {{ evt.Meta.http_path contains JsonExtract(#, \"uri\") }})"),
+    ] {
+        assert!(!has_contains_gate(&e.ok(&src)), "{src}");
+    }
+}
+
 #[test]
 fn set_meta_interns_and_buffers() {
     let mut e = env();
