@@ -17,22 +17,31 @@ pub struct ReadStats {
 
 /// Calls `f` with every non-empty line of `bytes` (without `\n` / `\r\n`).
 pub fn for_each_line(bytes: &[u8], stats: &mut ReadStats, mut f: impl FnMut(&str)) {
-    for raw in bytes.split(|b| *b == b'\n') {
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if raw.is_empty() {
-            continue;
+    let mut rest = bytes;
+    while let Some(pos) = memchr::memchr(b'\n', rest) {
+        hand_on(&rest[..pos], stats, &mut f);
+        rest = &rest[pos + 1..];
+    }
+    hand_on(rest, stats, &mut f);
+}
+
+/// Hands on one line (no `\n` inside): without a trailing `\r`; empty lines are dropped,
+/// over-long and non-UTF-8 ones counted and dropped.
+fn hand_on(raw: &[u8], stats: &mut ReadStats, f: &mut impl FnMut(&str)) {
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    if raw.is_empty() {
+        return;
+    }
+    if raw.len() > MAX_LINE {
+        stats.too_long += 1;
+        return;
+    }
+    match std::str::from_utf8(raw) {
+        Ok(line) => {
+            stats.lines += 1;
+            f(line);
         }
-        if raw.len() > MAX_LINE {
-            stats.too_long += 1;
-            continue;
-        }
-        match std::str::from_utf8(raw) {
-            Ok(line) => {
-                stats.lines += 1;
-                f(line);
-            }
-            Err(_) => stats.not_utf8 += 1,
-        }
+        Err(_) => stats.not_utf8 += 1,
     }
 }
 
@@ -71,11 +80,11 @@ pub fn for_each_line_in(
             if std::mem::take(&mut skipping) {
                 continue;
             }
-            for_each_line(line, stats, &mut f);
+            hand_on(line, stats, &mut f);
         }
         if eof {
             if !skipping && start < end {
-                for_each_line(&buf[start..end], stats, &mut f);
+                hand_on(&buf[start..end], stats, &mut f);
             }
             consumed(total);
             return Ok(());
@@ -117,6 +126,18 @@ mod tests {
         for_each_line(&input, &mut st, |l| expected.push(l.to_owned()));
         assert_eq!(lines, expected);
         assert_eq!(stats.lines, st.lines);
+    }
+
+    #[test]
+    fn lines_lose_their_ending_and_empty_ones_are_dropped() {
+        let mut stats = ReadStats::default();
+        let mut out = Vec::new();
+        let input = b"a\r\n\nb c\r\r\n\r\n\xff\n\nlast";
+        for_each_line(input, &mut stats, |l| out.push(l.to_owned()));
+        assert_eq!(out, ["a", "b c\r", "last"]);
+        assert_eq!((stats.lines, stats.not_utf8, stats.too_long), (3, 1, 0));
+        let (streamed, _) = collect(input);
+        assert_eq!(streamed, out);
     }
 
     #[test]
