@@ -132,6 +132,10 @@ pub struct Detector {
     /// Per distinct filter, values some fields must hold for it to match (checked before
     /// running the filter).
     filter_guards: Vec<Vec<Guard>>,
+    /// The fields and values the guards test.
+    guard_fields: GuardFields,
+    /// Per guard field, this event's class (scratch, reset per pour).
+    guard_classes: Vec<u8>,
     /// Per distinct filter, the fields whose values the index or a guard has checked
     /// before it runs: its conjuncts testing only those fields are skipped.
     filter_checked: Vec<Box<[FieldId]>>,
@@ -198,17 +202,63 @@ fn string_of<'e>(
     }
 }
 
-/// `evt.<field>` must be one of `values` for a filter to match.
+/// `evt.<field>` must be one of some values for a filter to match: the field by its index
+/// in [`GuardFields`], the values as a mask of that field's value classes.
 #[derive(Debug)]
 struct Guard {
-    field: FieldId,
-    values: Box<[Box<str>]>,
+    field: usize,
+    mask: u64,
 }
 
-impl Guard {
-    fn admits(&self, event: &Event) -> bool {
-        let v = event.get(self.field);
-        self.values.iter().any(|x| **x == *v)
+/// The fields guards test, each with the distinct values guards name. An event's value of
+/// each is classified once per pour (its index among them, or [`GuardFields::OTHER`]), so
+/// the guards of a few dozen filters are bit tests, not string comparisons.
+#[derive(Debug, Default)]
+struct GuardFields {
+    fields: Vec<FieldId>,
+    values: Vec<Vec<Box<str>>>,
+}
+
+impl GuardFields {
+    /// The class of a value no guard names.
+    const OTHER: u8 = 63;
+    /// Scratch value: not classified yet.
+    const UNKNOWN: u8 = u8::MAX;
+
+    /// A guard admitting `values` of `field`; `None` when the field would need more
+    /// classes than a mask holds (the filter then runs unguarded on that field).
+    fn guard(&mut self, field: FieldId, values: &[Box<str>]) -> Option<Guard> {
+        let fi = match self.fields.iter().position(|f| *f == field) {
+            Some(i) => i,
+            None => {
+                self.fields.push(field);
+                self.values.push(Vec::new());
+                self.fields.len() - 1
+            }
+        };
+        let known = &mut self.values[fi];
+        let mut mask = 0u64;
+        for v in values {
+            let class = match known.iter().position(|k| k == v) {
+                Some(c) => c,
+                None if known.len() < usize::from(Self::OTHER) => {
+                    known.push(v.clone());
+                    known.len() - 1
+                }
+                None => return None,
+            };
+            mask |= 1 << class;
+        }
+        Some(Guard { field: fi, mask })
+    }
+
+    /// The class of `event`'s value of field `fi`.
+    fn classify(&self, fi: usize, event: &Event) -> u8 {
+        let v = event.get(self.fields[fi]);
+        self.values[fi]
+            .iter()
+            .position(|k| **k == *v)
+            .map_or(Self::OTHER, |c| c as u8)
     }
 }
 
@@ -332,26 +382,32 @@ impl Detector {
             .collect();
         let filter_memo = vec![None; filters.len()];
         let index = ScenarioIndex::new(&ruleset);
-        let filter_guards: Vec<Vec<Guard>> = filters
+        let mut guard_fields = GuardFields::default();
+        // Per filter, its guards and the fields they (or the index) check.
+        let (filter_guards, filter_checked): (Vec<Vec<Guard>>, Vec<Box<[FieldId]>>) = filters
             .iter()
             .map(|f| {
-                f.referenced_fields()
-                    .into_iter()
-                    .filter(|id| Some(*id) != index.field)
-                    .filter_map(|field| {
-                        let values = f.implied_values(field)?.into_boxed_slice();
-                        Some(Guard { field, values })
-                    })
-                    .collect()
+                let mut guards = Vec::new();
+                // The index guarantees the value of its field for every candidate whose
+                // filter implies any: it lists a scenario only under the values its
+                // filter implies.
+                let mut checked: Vec<FieldId> = index.field.into_iter().collect();
+                for field in f.referenced_fields() {
+                    if Some(field) == index.field {
+                        continue;
+                    }
+                    let Some(values) = f.implied_values(field) else {
+                        continue;
+                    };
+                    if let Some(g) = guard_fields.guard(field, &values) {
+                        guards.push(g);
+                        checked.push(field);
+                    }
+                }
+                (guards, checked.into_boxed_slice())
             })
-            .collect();
-        // The index guarantees the value of its field for every candidate whose filter
-        // implies any (it lists a scenario only under the values its filter implies), and
-        // each guard its field's.
-        let filter_checked: Vec<Box<[FieldId]>> = filter_guards
-            .iter()
-            .map(|guards| guards.iter().map(|g| g.field).chain(index.field).collect())
-            .collect();
+            .unzip();
+        let guard_classes = vec![GuardFields::UNKNOWN; guard_fields.fields.len()];
         let filter_checked_only = filters
             .iter()
             .zip(&filter_checked)
@@ -363,6 +419,8 @@ impl Detector {
             filter_slot,
             filter_memo,
             filter_guards,
+            guard_fields,
+            guard_classes,
             filter_checked,
             filter_checked_only,
             index: Arc::new(index),
@@ -469,6 +527,7 @@ impl Detector {
         let ruleset = self.ruleset.clone();
         let index = self.index.clone();
         self.filter_memo.iter_mut().for_each(|m| *m = None);
+        self.guard_classes.fill(GuardFields::UNKNOWN);
         // The event's sample, built on its first pour and shared by every bucket.
         let mut sample: Option<Arc<Sample>> = None;
         for &i in index.candidates(event) {
@@ -481,7 +540,14 @@ impl Detector {
             match self.filter_memo[slot] {
                 Some(false) => continue,
                 Some(true) => {}
-                None if !self.filter_guards[slot].iter().all(|g| g.admits(event)) => {
+                None if !self.filter_guards[slot].iter().all(|g| {
+                    let class = &mut self.guard_classes[g.field];
+                    if *class == GuardFields::UNKNOWN {
+                        *class = self.guard_fields.classify(g.field, event);
+                    }
+                    g.mask & (1 << *class) != 0
+                }) =>
+                {
                     self.filter_memo[slot] = Some(false);
                     continue;
                 }
@@ -886,4 +952,44 @@ fn build_alert(
             .collect(),
         message,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::FieldValue;
+
+    #[test]
+    fn guards_classify_each_value_once_and_test_bits() {
+        let mut fields = crate::event::FieldRegistry::new();
+        let status = fields.intern(Namespace::Meta, "http_status");
+        let verb = fields.intern(Namespace::Meta, "http_verb");
+        let mut gf = GuardFields::default();
+        let strs = |v: &[&str]| v.iter().map(|s| Box::<str>::from(*s)).collect::<Vec<_>>();
+        let not_found = gf.guard(status, &strs(&["404", "403"])).expect("a guard");
+        let bad_request = gf.guard(status, &strs(&["400", "404"])).expect("a guard");
+        let post = gf.guard(verb, &strs(&["POST"])).expect("a guard");
+        assert_eq!(not_found.field, bad_request.field);
+        assert_ne!(not_found.field, post.field);
+        let admits = |g: &Guard, e: &Event| g.mask & (1 << gf.classify(g.field, e)) != 0;
+        let mut e = Event::new(String::new(), Timestamp::UNIX_EPOCH, fields.len());
+        for (st, v, want) in [
+            ("404", "GET", [true, true, false]),
+            ("403", "POST", [true, false, true]),
+            ("400", "post", [false, true, false]),
+            ("200", "", [false, false, false]),
+            ("", "POST", [false, false, true]),
+        ] {
+            e.set(status, FieldValue::Owned(st.into()));
+            e.set(verb, FieldValue::Owned(v.into()));
+            let got = [&not_found, &bad_request, &post].map(|g| admits(g, &e));
+            assert_eq!(got, want, "{st} {v}");
+        }
+        // A field with more values than a mask has classes gets no more guards.
+        let many: Vec<String> = (0..70).map(|i| i.to_string()).collect();
+        let many: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
+        let path = fields.intern(Namespace::Meta, "http_path");
+        assert!(gf.guard(path, &strs(&many[..60])).is_some());
+        assert!(gf.guard(path, &strs(&many[60..])).is_none());
+    }
 }
