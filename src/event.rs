@@ -146,7 +146,13 @@ pub struct Event {
     /// (known, value): a conditional bucket re-runs its condition over its whole queue at
     /// every pour, and a queued event never changes.
     pub memo: std::cell::Cell<u64>,
+    /// Emptied strings of computed values a reset or an overwrite let go of: the next
+    /// computed value ([`Event::take_buffer`]) reuses one instead of allocating.
+    spare: Vec<String>,
 }
+
+/// Spare buffers an event keeps at most (about the computed fields one line gets).
+const SPARE_BUFFERS: usize = 16;
 
 impl Event {
     /// A fresh event for `line` with room for `field_count` fields.
@@ -160,6 +166,20 @@ impl Event {
             whitelisted: false,
             whitelist_reason: None,
             memo: std::cell::Cell::new(0),
+            spare: Vec::new(),
+        }
+    }
+
+    /// An empty string to build a computed value in, reusing a spare one when there is.
+    pub fn take_buffer(&mut self) -> String {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    /// Keeps `s`'s allocation for [`Event::take_buffer`].
+    pub fn recycle(&mut self, mut s: String) {
+        if self.spare.len() < SPARE_BUFFERS && s.capacity() > 0 {
+            s.clear();
+            self.spare.push(s);
         }
     }
 
@@ -172,8 +192,13 @@ impl Event {
         match &mut self.written {
             Some(written) => {
                 for i in written.drain(..) {
-                    if let Some(f) = self.fields.get_mut(usize::from(i)) {
-                        *f = FieldValue::Unset;
+                    if let Some(f) = self.fields.get_mut(usize::from(i))
+                        && let FieldValue::Owned(s) = std::mem::take(f)
+                        && self.spare.len() < SPARE_BUFFERS
+                    {
+                        let mut s = s;
+                        s.clear();
+                        self.spare.push(s);
                     }
                 }
             }
@@ -210,7 +235,9 @@ impl Event {
         if i >= self.fields.len() {
             self.fields.resize(i + 1, FieldValue::Unset);
         }
-        self.fields[i] = value;
+        if let FieldValue::Owned(old) = std::mem::replace(&mut self.fields[i], value) {
+            self.recycle(old);
+        }
         if let Some(written) = &mut self.written {
             written.push(id.0);
         }
@@ -244,5 +271,29 @@ mod tests {
             assert!(e.fields.iter().all(|f| *f == FieldValue::Unset));
             assert_eq!(e.line, "e f");
         }
+    }
+
+    #[test]
+    fn computed_values_reuse_the_buffers_a_reset_freed() {
+        let mut e = Event::new("a".into(), Timestamp::UNIX_EPOCH, 4);
+        e.reset("b", Timestamp::UNIX_EPOCH);
+        let mut first = e.take_buffer();
+        first.push_str("a computed value");
+        let ptr = first.as_ptr();
+        e.set(FieldId(1), FieldValue::Owned(first));
+        e.reset("c", Timestamp::UNIX_EPOCH);
+        assert_eq!(e.get(FieldId(1)), "");
+        let again = e.take_buffer();
+        assert!(again.is_empty());
+        assert_eq!(again.as_ptr(), ptr, "the same allocation");
+        // An overwritten computed value is kept too; spares are bounded.
+        e.set(FieldId(2), FieldValue::Owned(again));
+        e.set(FieldId(2), FieldValue::Static(Arc::from("s")));
+        let third = e.take_buffer();
+        assert_eq!(third.as_ptr(), ptr);
+        for _ in 0..100 {
+            e.recycle(String::from("x"));
+        }
+        assert_eq!(e.spare.len(), SPARE_BUFFERS);
     }
 }

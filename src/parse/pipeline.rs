@@ -386,11 +386,15 @@ fn apply_statics(statics: &[CompiledStatic], event: &mut Event, rs: &Ruleset) {
                 end: event.line.len() as u32,
             },
             StaticValue::Expr(p) => {
-                let ctx = EvalCtx::for_event(event, &rs.data);
-                match p.eval_string(&ctx) {
-                    Some(s) if !s.is_empty() => FieldValue::Owned(s.into_owned()),
-                    _ => continue,
+                let mut buf = event.take_buffer();
+                if let Some(s) = p.eval_string(&EvalCtx::for_event(event, &rs.data)) {
+                    buf.push_str(&s);
                 }
+                if buf.is_empty() {
+                    event.recycle(buf);
+                    continue;
+                }
+                FieldValue::Owned(buf)
             }
         };
         if matches!(&value, FieldValue::Static(s) if s.is_empty()) {
