@@ -130,9 +130,9 @@ pub struct Event {
     pub time: Timestamp,
     /// Whether a timestamp was found in the line (replay needs one).
     pub has_line_time: bool,
-    /// Slots indexed by [`FieldId`]. Write them through [`Event::set`], which keeps
-    /// [`Event::reset`] cheap.
-    pub fields: Vec<FieldValue>,
+    /// Slots indexed by [`FieldId`], written only through [`Event::set`]: it records what
+    /// [`Event::reset`] must clear, so a value can never outlive its line.
+    fields: Vec<FieldValue>,
     /// Once the event has been reset (it is reused line after line): the slots
     /// [`Event::set`] wrote since, with repeats. A reset then clears only these, not the
     /// hundreds of fields a ruleset knows. Events built once and never reset (queues,
@@ -222,6 +222,25 @@ impl Event {
             Some(FieldValue::Static(s)) => s,
             Some(FieldValue::Owned(s)) => s,
         }
+    }
+
+    /// The slot of a field as stored (`None` past the last slot).
+    pub fn slot(&self, id: FieldId) -> Option<&FieldValue> {
+        self.fields.get(usize::from(id.0))
+    }
+
+    /// Every slot, in [`FieldId`] order.
+    pub fn slots(&self) -> &[FieldValue] {
+        &self.fields
+    }
+
+    /// Takes every slot out, leaving the event without fields (to renumber them after a
+    /// reload renumbered the registry; set them back with [`Event::set`]).
+    pub fn take_slots(&mut self) -> Vec<FieldValue> {
+        if let Some(written) = &mut self.written {
+            written.clear();
+        }
+        std::mem::take(&mut self.fields)
     }
 
     /// True when the field holds a non-empty value.

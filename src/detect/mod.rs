@@ -853,7 +853,7 @@ impl FieldRemap {
             *s = Arc::new(s.remapped(|id| self.get(id)));
         }
         for e in b.cond_queue.iter_mut() {
-            let fields = std::mem::take(&mut e.fields);
+            let fields = e.take_slots();
             for (i, v) in fields.into_iter().enumerate() {
                 if let Some(id) = self.get(FieldId(i as u16))
                     && v != crate::event::FieldValue::Unset

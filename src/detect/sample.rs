@@ -45,7 +45,7 @@ impl SampleSpec {
         let mut text_len = if self.raw { event.line.len() } else { 0 };
         let mut kept = 0;
         for &id in &self.fields {
-            match event.fields.get(usize::from(id.0)) {
+            match event.slot(id) {
                 None | Some(FieldValue::Unset) => {}
                 Some(FieldValue::Line { .. }) if self.raw => kept += 1,
                 Some(_) => {
@@ -66,7 +66,7 @@ impl SampleSpec {
         };
         let mut slots = Vec::with_capacity(kept);
         for &id in &self.fields {
-            let range = match event.fields.get(usize::from(id.0)) {
+            let range = match event.slot(id) {
                 None | Some(FieldValue::Unset) => continue,
                 Some(FieldValue::Line { start, end }) if self.raw => (*start, *end),
                 Some(_) => {
@@ -170,7 +170,7 @@ pub(super) fn condition_event(event: &Event, fields: &[FieldId], raw: bool) -> E
     let mut e = Event::new(line, event.time, len);
     e.has_line_time = event.has_line_time;
     for &id in fields {
-        let v = match event.fields.get(usize::from(id.0)) {
+        let v = match event.slot(id) {
             None | Some(FieldValue::Unset) => continue,
             Some(FieldValue::Line { start, end }) if raw => FieldValue::Line {
                 start: *start,

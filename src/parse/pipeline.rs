@@ -314,7 +314,7 @@ fn run_grok(g: &CompiledGrok, event: &mut Event, locs: &mut regex::CaptureLocati
 fn target_text<'e>(g: &CompiledGrok, event: &'e Event) -> Option<(u32, &'e str)> {
     Some(match g.target {
         MatchTarget::Line => (0, event.line.as_str()),
-        MatchTarget::Field(id) => match event.fields.get(usize::from(id.0)) {
+        MatchTarget::Field(id) => match event.slot(id) {
             Some(FieldValue::Line { start, end }) => (
                 *start,
                 event.line.get(*start as usize..*end as usize).unwrap_or(""),
@@ -377,7 +377,7 @@ fn apply_statics(statics: &[CompiledStatic], event: &mut Event, rs: &Ruleset) {
     for st in statics {
         let value = match &st.value {
             StaticValue::Const(c) => FieldValue::Static(c.clone()),
-            StaticValue::Copy(id) => match event.fields.get(usize::from(id.0)) {
+            StaticValue::Copy(id) => match event.slot(*id) {
                 Some(FieldValue::Unset) | None => continue,
                 Some(v) => v.clone(),
             },
