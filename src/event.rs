@@ -133,11 +133,9 @@ pub struct Event {
     /// Slots indexed by [`FieldId`], written only through [`Event::set`]: it records what
     /// [`Event::reset`] must clear, so a value can never outlive its line.
     fields: Vec<FieldValue>,
-    /// Once the event has been reset (it is reused line after line): the slots
-    /// [`Event::set`] wrote since, with repeats. A reset then clears only these, not the
-    /// hundreds of fields a ruleset knows. Events built once and never reset (queues,
-    /// samples) do not keep the list.
-    written: Option<Vec<u16>>,
+    /// What an event reused line after line keeps between lines (from its first reset on);
+    /// boxed, so the many events built once (conditional queues) stay small.
+    reuse: Option<Box<Reuse>>,
     /// Set by a whitelist: the event never pours into a bucket.
     pub whitelisted: bool,
     /// Why it was whitelisted.
@@ -146,9 +144,25 @@ pub struct Event {
     /// (known, value): a conditional bucket re-runs its condition over its whole queue at
     /// every pour, and a queued event never changes.
     pub memo: std::cell::Cell<u64>,
+}
+
+/// The bookkeeping of an event reused line after line.
+#[derive(Debug, Clone, Default)]
+struct Reuse {
+    /// The slots [`Event::set`] wrote since the last reset, with repeats. A reset then
+    /// clears only these, not the hundreds of fields a ruleset knows.
+    written: Vec<u16>,
     /// Emptied strings of computed values a reset or an overwrite let go of: the next
     /// computed value ([`Event::take_buffer`]) reuses one instead of allocating.
     spare: Vec<String>,
+}
+
+/// Keeps `s`'s allocation among `spare`, up to [`SPARE_BUFFERS`].
+fn keep_spare(spare: &mut Vec<String>, mut s: String) {
+    if spare.len() < SPARE_BUFFERS && s.capacity() > 0 {
+        s.clear();
+        spare.push(s);
+    }
 }
 
 /// Spare buffers an event keeps at most (about the computed fields one line gets).
@@ -162,24 +176,25 @@ impl Event {
             time,
             has_line_time: false,
             fields: vec![FieldValue::Unset; field_count],
-            written: None,
+            reuse: None,
             whitelisted: false,
             whitelist_reason: None,
             memo: std::cell::Cell::new(0),
-            spare: Vec::new(),
         }
     }
 
     /// An empty string to build a computed value in, reusing a spare one when there is.
     pub fn take_buffer(&mut self) -> String {
-        self.spare.pop().unwrap_or_default()
+        self.reuse
+            .as_mut()
+            .and_then(|r| r.spare.pop())
+            .unwrap_or_default()
     }
 
-    /// Keeps `s`'s allocation for [`Event::take_buffer`].
-    pub fn recycle(&mut self, mut s: String) {
-        if self.spare.len() < SPARE_BUFFERS && s.capacity() > 0 {
-            s.clear();
-            self.spare.push(s);
+    /// Keeps `s`'s allocation for [`Event::take_buffer`] (on a reused event).
+    pub fn recycle(&mut self, s: String) {
+        if let Some(r) = &mut self.reuse {
+            keep_spare(&mut r.spare, s);
         }
     }
 
@@ -189,22 +204,20 @@ impl Event {
         self.line.push_str(line);
         self.time = time;
         self.has_line_time = false;
-        match &mut self.written {
-            Some(written) => {
+        match &mut self.reuse {
+            Some(r) => {
+                let Reuse { written, spare } = &mut **r;
                 for i in written.drain(..) {
                     if let Some(f) = self.fields.get_mut(usize::from(i))
                         && let FieldValue::Owned(s) = std::mem::take(f)
-                        && self.spare.len() < SPARE_BUFFERS
                     {
-                        let mut s = s;
-                        s.clear();
-                        self.spare.push(s);
+                        keep_spare(spare, s);
                     }
                 }
             }
             None => {
                 self.fields.fill(FieldValue::Unset);
-                self.written = Some(Vec::new());
+                self.reuse = Some(Box::default());
             }
         }
         self.whitelisted = false;
@@ -237,8 +250,8 @@ impl Event {
     /// Takes every slot out, leaving the event without fields (to renumber them after a
     /// reload renumbered the registry; set them back with [`Event::set`]).
     pub fn take_slots(&mut self) -> Vec<FieldValue> {
-        if let Some(written) = &mut self.written {
-            written.clear();
+        if let Some(r) = &mut self.reuse {
+            r.written.clear();
         }
         std::mem::take(&mut self.fields)
     }
@@ -257,8 +270,8 @@ impl Event {
         if let FieldValue::Owned(old) = std::mem::replace(&mut self.fields[i], value) {
             self.recycle(old);
         }
-        if let Some(written) = &mut self.written {
-            written.push(id.0);
+        if let Some(r) = &mut self.reuse {
+            r.written.push(id.0);
         }
         // Memoised verdicts were about the old value.
         self.memo.set(0);
@@ -313,6 +326,6 @@ mod tests {
         for _ in 0..100 {
             e.recycle(String::from("x"));
         }
-        assert_eq!(e.spare.len(), SPARE_BUFFERS);
+        assert_eq!(e.reuse.as_ref().map(|r| r.spare.len()), Some(SPARE_BUFFERS));
     }
 }
