@@ -1036,6 +1036,23 @@ impl<'e, 'a> Checker<'e, 'a> {
                 "MedianInterval needs a list of times, e.g. map(xs, {#.Time})",
             ));
         }
+        // `MedianInterval(map(xs, {#.Time}))`, the hub's idiom over a bucket's queue: the
+        // function reads events' times itself, so the list of times is not built.
+        let nodes = if sig.f == Func::MedianInterval {
+            nodes
+                .into_iter()
+                .map(|a| match a.k {
+                    K::Quant(Quant::Map, list, body)
+                        if matches!(&body.k, K::EvTime(e) if matches!(e.k, K::Elem(0))) =>
+                    {
+                        *list
+                    }
+                    k => Node { k, span: a.span },
+                })
+                .collect()
+        } else {
+            nodes
+        };
         let node = Node::new(K::Call(sig.f, nodes), sp.clone());
         self.fold(node, ret, &sp)
     }

@@ -421,6 +421,26 @@ pub(crate) fn eval_bool_assuming<'a>(
     }
 }
 
+/// A root event field and the values it must hold.
+pub(crate) type FieldTest = (FieldId, Box<[Box<str>]>);
+
+/// When every top-level conjunct of `n` is a field test ([`field_test`]): each tested
+/// field with the values it must hold. `n` is then true exactly when each holds one of
+/// its values.
+pub(crate) fn as_field_tests(n: &Node) -> Option<Vec<FieldTest>> {
+    match &n.k {
+        K::And(a, b) => {
+            let mut tests = as_field_tests(a)?;
+            tests.extend(as_field_tests(b)?);
+            Some(tests)
+        }
+        _ => {
+            let f = field_test(n)?;
+            Some(vec![(f, implied_values(n, f)?.into_boxed_slice())])
+        }
+    }
+}
+
 /// Whether every top-level conjunct of `n` is a field test of a field `checked` admits:
 /// then [`eval_bool_assuming`] is `true` without evaluating anything.
 pub(crate) fn only_field_tests(n: &Node, checked: &dyn Fn(FieldId) -> bool) -> bool {

@@ -397,6 +397,10 @@ pub struct Program {
     /// `P` when the program reads `queue.Queue` only as `filter(queue.Queue, P)`, with `P`
     /// reading only its element.
     queue_filter: Option<Arc<eval::Node>>,
+    /// When the program is only tests of event fields against string literals
+    /// (`evt.Meta.log_type == 'x' && evt.Parsed.verb in ['GET', 'HEAD']`): those tests,
+    /// which [`Program::eval_bool`] runs directly.
+    field_tests: Option<Box<[eval::FieldTest]>>,
 }
 
 impl fmt::Debug for Program {
@@ -434,12 +438,14 @@ pub fn compile(
     fields.sort();
     fields.dedup();
     let queue_filter = sole_queue_filter(&root);
+    let field_tests = eval::as_field_tests(&root).map(Vec::into_boxed_slice);
     Ok(Program {
         root,
         ty,
         fields,
         src: Box::from(src),
         queue_filter,
+        field_tests,
     })
 }
 
@@ -482,6 +488,12 @@ impl Program {
 
     /// Evaluates a condition; errors and non-boolean results are `false`.
     pub fn eval_bool(&self, ctx: &EvalCtx<'_>) -> bool {
+        if let (Some(tests), Some(event)) = (&self.field_tests, ctx.event) {
+            return tests.iter().all(|(field, values)| {
+                let v = event.get(*field);
+                values.iter().any(|x| **x == *v)
+            });
+        }
         eval::eval_bool(&self.root, ctx, None).unwrap_or(false)
     }
 

@@ -802,6 +802,37 @@ fn conjuncts_the_caller_checked_are_taken_as_true() {
     }
     assert!(!f.only_field_tests(&both));
 
+    // Programs made only of field tests run them directly; the interpreter agrees.
+    let mut seen = [false, false];
+    for src in [
+        "evt.Meta.log_type == 'x' && evt.Parsed.verb in ['GET', 'HEAD']",
+        "'x' == evt.Meta.log_type",
+        "evt.Parsed.verb in ['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE', 'CONNECT']",
+        "evt.Meta.log_type == '' && evt.Parsed.verb == 'GET' && evt.Meta.http_status == '404'",
+    ] {
+        let p = e.ok(src);
+        assert!(p.field_tests.is_some(), "{src}");
+        for (t, v, st) in [
+            ("x", "GET", "404"),
+            ("x", "POST", "200"),
+            ("", "GET", "404"),
+            ("y", "HEAD", ""),
+            ("x", "CONNECT", "404"),
+        ] {
+            let ev = e.event(&[("log_type", t), ("Parsed.verb", v), ("http_status", st)]);
+            let ctx = EvalCtx::for_event(&ev, &e.data);
+            let direct = p.eval_bool(&ctx);
+            assert_eq!(
+                direct,
+                p.eval_bool_assuming(&ctx, &|_| false),
+                "{src} on {t} {v} {st}"
+            );
+            seen[usize::from(direct)] = true;
+        }
+    }
+    assert_eq!(seen, [true, true]);
+    assert!(e.ok("evt.Parsed.verb contains 'GE'").field_tests.is_none());
+
     let tests_only = e.ok("evt.Meta.log_type == 'x' && evt.Parsed.verb in ['GET', 'HEAD']");
     assert!(tests_only.only_field_tests(&|x| x == log_type || x == verb));
     assert!(!tests_only.only_field_tests(&only_type));
