@@ -421,12 +421,31 @@ pub(crate) fn eval_bool_assuming<'a>(
     }
 }
 
-/// A root event field and the values it must hold.
-pub(crate) type FieldTest = (FieldId, Box<[Box<str>]>);
+/// A root event field, values, and whether the test holds when the field's value is among
+/// them (`==`, `in`) or when it is not (`!=`, `not in`).
+pub(crate) type FieldTest = (FieldId, Box<[Box<str>]>, bool);
 
-/// When every top-level conjunct of `n` is a field test ([`field_test`]): each tested
-/// field with the values it must hold. `n` is then true exactly when each holds one of
-/// its values.
+/// `n` as a membership test of a root event field against string literals, possibly
+/// negated (`evt.F == 'x'`, `evt.F != 'x'`, `evt.F in [...]`, `evt.F not in [...]`).
+fn membership_test(n: &Node) -> Option<FieldTest> {
+    match &n.k {
+        K::Cmp(op @ (Cmp::Eq | Cmp::Ne), a, b) => match (&a.k, &b.k) {
+            (K::EvtField(f), K::Lit(Lit::Str(s))) | (K::Lit(Lit::Str(s)), K::EvtField(f)) => {
+                Some((*f, Box::new([s.clone()]), *op == Cmp::Eq))
+            }
+            _ => None,
+        },
+        K::Match(x, m) if m.is_exact() => match x.k {
+            K::EvtField(f) => Some((f, m.exact_values()?.into_boxed_slice(), true)),
+            _ => None,
+        },
+        K::Not(a) => membership_test(a).map(|(f, v, member)| (f, v, !member)),
+        _ => None,
+    }
+}
+
+/// When every top-level conjunct of `n` is a membership test ([`membership_test`]):
+/// those tests. `n` is then true exactly when each holds.
 pub(crate) fn as_field_tests(n: &Node) -> Option<Vec<FieldTest>> {
     match &n.k {
         K::And(a, b) => {
@@ -434,10 +453,7 @@ pub(crate) fn as_field_tests(n: &Node) -> Option<Vec<FieldTest>> {
             tests.extend(as_field_tests(b)?);
             Some(tests)
         }
-        _ => {
-            let f = field_test(n)?;
-            Some(vec![(f, implied_values(n, f)?.into_boxed_slice())])
-        }
+        _ => Some(vec![membership_test(n)?]),
     }
 }
 

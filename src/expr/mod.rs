@@ -398,7 +398,7 @@ pub struct Program {
     /// reading only its element.
     queue_filter: Option<Arc<eval::Node>>,
     /// When the program is only tests of event fields against string literals
-    /// (`evt.Meta.log_type == 'x' && evt.Parsed.verb in ['GET', 'HEAD']`): those tests,
+    /// (`evt.Meta.log_type == 'x' && evt.Parsed.verb not in ['GET', 'HEAD']`): those tests,
     /// which [`Program::eval_bool`] runs directly.
     field_tests: Option<Box<[eval::FieldTest]>>,
 }
@@ -489,9 +489,9 @@ impl Program {
     /// Evaluates a condition; errors and non-boolean results are `false`.
     pub fn eval_bool(&self, ctx: &EvalCtx<'_>) -> bool {
         if let (Some(tests), Some(event)) = (&self.field_tests, ctx.event) {
-            return tests.iter().all(|(field, values)| {
+            return tests.iter().all(|(field, values, member)| {
                 let v = event.get(*field);
-                values.iter().any(|x| **x == *v)
+                values.iter().any(|x| **x == *v) == *member
             });
         }
         eval::eval_bool(&self.root, ctx, None).unwrap_or(false)

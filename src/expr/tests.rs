@@ -809,6 +809,9 @@ fn conjuncts_the_caller_checked_are_taken_as_true() {
         "'x' == evt.Meta.log_type",
         "evt.Parsed.verb in ['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE', 'CONNECT']",
         "evt.Meta.log_type == '' && evt.Parsed.verb == 'GET' && evt.Meta.http_status == '404'",
+        "evt.Parsed.verb not in ['GET', 'HEAD'] && evt.Meta.log_type != 'y'",
+        "!(evt.Meta.log_type == 'x') && !(evt.Parsed.verb != 'HEAD')",
+        "evt.Line.Labels.type not in ['syslog', 'unifi']",
     ] {
         let p = e.ok(src);
         assert!(p.field_tests.is_some(), "{src}");
