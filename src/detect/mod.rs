@@ -54,17 +54,35 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn new(capacity: i64, now: Timestamp) -> Self {
+    /// A bucket whose queue holds at most `queue_limit + 1` samples.
+    fn new(capacity: i64, queue_limit: usize, now: Timestamp) -> Self {
         Bucket {
             tokens: capacity.max(0) as f64,
             last_refill: now,
             first_at: now,
             last_at: now,
             count: 0,
-            queue: VecDeque::new(),
+            // Sized for a small bucket's whole life (a leaky capacity 5 holds 6) in one
+            // allocation, instead of growing 4 → 8; big queues still grow as they fill.
+            queue: VecDeque::with_capacity((queue_limit + 1).min(Self::QUEUE_START)),
             cond_queue: VecDeque::new(),
             seen: HashTable::new(),
         }
+    }
+
+    /// The most queue slots a new bucket reserves.
+    const QUEUE_START: usize = 16;
+
+    /// Starts the bucket afresh at `now` (its lifetime passed), keeping its allocations.
+    fn restart(&mut self, capacity: i64, now: Timestamp) {
+        self.tokens = capacity.max(0) as f64;
+        self.last_refill = now;
+        self.first_at = now;
+        self.last_at = now;
+        self.count = 0;
+        self.queue.clear();
+        self.cond_queue.clear();
+        self.seen.clear();
     }
 }
 
@@ -651,12 +669,15 @@ impl Detector {
                     return None;
                 }
                 if lifetime.is_some_and(|l| add(b.last_at, l) < now) {
-                    *b = Bucket::new(sc.capacity, now);
+                    b.restart(sc.capacity, now);
                 }
                 o
             }
             Entry::Vacant(_) if cancel => return None,
-            Entry::Vacant(v) => v.insert((Box::from(key.as_ref()), Bucket::new(sc.capacity, now))),
+            Entry::Vacant(v) => v.insert((
+                Box::from(key.as_ref()),
+                Bucket::new(sc.capacity, queue_limit, now),
+            )),
         };
         let bucket = &mut slot.get_mut().1;
         if let Some(d) = distinct {
@@ -958,6 +979,46 @@ fn build_alert(
 mod tests {
     use super::*;
     use crate::event::FieldValue;
+
+    #[test]
+    fn a_bucket_idle_past_its_lifetime_starts_afresh() {
+        let rs = crate::compile::compile_path(None)
+            .expect("the default configuration compiles")
+            .ruleset;
+        let meta = |n: &str| rs.fields.get(Namespace::Meta, n).expect("a Meta field");
+        let (log_type, ip, user) = (meta("log_type"), meta("source_ip"), meta("target_user"));
+        let mut detector = Detector::new(rs.clone());
+        let t0 = Timestamp::from_second(1_700_000_000).expect("a time");
+        let at = |ms: i64| t0 + jiff::SignedDuration::from_millis(ms);
+        let mut pour = |ms: i64| {
+            let mut e = Event::new(String::new(), at(ms), rs.fields.len());
+            e.set(log_type, FieldValue::Static(Arc::from("ssh_failed-auth")));
+            e.set(ip, FieldValue::Static(Arc::from("203.0.113.9")));
+            e.set(user, FieldValue::Static(Arc::from("root")));
+            let mut out = Vec::new();
+            detector.pour_quiet(&e, at(ms), &mut out);
+            out.into_iter()
+                .filter(|a| &*a.scenario == "ssh-bf")
+                .collect::<Vec<_>>()
+        };
+        // Four attempts, then silence well past ssh-bf's lifetime (capacity 5 × 10 s).
+        for ms in [0, 1_000, 2_000, 3_000] {
+            assert!(pour(ms).is_empty());
+        }
+        let later = 1_000_000;
+        for k in 0..5 {
+            assert!(
+                pour(later + k * 100).is_empty(),
+                "attempt {k} after the pause"
+            );
+        }
+        let alerts = pour(later + 500);
+        assert_eq!(alerts.len(), 1);
+        // Counted from the restart, not from the first attempts.
+        assert_eq!(alerts[0].events_count, 6);
+        assert_eq!(alerts[0].start_at, at(later));
+        assert_eq!(alerts[0].events.len(), 6);
+    }
 
     #[test]
     fn guards_classify_each_value_once_and_test_bits() {
