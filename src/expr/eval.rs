@@ -328,29 +328,38 @@ pub(crate) const MEMO_SLOTS: u8 = 32;
 /// Whether `n`, the body of a closure, depends only on the closure's element (`#` at frame
 /// `depth`) and constants: then its value for a given event never changes.
 pub(crate) fn element_pure(n: &Node, depth: u32) -> bool {
-    let pure = |c: &Node| element_pure(c, depth);
+    let children_pure = || {
+        let mut pure = true;
+        n.for_each_child(&mut |c| pure = pure && element_pure(c, depth));
+        pure
+    };
     match &n.k {
         K::Lit(_) | K::Data(_) => true,
         K::Elem(d) => *d == depth,
-        K::EvField(e, _) => pure(e),
-        K::EvRaw(e) | K::EvTime(e) | K::EvWhitelisted(e) | K::Not(e) | K::Neg(e) => pure(e),
-        K::Match(e, _) | K::MatchesLit(e, _) | K::RegexpInFile(e, _) | K::IpInNets(e, _) => pure(e),
-        K::And(a, b)
-        | K::Or(a, b)
-        | K::Cmp(_, a, b)
-        | K::Arith(_, a, b)
-        | K::Range(a, b)
-        | K::In(a, b)
-        | K::StrOp(_, a, b)
-        | K::Matches(a, b)
-        | K::Coalesce(a, b)
-        | K::Index(a, b) => pure(a) && pure(b),
-        K::Ternary(a, b, c) => pure(a) && pure(b) && pure(c),
-        K::Slice(a, b, c) => {
-            pure(a) && b.as_deref().is_none_or(pure) && c.as_deref().is_none_or(pure)
-        }
-        K::ListLit(items) => items.iter().all(pure),
-        K::Call(f, args) => f.is_pure() && args.iter().all(pure),
+        K::EvField(..)
+        | K::EvRaw(_)
+        | K::EvTime(_)
+        | K::EvWhitelisted(_)
+        | K::Not(_)
+        | K::Neg(_)
+        | K::Match(..)
+        | K::MatchesLit(..)
+        | K::RegexpInFile(..)
+        | K::IpInNets(..)
+        | K::And(..)
+        | K::Or(..)
+        | K::Cmp(..)
+        | K::Arith(..)
+        | K::Range(..)
+        | K::In(..)
+        | K::StrOp(..)
+        | K::Matches(..)
+        | K::Coalesce(..)
+        | K::Index(..)
+        | K::Ternary(..)
+        | K::Slice(..)
+        | K::ListLit(_) => children_pure(),
+        K::Call(f, _) => f.is_pure() && children_pure(),
         // The root event, variables, outer elements, nested closures, the queue, alerts,
         // writes: anything else may differ between two evaluations.
         _ => false,
