@@ -6,6 +6,7 @@
 
 pub mod acquire;
 pub mod alert;
+pub mod allocator;
 pub mod api;
 pub mod blocklists;
 pub mod capi;

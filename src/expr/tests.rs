@@ -1610,42 +1610,6 @@ fn program_is_send_and_sync() {
 
 // ---------------------------------------------------------------- allocation
 
-mod alloc_count {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
-
-    thread_local! {
-        static COUNT: Cell<usize> = const { Cell::new(0) };
-    }
-
-    /// Counts allocations made by the current thread.
-    pub struct Counting;
-
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            let _ = COUNT.try_with(|c| c.set(c.get() + 1));
-            // SAFETY: forwarded unchanged to the system allocator.
-            unsafe { System.alloc(layout) }
-        }
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            // SAFETY: forwarded unchanged to the system allocator.
-            unsafe { System.dealloc(ptr, layout) }
-        }
-        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            let _ = COUNT.try_with(|c| c.set(c.get() + 1));
-            // SAFETY: forwarded unchanged to the system allocator.
-            unsafe { System.realloc(ptr, layout, new_size) }
-        }
-    }
-
-    pub fn count() -> usize {
-        COUNT.with(Cell::get)
-    }
-}
-
-#[global_allocator]
-static ALLOC: alloc_count::Counting = alloc_count::Counting;
-
 #[test]
 fn typical_filters_do_not_allocate() {
     let mut e = env();
@@ -1678,13 +1642,13 @@ fn typical_filters_do_not_allocate() {
     for p in &progs {
         hits += usize::from(p.eval_bool(&ctx));
     }
-    let before = alloc_count::count();
+    let before = crate::allocator::allocations_on_this_thread();
     for _ in 0..10_000 {
         for p in &progs {
             hits += usize::from(p.eval_bool(&ctx));
         }
     }
-    let after = alloc_count::count();
+    let after = crate::allocator::allocations_on_this_thread();
     assert_eq!(after - before, 0, "filters allocated");
     assert!(hits > 0);
 }
