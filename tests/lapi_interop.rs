@@ -245,8 +245,10 @@ fn crowdsec_agent_pushes_alerts_from_a_replayed_log() {
     );
     std::fs::write(d.join("config.yaml"), cfg).expect("config");
     let bin = tool("GARRISON_CROWDSEC", "crowdsec");
+    // A hung agent gets SIGQUIT: Go then prints every goroutine's stack, which shows where
+    // it waited (a flake in CI once ended in this timeout with nothing logged).
     let out = Command::new("timeout")
-        .args(["120", &bin, "-c"])
+        .args(["-s", "QUIT", "-k", "10", "120", &bin, "-c"])
         .arg(d.join("config.yaml"))
         .arg("-dsn")
         .arg(format!("file://{}", log_path.display()))
@@ -261,11 +263,17 @@ fn crowdsec_agent_pushes_alerts_from_a_replayed_log() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The alert reached garrison, pushed by machine agent-1, and the profiles banned the source.
+    let m = s.state.auth.machine("agent-1").expect("machine");
+    // garrison's side of the exchange, for a failure: whether the agent logged in (its
+    // address and version are recorded then) and pushed.
+    let seen = format!(
+        "garrison saw machine agent-1: ip {:?}, version {:?}, last push {:?}, last heartbeat {:?}; agent exit {:?}",
+        m.ip_address, m.version, m.last_push, m.last_heartbeat, out.status
+    );
     let (_, body) = s.bouncer_get("/v1/decisions?ip=192.0.2.99");
     assert!(
         body.contains("crowdsecurity/ssh-bf"),
-        "no decision from the agent's alert: {body}\n{log}"
+        "no decision from the agent's alert: {body}\n{seen}\n{log}"
     );
-    let m = s.state.auth.machine("agent-1").expect("machine");
-    assert!(m.last_push.is_some(), "{log}");
+    assert!(m.last_push.is_some(), "{seen}\n{log}");
 }
