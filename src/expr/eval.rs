@@ -394,22 +394,40 @@ pub(crate) fn implied_values(n: &Node, field: FieldId) -> Option<Vec<Box<str>>> 
     }
 }
 
-/// The root event field `n` tests, when `n` is exactly a test of it against string
-/// literals (`evt.F == 'x'`, `evt.F in ['x', 'y']`): `n` then holds exactly when the field's
-/// value is among [`implied_values`]`(n, F)`.
-fn field_test(n: &Node) -> Option<FieldId> {
+/// The string literals a [`field_comparison`] compares with, borrowed from the tree.
+enum Literals<'n> {
+    /// `evt.F == 'x'` or `evt.F != 'x'`.
+    One(&'n str),
+    /// `evt.F in [...]`: an exact, case-sensitive matcher ([`StrMatcher::is_exact`]).
+    Exact(&'n StrMatcher),
+}
+
+/// `n` as a comparison of a root event field with string literals, without allocating: the
+/// field, the literals, and whether `n` holds when the value is among them (`==`, `in`) or
+/// when it is not (`!=`). Negations (`!`, `not in`) are left to [`membership_test`].
+fn field_comparison(n: &Node) -> Option<(FieldId, Literals<'_>, bool)> {
     match &n.k {
-        K::Cmp(Cmp::Eq, a, b) => match (&a.k, &b.k) {
-            (K::EvtField(f), K::Lit(Lit::Str(_))) | (K::Lit(Lit::Str(_)), K::EvtField(f)) => {
-                Some(*f)
+        K::Cmp(op @ (Cmp::Eq | Cmp::Ne), a, b) => match (&a.k, &b.k) {
+            (K::EvtField(f), K::Lit(Lit::Str(s))) | (K::Lit(Lit::Str(s)), K::EvtField(f)) => {
+                Some((*f, Literals::One(s), *op == Cmp::Eq))
             }
             _ => None,
         },
         K::Match(x, m) if m.is_exact() => match x.k {
-            K::EvtField(f) => Some(f),
+            K::EvtField(f) => Some((f, Literals::Exact(m), true)),
             _ => None,
         },
         _ => None,
+    }
+}
+
+/// The root event field `n` tests, when `n` is exactly a test of it against string
+/// literals (`evt.F == 'x'`, `evt.F in ['x', 'y']`): `n` then holds exactly when the field's
+/// value is among [`implied_values`]`(n, F)`.
+fn field_test(n: &Node) -> Option<FieldId> {
+    match field_comparison(n)? {
+        (f, _, true) => Some(f),
+        (_, _, false) => None,
     }
 }
 
@@ -437,20 +455,15 @@ pub(crate) type FieldTest = (FieldId, Box<[Box<str>]>, bool);
 /// `n` as a membership test of a root event field against string literals, possibly
 /// negated (`evt.F == 'x'`, `evt.F != 'x'`, `evt.F in [...]`, `evt.F not in [...]`).
 fn membership_test(n: &Node) -> Option<FieldTest> {
-    match &n.k {
-        K::Cmp(op @ (Cmp::Eq | Cmp::Ne), a, b) => match (&a.k, &b.k) {
-            (K::EvtField(f), K::Lit(Lit::Str(s))) | (K::Lit(Lit::Str(s)), K::EvtField(f)) => {
-                Some((*f, Box::new([s.clone()]), *op == Cmp::Eq))
-            }
-            _ => None,
-        },
-        K::Match(x, m) if m.is_exact() => match x.k {
-            K::EvtField(f) => Some((f, m.exact_values()?.into_boxed_slice(), true)),
-            _ => None,
-        },
-        K::Not(a) => membership_test(a).map(|(f, v, member)| (f, v, !member)),
-        _ => None,
+    if let K::Not(a) = &n.k {
+        return membership_test(a).map(|(f, v, member)| (f, v, !member));
     }
+    let (f, literals, member) = field_comparison(n)?;
+    let values = match literals {
+        Literals::One(s) => Box::new([Box::<str>::from(s)]) as Box<[Box<str>]>,
+        Literals::Exact(m) => m.exact_values()?.into_boxed_slice(),
+    };
+    Some((f, values, member))
 }
 
 /// When every top-level conjunct of `n` is a membership test ([`membership_test`]):
