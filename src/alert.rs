@@ -1,7 +1,8 @@
 //! Alerts: what a scenario emits when a bucket overflows, before profiles turn it into decisions.
 
-use crate::event::{Event, Timestamp};
-use std::sync::Arc;
+use crate::detect::Sample;
+use crate::event::{Event, FieldId, Timestamp};
+use std::sync::{Arc, OnceLock};
 
 /// The scope of a source or decision (CrowdSec's `Ip`, `Range`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,9 +41,71 @@ pub struct Alert {
     /// The scenario's `remediation` label: only such alerts get decisions by default.
     pub remediation: bool,
     /// A bounded sample of the events (the bucket's queue).
-    pub events: Vec<Event>,
+    pub events: AlertEvents,
     /// The scenario's labels, flattened to strings.
     pub labels: Vec<(Arc<str>, String)>,
     /// Human-readable summary, CrowdSec style.
     pub message: String,
+}
+
+/// The events an alert carries. A bucket's queue holds compact samples shared between
+/// buckets; most alerts are decided and stored without anyone reading their events as
+/// [`Event`]s (replay drops them, the default profiles read only the alert's own fields), so
+/// the samples become events only when first read.
+#[derive(Debug, Clone, Default)]
+pub struct AlertEvents {
+    samples: Vec<Arc<Sample>>,
+    events: OnceLock<Vec<Event>>,
+}
+
+impl AlertEvents {
+    /// A bucket's samples, turned into events when first read.
+    pub(crate) fn from_samples(samples: Vec<Arc<Sample>>) -> Self {
+        AlertEvents {
+            samples,
+            events: OnceLock::new(),
+        }
+    }
+
+    /// How many events the alert carries.
+    pub fn len(&self) -> usize {
+        match self.events.get() {
+            Some(e) => e.len(),
+            None => self.samples.len(),
+        }
+    }
+
+    /// True when the alert carries no event.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The events (built from the samples on the first call).
+    pub fn as_slice(&self) -> &[Event] {
+        self.events
+            .get_or_init(|| self.samples.iter().map(|s| s.to_event()).collect())
+    }
+
+    /// The first non-empty value of a field among the events (`Alert.Meta.<name>`), read
+    /// without building the events.
+    pub fn first_value(&self, id: FieldId) -> &str {
+        let found = match self.events.get() {
+            Some(events) => events.iter().map(|e| e.get(id)).find(|v| !v.is_empty()),
+            None => self
+                .samples
+                .iter()
+                .map(|s| s.get(id))
+                .find(|v| !v.is_empty()),
+        };
+        found.unwrap_or("")
+    }
+}
+
+impl From<Vec<Event>> for AlertEvents {
+    fn from(events: Vec<Event>) -> Self {
+        AlertEvents {
+            samples: Vec::new(),
+            events: OnceLock::from(events),
+        }
+    }
 }

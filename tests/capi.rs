@@ -559,7 +559,7 @@ fn alert(value: &str) -> garrison::alert::Alert {
         start_at: t - jiff::SignedDuration::from_secs(3),
         stop_at: t,
         remediation: true,
-        events: vec![e],
+        events: vec![e].into(),
         labels: vec![(Arc::from("secret-label"), "SECRET-LABEL-VALUE".into())],
         message: format!("Ip {value} performed 'crowdsecurity/ssh-bf' (6 events over 3s)"),
     }

@@ -57,7 +57,11 @@ fn unchanged_scenarios_keep_their_buckets_across_a_reload() {
         .get(Namespace::Meta, "source_ip")
         .expect("Meta.source_ip exists");
     assert!(
-        bf[0].events.iter().all(|e| e.get(ip) == "203.0.113.7"),
+        bf[0]
+            .events
+            .as_slice()
+            .iter()
+            .all(|e| e.get(ip) == "203.0.113.7"),
         "kept samples read the new ruleset's field ids"
     );
 }

@@ -193,7 +193,7 @@ fn profile_decisions(state: &ApiState, a: &NewAlert) -> Option<Vec<NewDecision>>
         start_at: ts(a.start_at),
         stop_at: ts(a.stop_at),
         remediation: a.remediation,
-        events: Vec::new(),
+        events: Default::default(),
         labels,
         message: a.message.clone(),
     };

@@ -1,7 +1,7 @@
 //! `garrison replay`: forensic mode. Buckets run on the time written in the lines.
 
 use crate::acquire::lines::{ReadStats, for_each_line_in};
-use crate::alert::Alert;
+use crate::alert::{Alert, AlertEvents};
 use crate::compile::{CompileOptions, compile_path_with};
 use crate::decide::{Decision, History, decide};
 use crate::engine::{Clock, Engine, EngineStats, LineSource};
@@ -115,7 +115,7 @@ pub fn replay_each(
     let mut drain = |engine: &mut Engine| {
         for mut alert in engine.take_alerts() {
             let decisions = decide(&rs, &alert, &mut history, alert.stop_at);
-            alert.events = Vec::new();
+            alert.events = AlertEvents::default();
             on_finding(Finding { alert, decisions });
         }
     };

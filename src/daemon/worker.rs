@@ -382,6 +382,7 @@ fn alert_payload(rs: &Ruleset, alert: &Alert) -> serde_json::Value {
     let scenario = rs.scenarios.iter().find(|s| s.name == alert.scenario);
     let events: Vec<serde_json::Value> = alert
         .events
+        .as_slice()
         .iter()
         .map(|e| {
             let meta: Vec<serde_json::Value> = crate::cli::replay::meta_of(rs, e)

@@ -17,7 +17,7 @@
 //!
 //! Time is passed in by the caller: the event's time in replay, the wall clock live.
 
-use crate::alert::{Alert, Scope};
+use crate::alert::{Alert, AlertEvents, Scope};
 use crate::compile::{CompiledScenario, Ruleset};
 use crate::event::{Event, FieldId, Namespace, Timestamp};
 use crate::expr::{EvalCtx, Program};
@@ -30,7 +30,8 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
 
 mod sample;
-use sample::{Sample, SampleSpec};
+pub use sample::Sample;
+use sample::SampleSpec;
 
 /// Events kept in a bucket whose scenario sets no `capacity` or `cache-size` bound
 /// (conditional and counter scenarios), so one attacker cannot grow memory without limit.
@@ -969,7 +970,7 @@ fn build_alert(
         start_at: bucket.first_at,
         stop_at: at,
         remediation: sc.remediation,
-        events: bucket.queue.iter().map(|s| s.to_event()).collect(),
+        events: AlertEvents::from_samples(bucket.queue.into()),
         labels: sc
             .labels
             .iter()
@@ -1022,6 +1023,14 @@ mod tests {
         assert_eq!(alerts[0].events_count, 6);
         assert_eq!(alerts[0].start_at, at(later));
         assert_eq!(alerts[0].events.len(), 6);
+        // The samples read as events only when asked, and say the same either way.
+        let events = &alerts[0].events;
+        assert_eq!(events.first_value(user), "root");
+        let as_events = events.as_slice();
+        assert_eq!(as_events.len(), 6);
+        assert_eq!(as_events[5].time, at(later + 500));
+        assert!(as_events.iter().all(|e| e.get(ip) == "203.0.113.9"));
+        assert_eq!(events.first_value(user), "root");
     }
 
     #[test]

@@ -90,9 +90,10 @@ impl SampleSpec {
     }
 }
 
-/// A compact copy of a poured event (see the module documentation).
+/// A compact copy of a poured event (see the module documentation); an alert's events are
+/// its bucket's samples until read.
 #[derive(Debug)]
-pub(super) struct Sample {
+pub struct Sample {
     time: Timestamp,
     /// `text[..raw_len]` is the raw line (when kept); values are ranges of `text`.
     raw_len: u32,
@@ -102,7 +103,7 @@ pub(super) struct Sample {
 
 impl Sample {
     /// A kept field's value (`""` when unset or not kept).
-    pub(super) fn get(&self, id: FieldId) -> &str {
+    pub(crate) fn get(&self, id: FieldId) -> &str {
         self.slots
             .iter()
             .find(|(f, _, _)| *f == id)
@@ -127,7 +128,7 @@ impl Sample {
 
     /// The sample as an event (for alerts): the kept fields and the time; the raw line
     /// only when a rule reads it, else empty.
-    pub(super) fn to_event(&self) -> Event {
+    pub(crate) fn to_event(&self) -> Event {
         let len = self
             .slots
             .iter()

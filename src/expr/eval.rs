@@ -767,7 +767,7 @@ pub(crate) fn eval<'a>(n: &'a Node, ctx: &EvalCtx<'a>, fr: Option<&Frame<'_, 'a>
                 AlertProp::EventsCount => {
                     Value::Int(i64::try_from(al.events_count).unwrap_or(i64::MAX))
                 }
-                AlertProp::Events => Value::List(List::Events(&al.events)),
+                AlertProp::Events => Value::List(List::Events(al.events.as_slice())),
                 AlertProp::Message => Value::Str(Cow::Borrowed(&al.message)),
             }
         }
@@ -775,13 +775,7 @@ pub(crate) fn eval<'a>(n: &'a Node, ctx: &EvalCtx<'a>, fr: Option<&Frame<'_, 'a>
             let Value::Alert(al) = eval(a, ctx, fr)? else {
                 return err(n, "expected an alert");
             };
-            let v = al
-                .events
-                .iter()
-                .map(|e| e.get(*id))
-                .find(|s| !s.is_empty())
-                .unwrap_or("");
-            Value::Str(Cow::Borrowed(v))
+            Value::Str(Cow::Borrowed(al.events.first_value(*id)))
         }
         K::Queue => match ctx.queue {
             Some(_) => Value::Nil,

@@ -973,7 +973,7 @@ fn alert(e: &Env, remediation: bool, scope: Scope) -> Alert {
         start_at: Timestamp::UNIX_EPOCH,
         stop_at: Timestamp::UNIX_EPOCH,
         remediation,
-        events: vec![e.event(&[("log_type", "ssh_failed-auth"), ("target_user", "root")])],
+        events: vec![e.event(&[("log_type", "ssh_failed-auth"), ("target_user", "root")])].into(),
         labels: Vec::new(),
         message: String::new(),
     }
