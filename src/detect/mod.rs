@@ -27,6 +27,9 @@ use hashbrown::hash_table::Entry;
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher, RandomState};
+
+/// An unkeyed fast hash, for tables whose keys come from the rules, never from input.
+type FastState = foldhash::fast::RandomState;
 use std::sync::Arc;
 
 mod sample;
@@ -157,7 +160,7 @@ pub struct Detector {
     filter_guards: Vec<Vec<Guard>>,
     /// The fields and values the guards test.
     guard_fields: GuardFields,
-    /// Per guard field, this event's class (scratch, reset per pour).
+    /// Per guard field, this event's class (scratch: set for the fields of its route).
     guard_classes: Vec<u8>,
     /// Per distinct filter, the fields whose values the index or a guard has checked
     /// before it runs: its conjuncts testing only those fields are skipped.
@@ -166,7 +169,9 @@ pub struct Detector {
     /// (`evt.Meta.log_type == 'ssh_failed-auth'`): then it is not run at all.
     filter_checked_only: Vec<bool>,
     /// The scenarios an event can match, by its `log_type`.
-    index: Arc<ScenarioIndex>,
+    index: ScenarioIndex,
+    /// The steps left once the index and guards ruled scenarios out, by route.
+    dispatch: Dispatch,
     /// What alert samples keep.
     sample_spec: SampleSpec,
     /// Hashes keys for the bucket tables.
@@ -260,15 +265,21 @@ impl GuardFields {
             }
         };
         let known = &mut self.values[fi];
+        // All or nothing: a guard that does not fit must leave no values behind, or every
+        // event would be classified against values no guard tests (a 208-name data list
+        // once filled `file_name`'s classes before failing).
+        let new = values.iter().filter(|v| !known.contains(v)).count();
+        if known.len() + new > usize::from(Self::OTHER) {
+            return None;
+        }
         let mut mask = 0u64;
         for v in values {
             let class = match known.iter().position(|k| k == v) {
                 Some(c) => c,
-                None if known.len() < usize::from(Self::OTHER) => {
+                None => {
                     known.push(v.clone());
                     known.len() - 1
                 }
-                None => return None,
             };
             mask |= 1 << class;
         }
@@ -294,10 +305,12 @@ const INDEX_FIELD: &str = "log_type";
 #[derive(Debug, Default)]
 struct ScenarioIndex {
     field: Option<FieldId>,
-    /// Per value: the scenarios that accept it, in ruleset order.
-    by_value: HashMap<Box<str>, Box<[usize]>>,
-    /// The scenarios that accept any value, in ruleset order.
-    rest: Box<[usize]>,
+    /// Per value: its candidate list in `lists`. The values come from the rules and the
+    /// map never grows, so a fast unkeyed hash is safe here.
+    by_value: HashMap<Box<str>, usize, FastState>,
+    /// Candidate lists, each in ruleset order; the last one holds the scenarios that
+    /// accept any value (events whose value no filter names).
+    lists: Vec<Box<[usize]>>,
 }
 
 impl ScenarioIndex {
@@ -305,8 +318,8 @@ impl ScenarioIndex {
         let Some(field) = rs.fields.get(Namespace::Meta, INDEX_FIELD) else {
             return ScenarioIndex {
                 field: None,
-                by_value: HashMap::new(),
-                rest: (0..rs.scenarios.len()).collect(),
+                by_value: HashMap::default(),
+                lists: vec![(0..rs.scenarios.len()).collect()],
             };
         };
         let accepts: Vec<Option<Vec<Box<str>>>> = rs
@@ -314,23 +327,20 @@ impl ScenarioIndex {
             .iter()
             .map(|sc| sc.filter.implied_values(field))
             .collect();
-        let mut by_value: HashMap<Box<str>, Vec<usize>> = HashMap::new();
-        for vals in accepts.iter().flatten() {
-            for v in vals {
-                by_value.entry(v.clone()).or_default();
+        let mut values: Vec<Box<str>> = Vec::new();
+        for v in accepts.iter().flatten().flatten() {
+            if !values.contains(v) {
+                values.push(v.clone());
             }
         }
-        let mut rest = Vec::new();
+        let mut lists: Vec<Vec<usize>> = vec![Vec::new(); values.len() + 1];
         for (i, acc) in accepts.iter().enumerate() {
             match acc {
-                None => {
-                    rest.push(i);
-                    by_value.values_mut().for_each(|l| l.push(i));
-                }
+                None => lists.iter_mut().for_each(|l| l.push(i)),
                 Some(vals) => {
                     for v in vals {
-                        if let Some(l) = by_value.get_mut(v) {
-                            l.push(i);
+                        if let Some(k) = values.iter().position(|x| x == v) {
+                            lists[k].push(i);
                         }
                     }
                 }
@@ -338,20 +348,67 @@ impl ScenarioIndex {
         }
         ScenarioIndex {
             field: Some(field),
-            by_value: by_value
+            by_value: values
                 .into_iter()
-                .map(|(k, v)| (k, v.into_boxed_slice()))
+                .enumerate()
+                .map(|(k, v)| (v, k))
                 .collect(),
-            rest: rest.into_boxed_slice(),
+            lists: lists.into_iter().map(Vec::into_boxed_slice).collect(),
         }
     }
 
-    /// The scenarios `event` can match, in ruleset order.
-    fn candidates(&self, event: &Event) -> &[usize] {
+    /// The candidate list `event` falls in (an index into `lists`).
+    fn list_of(&self, event: &Event) -> usize {
+        let rest = self.lists.len() - 1;
         match self.field {
-            Some(f) => self.by_value.get(event.get(f)).unwrap_or(&self.rest),
-            None => &self.rest,
+            Some(f) => self.by_value.get(event.get(f)).copied().unwrap_or(rest),
+            None => rest,
         }
+    }
+}
+
+/// One scenario an event goes on to, once the index and guards admitted it.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    scenario: usize,
+    /// Its filter among the distinct ones.
+    slot: usize,
+    /// Whether the filter still has to run: false when the index and guards checked all
+    /// of it.
+    run_filter: bool,
+}
+
+/// The routes of events through the scenarios: for each candidate list, the guard fields
+/// its filters test, and for each combination of the classes of those fields, the steps
+/// left. An event then costs one look-up instead of a walk over every candidate and its
+/// guards. Combinations are few (the classes are the values rules name, plus "other"),
+/// and the table is bounded all the same.
+#[derive(Debug, Default)]
+struct Dispatch {
+    /// Per candidate list: the guard fields (by index in [`GuardFields`]) its filters test.
+    fields: Vec<Box<[usize]>>,
+    /// Steps by route key ([`Dispatch::key`]).
+    routes: HashMap<u64, Arc<[Step]>, FastState>,
+}
+
+impl Dispatch {
+    /// Routes kept at most; past it the table starts over.
+    const MAX_ROUTES: usize = 4096;
+    /// Guard fields a key can hold (6 bits each under the list's 16).
+    const MAX_FIELDS: usize = 8;
+
+    /// The route key of an event in candidate list `list`, or `None` when the list's
+    /// filters test more guard fields than a key holds.
+    fn key(&self, list: usize, classes: &[u8]) -> Option<u64> {
+        let fields = &self.fields[list];
+        if fields.len() > Self::MAX_FIELDS {
+            return None;
+        }
+        let mut key = (list as u64) << 48;
+        for (k, &f) in fields.iter().enumerate() {
+            key |= u64::from(classes[f]) << (6 * k);
+        }
+        Some(key)
     }
 }
 
@@ -389,7 +446,7 @@ impl Detector {
             })
             .collect();
         let mut filters: Vec<&Program> = Vec::new();
-        let filter_slot = ruleset
+        let filter_slot: Vec<usize> = ruleset
             .scenarios
             .iter()
             .map(|sc| {
@@ -437,6 +494,23 @@ impl Detector {
             .map(|(f, checked)| f.only_field_tests(&|id| checked.contains(&id)))
             .collect();
         let sample_spec = SampleSpec::new(&ruleset);
+        let dispatch = Dispatch {
+            fields: index
+                .lists
+                .iter()
+                .map(|list| {
+                    let mut fields: Vec<usize> = list
+                        .iter()
+                        .flat_map(|&i| &filter_guards[filter_slot[i]])
+                        .map(|g| g.field)
+                        .collect();
+                    fields.sort_unstable();
+                    fields.dedup();
+                    fields.into_boxed_slice()
+                })
+                .collect(),
+            routes: HashMap::default(),
+        };
         Detector {
             plans,
             filter_slot,
@@ -446,7 +520,8 @@ impl Detector {
             guard_classes,
             filter_checked,
             filter_checked_only,
-            index: Arc::new(index),
+            index,
+            dispatch,
             sample_spec,
             hasher: KeyHasher::default(),
             ruleset,
@@ -494,6 +569,8 @@ impl Detector {
     pub fn only(&mut self, names: &[String]) -> Vec<String> {
         let mut unknown = Vec::new();
         self.enabled.iter_mut().for_each(|e| *e = false);
+        // Routes list only enabled scenarios.
+        self.dispatch.routes.clear();
         for n in names {
             match self.ruleset.scenarios.iter().position(|s| &*s.name == n) {
                 Some(i) => self.enabled[i] = true,
@@ -548,47 +625,33 @@ impl Detector {
         mut poured: impl FnMut(usize),
     ) {
         let ruleset = self.ruleset.clone();
-        let index = self.index.clone();
+        let route = self.route(event);
         self.filter_memo.iter_mut().for_each(|m| *m = None);
-        self.guard_classes.fill(GuardFields::UNKNOWN);
         // The event's sample, built on its first pour and shared by every bucket.
         let mut sample: Option<Arc<Sample>> = None;
-        for &i in index.candidates(event) {
+        let ctx = EvalCtx::for_event(event, &ruleset.data);
+        for step in route.iter() {
+            let (i, slot) = (step.scenario, step.slot);
             let sc = &ruleset.scenarios[i];
-            if !self.enabled[i] {
-                continue;
-            }
-            let slot = self.filter_slot[i];
             let mut writes = Vec::new();
-            match self.filter_memo[slot] {
-                Some(false) => continue,
-                Some(true) => {}
-                None if !self.filter_guards[slot].iter().all(|g| {
-                    let class = &mut self.guard_classes[g.field];
-                    if *class == GuardFields::UNKNOWN {
-                        *class = self.guard_fields.classify(g.field, event);
-                    }
-                    g.mask & (1 << *class) != 0
-                }) =>
-                {
-                    self.filter_memo[slot] = Some(false);
-                    continue;
-                }
-                None if self.filter_checked_only[slot] => self.filter_memo[slot] = Some(true),
-                None => {
-                    // The filter may set fields (`evt.SetMeta`); apply them to a copy for
-                    // this scenario. Filters that write are not shared.
-                    let ctx = self.ctx(Some(event), None);
-                    let checked = &self.filter_checked[slot];
-                    let ok = sc
-                        .filter
-                        .eval_bool_assuming(&ctx, &|id| checked.contains(&id));
-                    writes = ctx.writes.take();
-                    if writes.is_empty() {
-                        self.filter_memo[slot] = Some(ok);
-                    }
-                    if !ok {
-                        continue;
+            if step.run_filter {
+                match self.filter_memo[slot] {
+                    Some(false) => continue,
+                    Some(true) => {}
+                    None => {
+                        // The filter may set fields (`evt.SetMeta`); apply them to a copy
+                        // for this scenario. Filters that write are not shared.
+                        let checked = &self.filter_checked[slot];
+                        let ok = sc
+                            .filter
+                            .eval_bool_assuming(&ctx, &|id| checked.contains(&id));
+                        writes = ctx.writes.take();
+                        if writes.is_empty() {
+                            self.filter_memo[slot] = Some(ok);
+                        }
+                        if !ok {
+                            continue;
+                        }
                     }
                 }
             }
@@ -611,6 +674,41 @@ impl Detector {
                 out.push(alert);
             }
         }
+    }
+
+    /// The steps `event` goes through: from the route table, or worked out (and kept) the
+    /// first time its combination of index list and guard classes is seen.
+    fn route(&mut self, event: &Event) -> Arc<[Step]> {
+        let list = self.index.list_of(event);
+        for &f in self.dispatch.fields[list].iter() {
+            self.guard_classes[f] = self.guard_fields.classify(f, event);
+        }
+        let key = self.dispatch.key(list, &self.guard_classes);
+        if let Some(steps) = key.and_then(|k| self.dispatch.routes.get(&k)) {
+            return steps.clone();
+        }
+        let steps: Arc<[Step]> = self.index.lists[list]
+            .iter()
+            .filter(|&&i| self.enabled[i])
+            .filter_map(|&i| {
+                let slot = self.filter_slot[i];
+                self.filter_guards[slot]
+                    .iter()
+                    .all(|g| g.mask & (1 << self.guard_classes[g.field]) != 0)
+                    .then_some(Step {
+                        scenario: i,
+                        slot,
+                        run_filter: !self.filter_checked_only[slot],
+                    })
+            })
+            .collect();
+        if let Some(k) = key {
+            if self.dispatch.routes.len() >= Dispatch::MAX_ROUTES {
+                self.dispatch.routes.clear();
+            }
+            self.dispatch.routes.insert(k, steps.clone());
+        }
+        steps
     }
 
     /// The bucket key; bare field reads and the default (`Meta.source_ip`) borrow from the
@@ -1034,6 +1132,57 @@ mod tests {
     }
 
     #[test]
+    fn routes_follow_the_enabled_scenarios_and_stay_bounded() {
+        let rs = crate::compile::compile_path(None)
+            .expect("the default configuration compiles")
+            .ruleset;
+        let meta = |n: &str| rs.fields.get(Namespace::Meta, n).expect("a Meta field");
+        let mut detector = Detector::new(rs.clone());
+        let mut e = Event::new(String::new(), Timestamp::UNIX_EPOCH, rs.fields.len());
+        e.set(
+            meta("log_type"),
+            FieldValue::Static(Arc::from("ssh_failed-auth")),
+        );
+        e.set(meta("service"), FieldValue::Static(Arc::from("ssh")));
+        e.set(
+            meta("source_ip"),
+            FieldValue::Static(Arc::from("203.0.113.9")),
+        );
+        let name = |i: &usize| rs.scenarios[*i].name.to_string();
+        let mut out = Vec::new();
+        let all: Vec<String> = detector
+            .pour(&e, e.time, &mut out)
+            .iter()
+            .map(name)
+            .collect();
+        assert!(
+            all.len() > 1 && all.contains(&"ssh-bf".to_owned()),
+            "{all:?}"
+        );
+        assert_eq!(detector.dispatch.routes.len(), 1);
+        // The same event after `only`: the route it took before is not reused.
+        assert!(detector.only(&["ssh-slow-bf".to_owned()]).is_empty());
+        let some: Vec<String> = detector
+            .pour(&e, e.time, &mut out)
+            .iter()
+            .map(name)
+            .collect();
+        assert_eq!(some, ["ssh-slow-bf"]);
+
+        // Keys hold a list and up to eight guard classes; more fields get no key.
+        let d = Dispatch {
+            fields: vec![(0..8).collect(), (0..9).collect()],
+            routes: HashMap::default(),
+        };
+        let classes = [1, 2, 3, 4, 5, 6, 7, 63, 9];
+        let key = d.key(0, &classes).expect("a key");
+        assert_eq!(key >> 48, 0);
+        assert_eq!((key >> 42) & 63, 63);
+        assert_ne!(d.key(0, &[1, 2, 3, 4, 5, 6, 7, 62, 9]), Some(key));
+        assert_eq!(d.key(1, &classes), None);
+    }
+
+    #[test]
     fn guards_classify_each_value_once_and_test_bits() {
         let mut fields = crate::event::FieldRegistry::new();
         let status = fields.intern(Namespace::Meta, "http_status");
@@ -1065,5 +1214,21 @@ mod tests {
         let path = fields.intern(Namespace::Meta, "http_path");
         assert!(gf.guard(path, &strs(&many[..60])).is_some());
         assert!(gf.guard(path, &strs(&many[60..])).is_none());
+        // One that does not fit leaves no classes behind for events to be compared with.
+        let pf = gf
+            .fields
+            .iter()
+            .position(|f| *f == path)
+            .expect("a guard field");
+        assert_eq!(gf.values[pf].len(), 60);
+        let name = fields.intern(Namespace::Parsed, "file_name");
+        assert!(gf.guard(name, &strs(&many)).is_none());
+        assert!(gf.guard(name, &strs(&["wp-login.php"])).is_some());
+        let nf = gf
+            .fields
+            .iter()
+            .position(|f| *f == name)
+            .expect("a guard field");
+        assert_eq!(gf.values[nf].len(), 1);
     }
 }
