@@ -1526,6 +1526,18 @@ impl<'e, 'a> Checker<'e, 'a> {
                     BinOp::Mod => Arith::Mod,
                     _ => Arith::Pow,
                 };
+                if a == Arith::Add && lt == Type::Str && rt == Type::Str {
+                    // String chains (`a + "/" + b`) build one string.
+                    let mut parts = match ln.k {
+                        K::Concat(parts) => parts,
+                        _ => vec![ln],
+                    };
+                    match rn.k {
+                        K::Concat(more) => parts.extend(more),
+                        _ => parts.push(rn),
+                    }
+                    return Ok((Node::new(K::Concat(parts), sp), t));
+                }
                 let (l, r) = b(ln, rn);
                 (Node::new(K::Arith(a, l, r), sp), t)
             }

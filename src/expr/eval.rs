@@ -222,6 +222,9 @@ pub(crate) enum K {
     /// `any(File(L), {IpInRange(X, #)})`.
     IpInNets(Box<Node>, Box<[ipnet::IpNet]>),
     Ternary(Box<Node>, Box<Node>, Box<Node>),
+    /// `a + b + ...` where every operand is a string: one buffer for the whole chain,
+    /// instead of a new string per `+`.
+    Concat(Vec<Node>),
     Coalesce(Box<Node>, Box<Node>),
     Let(Box<Node>, Box<Node>),
     Quant(Quant, Box<Node>, Box<Node>),
@@ -254,7 +257,7 @@ impl Node {
             | K::Var(_)
             | K::Elem(_)
             | K::Column(..) => {}
-            K::ListLit(items) | K::Call(_, items) => items.iter().for_each(f),
+            K::ListLit(items) | K::Call(_, items) | K::Concat(items) => items.iter().for_each(f),
             K::EvField(a, _)
             | K::EvRaw(a)
             | K::EvTime(a)
@@ -358,6 +361,7 @@ pub(crate) fn element_pure(n: &Node, depth: u32) -> bool {
         | K::Index(..)
         | K::Ternary(..)
         | K::Slice(..)
+        | K::Concat(_)
         | K::ListLit(_) => children_pure(),
         K::Call(f, _) => f.is_pure() && children_pure(),
         // The root event, variables, outer elements, nested closures, the queue, alerts,
@@ -677,6 +681,22 @@ pub(crate) fn eval_str<'a>(
     }
 }
 
+/// Appends the string operands of a [`K::Concat`] to `out`.
+pub(crate) fn concat_into<'a>(
+    parts: &'a [Node],
+    ctx: &EvalCtx<'a>,
+    fr: Option<&Frame<'_, 'a>>,
+    out: &mut String,
+) -> R<()> {
+    for p in parts {
+        match &p.k {
+            K::Concat(inner) => concat_into(inner, ctx, fr, out)?,
+            _ => out.push_str(&eval_str(p, ctx, fr)?),
+        }
+    }
+    Ok(())
+}
+
 fn eval_int<'a>(n: &'a Node, ctx: &EvalCtx<'a>, fr: Option<&Frame<'_, 'a>>) -> R<i64> {
     match eval(n, ctx, fr)? {
         Value::Int(i) => Ok(i),
@@ -729,6 +749,11 @@ fn quant_bool<'a>(
 pub(crate) fn eval<'a>(n: &'a Node, ctx: &EvalCtx<'a>, fr: Option<&Frame<'_, 'a>>) -> R<Value<'a>> {
     Ok(match &n.k {
         K::Lit(l) => l.value(),
+        K::Concat(parts) => {
+            let mut s = String::new();
+            concat_into(parts, ctx, fr, &mut s)?;
+            Value::Str(Cow::Owned(s))
+        }
         K::ListLit(items) => {
             let mut v = Vec::with_capacity(items.len());
             for i in items {

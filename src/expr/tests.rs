@@ -169,7 +169,14 @@ impl Env {
         let p = self.ok(src);
         let ev = self.event(kv);
         let ctx = EvalCtx::for_event(&ev, &self.data);
-        p.eval_string(&ctx).map(|s| s.into_owned())
+        let value = p.eval_string(&ctx).map(|s| s.into_owned());
+        // The parser statics' way (appended to a reused buffer) says the same.
+        let mut buf = String::from("kept:");
+        let ok = p.eval_string_into(&ctx, &mut buf);
+        let appended = ok.then(|| buf["kept:".len()..].to_owned());
+        assert_eq!(appended, value, "eval_string_into of {src}");
+        assert!(buf.starts_with("kept:"), "{src}");
+        value
     }
 }
 
@@ -552,6 +559,20 @@ fn hub_filters_behave() {
         )
         .as_deref(),
         Some("7")
+    );
+    // A string chain is one node over every operand, left to right.
+    assert_eq!(
+        e.string(
+            "'<' + (evt.Parsed.file_frag + ('' + evt.Parsed.file_ext)) + '>' + 'x'",
+            &[("Parsed.file_frag", "a"), ("Parsed.file_ext", ".b")]
+        )
+        .as_deref(),
+        Some("<a.b>x")
+    );
+    assert_eq!(
+        e.string("1 + 2", &[]).as_deref(),
+        Some("3"),
+        "numbers still add"
     );
     assert_eq!(
         e.string(

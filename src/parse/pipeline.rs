@@ -387,9 +387,7 @@ fn apply_statics(statics: &[CompiledStatic], event: &mut Event, rs: &Ruleset) {
             },
             StaticValue::Expr(p) => {
                 let mut buf = event.take_buffer();
-                if let Some(s) = p.eval_string(&EvalCtx::for_event(event, &rs.data)) {
-                    buf.push_str(&s);
-                }
+                p.eval_string_into(&EvalCtx::for_event(event, &rs.data), &mut buf);
                 if buf.is_empty() {
                     event.recycle(buf);
                     continue;
