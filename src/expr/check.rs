@@ -1458,6 +1458,15 @@ impl<'e, 'a> Checker<'e, 'a> {
                         return Err(e);
                     }
                 }
+                if let (BinOp::Contains, K::Lit(Lit::Str(needle))) = (op, &rn.k)
+                    && !needle.is_empty()
+                {
+                    // `X contains 'literal'`: the searcher is built here, once
+                    // (`str::contains` builds one at every call).
+                    let m = StrMatcher::new(MatchOp::Contains, Fold::None, [&**needle])
+                        .map_err(|e| ExprError::new(sp.clone(), e))?;
+                    return Ok((Node::new(K::Match(Box::new(ln), m), sp), Type::Bool));
+                }
                 let so = match op {
                     BinOp::Contains => StrOp::Contains,
                     BinOp::StartsWith => StrOp::StartsWith,

@@ -45,6 +45,10 @@ enum Imp {
     Never,
     Small(Vec<Box<str>>),
     Set(HashSet<Box<str>, FastState>),
+    /// One case-sensitive `contains` pattern: a searcher built once (`str::contains`
+    /// builds a new one at every call). Boxed: a finder is large, and matchers live in
+    /// expression nodes, whose size the checker's recursion pays for at every level.
+    One(Box<memchr::memmem::Finder<'static>>),
     Ac(AhoCorasick),
     Trie(Trie),
 }
@@ -83,6 +87,9 @@ impl StrMatcher {
             match (op, fold) {
                 (MatchOp::Exact, Fold::None) if pats.len() <= 8 => Imp::Small(pats),
                 (MatchOp::Exact, Fold::None) => Imp::Set(pats.into_iter().collect()),
+                (MatchOp::Contains, Fold::None) if pats.len() == 1 => Imp::One(Box::new(
+                    memchr::memmem::Finder::new(pats[0].as_bytes()).into_owned(),
+                )),
                 (MatchOp::Contains, _) => Imp::Ac(
                     AhoCorasickBuilder::new()
                         .ascii_case_insensitive(fold != Fold::None)
@@ -116,7 +123,7 @@ impl StrMatcher {
             Imp::Never => Some(Vec::new()),
             Imp::Small(v) => Some(v.clone()),
             Imp::Set(s) => Some(s.iter().cloned().collect()),
-            Imp::Ac(_) | Imp::Trie(_) => None,
+            Imp::One(_) | Imp::Ac(_) | Imp::Trie(_) => None,
         }
     }
 
@@ -124,7 +131,7 @@ impl StrMatcher {
     /// without listing the patterns.
     pub(crate) fn is_exact(&self) -> bool {
         (self.op, self.fold) == (MatchOp::Exact, Fold::None)
-            && !matches!(self.imp, Imp::Ac(_) | Imp::Trie(_))
+            && !matches!(self.imp, Imp::One(_) | Imp::Ac(_) | Imp::Trie(_))
     }
 
     /// True when some pattern matches `x` (after the fold).
@@ -143,6 +150,7 @@ impl StrMatcher {
             Imp::Never => false,
             Imp::Small(v) => v.iter().any(|p| **p == *hay),
             Imp::Set(s) => s.contains(&*hay),
+            Imp::One(finder) => finder.find(h).is_some(),
             Imp::Ac(ac) => ac.is_match(h),
             Imp::Trie(t) => match self.op {
                 MatchOp::Exact => t.walk(h.iter().copied(), true),

@@ -501,6 +501,14 @@ fn hub_filters_behave() {
         Some("1.2.3.4/example.org")
     );
 
+    // `contains` a literal (a searcher built once), and the empty literal.
+    let shellshock = "evt.Meta.http_user_agent contains '() {'";
+    assert!(e.check(shellshock, &[("http_user_agent", "x () { :; }; echo")]));
+    assert!(e.check(shellshock, &[("http_user_agent", "() {")]));
+    assert!(!e.check(shellshock, &[("http_user_agent", "() ;{")]));
+    assert!(!e.check(shellshock, &[]));
+    assert!(e.check("evt.Meta.http_user_agent contains ''", &[]));
+
     let sqli =
         "any(File('sqli_probe_patterns.txt'), {Upper(evt.Parsed.http_args) contains Upper(#)})";
     assert!(e.check(sqli, &[("Parsed.http_args", "id=1%20UNION%20select%20x")]));
