@@ -1083,12 +1083,19 @@ mod tests {
     use super::*;
     use crate::event::FieldValue;
 
-    #[test]
-    fn a_bucket_idle_past_its_lifetime_starts_afresh() {
+    /// The default ruleset, and a look-up of its `Meta` fields by name.
+    fn default_rules() -> (Arc<Ruleset>, impl Fn(&str) -> FieldId) {
         let rs = crate::compile::compile_path(None)
             .expect("the default configuration compiles")
             .ruleset;
-        let meta = |n: &str| rs.fields.get(Namespace::Meta, n).expect("a Meta field");
+        let fields = rs.clone();
+        let meta = move |n: &str| fields.fields.get(Namespace::Meta, n).expect("a Meta field");
+        (rs, meta)
+    }
+
+    #[test]
+    fn a_bucket_idle_past_its_lifetime_starts_afresh() {
+        let (rs, meta) = default_rules();
         let (log_type, ip, user) = (meta("log_type"), meta("source_ip"), meta("target_user"));
         let mut detector = Detector::new(rs.clone());
         let t0 = Timestamp::from_second(1_700_000_000).expect("a time");
@@ -1133,10 +1140,7 @@ mod tests {
 
     #[test]
     fn routes_follow_the_enabled_scenarios_and_stay_bounded() {
-        let rs = crate::compile::compile_path(None)
-            .expect("the default configuration compiles")
-            .ruleset;
-        let meta = |n: &str| rs.fields.get(Namespace::Meta, n).expect("a Meta field");
+        let (rs, meta) = default_rules();
         let mut detector = Detector::new(rs.clone());
         let mut e = Event::new(String::new(), Timestamp::UNIX_EPOCH, rs.fields.len());
         e.set(
@@ -1215,20 +1219,14 @@ mod tests {
         assert!(gf.guard(path, &strs(&many[..60])).is_some());
         assert!(gf.guard(path, &strs(&many[60..])).is_none());
         // One that does not fit leaves no classes behind for events to be compared with.
-        let pf = gf
-            .fields
-            .iter()
-            .position(|f| *f == path)
-            .expect("a guard field");
-        assert_eq!(gf.values[pf].len(), 60);
+        let classes = |gf: &GuardFields, field: FieldId| {
+            let at = gf.fields.iter().position(|f| *f == field);
+            at.map(|i| gf.values[i].len())
+        };
+        assert_eq!(classes(&gf, path), Some(60));
         let name = fields.intern(Namespace::Parsed, "file_name");
         assert!(gf.guard(name, &strs(&many)).is_none());
         assert!(gf.guard(name, &strs(&["wp-login.php"])).is_some());
-        let nf = gf
-            .fields
-            .iter()
-            .position(|f| *f == name)
-            .expect("a guard field");
-        assert_eq!(gf.values[nf].len(), 1);
+        assert_eq!(classes(&gf, name), Some(1));
     }
 }
