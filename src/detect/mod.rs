@@ -417,7 +417,9 @@ impl Dispatch {
 struct Plan {
     groupby: KeyExpr,
     distinct: KeyExpr,
-    lifetime: Option<std::time::Duration>,
+    /// How long an idle bucket lives ([`bucket_lifetime`]), as the signed duration an
+    /// idle time is compared with (a subtraction a pour, instead of a checked addition).
+    lifetime: Option<jiff::SignedDuration>,
     queue_limit: usize,
     /// Conditional scenarios: the fields the condition reads, and whether it reads the raw
     /// line.
@@ -435,7 +437,9 @@ impl Detector {
             .map(|sc| Plan {
                 groupby: KeyExpr::of(sc.groupby.as_ref(), &ruleset),
                 distinct: KeyExpr::of(sc.distinct.as_ref(), &ruleset),
-                lifetime: bucket_lifetime(sc),
+                lifetime: bucket_lifetime(sc).map(|l| {
+                    jiff::SignedDuration::try_from(l).unwrap_or(jiff::SignedDuration::MAX)
+                }),
                 queue_limit: queue_limit(sc),
                 cond_fields: sc
                     .condition
@@ -771,7 +775,7 @@ impl Detector {
                     o.remove();
                     return None;
                 }
-                if lifetime.is_some_and(|l| add(b.last_at, l) < now) {
+                if lifetime.is_some_and(|l| now.duration_since(b.last_at) > l) {
                     b.restart(sc.capacity, now);
                 }
                 o
