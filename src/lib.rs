@@ -27,3 +27,9 @@ pub mod parse;
 pub mod rules;
 pub mod schema;
 pub mod store;
+
+/// Hashes values looked up in tables built from the rules (data lists, the verdict cache,
+/// the scenario index): lookups cannot grow or reshape them, so a fast seeded hash is
+/// enough. Keys an attacker inserts (bucket keys, `distinct` values) use SipHash, see
+/// `detect`.
+pub(crate) type FastState = foldhash::fast::RandomState;

@@ -237,18 +237,9 @@ fn listed_timeout(listing: &str, elem: &str) -> u64 {
         .split_whitespace()
         .next()
         .unwrap_or("");
-    let (mut total, mut n) = (0, 0);
-    for c in token.chars() {
-        match c {
-            '0'..='9' => n = n * 10 + u64::from(c.to_digit(10).unwrap_or(0)),
-            'd' => (total, n) = (total + n * 86_400, 0),
-            'h' => (total, n) = (total + n * 3_600, 0),
-            'm' => (total, n) = (total + n * 60, 0),
-            's' => (total, n) = (total + n, 0),
-            _ => panic!("unexpected timeout `{token}`"),
-        }
-    }
-    total
+    garrison::parse::timefmt::parse_go_duration(token)
+        .unwrap_or_else(|| panic!("unexpected timeout `{token}`"))
+        .as_secs()
 }
 
 fn secs_left(e: &enforce::KernelElement) -> u64 {

@@ -17,6 +17,7 @@
 //!
 //! Time is passed in by the caller: the event's time in replay, the wall clock live.
 
+use crate::FastState;
 use crate::alert::{Alert, AlertEvents, Scope};
 use crate::compile::{CompiledScenario, Ruleset};
 use crate::event::{Event, FieldId, Namespace, Timestamp};
@@ -27,13 +28,10 @@ use hashbrown::hash_table::Entry;
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher, RandomState};
-
-/// An unkeyed fast hash, for tables whose keys come from the rules, never from input.
-type FastState = foldhash::fast::RandomState;
 use std::sync::Arc;
 
 mod sample;
-pub use sample::Sample;
+pub(crate) use sample::Sample;
 use sample::SampleSpec;
 
 /// Events kept in a bucket whose scenario sets no `capacity` or `cache-size` bound
@@ -681,7 +679,9 @@ impl Detector {
     }
 
     /// The steps `event` goes through: from the route table, or worked out (and kept) the
-    /// first time its combination of index list and guard classes is seen.
+    /// first time its combination of index list and guard classes is seen. A list whose
+    /// filters test more guard fields than a key holds gets no key: its steps are worked
+    /// out at every event (no shipped ruleset has one).
     fn route(&mut self, event: &Event) -> Arc<[Step]> {
         let list = self.index.list_of(event);
         for &f in self.dispatch.fields[list].iter() {

@@ -93,7 +93,7 @@ impl SampleSpec {
 /// A compact copy of a poured event (see the module documentation); an alert's events are
 /// its bucket's samples until read.
 #[derive(Debug)]
-pub struct Sample {
+pub(crate) struct Sample {
     time: Timestamp,
     /// `text[..raw_len]` is the raw line (when kept); values are ranges of `text`.
     raw_len: u32,

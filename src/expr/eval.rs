@@ -681,7 +681,8 @@ pub(crate) fn eval_str<'a>(
     }
 }
 
-/// Appends the string operands of a [`K::Concat`] to `out`.
+/// Appends the string operands of a [`K::Concat`] to `out` (the checker flattens chains,
+/// so no operand is itself a chain).
 pub(crate) fn concat_into<'a>(
     parts: &'a [Node],
     ctx: &EvalCtx<'a>,
@@ -689,10 +690,7 @@ pub(crate) fn concat_into<'a>(
     out: &mut String,
 ) -> R<()> {
     for p in parts {
-        match &p.k {
-            K::Concat(inner) => concat_into(inner, ctx, fr, out)?,
-            _ => out.push_str(&eval_str(p, ctx, fr)?),
-        }
+        out.push_str(&eval_str(p, ctx, fr)?);
     }
     Ok(())
 }

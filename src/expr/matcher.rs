@@ -12,9 +12,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-/// Hashes values looked up in fixed tables: lookups cannot grow or reshape a table, so a
-/// fast seeded hash is enough (keys an attacker inserts use SipHash, see `detect`).
-type FastState = foldhash::fast::RandomState;
+use crate::FastState;
 
 /// How a pattern is compared with the haystack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
