@@ -419,7 +419,8 @@ struct Plan {
     /// idle time is compared with (a subtraction a pour, instead of a checked addition).
     lifetime: Option<jiff::SignedDuration>,
     queue_limit: usize,
-    /// Conditional scenarios: the fields the condition reads, and whether it reads the raw
+    /// Conditional scenarios: the fields queued events keep for the condition
+    /// ([`Program::queued_event_fields`]), and whether it reads the raw
     /// line.
     cond_fields: Vec<FieldId>,
     cond_raw: bool,
@@ -442,7 +443,7 @@ impl Detector {
                 cond_fields: sc
                     .condition
                     .as_ref()
-                    .map(|c| c.referenced_fields())
+                    .map(|c| c.queued_event_fields())
                     .unwrap_or_default(),
                 cond_raw: sc.condition.as_ref().is_some_and(reads_raw_line),
             })

@@ -577,4 +577,33 @@ impl Program {
     pub fn referenced_fields(&self) -> Vec<FieldId> {
         self.fields.clone()
     }
+
+    /// The fields a conditional bucket's queued events must keep for this condition:
+    /// every field it references, less those only its queue filter's predicate reads
+    /// ([`Self::has_queue_filter`]): the bucket tests that predicate as it queues an event
+    /// and never runs it over the queue. Sorted.
+    pub fn queued_event_fields(&self) -> Vec<FieldId> {
+        let Some(predicate) = &self.queue_filter else {
+            return self.fields.clone();
+        };
+        fn walk(n: &eval::Node, skip: &eval::Node, out: &mut Vec<FieldId>) {
+            if std::ptr::eq(n, skip) {
+                return;
+            }
+            match &n.k {
+                eval::K::EvtField(id)
+                | eval::K::EvField(_, id)
+                | eval::K::SetMeta(id, _)
+                | eval::K::AlertMeta(_, id)
+                | eval::K::ContainsGate(id, ..) => out.push(*id),
+                _ => {}
+            }
+            n.for_each_child(&mut |c| walk(c, skip, out));
+        }
+        let mut out = Vec::new();
+        walk(&self.root, predicate, &mut out);
+        out.sort();
+        out.dedup();
+        out
+    }
 }

@@ -911,12 +911,15 @@ fn a_queue_filter_lets_a_bucket_queue_only_what_it_admits() {
         })
         .collect();
     let last = event_at(&e, "ssh_failed-auth", 0);
+    // Queued events keep only the fields read outside the predicate: here none, the
+    // condition reads their times.
+    assert_eq!(p.queued_event_fields(), Vec::new());
     let mut verdicts = [0, 0];
     for q in &queues {
         let kept: Vec<Event> = q
             .iter()
             .filter(|ev| p.queue_filter_admits(ev, &e.data))
-            .cloned()
+            .map(|ev| Event::new(String::new(), ev.time, 0))
             .collect();
         let whole = EvalCtx::for_event(&last, &e.data).with_queue(q);
         let mut filtered = EvalCtx::for_event(&last, &e.data).with_queue(&kept);
@@ -946,8 +949,15 @@ fn a_queue_filter_lets_a_bucket_queue_only_what_it_admits() {
         "len(map(queue.Queue, {#.Meta.log_type})) > 1",
         "evt.Meta.log_type == 'x'",
     ] {
-        assert!(!e.ok(src).has_queue_filter(), "{src}");
+        let p = e.ok(src);
+        assert!(!p.has_queue_filter(), "{src}");
+        assert_eq!(p.queued_event_fields(), p.referenced_fields(), "{src}");
     }
+    // A field read of the queued events outside the predicate is kept.
+    let p = e.ok("let f = filter(queue.Queue, {#.Meta.log_type == 'x'}); len(f) > 1 && f[0].Meta.source_ip == 'a'");
+    assert!(p.has_queue_filter());
+    let ip = e.fields.get(Namespace::Meta, "source_ip");
+    assert_eq!(p.queued_event_fields(), Vec::from_iter(ip));
 }
 
 #[test]
