@@ -54,13 +54,13 @@ pub struct Alert {
 /// the samples become events only when first read.
 #[derive(Debug, Clone, Default)]
 pub struct AlertEvents {
-    samples: Vec<Arc<Sample>>,
+    samples: Vec<Sample>,
     events: OnceLock<Vec<Event>>,
 }
 
 impl AlertEvents {
     /// A bucket's samples, turned into events when first read.
-    pub(crate) fn from_samples(samples: Vec<Arc<Sample>>) -> Self {
+    pub(crate) fn from_samples(samples: Vec<Sample>) -> Self {
         AlertEvents {
             samples,
             events: OnceLock::new(),

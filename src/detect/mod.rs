@@ -48,7 +48,7 @@ struct Bucket {
     count: u64,
     /// The events an alert will carry: compact, shared between the buckets an event
     /// poured into.
-    queue: VecDeque<Arc<Sample>>,
+    queue: VecDeque<Sample>,
     /// Conditional scenarios: the queue as events holding only what the condition reads.
     cond_queue: VecDeque<Event>,
     /// `distinct` values already poured (by [`key_hash`]).
@@ -631,7 +631,7 @@ impl Detector {
         let route = self.route(event);
         self.filter_memo.iter_mut().for_each(|m| *m = None);
         // The event's sample, built on its first pour and shared by every bucket.
-        let mut sample: Option<Arc<Sample>> = None;
+        let mut sample: Option<Sample> = None;
         let ctx = EvalCtx::for_event(event, &ruleset.data);
         for step in route.iter() {
             let (i, slot) = (step.scenario, step.slot);
@@ -662,7 +662,7 @@ impl Detector {
             self.stats.pours[i] += 1;
             let alert = if writes.is_empty() {
                 let s = sample
-                    .get_or_insert_with(|| Arc::new(self.sample_spec.sample(event)))
+                    .get_or_insert_with(|| self.sample_spec.sample(event))
                     .clone();
                 self.pour_one(i, sc, event, s, now)
             } else {
@@ -670,7 +670,7 @@ impl Detector {
                 for (id, v) in writes {
                     e.set_owned(id, v);
                 }
-                let s = Arc::new(self.sample_spec.sample(&e));
+                let s = self.sample_spec.sample(&e);
                 self.pour_one(i, sc, &e, s, now)
             };
             if let Some(alert) = alert {
@@ -738,7 +738,7 @@ impl Detector {
         i: usize,
         sc: &CompiledScenario,
         event: &Event,
-        sample: Arc<Sample>,
+        sample: Sample,
         now: Timestamp,
     ) -> Option<Alert> {
         let key = Self::key(self.plans[i].groupby, sc, &self.ruleset, event)?;
@@ -979,7 +979,7 @@ impl FieldRemap {
 
     fn bucket(&self, b: &mut Bucket) {
         for s in b.queue.iter_mut() {
-            *s = Arc::new(s.remapped(|id| self.get(id)));
+            *s = s.remapped(|id| self.get(id));
         }
         for e in b.cond_queue.iter_mut() {
             let fields = e.take_slots();

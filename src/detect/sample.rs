@@ -9,12 +9,17 @@
 
 use crate::compile::Ruleset;
 use crate::event::{Event, FieldId, FieldValue, Namespace, Timestamp};
+use std::sync::Arc;
 
 /// What samples keep, decided once per ruleset.
 #[derive(Debug)]
 pub(super) struct SampleSpec {
     fields: Vec<FieldId>,
     raw: bool,
+    /// Where a sample's text is written, then the whole sample, before it is copied into
+    /// its one allocation.
+    scratch: Vec<u8>,
+    assembled: Vec<u8>,
 }
 
 impl SampleSpec {
@@ -36,37 +41,34 @@ impl SampleSpec {
         }
         fields.sort();
         fields.dedup();
-        SampleSpec { fields, raw }
+        SampleSpec {
+            fields,
+            raw,
+            scratch: Vec::new(),
+            assembled: Vec::new(),
+        }
     }
 
     /// The sample of `event`.
-    pub(super) fn sample(&self, event: &Event) -> Sample {
-        // Sized exactly up front: the boxed text and slots then need no shrinking copy.
-        let mut text_len = if self.raw { event.line.len() } else { 0 };
-        let mut kept = 0;
-        for &id in &self.fields {
-            match event.slot(id) {
-                None | Some(FieldValue::Unset) => {}
-                Some(FieldValue::Line { .. }) if self.raw => kept += 1,
-                Some(_) => {
-                    let n = event.get(id).len();
-                    if n > 0 {
-                        text_len += n;
-                        kept += 1;
-                    }
-                }
-            }
+    pub(super) fn sample(&mut self, event: &Event) -> Sample {
+        // One pass writes the slots and the text into scratch space, and one allocation
+        // takes a copy: a sample used to cost three allocations and two passes over the
+        // fields, for every line that pours.
+        let raw_len = if self.raw { event.line.len() } else { 0 };
+        let data = &mut self.assembled;
+        data.clear();
+        data.extend_from_slice(&event.time.as_second().to_le_bytes());
+        data.extend_from_slice(&event.time.subsec_nanosecond().to_le_bytes());
+        data.extend_from_slice(&offset(raw_len).to_le_bytes());
+        data.extend_from_slice(&0u32.to_le_bytes());
+        let text = &mut self.scratch;
+        text.clear();
+        if self.raw {
+            text.extend_from_slice(event.line.as_bytes());
         }
-        let mut text = String::with_capacity(text_len);
-        let raw_len = if self.raw {
-            text.push_str(&event.line);
-            event.line.len() as u32
-        } else {
-            0
-        };
-        let mut slots = Vec::with_capacity(kept);
+        let mut n = 0u32;
         for &id in &self.fields {
-            let range = match event.slot(id) {
+            let (start, end) = match event.slot(id) {
                 None | Some(FieldValue::Unset) => continue,
                 Some(FieldValue::Line { start, end }) if self.raw => (*start, *end),
                 Some(_) => {
@@ -74,77 +76,133 @@ impl SampleSpec {
                     if v.is_empty() {
                         continue;
                     }
-                    let start = text.len() as u32;
-                    text.push_str(v);
-                    (start, text.len() as u32)
+                    let start = text.len();
+                    text.extend_from_slice(v.as_bytes());
+                    (offset(start), offset(text.len()))
                 }
             };
-            slots.push((id, range.0, range.1));
+            data.extend_from_slice(&id.0.to_le_bytes());
+            data.extend_from_slice(&start.to_le_bytes());
+            data.extend_from_slice(&end.to_le_bytes());
+            n += 1;
         }
-        Sample {
-            time: event.time,
-            raw_len,
-            text: text.into_boxed_str(),
-            slots: slots.into_boxed_slice(),
+        if let Some(count) = data.get_mut(16..HEADER) {
+            count.copy_from_slice(&n.to_le_bytes());
         }
+        data.extend_from_slice(text);
+        Sample(Arc::from(&data[..]))
     }
 }
 
-/// A compact copy of a poured event (see the module documentation); an alert's events are
-/// its bucket's samples until read.
-#[derive(Debug)]
-pub(crate) struct Sample {
-    time: Timestamp,
-    /// `text[..raw_len]` is the raw line (when kept); values are ranges of `text`.
-    raw_len: u32,
-    text: Box<str>,
-    slots: Box<[(FieldId, u32, u32)]>,
+/// A sample's header: the time (seconds, nanoseconds), the raw line's length and the
+/// number of slots.
+const HEADER: usize = 8 + 4 + 4 + 4;
+/// A slot: the field id and its value's range of the text.
+const SLOT: usize = 2 + 4 + 4;
+
+/// A length or offset in a sample, which holds one line and copies of its fields.
+fn offset(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    b.get(at..at + 4)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
+}
+
+/// A compact copy of a poured event (see the module documentation); an alert's events are
+/// its bucket's samples until read. One allocation, shared by every bucket the event
+/// poured into (a clone is a reference count): the header, the slots (field id, range of
+/// the text), then the text, which starts with the raw line when it is kept.
+#[derive(Debug, Clone)]
+pub(crate) struct Sample(Arc<[u8]>);
+
 impl Sample {
+    /// The event time.
+    fn time(&self) -> Timestamp {
+        let b = &self.0;
+        let secs = b
+            .get(..8)
+            .and_then(|s| s.try_into().ok())
+            .map_or(0, i64::from_le_bytes);
+        let nanos = le_u32(b, 8) as i32;
+        Timestamp::new(secs, nanos).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    fn raw_len(&self) -> u32 {
+        le_u32(&self.0, 12)
+    }
+
+    /// The slots: field id and range of [`Self::text`].
+    fn slots(&self) -> impl Iterator<Item = (FieldId, u32, u32)> + '_ {
+        let n = le_u32(&self.0, 16) as usize;
+        self.0
+            .get(HEADER..HEADER + n * SLOT)
+            .unwrap_or_default()
+            .chunks_exact(SLOT)
+            .map(|c| {
+                let id = u16::from_le_bytes([c[0], c[1]]);
+                (FieldId(id), le_u32(c, 2), le_u32(c, 6))
+            })
+    }
+
+    fn text(&self) -> &str {
+        let n = le_u32(&self.0, 16) as usize;
+        self.0
+            .get(HEADER + n * SLOT..)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
+    }
+
     /// A kept field's value (`""` when unset or not kept).
     pub(crate) fn get(&self, id: FieldId) -> &str {
-        self.slots
-            .iter()
+        self.slots()
             .find(|(f, _, _)| *f == id)
-            .and_then(|&(_, s, e)| self.text.get(s as usize..e as usize))
+            .and_then(|(_, s, e)| self.text().get(s as usize..e as usize))
             .unwrap_or("")
     }
 
     /// The sample with its field ids translated by `map` (after a reload renumbered
     /// fields); fields the map drops are dropped.
     pub(super) fn remapped(&self, map: impl Fn(FieldId) -> Option<FieldId>) -> Sample {
-        Sample {
-            time: self.time,
-            raw_len: self.raw_len,
-            text: self.text.clone(),
-            slots: self
-                .slots
-                .iter()
-                .filter_map(|&(id, s, e)| Some((map(id)?, s, e)))
-                .collect(),
+        let slots: Vec<(FieldId, u32, u32)> = self
+            .slots()
+            .filter_map(|(id, s, e)| Some((map(id)?, s, e)))
+            .collect();
+        let text = self.text().as_bytes();
+        let mut data = Vec::with_capacity(HEADER + slots.len() * SLOT + text.len());
+        data.extend_from_slice(self.0.get(..12).unwrap_or_default());
+        data.extend_from_slice(&self.raw_len().to_le_bytes());
+        data.extend_from_slice(&offset(slots.len()).to_le_bytes());
+        for (id, start, end) in slots {
+            data.extend_from_slice(&id.0.to_le_bytes());
+            data.extend_from_slice(&start.to_le_bytes());
+            data.extend_from_slice(&end.to_le_bytes());
         }
+        data.extend_from_slice(text);
+        Sample(Arc::from(data))
     }
 
     /// The sample as an event (for alerts): the kept fields and the time; the raw line
     /// only when a rule reads it, else empty.
     pub(crate) fn to_event(&self) -> Event {
         let len = self
-            .slots
-            .iter()
+            .slots()
             .map(|(f, _, _)| usize::from(f.0) + 1)
             .max()
             .unwrap_or(0);
-        let line = self.text.get(..self.raw_len as usize).unwrap_or("");
-        let mut e = Event::new(line.to_owned(), self.time, len);
+        let raw_len = self.raw_len();
+        let text = self.text();
+        let line = text.get(..raw_len as usize).unwrap_or("");
+        let mut e = Event::new(line.to_owned(), self.time(), len);
         e.has_line_time = true;
-        for &(id, start, end) in self.slots.iter() {
-            let v = if end <= self.raw_len {
+        for (id, start, end) in self.slots() {
+            let v = if end <= raw_len {
                 FieldValue::Line { start, end }
             } else {
                 FieldValue::Owned(
-                    self.text
-                        .get(start as usize..end as usize)
+                    text.get(start as usize..end as usize)
                         .unwrap_or("")
                         .to_owned(),
                 )
@@ -192,4 +250,53 @@ pub(super) fn condition_event(event: &Event, fields: &[FieldId], raw: bool) -> E
         e.set(id, v);
     }
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_keeps_meta_values_time_and_the_raw_line_when_read() {
+        let rs = crate::compile::compile_path(None)
+            .expect("the default configuration compiles")
+            .ruleset;
+        let meta = |n: &str| rs.fields.get(Namespace::Meta, n).expect("a Meta field");
+        let parsed = rs
+            .fields
+            .get(Namespace::Parsed, "message")
+            .expect("a Parsed field");
+        let line = "Nov 18 09:46:40 web01 sshd[1]: Invalid user é from 1.2.3.4";
+        let at: Timestamp = "2026-11-18T09:46:40.123456789Z".parse().expect("a time");
+        let mut event = Event::new(line.into(), at, rs.fields.len());
+        event.set(meta("source_ip"), FieldValue::Line { start: 52, end: 59 });
+        event.set(meta("service"), FieldValue::Static(Arc::from("ssh")));
+        event.set(meta("target_user"), FieldValue::Owned("é".into()));
+        event.set(meta("log_type"), FieldValue::Owned(String::new()));
+        event.set(parsed, FieldValue::Line { start: 31, end: 59 });
+        for raw in [false, true] {
+            let mut spec = SampleSpec::new(&rs);
+            spec.raw = raw;
+            let s = spec.sample(&event);
+            assert_eq!(s.time(), at);
+            assert_eq!(s.get(meta("source_ip")), "1.2.3.4");
+            assert_eq!(s.get(meta("service")), "ssh");
+            assert_eq!(s.get(meta("target_user")), "é");
+            // Empty and non-Meta values are not kept.
+            assert_eq!(s.slots().count(), 3);
+            assert_eq!(s.get(parsed), "");
+            let e = s.to_event();
+            assert_eq!(e.time, at);
+            assert_eq!(e.line, if raw { line } else { "" });
+            assert_eq!(e.get(meta("target_user")), "é");
+            assert_eq!(e.get(meta("source_ip")), "1.2.3.4");
+            // A reload renumbering fields: moved ones follow, dropped ones go.
+            let moved = s.remapped(|id| (id != meta("service")).then_some(FieldId(id.0 + 100)));
+            assert_eq!(moved.time(), at);
+            assert_eq!(moved.get(FieldId(meta("source_ip").0 + 100)), "1.2.3.4");
+            assert_eq!(moved.get(meta("source_ip")), "");
+            assert_eq!(moved.slots().count(), 2);
+            assert_eq!(moved.to_event().line, e.line);
+        }
+    }
 }
