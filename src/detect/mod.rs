@@ -129,6 +129,65 @@ impl KeyHasher {
     }
 }
 
+/// A line's values of the fields bucket keys and `distinct` values read, with their hashes
+/// once computed: the scenarios an event pours into mostly group by the same field (the
+/// source address) and count the same distinct one (the user), which are then read and
+/// hashed once a line instead of once a scenario.
+struct LineKeys<'e> {
+    entries: [(FieldId, &'e str, Option<u64>); LineKeys::SLOTS],
+    len: usize,
+}
+
+impl Default for LineKeys<'_> {
+    fn default() -> Self {
+        LineKeys {
+            entries: [(FieldId(0), "", None); LineKeys::SLOTS],
+            len: 0,
+        }
+    }
+}
+
+impl<'e> LineKeys<'e> {
+    /// Fields remembered (more are read at every use).
+    const SLOTS: usize = 4;
+
+    /// The entry of `id`, read from `event` the first time.
+    #[inline]
+    fn entry(
+        &mut self,
+        event: &'e Event,
+        id: FieldId,
+    ) -> Option<&mut (FieldId, &'e str, Option<u64>)> {
+        let known = self.entries[..self.len].iter().position(|e| e.0 == id);
+        let at = match known {
+            Some(at) => at,
+            None if self.len < Self::SLOTS => {
+                self.entries[self.len] = (id, event.get(id), None);
+                self.len += 1;
+                self.len - 1
+            }
+            None => return None,
+        };
+        self.entries.get_mut(at)
+    }
+
+    /// `event`'s value of `id`.
+    #[inline]
+    fn value(&mut self, event: &'e Event, id: FieldId) -> &'e str {
+        self.entry(event, id).map_or_else(|| event.get(id), |e| e.1)
+    }
+
+    /// The hash of `event`'s value of `id`, by `hash` the first time.
+    #[inline]
+    fn hash(&mut self, event: &'e Event, id: FieldId, hash: impl FnOnce(&str) -> u64) -> u64 {
+        match self.entry(event, id) {
+            Some((_, _, Some(h))) => *h,
+            Some((_, value, known)) => *known.insert(hash(value)),
+            None => hash(event.get(id)),
+        }
+    }
+}
+
 /// Counters for metrics and `replay` summaries.
 #[derive(Debug, Default, Clone)]
 pub struct DetectStats {
@@ -633,6 +692,7 @@ impl Detector {
         // The event's sample, built on its first pour and shared by every bucket.
         let mut sample: Option<Sample> = None;
         let ctx = EvalCtx::for_event(event, &ruleset.data);
+        let mut keys = LineKeys::default();
         for step in route.iter() {
             let (i, slot) = (step.scenario, step.slot);
             let sc = &ruleset.scenarios[i];
@@ -664,14 +724,14 @@ impl Detector {
                 let s = sample
                     .get_or_insert_with(|| self.sample_spec.sample(event))
                     .clone();
-                self.pour_one(i, sc, event, s, now)
+                self.pour_one(i, sc, event, &mut keys, s, now)
             } else {
                 let mut e = event.clone();
                 for (id, v) in writes {
                     e.set_owned(id, v);
                 }
                 let s = self.sample_spec.sample(&e);
-                self.pour_one(i, sc, &e, s, now)
+                self.pour_one(i, sc, &e, &mut LineKeys::default(), s, now)
             };
             if let Some(alert) = alert {
                 out.push(alert);
@@ -716,36 +776,48 @@ impl Detector {
         steps
     }
 
-    /// The bucket key; bare field reads and the default (`Meta.source_ip`) borrow from the
-    /// event.
-    fn key<'e>(
-        plan: KeyExpr,
-        sc: &CompiledScenario,
-        rs: &Ruleset,
-        event: &'e Event,
-    ) -> Option<Cow<'e, str>> {
-        match &sc.groupby {
-            None => {
-                let ip = event.get(rs.well_known.source_ip);
-                (!ip.is_empty()).then_some(Cow::Borrowed(ip))
-            }
-            Some(g) => string_of(plan, g, rs, event),
-        }
-    }
-
-    fn pour_one(
+    fn pour_one<'e>(
         &mut self,
         i: usize,
         sc: &CompiledScenario,
-        event: &Event,
+        event: &'e Event,
+        keys: &mut LineKeys<'e>,
         sample: Sample,
         now: Timestamp,
     ) -> Option<Alert> {
-        let key = Self::key(self.plans[i].groupby, sc, &self.ruleset, event)?;
-        let distinct = sc
-            .distinct
-            .as_ref()
-            .and_then(|d| string_of(self.plans[i].distinct, d, &self.ruleset, event));
+        // The bucket key and the distinct value, with their hashes. Bare field reads and
+        // the default (`Meta.source_ip`) borrow from the event, once a line.
+        let hasher = &mut self.hasher;
+        let (key, hash) = match (self.plans[i].groupby, &sc.groupby) {
+            (_, None) => {
+                let id = self.ruleset.well_known.source_ip;
+                let ip = keys.value(event, id);
+                if ip.is_empty() {
+                    return None;
+                }
+                (Cow::Borrowed(ip), keys.hash(event, id, |k| hasher.hash(k)))
+            }
+            (KeyExpr::Field(id), Some(_)) => (
+                Cow::Borrowed(keys.value(event, id)),
+                keys.hash(event, id, |k| hasher.hash(k)),
+            ),
+            (_, Some(g)) => {
+                let key = string_of(KeyExpr::Program, g, &self.ruleset, event)?;
+                let hash = hasher.hash(&key);
+                (key, hash)
+            }
+        };
+        let distinct = match (self.plans[i].distinct, &sc.distinct) {
+            (_, None) => None,
+            (KeyExpr::Field(id), Some(_)) => Some((
+                Cow::Borrowed(keys.value(event, id)),
+                keys.hash(event, id, key_hash),
+            )),
+            (_, Some(d)) => string_of(KeyExpr::Program, d, &self.ruleset, event).map(|d| {
+                let h = key_hash(&d);
+                (d, h)
+            }),
+        };
         let cancel = sc
             .cancel_on
             .as_ref()
@@ -753,7 +825,6 @@ impl Detector {
         let plan = &self.plans[i];
         let lifetime = plan.lifetime;
         let queue_limit = plan.queue_limit;
-        let hash = self.hasher.hash(&key);
         let state = &mut self.states[i];
 
         // A bucket idle past its lifetime is gone (underflow): it starts afresh, in place.
@@ -788,10 +859,10 @@ impl Detector {
             )),
         };
         let bucket = &mut slot.get_mut().1;
-        if let Some(d) = distinct {
+        if let Some((d, distinct_hash)) = distinct {
             match bucket
                 .seen
-                .entry(key_hash(&d), |k| **k == *d, |k| key_hash(k))
+                .entry(distinct_hash, |k| **k == *d, |k| key_hash(k))
             {
                 Entry::Occupied(_) => return None,
                 Entry::Vacant(v) => {
