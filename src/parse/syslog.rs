@@ -292,13 +292,23 @@ fn facility(b: &[u8], i: usize) -> Option<usize> {
     Some(j + m + 1)
 }
 
+/// An English month name, three letters or full, in any case. Every syslog line asks, so
+/// the first three letters are matched as one lowercased triple.
 fn is_month(w: &[u8]) -> bool {
-    w.len() >= 3
-        && super::timefmt::MONTHS.iter().any(|m| {
-            (w.len() == 3 || w.len() == m.len())
-                && m.len() >= w.len()
-                && m[..w.len()].eq_ignore_ascii_case(w)
-        })
+    let [a, b, c, rest @ ..] = w else {
+        return false;
+    };
+    let abbr = [
+        a.to_ascii_lowercase(),
+        b.to_ascii_lowercase(),
+        c.to_ascii_lowercase(),
+    ];
+    super::timefmt::MONTHS.iter().any(|m| {
+        matches!(m, [x, y, z, ..] if [*x, *y, *z] == abbr)
+            && (rest.is_empty()
+                || m.get(3..)
+                    .is_some_and(|full| full.eq_ignore_ascii_case(rest)))
+    })
 }
 
 /// `Mmm +d hh:mm:ss[.frac]` from `i`; returns its end.
@@ -693,6 +703,34 @@ mod tests {
         // Missing header fields.
         assert_eq!(parse_syslog("<34>1 - h a"), None);
         assert_eq!(parse_syslog("<34>1 notatime h a 1 - - m"), None);
+    }
+
+    #[test]
+    fn months_are_three_letters_or_full_in_any_case() {
+        for w in [
+            "Nov",
+            "nov",
+            "NOV",
+            "May",
+            "june",
+            "September",
+            "sEPTEMBER",
+            "Dec",
+        ] {
+            assert!(is_month(w.as_bytes()), "{w}");
+        }
+        for w in [
+            "",
+            "No",
+            "Sept",
+            "Mayx",
+            "Novembers",
+            "Foo",
+            "Jux",
+            "N\u{f6}v",
+        ] {
+            assert!(!is_month(w.as_bytes()), "{w}");
+        }
     }
 
     #[test]
