@@ -818,11 +818,15 @@ fn compile_parser(
             data,
             diags,
         );
-        let prefilter = grok
-            .required_literal()
-            .map(|lit| memchr::memmem::Finder::new(lit.as_bytes()).into_owned());
+        let literal = grok.required_literal();
+        let prefilter_pairs = literal
+            .as_ref()
+            .map(|lit| crate::grok::PairSet::of(lit.as_bytes()))
+            .unwrap_or_default();
+        let prefilter = literal.map(|lit| memchr::memmem::Finder::new(lit.as_bytes()).into_owned());
         compiled_groks.push(CompiledGrok {
             prefilter,
+            prefilter_pairs,
             grok,
             target,
             fields: field_ids,

@@ -76,6 +76,8 @@
 
 mod literal;
 mod native;
+mod pairs;
+pub use pairs::PairSet;
 mod translate;
 
 use std::fmt;

@@ -7,6 +7,7 @@ use crate::compile::{
 };
 use crate::event::{Event, FieldId, FieldValue, Timestamp};
 use crate::expr::EvalCtx;
+use crate::grok::PairSet;
 use crate::rules::model::{Decoder, ParserOnSuccess, Stage};
 use std::sync::Arc;
 
@@ -199,9 +200,11 @@ impl Pipeline {
             None if p.groks.is_empty() => None,
             None => {
                 let mut hit = None;
+                let mut scans = Scans::default();
                 for (gi, g) in p.groks.iter().enumerate() {
                     let loc = self.grok_index[index][gi];
-                    if run_grok(g, event, &mut self.locs[loc]) {
+                    if scans.may_match(g, event) && run_grok_matched(g, event, &mut self.locs[loc])
+                    {
                         hit = Some(gi);
                         break;
                     }
@@ -295,18 +298,52 @@ fn decode_syslog(event: &mut Event, rs: &Ruleset) -> bool {
     true
 }
 
-fn run_grok(g: &CompiledGrok, event: &mut Event, locs: &mut regex::CaptureLocations) -> bool {
-    let Some((_, haystack)) = target_text(g, event) else {
-        return false;
-    };
-    // Most alternatives fail on most lines: a literal every match must contain rules them
-    // out with one memmem scan instead of a regex search.
-    if let Some(finder) = &g.prefilter
-        && finder.find(haystack.as_bytes()).is_none()
-    {
-        return false;
+/// The literal scans of one parser's alternatives over one line. Most alternatives fail on
+/// most lines: the literal every match of one contains rules it out with a memmem scan
+/// instead of a regex search. From the second scan on, the text's byte pairs rule most
+/// literals out first (the first alternative matches most lines of many parsers, which
+/// then never build the set).
+#[derive(Default)]
+struct Scans {
+    done: u32,
+    /// The target of the last alternative and its byte range in the line (when it is one:
+    /// the next alternative with that target reads it without another slot look-up).
+    target: Option<(MatchTarget, u32, u32)>,
+    /// That target's pairs, once built.
+    pairs: Option<PairSet>,
+}
+
+impl Scans {
+    /// Whether `g` may match `event`: its target is set and holds its literal.
+    fn may_match(&mut self, g: &CompiledGrok, event: &Event) -> bool {
+        let text: &[u8] = match self.target {
+            Some((target, start, end)) if target == g.target => event
+                .line
+                .as_bytes()
+                .get(start as usize..end as usize)
+                .unwrap_or_default(),
+            _ => {
+                let Some((base, text)) = target_text(g, event) else {
+                    return false;
+                };
+                self.pairs = None;
+                self.target =
+                    (base != u32::MAX).then(|| (g.target, base, base + text.len() as u32));
+                text.as_bytes()
+            }
+        };
+        let Some(finder) = &g.prefilter else {
+            return true;
+        };
+        self.done += 1;
+        if self.done > 1 {
+            let pairs = *self.pairs.get_or_insert_with(|| PairSet::of(text));
+            if !pairs.may_contain(&g.prefilter_pairs) {
+                return false;
+            }
+        }
+        finder.find(text).is_some()
     }
-    run_grok_matched(g, event, locs)
 }
 
 /// The text a grok matches and its offset in the line (`u32::MAX` when it is not a range of
