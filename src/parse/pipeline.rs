@@ -53,6 +53,9 @@ pub struct Pipeline {
     pub no_whitelist: bool,
     locs: Vec<regex::CaptureLocations>,
     grok_index: Vec<Vec<usize>>,
+    /// Per parser node, whether all its grok alternatives match the same target (then one
+    /// pair set of it rules alternatives out before anything else is looked at).
+    one_target: Vec<bool>,
     last_time: Option<LastTime>,
     /// When enabled (see [`Pipeline::count_parsers`]): (accepted, refused) lines per
     /// parser node, by its index in the stages flattened in order.
@@ -64,8 +67,10 @@ impl Pipeline {
     pub fn new(ruleset: Arc<Ruleset>, time: TimeContext) -> Self {
         let mut locs = Vec::new();
         let mut grok_index = Vec::new();
+        let mut one_target = Vec::new();
         for stage in &ruleset.stages {
             for p in stage {
+                one_target.push(p.groks.windows(2).all(|w| w[0].target == w[1].target));
                 let mut idx = Vec::new();
                 for g in &p.groks {
                     idx.push(locs.len());
@@ -80,6 +85,7 @@ impl Pipeline {
             no_whitelist: false,
             locs,
             grok_index,
+            one_target,
             last_time: None,
             parser_counts: None,
         }
@@ -201,7 +207,14 @@ impl Pipeline {
             None => {
                 let mut hit = None;
                 let mut scans = Scans::default();
+                let one_target = self.one_target.get(index).copied().unwrap_or(false);
                 for (gi, g) in p.groks.iter().enumerate() {
+                    if one_target
+                        && let Some(pairs) = scans.pairs
+                        && !pairs.may_contain(&g.prefilter_pairs)
+                    {
+                        continue;
+                    }
                     let loc = self.grok_index[index][gi];
                     if scans.may_match(g, event) && run_grok_matched(g, event, &mut self.locs[loc])
                     {
