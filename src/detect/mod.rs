@@ -219,9 +219,10 @@ pub struct Detector {
     guard_fields: GuardFields,
     /// Per guard field, this event's class (scratch: set for the fields of its route).
     guard_classes: Vec<u8>,
-    /// Per distinct filter, the fields whose values the index or a guard has checked
-    /// before it runs: its conjuncts testing only those fields are skipped.
-    filter_checked: Vec<Box<[FieldId]>>,
+    /// Per distinct filter, its top-level conjuncts that only test fields whose values the
+    /// index or a guard has checked before it runs: they are skipped
+    /// ([`Program::checked_conjuncts`]).
+    filter_skip: Vec<u64>,
     /// Per distinct filter, whether it is nothing but such checked tests
     /// (`evt.Meta.log_type == 'ssh_failed-auth'`): then it is not run at all.
     filter_checked_only: Vec<bool>,
@@ -555,6 +556,11 @@ impl Detector {
             .zip(&filter_checked)
             .map(|(f, checked)| f.only_field_tests(&|id| checked.contains(&id)))
             .collect();
+        let filter_skip = filters
+            .iter()
+            .zip(&filter_checked)
+            .map(|(f, checked)| f.checked_conjuncts(&|id| checked.contains(&id)))
+            .collect();
         let sample_spec = SampleSpec::new(&ruleset);
         let dispatch = Dispatch {
             fields: index
@@ -580,7 +586,7 @@ impl Detector {
             filter_guards,
             guard_fields,
             guard_classes,
-            filter_checked,
+            filter_skip,
             filter_checked_only,
             index,
             dispatch,
@@ -704,10 +710,7 @@ impl Detector {
                     None => {
                         // The filter may set fields (`evt.SetMeta`); apply them to a copy
                         // for this scenario. Filters that write are not shared.
-                        let checked = &self.filter_checked[slot];
-                        let ok = sc
-                            .filter
-                            .eval_bool_assuming(&ctx, &|id| checked.contains(&id));
+                        let ok = sc.filter.eval_bool_skipping(&ctx, self.filter_skip[slot]);
                         writes = ctx.writes.take();
                         if writes.is_empty() {
                             self.filter_memo[slot] = Some(ok);

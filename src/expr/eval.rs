@@ -435,21 +435,48 @@ fn field_test(n: &Node) -> Option<FieldId> {
     }
 }
 
-/// `n` as a condition, taking as true its top-level conjuncts (`a && b && ...`) that are
-/// field tests ([`field_test`]) of a field `checked` admits: the caller has already
-/// checked those against their implied values.
-pub(crate) fn eval_bool_assuming<'a>(
-    n: &'a Node,
-    ctx: &EvalCtx<'a>,
-    checked: &dyn Fn(FieldId) -> bool,
-) -> R<bool> {
-    match &n.k {
-        K::And(a, b) => {
-            Ok(eval_bool_assuming(a, ctx, checked)? && eval_bool_assuming(b, ctx, checked)?)
+/// The top-level conjuncts of `n` (`a && b && ...`, left to right) that are field tests
+/// ([`field_test`]) of a field `checked` admits, as a mask: bit `i` for conjunct `i`
+/// (conjuncts past the 64th are never in it).
+pub(crate) fn checked_conjuncts(n: &Node, checked: &dyn Fn(FieldId) -> bool) -> u64 {
+    fn walk(n: &Node, checked: &dyn Fn(FieldId) -> bool, i: &mut u32, mask: &mut u64) {
+        match &n.k {
+            K::And(a, b) => {
+                walk(a, checked, i, mask);
+                walk(b, checked, i, mask);
+            }
+            _ => {
+                if *i < 64 && field_test(n).is_some_and(checked) {
+                    *mask |= 1 << *i;
+                }
+                *i += 1;
+            }
         }
-        _ if field_test(n).is_some_and(checked) => Ok(true),
-        _ => eval_bool(n, ctx, None),
     }
+    let mut mask = 0;
+    walk(n, checked, &mut 0, &mut mask);
+    mask
+}
+
+/// `n` as a condition, taking as true the top-level conjuncts in `skip` (a mask from
+/// [`checked_conjuncts`]): the caller has already checked those fields against their
+/// implied values.
+pub(crate) fn eval_bool_skipping<'a>(n: &'a Node, ctx: &EvalCtx<'a>, skip: u64) -> R<bool> {
+    fn walk<'a>(n: &'a Node, ctx: &EvalCtx<'a>, skip: u64, i: &mut u32) -> R<bool> {
+        match &n.k {
+            K::And(a, b) => Ok(walk(a, ctx, skip, i)? && walk(b, ctx, skip, i)?),
+            _ => {
+                let this = *i;
+                *i += 1;
+                if this < 64 && skip >> this & 1 == 1 {
+                    Ok(true)
+                } else {
+                    eval_bool(n, ctx, None)
+                }
+            }
+        }
+    }
+    walk(n, ctx, skip, &mut 0)
 }
 
 /// A root event field, values, and whether the test holds when the field's value is among

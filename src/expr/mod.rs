@@ -497,17 +497,23 @@ impl Program {
         eval::eval_bool(&self.root, ctx, None).unwrap_or(false)
     }
 
-    /// Evaluates a condition like [`Self::eval_bool`], taking as true the top-level
-    /// conjuncts (`a && b && ...`) that only test a field `checked` admits against string
-    /// literals (`evt.F == 'x'`, `evt.F in ['x', 'y']`). For a caller that has already
-    /// checked the event's value of each such field against [`Self::implied_values`]: for
-    /// those fields that check is exactly what the conjuncts test.
-    pub fn eval_bool_assuming(&self, ctx: &EvalCtx<'_>, checked: &dyn Fn(FieldId) -> bool) -> bool {
-        eval::eval_bool_assuming(&self.root, ctx, checked).unwrap_or(false)
+    /// The top-level conjuncts (`a && b && ...`) that only test a field `checked` admits
+    /// against string literals (`evt.F == 'x'`, `evt.F in ['x', 'y']`), as a mask for
+    /// [`Self::eval_bool_skipping`]. Worked out once, by a caller that will have checked
+    /// the event's value of each such field against [`Self::implied_values`]: for those
+    /// fields that check is exactly what the conjuncts test.
+    pub fn checked_conjuncts(&self, checked: &dyn Fn(FieldId) -> bool) -> u64 {
+        eval::checked_conjuncts(&self.root, checked)
+    }
+
+    /// Evaluates a condition like [`Self::eval_bool`], taking as true the conjuncts in
+    /// `skip` ([`Self::checked_conjuncts`]).
+    pub fn eval_bool_skipping(&self, ctx: &EvalCtx<'_>, skip: u64) -> bool {
+        eval::eval_bool_skipping(&self.root, ctx, skip).unwrap_or(false)
     }
 
     /// Whether the condition is nothing but such field tests of fields `checked` admits:
-    /// then [`Self::eval_bool_assuming`] is `true`.
+    /// then [`Self::eval_bool_skipping`] with their mask is `true`.
     pub fn only_field_tests(&self, checked: &dyn Fn(FieldId) -> bool) -> bool {
         eval::only_field_tests(&self.root, checked)
     }
