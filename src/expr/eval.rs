@@ -708,6 +708,59 @@ pub(crate) fn eval_str<'a>(
     }
 }
 
+/// Appends `n`'s value as a string to `out` (see [`super::Program::eval_string_into`]):
+/// string chains, ternaries, string leaves and integers are written in place, without a
+/// [`Value`] or a formatter; anything else goes through [`eval`]. `Ok(false)` for `nil`.
+pub(crate) fn string_into<'a>(n: &'a Node, ctx: &EvalCtx<'a>, out: &mut String) -> R<bool> {
+    match &n.k {
+        K::Concat(parts) => {
+            concat_into(parts, ctx, None, out)?;
+            Ok(true)
+        }
+        K::Ternary(c, a, b) => string_into(if eval_bool(c, ctx, None)? { a } else { b }, ctx, out),
+        K::Lit(Lit::Str(_)) | K::EvtField(_) => {
+            out.push_str(&eval_str(n, ctx, None)?);
+            Ok(true)
+        }
+        _ => match eval(n, ctx, None)? {
+            Value::Nil => Ok(false),
+            Value::Str(s) => {
+                out.push_str(&s);
+                Ok(true)
+            }
+            Value::Int(i) => {
+                push_int(out, i);
+                Ok(true)
+            }
+            v => {
+                out.push_str(&funcs::go_sprint(&v));
+                Ok(true)
+            }
+        },
+    }
+}
+
+/// Appends `i` in decimal (as `{i}` formats it).
+pub(crate) fn push_int(out: &mut String, i: i64) {
+    let mut digits = [0u8; 20];
+    let mut rest = i.unsigned_abs();
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if i < 0 {
+        out.push('-');
+    }
+    if let Ok(s) = std::str::from_utf8(&digits[at..]) {
+        out.push_str(s);
+    }
+}
+
 /// Appends the string operands of a [`K::Concat`] to `out` (the checker flattens chains,
 /// so no operand is itself a chain).
 pub(crate) fn concat_into<'a>(

@@ -522,23 +522,8 @@ impl Program {
     /// buffer it reuses: string chains (`a + b`) and integers are written straight into
     /// it. Returns `false` (and leaves `out` as it was) for `nil` and errors.
     pub fn eval_string_into(&self, ctx: &EvalCtx<'_>, out: &mut String) -> bool {
-        use std::fmt::Write;
         let start = out.len();
-        let ok = match &self.root.k {
-            eval::K::Concat(parts) => eval::concat_into(parts, ctx, None, out).is_ok(),
-            _ => match self.eval(ctx) {
-                Err(_) | Ok(Value::Nil) => false,
-                Ok(Value::Str(s)) => {
-                    out.push_str(&s);
-                    true
-                }
-                Ok(Value::Int(i)) => write!(out, "{i}").is_ok(),
-                Ok(v) => {
-                    out.push_str(&funcs::go_sprint(&v));
-                    true
-                }
-            },
-        };
+        let ok = eval::string_into(&self.root, ctx, out).unwrap_or(false);
         if !ok {
             out.truncate(start);
         }

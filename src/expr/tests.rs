@@ -1838,3 +1838,33 @@ fn median_interval_is_the_same_on_and_off_the_stack() {
     let mixed = List::Values(std::rc::Rc::new(vec![Value::Int(1)]));
     assert!(median_interval_of(&mixed).is_none());
 }
+
+#[test]
+fn integers_are_written_as_they_format() {
+    for i in [0, 7, -7, 10, 1_000_000, i64::MAX, i64::MIN, -1] {
+        let mut out = String::from("x=");
+        super::eval::push_int(&mut out, i);
+        assert_eq!(out, format!("x={i}"));
+    }
+    // A ternary written in place picks its branch, and a nil branch writes nothing.
+    let mut e = env();
+    for (src, want) in [
+        (
+            "evt.Meta.http_status in ['404', '403'] ? 'false' : 'true'",
+            Some("false"),
+        ),
+        ("evt.Meta.http_status == '200' ? 'yes' : nil", None),
+        (
+            "evt.Meta.http_status == '404' ? len(evt.Meta.http_path) : -1",
+            Some("5"),
+        ),
+    ] {
+        let p = e.ok(src);
+        let ev = e.event(&[("http_status", "404"), ("http_path", "/a/bc")]);
+        let ctx = EvalCtx::for_event(&ev, &e.data);
+        let mut out = String::from("kept");
+        let ok = p.eval_string_into(&ctx, &mut out);
+        assert_eq!(ok, want.is_some(), "{src}");
+        assert_eq!(out, format!("kept{}", want.unwrap_or("")), "{src}");
+    }
+}
