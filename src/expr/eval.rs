@@ -640,16 +640,25 @@ pub(crate) fn eval_bool<'a>(n: &'a Node, ctx: &EvalCtx<'a>, fr: Option<&Frame<'_
         K::And(a, b) => Ok(eval_bool(a, ctx, fr)? && eval_bool(b, ctx, fr)?),
         K::Or(a, b) => Ok(eval_bool(a, ctx, fr)? || eval_bool(b, ctx, fr)?),
         K::Cmp(op @ (Cmp::Eq | Cmp::Ne), a, b) if is_stringy(a) && is_stringy(b) => {
-            let eq = eval_str(a, ctx, fr)? == eval_str(b, ctx, fr)?;
+            let eq = match (leaf_str(a, ctx), leaf_str(b, ctx)) {
+                (Some(x), Some(y)) => x == y,
+                _ => eval_str(a, ctx, fr)? == eval_str(b, ctx, fr)?,
+            };
             Ok(eq == (*op == Cmp::Eq))
         }
         K::Cmp(op, a, b) => {
             let (x, y) = (eval(a, ctx, fr)?, eval(b, ctx, fr)?);
             compare(n, *op, &x, &y)
         }
-        K::Match(a, m) => Ok(m.is_match(&eval_str(a, ctx, fr)?)),
+        K::Match(a, m) => Ok(match leaf_str(a, ctx) {
+            Some(x) => m.is_match(x),
+            None => m.is_match(&eval_str(a, ctx, fr)?),
+        }),
         K::StrOp(op, a, b) => {
-            let (x, y) = (eval_str(a, ctx, fr)?, eval_str(b, ctx, fr)?);
+            let (x, y) = match (leaf_str(a, ctx), leaf_str(b, ctx)) {
+                (Some(x), Some(y)) => (Cow::Borrowed(x), Cow::Borrowed(y)),
+                _ => (eval_str(a, ctx, fr)?, eval_str(b, ctx, fr)?),
+            };
             Ok(match op {
                 StrOp::Contains => x.contains(&*y),
                 StrOp::StartsWith => x.starts_with(&*y),
@@ -681,6 +690,19 @@ pub(crate) fn eval_bool<'a>(n: &'a Node, ctx: &EvalCtx<'a>, fr: Option<&Frame<'_
             Value::Bool(b) => Ok(b),
             v => type_err(n, "a boolean", &v),
         },
+    }
+}
+
+/// The string of a leaf read in place: a field of the root event or a string literal
+/// (`None` for anything else, and for a root field with no event, which [`eval_str`]
+/// reports). Most filter tests compare such leaves; this spares them a call of
+/// [`eval_str`] and its result.
+#[inline(always)]
+fn leaf_str<'a>(n: &'a Node, ctx: &EvalCtx<'a>) -> Option<&'a str> {
+    match &n.k {
+        K::EvtField(id) => ctx.event.map(|e| e.get(*id)),
+        K::Lit(Lit::Str(s)) => Some(s),
+        _ => None,
     }
 }
 
@@ -719,7 +741,10 @@ pub(crate) fn string_into<'a>(n: &'a Node, ctx: &EvalCtx<'a>, out: &mut String) 
         }
         K::Ternary(c, a, b) => string_into(if eval_bool(c, ctx, None)? { a } else { b }, ctx, out),
         K::Lit(Lit::Str(_)) | K::EvtField(_) => {
-            out.push_str(&eval_str(n, ctx, None)?);
+            match leaf_str(n, ctx) {
+                Some(s) => out.push_str(s),
+                None => out.push_str(&eval_str(n, ctx, None)?),
+            }
             Ok(true)
         }
         _ => match eval(n, ctx, None)? {
@@ -770,7 +795,10 @@ pub(crate) fn concat_into<'a>(
     out: &mut String,
 ) -> R<()> {
     for p in parts {
-        out.push_str(&eval_str(p, ctx, fr)?);
+        match leaf_str(p, ctx) {
+            Some(s) => out.push_str(s),
+            None => out.push_str(&eval_str(p, ctx, fr)?),
+        }
     }
     Ok(())
 }
