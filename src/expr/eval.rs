@@ -605,13 +605,15 @@ fn frame_at<'f, 'a>(mut fr: Option<&'f Frame<'f, 'a>>, depth: u32) -> Option<&'f
     fr
 }
 
-type R<T> = Result<T, EvalError>;
+/// An evaluation result. The error is boxed: errors are rare, and a small result (a
+/// `bool` and a pointer) comes back in registers from every node of every filter.
+pub(crate) type R<T> = Result<T, Box<EvalError>>;
 
 fn err<T>(n: &Node, msg: impl Into<String>) -> R<T> {
-    Err(EvalError {
+    Err(Box::new(EvalError {
         span: n.span.clone(),
         message: msg.into(),
-    })
+    }))
 }
 
 fn type_err<T>(n: &Node, want: &str, got: &Value<'_>) -> R<T> {
@@ -1327,10 +1329,10 @@ fn str_arg<'a>(
 ) -> R<Cow<'a, str>> {
     match args.get(i) {
         Some(a) => eval_str(a, ctx, fr),
-        None => Err(EvalError {
+        None => Err(Box::new(EvalError {
             span: 0..0,
             message: "missing argument".to_owned(),
-        }),
+        })),
     }
 }
 

@@ -483,7 +483,7 @@ impl Program {
 
     /// Evaluates the expression.
     pub fn eval<'a>(&'a self, ctx: &EvalCtx<'a>) -> Result<Value<'a>, EvalError> {
-        eval::eval(&self.root, ctx, None)
+        eval::eval(&self.root, ctx, None).map_err(|e| *e)
     }
 
     /// Evaluates a condition; errors and non-boolean results are `false`.
