@@ -818,12 +818,10 @@ fn compile_parser(
             data,
             diags,
         );
-        let literal = grok.required_literal();
-        let prefilter_pairs = literal
-            .as_ref()
-            .map(|lit| crate::grok::PairSet::of(lit.as_bytes()))
-            .unwrap_or_default();
-        let prefilter = literal.map(|lit| memchr::memmem::Finder::new(lit.as_bytes()).into_owned());
+        let prefilter_pairs = grok.required_pairs();
+        let prefilter = grok
+            .required_literal()
+            .map(|lit| memchr::memmem::Finder::new(lit.as_bytes()).into_owned());
         compiled_groks.push(CompiledGrok {
             prefilter,
             prefilter_pairs,

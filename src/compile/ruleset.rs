@@ -108,7 +108,8 @@ pub struct CompiledGrok {
     pub statics: Vec<CompiledStatic>,
     /// A searcher for a literal every match contains: lines without it skip the regex.
     pub prefilter: Option<memchr::memmem::Finder<'static>>,
-    /// That literal's byte pairs: a text lacking one cannot contain it (no scan needed).
+    /// The byte pairs of every literal a match contains (that one and the others): a text
+    /// lacking one cannot match (no scan needed).
     pub prefilter_pairs: crate::grok::PairSet,
 }
 

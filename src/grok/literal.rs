@@ -219,28 +219,47 @@ fn flush(runs: &mut Vec<String>, cur: &mut String) {
     }
 }
 
-/// Returns the longest literal (at least [`MIN_LEN`] bytes) that every match
-/// of `regex` must contain, if the analysis finds one.
-pub(crate) fn required_literal(regex: &str) -> Option<String> {
+/// Every run of literal characters that every match of `regex` must contain
+/// contiguously, in pattern order; empty when the analysis gives up.
+pub(crate) fn required_runs(regex: &str) -> Vec<String> {
     let mut parser = Parser {
         chars: regex.chars().peekable(),
     };
-    let alts = parser.alternatives(0).ok()?;
+    let Ok(alts) = parser.alternatives(0) else {
+        return Vec::new();
+    };
     if parser.chars.next().is_some() || alts.len() != 1 {
-        return None;
+        return Vec::new();
     }
     let mut runs = Vec::new();
     let mut cur = String::new();
     collect(&alts[0], &mut runs, &mut cur);
     flush(&mut runs, &mut cur);
-    runs.into_iter()
+    runs
+}
+
+/// Returns the longest literal (at least [`MIN_LEN`] bytes) that every match
+/// of `regex` must contain, if the analysis finds one.
+pub(crate) fn required_literal(regex: &str) -> Option<String> {
+    required_runs(regex)
+        .into_iter()
         .filter(|r| r.len() >= MIN_LEN)
         .max_by_key(String::len)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::required_literal;
+    use super::{required_literal, required_runs};
+
+    #[test]
+    fn runs() {
+        assert_eq!(
+            required_runs(r"Connection (closed|reset) by \[preauth\](?:x)+ ab?c"),
+            ["Connection ", " by [preauth]", "x", " a", "c"]
+        );
+        assert!(required_runs(r"a|b").is_empty());
+        assert!(required_runs(r"(?i)abc").is_empty());
+    }
 
     #[test]
     fn literals() {

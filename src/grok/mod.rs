@@ -451,6 +451,8 @@ pub struct Grok {
     /// Capture group indices, grouped by field, in pattern order.
     groups: Box<[u32]>,
     required_literal: Option<Box<str>>,
+    /// The byte pairs of every literal run a match must contain.
+    required_pairs: PairSet,
     /// When the pattern uses the stock `IPV6` or `HOSTNAME`: the smaller variants (see
     /// the module docs), and which shortcuts the pattern can take.
     variants: Option<Arc<Variants>>,
@@ -679,6 +681,11 @@ pub fn compile(pattern: &str, lib: &(impl Resolver + ?Sized)) -> Result<Grok, Gr
         field_groups.push(start..groups.len() as u32);
     }
     let required_literal = literal::required_literal(&exp.out).map(String::into_boxed_str);
+    let required_pairs = literal::required_runs(&exp.out)
+        .iter()
+        .fold(PairSet::default(), |all, run| {
+            all.union(PairSet::of(run.as_bytes()))
+        });
     let variants = if exp.saw.index().is_some() {
         let mut texts: [Option<Box<str>>; 3] = Default::default();
         for (text, shortcuts) in texts.iter_mut().zip(Shortcuts::ALL) {
@@ -708,6 +715,7 @@ pub fn compile(pattern: &str, lib: &(impl Resolver + ?Sized)) -> Result<Grok, Gr
         field_groups: field_groups.into_boxed_slice(),
         groups: groups.into_boxed_slice(),
         required_literal,
+        required_pairs,
         variants,
         native,
     })
@@ -854,6 +862,12 @@ impl Grok {
     /// a single pattern.)
     pub fn required_literal(&self) -> Option<&str> {
         self.required_literal.as_deref()
+    }
+
+    /// The byte pairs of every literal run a match must contain (not only the longest):
+    /// a text whose [`PairSet`] lacks one cannot match.
+    pub fn required_pairs(&self) -> PairSet {
+        self.required_pairs
     }
 }
 

@@ -24,6 +24,11 @@ impl PairSet {
         PairSet(bits)
     }
 
+    /// The pairs of both sets (of several literals a text must all contain).
+    pub fn union(self, other: PairSet) -> PairSet {
+        PairSet(self.0 | other.0)
+    }
+
     /// False when `literal` (the set of a literal's pairs) cannot be in the text of this
     /// set; true when it may be.
     pub fn may_contain(&self, literal: &PairSet) -> bool {
