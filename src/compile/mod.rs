@@ -818,7 +818,7 @@ fn compile_parser(
             data,
             diags,
         );
-        let prefilter_pairs = grok.required_pairs();
+        let prefilter_pairs = grok.required_pairs().clone();
         let prefilter = grok
             .required_literal()
             .map(|lit| memchr::memmem::Finder::new(lit.as_bytes()).into_owned());

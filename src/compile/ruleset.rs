@@ -110,7 +110,7 @@ pub struct CompiledGrok {
     pub prefilter: Option<memchr::memmem::Finder<'static>>,
     /// The byte pairs of every literal a match contains (that one and the others): a text
     /// lacking one cannot match (no scan needed).
-    pub prefilter_pairs: crate::grok::PairSet,
+    pub prefilter_pairs: crate::grok::PairGate,
 }
 
 /// A compiled parser.

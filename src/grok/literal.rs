@@ -222,20 +222,44 @@ fn flush(runs: &mut Vec<String>, cur: &mut String) {
 /// Every run of literal characters that every match of `regex` must contain
 /// contiguously, in pattern order; empty when the analysis gives up.
 pub(crate) fn required_runs(regex: &str) -> Vec<String> {
+    match required_runs_by_branch(regex).as_slice() {
+        [only] => only.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// For a pattern that is an alternation at the top (`a|b`, or one group `(?:a|b)`
+/// spanning it all), the runs each branch requires ([`required_runs`] of the branch): a
+/// match contains all the runs of at least one branch. One entry for any other pattern;
+/// none when the analysis gives up.
+pub(crate) fn required_runs_by_branch(regex: &str) -> Vec<Vec<String>> {
     let mut parser = Parser {
         chars: regex.chars().peekable(),
     };
     let Ok(alts) = parser.alternatives(0) else {
         return Vec::new();
     };
-    if parser.chars.next().is_some() || alts.len() != 1 {
+    if parser.chars.next().is_some() {
         return Vec::new();
     }
-    let mut runs = Vec::new();
-    let mut cur = String::new();
-    collect(&alts[0], &mut runs, &mut cur);
-    flush(&mut runs, &mut cur);
-    runs
+    // Groups spanning the whole pattern (grok wraps each expansion in one) are looked
+    // through to the alternation they may hold.
+    let mut branches: &[Vec<Node>] = &alts;
+    while let [only] = branches
+        && let [Node::Group(inner)] = only.as_slice()
+    {
+        branches = inner;
+    }
+    branches
+        .iter()
+        .map(|seq| {
+            let mut runs = Vec::new();
+            let mut cur = String::new();
+            collect(seq, &mut runs, &mut cur);
+            flush(&mut runs, &mut cur);
+            runs
+        })
+        .collect()
 }
 
 /// Returns the longest literal (at least [`MIN_LEN`] bytes) that every match
@@ -249,7 +273,7 @@ pub(crate) fn required_literal(regex: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{required_literal, required_runs};
+    use super::{required_literal, required_runs, required_runs_by_branch};
 
     #[test]
     fn runs() {
@@ -258,6 +282,20 @@ mod tests {
             ["Connection ", " by [preauth]", "x", " a", "c"]
         );
         assert!(required_runs(r"a|b").is_empty());
+        assert_eq!(
+            required_runs_by_branch(r"(?:Did not x(y)|Connection closed by (z) port [0-9]+$)"),
+            [vec!["Did not xy"], vec!["Connection closed by z port "]]
+        );
+        assert_eq!(
+            required_runs_by_branch(r"ab|c(d|e)"),
+            [vec!["ab"], vec!["c"]]
+        );
+        assert_eq!(required_runs_by_branch(r"ab(?:c|d)"), [vec!["ab"]]);
+        assert_eq!(
+            required_runs_by_branch(r"(?:((?:ab|c)))"),
+            [vec!["ab"], vec!["c"]]
+        );
+        assert!(required_runs_by_branch(r"(?i)ab|c").is_empty());
         assert!(required_runs(r"(?i)abc").is_empty());
     }
 

@@ -77,7 +77,7 @@
 mod literal;
 mod native;
 mod pairs;
-pub use pairs::PairSet;
+pub use pairs::{PairGate, PairSet};
 mod translate;
 
 use std::fmt;
@@ -451,8 +451,8 @@ pub struct Grok {
     /// Capture group indices, grouped by field, in pattern order.
     groups: Box<[u32]>,
     required_literal: Option<Box<str>>,
-    /// The byte pairs of every literal run a match must contain.
-    required_pairs: PairSet,
+    /// The byte pairs of every literal run a match must contain (of one branch).
+    required_pairs: PairGate,
     /// When the pattern uses the stock `IPV6` or `HOSTNAME`: the smaller variants (see
     /// the module docs), and which shortcuts the pattern can take.
     variants: Option<Arc<Variants>>,
@@ -681,11 +681,7 @@ pub fn compile(pattern: &str, lib: &(impl Resolver + ?Sized)) -> Result<Grok, Gr
         field_groups.push(start..groups.len() as u32);
     }
     let required_literal = literal::required_literal(&exp.out).map(String::into_boxed_str);
-    let required_pairs = literal::required_runs(&exp.out)
-        .iter()
-        .fold(PairSet::default(), |all, run| {
-            all.union(PairSet::of(run.as_bytes()))
-        });
+    let required_pairs = PairGate::of_branches(&literal::required_runs_by_branch(&exp.out));
     let variants = if exp.saw.index().is_some() {
         let mut texts: [Option<Box<str>>; 3] = Default::default();
         for (text, shortcuts) in texts.iter_mut().zip(Shortcuts::ALL) {
@@ -801,6 +797,7 @@ impl Grok {
     /// a regex with a different number of groups it is replaced (the only
     /// allocation this method can do). Patterns without fields only run the
     /// (faster) match test.
+    #[inline]
     pub fn captures_into(
         &self,
         haystack: &str,
@@ -864,10 +861,11 @@ impl Grok {
         self.required_literal.as_deref()
     }
 
-    /// The byte pairs of every literal run a match must contain (not only the longest):
-    /// a text whose [`PairSet`] lacks one cannot match.
-    pub fn required_pairs(&self) -> PairSet {
-        self.required_pairs
+    /// The byte pairs of every literal run a match must contain (not only the longest,
+    /// and per branch of a top-level alternation): a text whose [`PairSet`] the gate does
+    /// not admit cannot match.
+    pub fn required_pairs(&self) -> &PairGate {
+        &self.required_pairs
     }
 }
 

@@ -36,6 +36,50 @@ impl PairSet {
     }
 }
 
+/// What a text's pairs must hold for a pattern to match it: every pair of the literals
+/// of at least one of the pattern's branches (most patterns have one branch). The default
+/// admits every text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PairGate {
+    /// The pairs every branch requires (of a one-branch pattern: all it requires), tested
+    /// first: most texts fail here, with one AND.
+    common: PairSet,
+    /// With several branches, each branch's pairs: one must be in the text.
+    branches: Box<[PairSet]>,
+}
+
+impl PairGate {
+    /// A gate for a pattern whose branches require these literals each (a branch with
+    /// no literal admits everything, as does a pattern with no branch known).
+    pub fn of_branches<S: AsRef<str>>(branches: &[Vec<S>]) -> Self {
+        let sets: Vec<PairSet> = branches
+            .iter()
+            .map(|runs| {
+                runs.iter().fold(PairSet::default(), |all, r| {
+                    all.union(PairSet::of(r.as_ref().as_bytes()))
+                })
+            })
+            .collect();
+        match sets.as_slice() {
+            [] => PairGate::default(),
+            [only] => PairGate {
+                common: *only,
+                branches: Box::default(),
+            },
+            _ => PairGate {
+                common: PairSet(sets.iter().fold(u64::MAX, |all, b| all & b.0)),
+                branches: sets.into_boxed_slice(),
+            },
+        }
+    }
+
+    /// False when no branch's literals can all be in a text with pairs `text`.
+    pub fn admits(&self, text: PairSet) -> bool {
+        text.may_contain(&self.common)
+            && (self.branches.is_empty() || self.branches.iter().any(|b| text.may_contain(b)))
+    }
+}
+
 /// A pair's bit: the top six bits of a multiplicative hash of the two bytes.
 fn pair_slot(a: u8, b: u8) -> u32 {
     u32::from(u16::from_le_bytes([a, b])).wrapping_mul(0x9E37_79B1) >> 26
@@ -77,6 +121,24 @@ mod tests {
             // The empty and one-byte literals have no pairs: anything may hold them.
             assert!(set.may_contain(&PairSet::of(&t[start..start + 1])));
         }
+    }
+
+    #[test]
+    fn a_gate_admits_a_text_holding_every_literal_of_some_branch() {
+        let gate = PairGate::of_branches(&[
+            vec!["Did not receive identification string from "],
+            vec!["Connection closed by ", " port "],
+        ]);
+        let pairs = |t: &str| PairSet::of(t.as_bytes());
+        assert!(gate.admits(pairs("Connection closed by 1.2.3.4 port 22")));
+        assert!(gate.admits(pairs("Did not receive identification string from 1.2.3.4")));
+        assert!(!gate.admits(pairs("pam_unix(sshd:auth): check pass; user unknown")));
+        assert!(PairGate::default().admits(PairSet::default()));
+        let open = PairGate::of_branches(&[vec!["abc"], Vec::<&str>::new()]);
+        assert!(
+            open.admits(PairSet::default()),
+            "a branch without literals admits all"
+        );
     }
 
     #[test]

@@ -211,7 +211,7 @@ impl Pipeline {
                 for (gi, g) in p.groks.iter().enumerate() {
                     if one_target
                         && let Some(pairs) = scans.pairs
-                        && !pairs.may_contain(&g.prefilter_pairs)
+                        && !g.prefilter_pairs.admits(pairs)
                     {
                         continue;
                     }
@@ -351,7 +351,7 @@ impl Scans {
         self.done += 1;
         if self.done > 1 {
             let pairs = *self.pairs.get_or_insert_with(|| PairSet::of(text));
-            if !pairs.may_contain(&g.prefilter_pairs) {
+            if !g.prefilter_pairs.admits(pairs) {
                 return false;
             }
         }
