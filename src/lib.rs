@@ -33,3 +33,19 @@ pub mod store;
 /// enough. Keys an attacker inserts (bucket keys, `distinct` values) use SipHash, see
 /// `detect`.
 pub(crate) type FastState = foldhash::fast::RandomState;
+
+/// `n` in decimal, written at the end of `buf` (no formatting machinery: the decision
+/// stream writes millions of numbers, the parser statics one or two a line).
+pub(crate) fn decimal(n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[at..]).unwrap_or_default()
+}

@@ -37,18 +37,7 @@ pub fn push_go_duration(out: &mut Vec<u8>, ms: i64) {
 
 /// Appends an integer in decimal (no formatting machinery: the stream writes millions).
 pub fn push_int(out: &mut Vec<u8>, n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+    out.extend_from_slice(crate::decimal(n, &mut [0; 20]).as_bytes());
 }
 
 /// [`push_go_duration`] as a `String`.

@@ -769,23 +769,10 @@ pub(crate) fn string_into<'a>(n: &'a Node, ctx: &EvalCtx<'a>, out: &mut String) 
 
 /// Appends `i` in decimal (as `{i}` formats it).
 pub(crate) fn push_int(out: &mut String, i: i64) {
-    let mut digits = [0u8; 20];
-    let mut rest = i.unsigned_abs();
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
     if i < 0 {
         out.push('-');
     }
-    if let Ok(s) = std::str::from_utf8(&digits[at..]) {
-        out.push_str(s);
-    }
+    out.push_str(crate::decimal(i.unsigned_abs(), &mut [0; 20]));
 }
 
 /// Appends the string operands of a [`K::Concat`] to `out` (the checker flattens chains,
