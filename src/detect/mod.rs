@@ -273,19 +273,12 @@ fn bare_field(src: &str, rs: &Ruleset) -> Option<FieldId> {
     rs.fields.get(ns, name)
 }
 
-/// The string value of a groupby or distinct expression.
-fn string_of<'e>(
-    plan: KeyExpr,
-    program: &Program,
-    rs: &Ruleset,
-    event: &'e Event,
-) -> Option<Cow<'e, str>> {
-    match plan {
-        KeyExpr::Field(id) => Some(Cow::Borrowed(event.get(id))),
-        KeyExpr::None | KeyExpr::Program => program
-            .eval_string(&EvalCtx::for_event(event, &rs.data))
-            .map(|c| Cow::Owned(c.into_owned())),
-    }
+/// The string value of a groupby or distinct expression that is not a bare field read
+/// (those are read through [`LineKeys`]).
+fn string_of<'e>(program: &Program, rs: &Ruleset, event: &'e Event) -> Option<Cow<'e, str>> {
+    program
+        .eval_string(&EvalCtx::for_event(event, &rs.data))
+        .map(|c| Cow::Owned(c.into_owned()))
 }
 
 /// `evt.<field>` must be one of some values for a filter to match: the field by its index
@@ -805,7 +798,7 @@ impl Detector {
                 keys.hash(event, id, |k| hasher.hash(k)),
             ),
             (_, Some(g)) => {
-                let key = string_of(KeyExpr::Program, g, &self.ruleset, event)?;
+                let key = string_of(g, &self.ruleset, event)?;
                 let hash = hasher.hash(&key);
                 (key, hash)
             }
@@ -816,7 +809,7 @@ impl Detector {
                 Cow::Borrowed(keys.value(event, id)),
                 keys.hash(event, id, key_hash),
             )),
-            (_, Some(d)) => string_of(KeyExpr::Program, d, &self.ruleset, event).map(|d| {
+            (_, Some(d)) => string_of(d, &self.ruleset, event).map(|d| {
                 let h = key_hash(&d);
                 (d, h)
             }),
