@@ -66,7 +66,7 @@ struct Stock {
 }
 
 /// Every stock text with a scanner.
-const STOCK: [Stock; 8] = [
+const STOCK: [Stock; 11] = [
     Stock {
         text: Text::Whole(NGINX_ACCESS),
         groups: &[
@@ -161,6 +161,33 @@ const STOCK: [Stock; 8] = [
         ),
         groups: &["sshd_client_ip"],
         scan: sshd_received_disconnect,
+    },
+    // sshd-logs: the hub's SSHD_INVALID_BANNER.
+    Stock {
+        text: Text::AroundIp(
+            r"(?:banner exchange: Connection from ",
+            r" port [0-9]+: invalid format)",
+        ),
+        groups: &["sshd_client_ip"],
+        scan: sshd_invalid_banner,
+    },
+    // sshd-logs: the hub's SSHD_BAD_KEY_NEGOTIATION.
+    Stock {
+        text: Text::AroundIp(
+            r"(?:Unable to negotiate with ",
+            r" port [0-9]+: no matching (?:host key type|key exchange method|MAC) found.)",
+        ),
+        groups: &["sshd_client_ip"],
+        scan: sshd_bad_key_negotiation,
+    },
+    // sshd-logs: the hub's SSHD_AUTH_TIMEOUT.
+    Stock {
+        text: Text::AroundIp(
+            r"(?:Timeout before authentication for ",
+            r"(?: port [0-9]+)?)",
+        ),
+        groups: &["sshd_client_ip"],
+        scan: sshd_auth_timeout,
     },
 ];
 
@@ -726,6 +753,70 @@ fn sshd_auth_failure_spans(b: &[u8]) -> Option<[(usize, usize); 5]> {
         (ip_start, ip_end),
         user,
     ])
+}
+
+/// `banner exchange: Connection from <quad> port N: invalid format`: the pattern is all
+/// fixed text around the quad and a digit run that `:` ends, so the only match at the
+/// start is this one (anything after it is outside the match).
+fn sshd_invalid_banner(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
+    fill(spans, sshd_invalid_banner_spans(b))
+}
+
+fn sshd_invalid_banner_spans(b: &[u8]) -> Option<[(usize, usize); 1]> {
+    const PREFIX: &[u8] = b"banner exchange: Connection from ";
+    if !b.starts_with(PREFIX) {
+        return None;
+    }
+    let ip_end = dotted_quad(b, PREFIX.len())?;
+    if !at(b, ip_end, b" port ") {
+        return None;
+    }
+    let port_end = digit_run(b, ip_end + 6)?;
+    at(b, port_end, b": invalid format").then_some([(PREFIX.len(), ip_end)])
+}
+
+/// `Unable to negotiate with <quad> port N: no matching <what> found<c>`, where `<what>`
+/// is one of the three listed and `<c>` any character but a newline (the pattern's `.`).
+fn sshd_bad_key_negotiation(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
+    fill(spans, sshd_bad_key_negotiation_spans(b))
+}
+
+fn sshd_bad_key_negotiation_spans(b: &[u8]) -> Option<[(usize, usize); 1]> {
+    const PREFIX: &[u8] = b"Unable to negotiate with ";
+    if !b.starts_with(PREFIX) {
+        return None;
+    }
+    let ip_end = dotted_quad(b, PREFIX.len())?;
+    if !at(b, ip_end, b" port ") {
+        return None;
+    }
+    let port_end = digit_run(b, ip_end + 6)?;
+    let what = port_end + b": no matching ".len();
+    if !at(b, port_end, b": no matching ") {
+        return None;
+    }
+    let found = [&b"host key type"[..], b"key exchange method", b"MAC"]
+        .iter()
+        .find(|w| at(b, what, w))
+        .map(|w| what + w.len())?;
+    let any = found + b" found".len();
+    let ok = at(b, found, b" found") && b.get(any).is_some_and(|&c| c != b'\n');
+    ok.then_some([(PREFIX.len(), ip_end)])
+}
+
+/// `Timeout before authentication for <quad>...`: the port group is optional and the
+/// pattern ends there, so the quad is the whole match that matters.
+fn sshd_auth_timeout(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
+    fill(spans, sshd_auth_timeout_spans(b))
+}
+
+fn sshd_auth_timeout_spans(b: &[u8]) -> Option<[(usize, usize); 1]> {
+    const PREFIX: &[u8] = b"Timeout before authentication for ";
+    if !b.starts_with(PREFIX) {
+        return None;
+    }
+    let ip_end = dotted_quad(b, PREFIX.len())?;
+    Some([(PREFIX.len(), ip_end)])
 }
 
 /// `Received disconnect from <quad>[ port N]:<blanks>N: ...` ending in `[preauth]` or

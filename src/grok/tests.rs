@@ -960,13 +960,14 @@ fn shipped_stock_groks_have_their_native_scanners() {
         );
     }
     // sshd-logs: SSHD_FAILED_ANY, the hub's PREAUTH_AUTHENTICATING_USER(_ALT),
-    // INVALID_USER and AUTH_FAIL, and SSHD_DISCONNECT_PREAUTH.
+    // INVALID_USER, AUTH_FAIL, INVALID_BANNER, BAD_KEY_NEGOTIATION and AUTH_TIMEOUT, and
+    // SSHD_DISCONNECT_PREAUTH.
     let with_scanner = shipped_groks("sshd-logs")
         .iter()
         .filter(|g| g.native.is_some())
         .count();
     assert_eq!(
-        with_scanner, 6,
+        with_scanner, 9,
         "sshd-logs alternatives with a native scanner"
     );
 }
@@ -1003,6 +1004,22 @@ fn native_sshd_scanners_agree_with_the_regex() {
         "Received disconnect from 1.2.3.4:11: Auth fail",
         "Received disconnect from 1.2.3.4 port 22:11: disconnected by user",
         "Received disconnect from 1.2.3.4 port 22: 11: [preauth]",
+        "banner exchange: Connection from 1.2.3.4 port 22: invalid format",
+        "banner exchange: Connection from 1.2.3.4 port 22: invalid format and more",
+        "banner exchange: Connection from 1.2.3.4 port : invalid format",
+        "banner exchange: Connection from 2001:db8::1 port 22: invalid format",
+        "Unable to negotiate with 1.2.3.4 port 22: no matching key exchange method found. Their offer: a,b [preauth]",
+        "Unable to negotiate with 1.2.3.4 port 22: no matching host key type found. Their offer: ssh-rsa [preauth]",
+        "Unable to negotiate with 1.2.3.4 port 22: no matching MAC found.",
+        "Unable to negotiate with 1.2.3.4 port 22: no matching MAC found",
+        "Unable to negotiate with 1.2.3.4 port 22: no matching MAC found\n",
+        "Unable to negotiate with 1.2.3.4 port 22: no matching cipher found. Their offer: x",
+        "Unable to negotiate with 1.2.3.4 port 22: no matching MAC found\u{e9}",
+        "Timeout before authentication for 1.2.3.4 port 22",
+        "Timeout before authentication for 1.2.3.4",
+        "Timeout before authentication for 1.2.3.4 port x",
+        "Timeout before authentication for 1.2.3.456 port 22",
+        "Timeout before authentication for connection from 1.2.3.4 to 5.6.7.8, pid = 1",
     ]
     .into_iter()
     .map(str::to_owned)
