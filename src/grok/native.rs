@@ -764,15 +764,21 @@ fn sshd_invalid_banner(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
 
 fn sshd_invalid_banner_spans(b: &[u8]) -> Option<[(usize, usize); 1]> {
     const PREFIX: &[u8] = b"banner exchange: Connection from ";
-    if !b.starts_with(PREFIX) {
+    let (ip_end, port_end) = quad_and_port_after(b, PREFIX)?;
+    at(b, port_end, b": invalid format").then_some([(PREFIX.len(), ip_end)])
+}
+
+/// `<prefix><quad> port N` at the start of `b`: the ends of the quad and of the port's
+/// digits.
+fn quad_and_port_after(b: &[u8], prefix: &[u8]) -> Option<(usize, usize)> {
+    if !b.starts_with(prefix) {
         return None;
     }
-    let ip_end = dotted_quad(b, PREFIX.len())?;
+    let ip_end = dotted_quad(b, prefix.len())?;
     if !at(b, ip_end, b" port ") {
         return None;
     }
-    let port_end = digit_run(b, ip_end + 6)?;
-    at(b, port_end, b": invalid format").then_some([(PREFIX.len(), ip_end)])
+    Some((ip_end, digit_run(b, ip_end + 6)?))
 }
 
 /// `Unable to negotiate with <quad> port N: no matching <what> found<c>`, where `<what>`
@@ -783,14 +789,7 @@ fn sshd_bad_key_negotiation(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
 
 fn sshd_bad_key_negotiation_spans(b: &[u8]) -> Option<[(usize, usize); 1]> {
     const PREFIX: &[u8] = b"Unable to negotiate with ";
-    if !b.starts_with(PREFIX) {
-        return None;
-    }
-    let ip_end = dotted_quad(b, PREFIX.len())?;
-    if !at(b, ip_end, b" port ") {
-        return None;
-    }
-    let port_end = digit_run(b, ip_end + 6)?;
+    let (ip_end, port_end) = quad_and_port_after(b, PREFIX)?;
     let what = port_end + b": no matching ".len();
     if !at(b, port_end, b": no matching ") {
         return None;
