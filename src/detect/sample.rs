@@ -57,10 +57,7 @@ impl SampleSpec {
         let raw_len = if self.raw { event.line.len() } else { 0 };
         let data = &mut self.assembled;
         data.clear();
-        data.extend_from_slice(&event.time.as_second().to_le_bytes());
-        data.extend_from_slice(&event.time.subsec_nanosecond().to_le_bytes());
-        data.extend_from_slice(&offset(raw_len).to_le_bytes());
-        data.extend_from_slice(&0u32.to_le_bytes());
+        push_header(data, event.time, offset(raw_len), 0);
         let text = &mut self.scratch;
         text.clear();
         if self.raw {
@@ -81,9 +78,7 @@ impl SampleSpec {
                     (offset(start), offset(text.len()))
                 }
             };
-            data.extend_from_slice(&id.0.to_le_bytes());
-            data.extend_from_slice(&start.to_le_bytes());
-            data.extend_from_slice(&end.to_le_bytes());
+            push_slot(data, id, start, end);
             n += 1;
         }
         if let Some(count) = data.get_mut(16..HEADER) {
@@ -103,6 +98,21 @@ const SLOT: usize = 2 + 4 + 4;
 /// A length or offset in a sample, which holds one line and copies of its fields.
 fn offset(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Writes a sample's header (the slot count may be patched in afterwards, at 16..20).
+fn push_header(data: &mut Vec<u8>, time: Timestamp, raw_len: u32, slots: u32) {
+    data.extend_from_slice(&time.as_second().to_le_bytes());
+    data.extend_from_slice(&time.subsec_nanosecond().to_le_bytes());
+    data.extend_from_slice(&raw_len.to_le_bytes());
+    data.extend_from_slice(&slots.to_le_bytes());
+}
+
+/// Writes one slot: the field id and its value's range of the text.
+fn push_slot(data: &mut Vec<u8>, id: FieldId, start: u32, end: u32) {
+    data.extend_from_slice(&id.0.to_le_bytes());
+    data.extend_from_slice(&start.to_le_bytes());
+    data.extend_from_slice(&end.to_le_bytes());
 }
 
 fn le_u32(b: &[u8], at: usize) -> u32 {
@@ -172,13 +182,9 @@ impl Sample {
             .collect();
         let text = self.text().as_bytes();
         let mut data = Vec::with_capacity(HEADER + slots.len() * SLOT + text.len());
-        data.extend_from_slice(self.0.get(..12).unwrap_or_default());
-        data.extend_from_slice(&self.raw_len().to_le_bytes());
-        data.extend_from_slice(&offset(slots.len()).to_le_bytes());
+        push_header(&mut data, self.time(), self.raw_len(), offset(slots.len()));
         for (id, start, end) in slots {
-            data.extend_from_slice(&id.0.to_le_bytes());
-            data.extend_from_slice(&start.to_le_bytes());
-            data.extend_from_slice(&end.to_le_bytes());
+            push_slot(&mut data, id, start, end);
         }
         data.extend_from_slice(text);
         Sample(Arc::from(data))
