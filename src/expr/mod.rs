@@ -577,8 +577,9 @@ impl Program {
         let Some(predicate) = &self.queue_filter else {
             return self.fields.clone();
         };
-        fn walk(n: &eval::Node, skip: &eval::Node, out: &mut Vec<FieldId>) {
-            if std::ptr::eq(n, skip) {
+        /// The fields the nodes under `n` name, except under `skip`.
+        fn walk(n: &eval::Node, skip: Option<&eval::Node>, out: &mut Vec<FieldId>) {
+            if skip.is_some_and(|s| std::ptr::eq(n, s)) {
                 return;
             }
             match &n.k {
@@ -591,10 +592,16 @@ impl Program {
             }
             n.for_each_child(&mut |c| walk(c, skip, out));
         }
-        let mut out = Vec::new();
-        walk(&self.root, predicate, &mut out);
-        out.sort();
-        out.dedup();
-        out
+        // Only the fields seen inside the predicate and nowhere else are dropped: a field
+        // this walk does not recognise stays, so a node kind it misses costs memory, never
+        // a wrong verdict.
+        let (mut inside, mut outside) = (Vec::new(), Vec::new());
+        walk(predicate, None, &mut inside);
+        walk(&self.root, Some(predicate), &mut outside);
+        self.fields
+            .iter()
+            .copied()
+            .filter(|f| !inside.contains(f) || outside.contains(f))
+            .collect()
     }
 }
