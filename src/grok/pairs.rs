@@ -7,9 +7,9 @@
 //! message's pair set is built once (a few instructions a byte), after which each
 //! alternative whose literal has a pair the message lacks is skipped with one AND.
 
-/// The byte pairs (bigrams) of a text, hashed into 64 bits (one register). Every pair of a literal a
-/// text contains is a pair of that text, so a literal with a pair outside the text's set
-/// is not in the text. The converse can fail (two pairs may share a bit): then a search
+/// The byte pairs (bigrams) of a text, hashed into 64 bits (one register). Every pair of
+/// a literal a text contains is a pair of that text, so a literal with a pair outside the
+/// text's set is not in the text. The converse can fail (two pairs may share a bit): then a search
 /// decides.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PairSet(u64);
