@@ -406,22 +406,39 @@ enum Literals<'n> {
     Exact(&'n StrMatcher),
 }
 
-/// `n` as a comparison of a root event field with string literals, without allocating: the
+/// `n` as a comparison of a field of `subject` with string literals, without allocating: the
 /// field, the literals, and whether `n` holds when the value is among them (`==`, `in`) or
 /// when it is not (`!=`). Negations (`!`, `not in`) are left to [`membership_test`].
-fn field_comparison(n: &Node) -> Option<(FieldId, Literals<'_>, bool)> {
+fn field_comparison(n: &Node, subject: Subject) -> Option<(FieldId, Literals<'_>, bool)> {
     match &n.k {
         K::Cmp(op @ (Cmp::Eq | Cmp::Ne), a, b) => match (&a.k, &b.k) {
-            (K::EvtField(f), K::Lit(Lit::Str(s))) | (K::Lit(Lit::Str(s)), K::EvtField(f)) => {
-                Some((*f, Literals::One(s), *op == Cmp::Eq))
+            (x, K::Lit(Lit::Str(s))) | (K::Lit(Lit::Str(s)), x) => {
+                Some((subject.field(x)?, Literals::One(s), *op == Cmp::Eq))
             }
             _ => None,
         },
-        K::Match(x, m) if m.is_exact() => match x.k {
-            K::EvtField(f) => Some((f, Literals::Exact(m), true)),
-            _ => None,
-        },
+        K::Match(x, m) if m.is_exact() => Some((subject.field(&x.k)?, Literals::Exact(m), true)),
         _ => None,
+    }
+}
+
+/// Whose fields a [`FieldTest`] reads.
+#[derive(Clone, Copy)]
+pub(crate) enum Subject {
+    /// The root event (`evt.F`).
+    Root,
+    /// The element of the innermost closure (`#.F`), an event.
+    Element,
+}
+
+impl Subject {
+    /// The field `k` reads, when it is a field of this subject.
+    fn field(self, k: &K) -> Option<FieldId> {
+        match (self, k) {
+            (Subject::Root, K::EvtField(f)) => Some(*f),
+            (Subject::Element, K::EvField(e, f)) if matches!(e.k, K::Elem(0)) => Some(*f),
+            _ => None,
+        }
     }
 }
 
@@ -429,7 +446,7 @@ fn field_comparison(n: &Node) -> Option<(FieldId, Literals<'_>, bool)> {
 /// literals (`evt.F == 'x'`, `evt.F in ['x', 'y']`): `n` then holds exactly when the field's
 /// value is among [`implied_values`]`(n, F)`.
 fn field_test(n: &Node) -> Option<FieldId> {
-    match field_comparison(n)? {
+    match field_comparison(n, Subject::Root)? {
         (f, _, true) => Some(f),
         (_, _, false) => None,
     }
@@ -479,17 +496,18 @@ pub(crate) fn eval_bool_skipping<'a>(n: &'a Node, ctx: &EvalCtx<'a>, skip: u64) 
     walk(n, ctx, skip, &mut 0)
 }
 
-/// A root event field, values, and whether the test holds when the field's value is among
-/// them (`==`, `in`) or when it is not (`!=`, `not in`).
+/// A field (of the root event or of a closure's element, see [`Subject`]), values, and
+/// whether the test holds when the field's value is among them (`==`, `in`) or when it is
+/// not (`!=`, `not in`).
 pub(crate) type FieldTest = (FieldId, Box<[Box<str>]>, bool);
 
-/// `n` as a membership test of a root event field against string literals, possibly
+/// `n` as a membership test of a field of `subject` against string literals, possibly
 /// negated (`evt.F == 'x'`, `evt.F != 'x'`, `evt.F in [...]`, `evt.F not in [...]`).
-fn membership_test(n: &Node) -> Option<FieldTest> {
+fn membership_test(n: &Node, subject: Subject) -> Option<FieldTest> {
     if let K::Not(a) = &n.k {
-        return membership_test(a).map(|(f, v, member)| (f, v, !member));
+        return membership_test(a, subject).map(|(f, v, member)| (f, v, !member));
     }
-    let (f, literals, member) = field_comparison(n)?;
+    let (f, literals, member) = field_comparison(n, subject)?;
     let values = match literals {
         Literals::One(s) => Box::new([Box::<str>::from(s)]) as Box<[Box<str>]>,
         Literals::Exact(m) => m.exact_values()?.into_boxed_slice(),
@@ -499,14 +517,14 @@ fn membership_test(n: &Node) -> Option<FieldTest> {
 
 /// When every top-level conjunct of `n` is a membership test ([`membership_test`]):
 /// those tests. `n` is then true exactly when each holds.
-pub(crate) fn as_field_tests(n: &Node) -> Option<Vec<FieldTest>> {
+pub(crate) fn as_field_tests(n: &Node, subject: Subject) -> Option<Vec<FieldTest>> {
     match &n.k {
         K::And(a, b) => {
-            let mut tests = as_field_tests(a)?;
-            tests.extend(as_field_tests(b)?);
+            let mut tests = as_field_tests(a, subject)?;
+            tests.extend(as_field_tests(b, subject)?);
             Some(tests)
         }
-        _ => Some(vec![membership_test(n)?]),
+        _ => Some(vec![membership_test(n, subject)?]),
     }
 }
 
@@ -1124,7 +1142,7 @@ fn norm_index(i: i64, len: usize) -> Option<usize> {
     (0..len).contains(&j).then_some(j as usize)
 }
 
-fn clamp_bound(i: i64, len: usize) -> usize {
+pub(crate) fn clamp_bound(i: i64, len: usize) -> usize {
     let l = i64::try_from(len).unwrap_or(i64::MAX);
     let j = if i < 0 { i.saturating_add(l) } else { i };
     j.clamp(0, l) as usize

@@ -30,12 +30,14 @@ mod funcs;
 mod lexer;
 mod matcher;
 mod parser;
+mod queue_condition;
 #[cfg(test)]
 mod tests;
 
 use crate::alert::Alert;
 use crate::data::DataLists;
 use crate::event::{Event, FieldId, FieldRegistry, Timestamp};
+use queue_condition::QueueCondition;
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
@@ -397,6 +399,13 @@ pub struct Program {
     /// `P` when the program reads `queue.Queue` only as `filter(queue.Queue, P)`, with `P`
     /// reading only its element.
     queue_filter: Option<Arc<eval::Node>>,
+    /// That predicate as field tests of its element, when it is only such tests
+    /// (`{#.Meta.log_type == 'x'}`): [`Program::queue_filter_admits`] runs them directly.
+    queue_filter_tests: Option<Box<[eval::FieldTest]>>,
+    /// The condition as tests of its queue's length and median interval, when it is only
+    /// such tests ([`QueueCondition`]): [`Program::eval_bool`] answers without the
+    /// interpreter.
+    queue_condition: Option<QueueCondition>,
     /// When the program is only tests of event fields against string literals
     /// (`evt.Meta.log_type == 'x' && evt.Parsed.verb not in ['GET', 'HEAD']`): those tests,
     /// which [`Program::eval_bool`] runs directly.
@@ -438,13 +447,23 @@ pub fn compile(
     fields.sort();
     fields.dedup();
     let queue_filter = sole_queue_filter(&root);
-    let field_tests = eval::as_field_tests(&root).map(Vec::into_boxed_slice);
+    let queue_filter_tests = queue_filter.as_deref().and_then(|p| {
+        let inner = match &p.k {
+            eval::K::Memo(_, inner) => inner,
+            _ => p,
+        };
+        eval::as_field_tests(inner, eval::Subject::Element).map(Vec::into_boxed_slice)
+    });
+    let queue_condition = QueueCondition::of(&root);
+    let field_tests = eval::as_field_tests(&root, eval::Subject::Root).map(Vec::into_boxed_slice);
     Ok(Program {
         root,
         ty,
         fields,
         src: Box::from(src),
         queue_filter,
+        queue_filter_tests,
+        queue_condition,
         field_tests,
     })
 }
@@ -470,6 +489,14 @@ fn sole_queue_filter(root: &eval::Node) -> Option<Arc<eval::Node>> {
     }
 }
 
+/// Whether `event` passes every one of `tests`.
+fn field_tests_hold(tests: &[eval::FieldTest], event: &Event) -> bool {
+    tests.iter().all(|(field, values, member)| {
+        let v = event.get(*field);
+        values.iter().any(|x| **x == *v) == *member
+    })
+}
+
 impl Program {
     /// The static type of the result.
     pub fn result_type(&self) -> &Type {
@@ -489,10 +516,12 @@ impl Program {
     /// Evaluates a condition; errors and non-boolean results are `false`.
     pub fn eval_bool(&self, ctx: &EvalCtx<'_>) -> bool {
         if let (Some(tests), Some(event)) = (&self.field_tests, ctx.event) {
-            return tests.iter().all(|(field, values, member)| {
-                let v = event.get(*field);
-                values.iter().any(|x| **x == *v) == *member
-            });
+            return field_tests_hold(tests, event);
+        }
+        if let (Some(condition), Some(queue)) = (&self.queue_condition, ctx.queue)
+            && (ctx.queue_prefiltered || !condition.wants_prefiltered())
+        {
+            return condition.holds(queue);
         }
         eval::eval_bool(&self.root, ctx, None).unwrap_or(false)
     }
@@ -558,9 +587,12 @@ impl Program {
     /// that fails at run time admits nothing: over the whole queue it would make the
     /// filter, and so the condition, fail at every evaluation.
     pub fn queue_filter_admits(&self, event: &Event, data: &DataLists) -> bool {
-        match &self.queue_filter {
-            None => true,
-            Some(p) => eval::element_verdict(p, event, &EvalCtx::new(data)).unwrap_or(false),
+        match (&self.queue_filter_tests, &self.queue_filter) {
+            (Some(tests), _) => field_tests_hold(tests, event),
+            (None, None) => true,
+            (None, Some(p)) => {
+                eval::element_verdict(p, event, &EvalCtx::new(data)).unwrap_or(false)
+            }
         }
     }
 

@@ -961,6 +961,84 @@ fn a_queue_filter_lets_a_bucket_queue_only_what_it_admits() {
 }
 
 #[test]
+fn queue_conditions_answer_like_the_interpreter() {
+    let mut e = env();
+    let filtered = "let f = filter(queue.Queue, {#.Meta.log_type == 'ssh_failed-auth'}); ";
+    let mut sources = vec![
+        // The hub's, verbatim.
+        "let failedAuths = filter(queue.Queue, {#.Meta.log_type == 'ssh_failed-auth'});\nlen(failedAuths) >= 4 &&\nMedianInterval(map(failedAuths[-4:], {#.Time})) > duration(\"10m\")".to_owned(),
+        "len(queue.Queue) > 2".to_owned(),
+        "3 <= len(queue.Queue) && MedianInterval(map(queue.Queue, {#.Time})) < duration('1m')".to_owned(),
+        "len(filter(queue.Queue, {#.Meta.log_type in ['ssh_failed-auth', 'x']})) == 3".to_owned(),
+        "duration('5m') >= MedianInterval(map(filter(queue.Queue, {#.Meta.log_type != 'x'})[1:], {#.Time}))".to_owned(),
+    ];
+    for slice in [
+        "[-4:]", "[1:]", "[:3]", "[-50:]", "[2:1]", "[-2:-1]", "[0:40]", "",
+    ] {
+        for (cmp, d) in [(">", "10m"), ("<=", "90s"), ("==", "0s"), ("!=", "1h")] {
+            sources.push(format!(
+                "{filtered}len(f) >= 2 && MedianInterval(map(f{slice}, {{#.Time}})) {cmp} duration('{d}')"
+            ));
+        }
+    }
+    let types = ["ssh_failed-auth", "auth_success", "x"];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let last = event_at(&e, "ssh_failed-auth", 0);
+    let mut verdicts = [0, 0];
+    for src in &sources {
+        let p = e.ok(src);
+        assert!(p.queue_condition.is_some(), "compiled: {src}");
+        for _ in 0..300 {
+            let n = rng.below(40);
+            let mut t = 0i64;
+            let whole: Vec<Event> = (0..n)
+                .map(|_| {
+                    // Mostly ascending, sometimes equal or earlier (clock changes, merged files).
+                    t += rng.below(1_500) as i64 - 100;
+                    event_at(&e, types[rng.below(types.len())], t)
+                })
+                .collect();
+            let kept: Vec<Event> = whole
+                .iter()
+                .filter(|ev| p.queue_filter_admits(ev, &e.data))
+                .map(|ev| Event::new(String::new(), ev.time, 0))
+                .collect();
+            for (queue, prefiltered) in [(&whole, false), (&kept, true)] {
+                let mut ctx = EvalCtx::for_event(&last, &e.data).with_queue(queue);
+                ctx.queue_prefiltered = prefiltered;
+                let interpreted = eval::eval_bool(&p.root, &ctx, None).unwrap_or(false);
+                assert_eq!(p.eval_bool(&ctx), interpreted, "{src} over {queue:?}");
+                verdicts[usize::from(interpreted)] += 1;
+            }
+        }
+    }
+    assert!(verdicts[0] > 1000 && verdicts[1] > 1000, "{verdicts:?}");
+    // The queue filter's predicate runs as field tests of the element, with the same verdict.
+    let p = e.ok(&sources[0]);
+    assert!(p.queue_filter_tests.is_some());
+    for t in ["ssh_failed-auth", "auth_success", "", "ssh_failed-auth "] {
+        let ev = event_at(&e, t, 0);
+        let interpreted = p.queue_filter.as_deref().is_some_and(|f| {
+            eval::element_verdict(f, &ev, &EvalCtx::new(&e.data)).unwrap_or(false)
+        });
+        assert_eq!(p.queue_filter_admits(&ev, &e.data), interpreted, "{t:?}");
+        assert_eq!(interpreted, t == "ssh_failed-auth");
+    }
+    // Left to the interpreter: other measures, computed operands, two different queues.
+    for src in [
+        "len(queue.Queue) > len(queue.Queue) - 1",
+        "len(queue.Queue) > 2.5",
+        "MedianInterval(map(queue.Queue[evt.Meta.log_type == 'x' ? 1 : 2:], {#.Time})) > duration('1m')",
+        "len(queue.Queue) > 1 && len(filter(queue.Queue, {#.Meta.log_type == 'x'})) > 0",
+        "len(queue.Queue) > 1 || len(queue.Queue) < 0",
+        "let n = 4; len(queue.Queue) >= n",
+        "evt.Meta.log_type == 'x' && len(queue.Queue) > 1",
+    ] {
+        assert!(e.ok(src).queue_condition.is_none(), "{src}");
+    }
+}
+
+#[test]
 fn element_predicates_are_memoised_on_queued_events() {
     let mut e = env();
     let p = e.ok("len(filter(queue.Queue, {#.Meta.log_type == 'ssh_failed-auth'})) >= 2");
