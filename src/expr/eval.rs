@@ -501,6 +501,9 @@ pub(crate) fn eval_bool_skipping<'a>(n: &'a Node, ctx: &EvalCtx<'a>, skip: u64) 
 /// not (`!=`, `not in`).
 pub(crate) type FieldTest = (FieldId, Box<[Box<str>]>, bool);
 
+/// The most values a [`FieldTest`] compares with one by one.
+const MAX_FIELD_TEST_VALUES: usize = 8;
+
 /// `n` as a membership test of a field of `subject` against string literals, possibly
 /// negated (`evt.F == 'x'`, `evt.F != 'x'`, `evt.F in [...]`, `evt.F not in [...]`).
 fn membership_test(n: &Node, subject: Subject) -> Option<FieldTest> {
@@ -510,7 +513,12 @@ fn membership_test(n: &Node, subject: Subject) -> Option<FieldTest> {
     let (f, literals, member) = field_comparison(n, subject)?;
     let values = match literals {
         Literals::One(s) => Box::new([Box::<str>::from(s)]) as Box<[Box<str>]>,
-        Literals::Exact(m) => m.exact_values()?.into_boxed_slice(),
+        // A test compares with each value in turn: a long list (`in File('backdoors.txt')`,
+        // 200 names) keeps its matcher's hash set.
+        Literals::Exact(m) => match m.exact_values()? {
+            v if v.len() <= MAX_FIELD_TEST_VALUES => v.into_boxed_slice(),
+            _ => return None,
+        },
     };
     Some((f, values, member))
 }
@@ -529,7 +537,7 @@ pub(crate) fn as_field_tests(n: &Node, subject: Subject) -> Option<Vec<FieldTest
 }
 
 /// Whether every top-level conjunct of `n` is a field test of a field `checked` admits:
-/// then [`eval_bool_assuming`] is `true` without evaluating anything.
+/// then [`eval_bool_skipping`] with their mask is `true` without evaluating anything.
 pub(crate) fn only_field_tests(n: &Node, checked: &dyn Fn(FieldId) -> bool) -> bool {
     match &n.k {
         K::And(a, b) => only_field_tests(a, checked) && only_field_tests(b, checked),
@@ -653,32 +661,55 @@ fn root_event<'a>(n: &Node, ctx: &EvalCtx<'a>) -> R<&'a Event> {
 }
 
 /// Evaluates to a boolean (fast path for conditions).
+///
+/// The connectives and the tests of root fields and literals, which are most of what
+/// filters run (two dozen calls an nginx line), are handled here, in a function with
+/// nothing on its stack; everything else goes to [`eval_bool_other`], whose values and
+/// `Cow`s would otherwise make every call pay for a large frame.
 pub(crate) fn eval_bool<'a>(n: &'a Node, ctx: &EvalCtx<'a>, fr: Option<&Frame<'_, 'a>>) -> R<bool> {
     match &n.k {
         K::Lit(Lit::Bool(b)) => Ok(*b),
         K::Not(a) => Ok(!eval_bool(a, ctx, fr)?),
         K::And(a, b) => Ok(eval_bool(a, ctx, fr)? && eval_bool(b, ctx, fr)?),
         K::Or(a, b) => Ok(eval_bool(a, ctx, fr)? || eval_bool(b, ctx, fr)?),
+        K::Cmp(op @ (Cmp::Eq | Cmp::Ne), a, b) => match (leaf_str(a, ctx), leaf_str(b, ctx)) {
+            (Some(x), Some(y)) => Ok((x == y) == (*op == Cmp::Eq)),
+            _ => eval_bool_other(n, ctx, fr),
+        },
+        K::Match(a, m) => match leaf_str(a, ctx) {
+            Some(x) => Ok(m.is_match(x)),
+            None => eval_bool_other(n, ctx, fr),
+        },
+        K::StrOp(op, a, b) => match (leaf_str(a, ctx), leaf_str(b, ctx)) {
+            (Some(x), Some(y)) => Ok(match op {
+                StrOp::Contains => x.contains(y),
+                StrOp::StartsWith => x.starts_with(y),
+                StrOp::EndsWith => x.ends_with(y),
+            }),
+            _ => eval_bool_other(n, ctx, fr),
+        },
+        K::ContainsGate(f, m, inner) => match ctx.event {
+            Some(e) if !m.is_match(e.get(*f)) => Ok(false),
+            _ => eval_bool(inner, ctx, fr),
+        },
+        _ => eval_bool_other(n, ctx, fr),
+    }
+}
+
+/// [`eval_bool`] for the nodes it does not handle itself.
+#[inline(never)]
+fn eval_bool_other<'a>(n: &'a Node, ctx: &EvalCtx<'a>, fr: Option<&Frame<'_, 'a>>) -> R<bool> {
+    match &n.k {
         K::Cmp(op @ (Cmp::Eq | Cmp::Ne), a, b) if is_stringy(a) && is_stringy(b) => {
-            let eq = match (leaf_str(a, ctx), leaf_str(b, ctx)) {
-                (Some(x), Some(y)) => x == y,
-                _ => eval_str(a, ctx, fr)? == eval_str(b, ctx, fr)?,
-            };
-            Ok(eq == (*op == Cmp::Eq))
+            Ok((eval_str(a, ctx, fr)? == eval_str(b, ctx, fr)?) == (*op == Cmp::Eq))
         }
         K::Cmp(op, a, b) => {
             let (x, y) = (eval(a, ctx, fr)?, eval(b, ctx, fr)?);
             compare(n, *op, &x, &y)
         }
-        K::Match(a, m) => Ok(match leaf_str(a, ctx) {
-            Some(x) => m.is_match(x),
-            None => m.is_match(&eval_str(a, ctx, fr)?),
-        }),
+        K::Match(a, m) => Ok(m.is_match(&eval_str(a, ctx, fr)?)),
         K::StrOp(op, a, b) => {
-            let (x, y) = match (leaf_str(a, ctx), leaf_str(b, ctx)) {
-                (Some(x), Some(y)) => (Cow::Borrowed(x), Cow::Borrowed(y)),
-                _ => (eval_str(a, ctx, fr)?, eval_str(b, ctx, fr)?),
-            };
+            let (x, y) = (eval_str(a, ctx, fr)?, eval_str(b, ctx, fr)?);
             Ok(match op {
                 StrOp::Contains => x.contains(&*y),
                 StrOp::StartsWith => x.starts_with(&*y),
@@ -702,10 +733,6 @@ pub(crate) fn eval_bool<'a>(n: &'a Node, ctx: &EvalCtx<'a>, fr: Option<&Frame<'_
         K::Quant(q @ (Quant::Any | Quant::All | Quant::None | Quant::One), l, body) => {
             quant_bool(n, *q, l, body, ctx, fr)
         }
-        K::ContainsGate(f, m, inner) => match ctx.event {
-            Some(e) if !m.is_match(e.get(*f)) => Ok(false),
-            _ => eval_bool(inner, ctx, fr),
-        },
         _ => match eval(n, ctx, fr)? {
             Value::Bool(b) => Ok(b),
             v => type_err(n, "a boolean", &v),
