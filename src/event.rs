@@ -208,10 +208,15 @@ impl Event {
             Some(r) => {
                 let Reuse { written, spare } = &mut **r;
                 for i in written.drain(..) {
-                    if let Some(f) = self.fields.get_mut(usize::from(i))
-                        && let FieldValue::Owned(s) = std::mem::take(f)
-                    {
-                        keep_spare(spare, s);
+                    match self.fields.get_mut(usize::from(i)) {
+                        // Nothing to drop: most slots hold ranges of the line.
+                        Some(f @ FieldValue::Line { .. }) => *f = FieldValue::Unset,
+                        Some(f) => {
+                            if let FieldValue::Owned(s) = std::mem::take(f) {
+                                keep_spare(spare, s);
+                            }
+                        }
+                        None => {}
                     }
                 }
             }
@@ -264,6 +269,16 @@ impl Event {
     /// Sets a field.
     pub fn set(&mut self, id: FieldId, value: FieldValue) {
         let i = usize::from(id.0);
+        // The common case on a reused event: the slot is empty since its reset, so there
+        // is nothing to drop or keep.
+        if let (Some(slot @ FieldValue::Unset), Some(r)) =
+            (self.fields.get_mut(i), self.reuse.as_deref_mut())
+        {
+            *slot = value;
+            r.written.push(id.0);
+            self.memo.set(0);
+            return;
+        }
         if i >= self.fields.len() {
             self.fields.resize(i + 1, FieldValue::Unset);
         }
@@ -274,6 +289,28 @@ impl Event {
             r.written.push(id.0);
         }
         // Memoised verdicts were about the old value.
+        self.memo.set(0);
+    }
+
+    /// Sets fields to byte ranges of the line (`(field, start, end)`), as a pattern match
+    /// does: the bookkeeping of [`Event::set`] once for all its captures, which are most of
+    /// the fields a line gets.
+    pub fn set_ranges(&mut self, ranges: impl IntoIterator<Item = (FieldId, u32, u32)>) {
+        for (id, start, end) in ranges {
+            let value = FieldValue::Line { start, end };
+            match (
+                self.fields.get_mut(usize::from(id.0)),
+                self.reuse.as_deref_mut(),
+            ) {
+                // The common case on a reused event: the slot is empty since its reset,
+                // so there is nothing to drop or keep.
+                (Some(slot @ FieldValue::Unset), Some(r)) => {
+                    *slot = value;
+                    r.written.push(id.0);
+                }
+                _ => self.set(id, value),
+            }
+        }
         self.memo.set(0);
     }
 
@@ -303,6 +340,35 @@ mod tests {
             assert!(e.fields.iter().all(|f| *f == FieldValue::Unset));
             assert_eq!(e.line, "e f");
         }
+    }
+
+    #[test]
+    fn ranges_set_in_one_call_are_cleared_and_recycled_like_single_sets() {
+        let mut e = Event::new("alpha beta gamma".into(), Timestamp::UNIX_EPOCH, 4);
+        // Before the first reset (no bookkeeping yet), then on a reused event.
+        e.set_ranges([(FieldId(0), 0, 5)]);
+        assert_eq!(e.get(FieldId(0)), "alpha");
+        e.reset("alpha beta gamma", Timestamp::UNIX_EPOCH);
+        let mut owned = e.take_buffer();
+        owned.push_str("computed");
+        let ptr = owned.as_ptr();
+        e.set_owned(FieldId(1), owned);
+        e.set(FieldId(2), FieldValue::Static(Arc::from("s")));
+        e.memo.set(3);
+        // Over an owned value (kept for reuse), a static, an empty slot and past the end.
+        e.set_ranges([
+            (FieldId(1), 6, 10),
+            (FieldId(2), 11, 16),
+            (FieldId(3), 0, 5),
+            (FieldId(9), 6, 10),
+        ]);
+        let got: Vec<&str> = [1, 2, 3, 9].map(|i| e.get(FieldId(i))).to_vec();
+        assert_eq!(got, ["beta", "gamma", "alpha", "beta"]);
+        assert_eq!(e.memo.get(), 0, "verdicts were about the old values");
+        let reused = e.take_buffer();
+        assert_eq!(reused.as_ptr(), ptr, "the overwritten buffer is reused");
+        e.reset("x", Timestamp::UNIX_EPOCH);
+        assert!(e.fields.iter().all(|f| *f == FieldValue::Unset));
     }
 
     #[test]

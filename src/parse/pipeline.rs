@@ -295,7 +295,7 @@ fn decode_syslog(event: &mut Event, rs: &Ruleset) -> bool {
     let Some(h) = super::syslog::parse_syslog(&event.line) else {
         return false;
     };
-    let mut sets: [(FieldId, Option<(u32, u32)>); 6] = [
+    let sets: [(FieldId, Option<(u32, u32)>); 6] = [
         (wk.timestamp, range_in(&event.line, h.timestamp)),
         (wk.program, range_in(&event.line, h.program)),
         (wk.message, range_in(&event.line, h.message)),
@@ -303,11 +303,10 @@ fn decode_syslog(event: &mut Event, rs: &Ruleset) -> bool {
         (wk.logsource, h.host.and_then(|p| range_in(&event.line, p))),
         (wk.machine, h.host.and_then(|p| range_in(&event.line, p))),
     ];
-    for (id, r) in sets.iter_mut() {
-        if let Some((start, end)) = r.take() {
-            event.set(*id, FieldValue::Line { start, end });
-        }
-    }
+    event.set_ranges(
+        sets.into_iter()
+            .filter_map(|(id, r)| r.map(|(start, end)| (id, start, end))),
+    );
     true
 }
 
@@ -414,11 +413,12 @@ fn run_grok_matched(
         }
     });
     if ok {
-        for &(fi, start, end) in caps[..n].iter().chain(overflow.iter()) {
-            if let Some(id) = g.fields.get(fi) {
-                event.set(*id, FieldValue::Line { start, end });
-            }
-        }
+        event.set_ranges(
+            caps[..n]
+                .iter()
+                .chain(overflow.iter())
+                .filter_map(|&(fi, start, end)| Some((*g.fields.get(fi)?, start, end))),
+        );
     }
     ok
 }
