@@ -21,7 +21,7 @@ use crate::FastState;
 use crate::alert::{Alert, AlertEvents, Scope};
 use crate::compile::{CompiledScenario, Ruleset};
 use crate::event::{Event, FieldId, Namespace, Timestamp};
-use crate::expr::{EvalCtx, Program};
+use crate::expr::{EvalCtx, FieldLogic, Program};
 use crate::rules::model::{ScenarioKind, ScenarioScope};
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
@@ -152,7 +152,7 @@ impl<'e> LineKeys<'e> {
     const SLOTS: usize = 4;
 
     /// The entry of `id`, read from `event` the first time.
-    #[inline]
+    #[inline(always)]
     fn entry(
         &mut self,
         event: &'e Event,
@@ -223,6 +223,11 @@ pub struct Detector {
     /// index or a guard has checked before it runs: they are skipped
     /// ([`Program::checked_conjuncts`]).
     filter_skip: Vec<u64>,
+    /// Per distinct filter, its conjuncts that are combinations of field tests against
+    /// literals (`evt.Meta.sub_type == 'x' || evt.Meta.http_status == '400'`) over guard
+    /// fields: a route knows their value from its classes, drops the filter's scenario
+    /// when one is false, and the filter skips them ([`Detector::filter_skip`]).
+    filter_determined: Vec<Vec<ClassLogic>>,
     /// Per distinct filter, whether it is nothing but such checked tests
     /// (`evt.Meta.log_type == 'ssh_failed-auth'`): then it is not run at all.
     filter_checked_only: Vec<bool>,
@@ -287,6 +292,80 @@ fn string_of<'e>(program: &Program, rs: &Ruleset, event: &'e Event) -> Option<Co
 struct Guard {
     field: usize,
     mask: u64,
+}
+
+/// A [`FieldLogic`] over guard fields: each test is a mask of its field's value classes.
+#[derive(Debug)]
+enum ClassLogic {
+    /// The field (by its index in [`GuardFields`]), the classes of the test's literals,
+    /// and whether it holds when the value is among them.
+    Test {
+        field: usize,
+        mask: u64,
+        member: bool,
+    },
+    And(Box<ClassLogic>, Box<ClassLogic>),
+    Or(Box<ClassLogic>, Box<ClassLogic>),
+    Not(Box<ClassLogic>),
+}
+
+impl ClassLogic {
+    /// `logic` over classes, registering its literals as values of their fields; `None`
+    /// when a field would need more classes than a mask holds.
+    fn of(logic: &FieldLogic, fields: &mut GuardFields) -> Option<ClassLogic> {
+        let both = |a: &FieldLogic, b: &FieldLogic, fields: &mut GuardFields| {
+            Some((
+                Box::new(Self::of(a, fields)?),
+                Box::new(Self::of(b, fields)?),
+            ))
+        };
+        Some(match logic {
+            FieldLogic::Test(field, values, member) => {
+                let g = fields.guard(*field, values)?;
+                ClassLogic::Test {
+                    field: g.field,
+                    mask: g.mask,
+                    member: *member,
+                }
+            }
+            FieldLogic::And(a, b) => {
+                let (a, b) = both(a, b, fields)?;
+                ClassLogic::And(a, b)
+            }
+            FieldLogic::Or(a, b) => {
+                let (a, b) = both(a, b, fields)?;
+                ClassLogic::Or(a, b)
+            }
+            FieldLogic::Not(a) => ClassLogic::Not(Box::new(Self::of(a, fields)?)),
+        })
+    }
+
+    /// Its value for an event whose fields have `classes`. A value equals one of a test's
+    /// literals exactly when its class is one of theirs: every literal has a class.
+    fn holds(&self, classes: &[u8]) -> bool {
+        match self {
+            ClassLogic::Test {
+                field,
+                mask,
+                member,
+            } => (mask & (1 << classes[*field]) != 0) == *member,
+            ClassLogic::And(a, b) => a.holds(classes) && b.holds(classes),
+            ClassLogic::Or(a, b) => a.holds(classes) || b.holds(classes),
+            ClassLogic::Not(a) => !a.holds(classes),
+        }
+    }
+
+    /// Adds the guard fields it reads to `out`.
+    fn fields(&self, out: &mut Vec<usize>) {
+        match self {
+            ClassLogic::Test { field, .. } => out.push(*field),
+            ClassLogic::And(a, b) | ClassLogic::Or(a, b) => {
+                a.fields(out);
+                b.fields(out);
+            }
+            ClassLogic::Not(a) => a.fields(out),
+        }
+    }
 }
 
 /// The fields guards test, each with the distinct values guards name. An event's value of
@@ -543,16 +622,42 @@ impl Detector {
                 (guards, checked.into_boxed_slice())
             })
             .unzip();
+        let mut filter_skip: Vec<u64> = filters
+            .iter()
+            .zip(&filter_checked)
+            .map(|(f, checked)| f.checked_conjuncts(&|id| checked.contains(&id)))
+            .collect();
+        // The conjuncts left that the classes of their fields decide.
+        let mut filter_all_skipped = Vec::with_capacity(filters.len());
+        let filter_determined: Vec<Vec<ClassLogic>> = filters
+            .iter()
+            .zip(filter_skip.iter_mut())
+            .map(|(f, skip)| {
+                let conjuncts = f.conjunct_logic();
+                let mut determined = Vec::new();
+                for (i, logic) in conjuncts.iter().enumerate().take(64) {
+                    if *skip >> i & 1 == 1 {
+                        continue;
+                    }
+                    if let Some(c) = logic
+                        .as_ref()
+                        .and_then(|l| ClassLogic::of(l, &mut guard_fields))
+                    {
+                        determined.push(c);
+                        *skip |= 1 << i;
+                    }
+                }
+                filter_all_skipped
+                    .push((0..conjuncts.len()).all(|i| i < 64 && *skip >> i & 1 == 1));
+                determined
+            })
+            .collect();
         let guard_classes = vec![GuardFields::UNKNOWN; guard_fields.fields.len()];
         let filter_checked_only = filters
             .iter()
             .zip(&filter_checked)
-            .map(|(f, checked)| f.only_field_tests(&|id| checked.contains(&id)))
-            .collect();
-        let filter_skip = filters
-            .iter()
-            .zip(&filter_checked)
-            .map(|(f, checked)| f.checked_conjuncts(&|id| checked.contains(&id)))
+            .zip(&filter_all_skipped)
+            .map(|((f, checked), all)| *all || f.only_field_tests(&|id| checked.contains(&id)))
             .collect();
         let sample_spec = SampleSpec::new(&ruleset);
         let dispatch = Dispatch {
@@ -565,6 +670,11 @@ impl Detector {
                         .flat_map(|&i| &filter_guards[filter_slot[i]])
                         .map(|g| g.field)
                         .collect();
+                    for &i in list.iter() {
+                        for logic in &filter_determined[filter_slot[i]] {
+                            logic.fields(&mut fields);
+                        }
+                    }
                     fields.sort_unstable();
                     fields.dedup();
                     fields.into_boxed_slice()
@@ -580,6 +690,7 @@ impl Detector {
             guard_fields,
             guard_classes,
             filter_skip,
+            filter_determined,
             filter_checked_only,
             index,
             dispatch,
@@ -753,14 +864,18 @@ impl Detector {
             .filter(|&&i| self.enabled[i])
             .filter_map(|&i| {
                 let slot = self.filter_slot[i];
-                self.filter_guards[slot]
+                let classes = &self.guard_classes;
+                (self.filter_guards[slot]
                     .iter()
-                    .all(|g| g.mask & (1 << self.guard_classes[g.field]) != 0)
-                    .then_some(Step {
-                        scenario: i,
-                        slot,
-                        run_filter: !self.filter_checked_only[slot],
-                    })
+                    .all(|g| g.mask & (1 << classes[g.field]) != 0)
+                    && self.filter_determined[slot]
+                        .iter()
+                        .all(|l| l.holds(classes)))
+                .then_some(Step {
+                    scenario: i,
+                    slot,
+                    run_filter: !self.filter_checked_only[slot],
+                })
             })
             .collect();
         if let Some(k) = key {
@@ -1154,6 +1269,7 @@ fn build_alert(
 mod tests {
     use super::*;
     use crate::event::FieldValue;
+    use std::collections::HashSet;
 
     /// The default ruleset, and a look-up of its `Meta` fields by name.
     fn default_rules() -> (Arc<Ruleset>, impl Fn(&str) -> FieldId) {
@@ -1256,6 +1372,92 @@ mod tests {
         assert_eq!((key >> 42) & 63, 63);
         assert_ne!(d.key(0, &[1, 2, 3, 4, 5, 6, 7, 62, 9]), Some(key));
         assert_eq!(d.key(1, &classes), None);
+    }
+
+    #[test]
+    fn routes_pour_where_the_filters_match() {
+        let (rs, meta) = default_rules();
+        let parsed = |n: &str| rs.fields.get(Namespace::Parsed, n).expect("a Parsed field");
+        // Filters whose conjuncts are all tests of literals, including disjunctions, do
+        // not run: their route decides them. One with a substring test still runs.
+        let mut detector = Detector::new(rs.clone());
+        let slot_of = |name: &str| {
+            let i = rs.scenarios.iter().position(|s| &*s.name == name);
+            detector.filter_slot[i.expect("a shipped scenario")]
+        };
+        for name in ["http-invalid-request", "http-tls-probing"] {
+            assert!(detector.filter_checked_only[slot_of(name)], "{name}");
+        }
+        assert!(!detector.filter_checked_only[slot_of("http-shellshock")]);
+        // Every combination of the values those filters test: the scenarios an event pours
+        // into are those whose filter, run in full, matches it.
+        let (log_type, service, sub_type, status) = (
+            meta("log_type"),
+            meta("service"),
+            meta("sub_type"),
+            meta("http_status"),
+        );
+        let (ua, verb) = (meta("http_user_agent"), parsed("verb"));
+        let mut e = Event::new(String::new(), Timestamp::UNIX_EPOCH, rs.fields.len());
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for t in [
+            "http_access-log",
+            "http_error-log",
+            "bad_ssl_handshake",
+            "ssh_failed-auth",
+            "",
+        ] {
+            for sv in ["http", "ssh", ""] {
+                for sub in [
+                    "invalid_request",
+                    "invalid_uri",
+                    "ssl_handshake_failed",
+                    "shellshock",
+                    "auth_fail",
+                    "",
+                ] {
+                    for st in ["400", "404", "403", "401", "200", ""] {
+                        for (v, agent) in [
+                            ("POST", "() { :; }; x"),
+                            ("GET", "Mozilla/5.0"),
+                            ("CONNECT", ""),
+                        ] {
+                            e.reset("", Timestamp::UNIX_EPOCH);
+                            for (f, x) in [
+                                (log_type, t),
+                                (service, sv),
+                                (sub_type, sub),
+                                (status, st),
+                                (ua, agent),
+                                (verb, v),
+                            ] {
+                                if !x.is_empty() {
+                                    e.set(f, FieldValue::Static(Arc::from(x)));
+                                }
+                            }
+                            e.set(
+                                meta("source_ip"),
+                                FieldValue::Static(Arc::from("203.0.113.9")),
+                            );
+                            let want = detector.matching(&e);
+                            let got = detector.pour(&e, e.time, &mut out);
+                            assert_eq!(got, want, "{t} {sv} {sub} {st} {v} {agent:?}");
+                            seen.extend(got);
+                        }
+                    }
+                }
+            }
+        }
+        let names: HashSet<&str> = seen.iter().map(|&i| &*rs.scenarios[i].name).collect();
+        for name in [
+            "http-invalid-request",
+            "http-tls-probing",
+            "http-shellshock",
+            "ssh-bf",
+        ] {
+            assert!(names.contains(name), "{name} in {names:?}");
+        }
     }
 
     #[test]

@@ -398,6 +398,61 @@ pub(crate) fn implied_values(n: &Node, field: FieldId) -> Option<Vec<Box<str>>> 
     }
 }
 
+/// A boolean combination of tests of root fields against string literals
+/// (`evt.A == 'x' || evt.B in ['y', 'z'] && evt.C != 'w'`): its value depends only on
+/// whether each field's value is among each test's literals, so it is known from the
+/// class of each field's value among every literal it is compared with.
+#[derive(Debug)]
+pub(crate) enum FieldLogic {
+    /// The field, the literals, and whether the test holds when the value is among them
+    /// (`==`, `in`) or when it is not (`!=`, `not in`).
+    Test(FieldId, Vec<Box<str>>, bool),
+    And(Box<FieldLogic>, Box<FieldLogic>),
+    Or(Box<FieldLogic>, Box<FieldLogic>),
+    Not(Box<FieldLogic>),
+}
+
+/// `n` as a [`FieldLogic`], when it is one.
+fn field_logic(n: &Node) -> Option<FieldLogic> {
+    let both = |a: &Node, b: &Node| Some((Box::new(field_logic(a)?), Box::new(field_logic(b)?)));
+    Some(match &n.k {
+        K::And(a, b) => {
+            let (a, b) = both(a, b)?;
+            FieldLogic::And(a, b)
+        }
+        K::Or(a, b) => {
+            let (a, b) = both(a, b)?;
+            FieldLogic::Or(a, b)
+        }
+        K::Not(a) => FieldLogic::Not(Box::new(field_logic(a)?)),
+        _ => {
+            let (f, literals, member) = field_comparison(n, Subject::Root)?;
+            let values = match literals {
+                Literals::One(s) => vec![Box::from(s)],
+                Literals::Exact(m) => m.exact_values()?,
+            };
+            FieldLogic::Test(f, values, member)
+        }
+    })
+}
+
+/// Each top-level conjunct of `n` (`a && b && ...`, left to right, numbered as in
+/// [`checked_conjuncts`]) as a [`FieldLogic`], when it is one.
+pub(crate) fn conjunct_logic(n: &Node) -> Vec<Option<FieldLogic>> {
+    fn walk(n: &Node, out: &mut Vec<Option<FieldLogic>>) {
+        match &n.k {
+            K::And(a, b) => {
+                walk(a, out);
+                walk(b, out);
+            }
+            _ => out.push(field_logic(n)),
+        }
+    }
+    let mut out = Vec::new();
+    walk(n, &mut out);
+    out
+}
+
 /// The string literals a [`field_comparison`] compares with, borrowed from the tree.
 enum Literals<'n> {
     /// `evt.F == 'x'` or `evt.F != 'x'`.

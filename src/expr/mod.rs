@@ -37,6 +37,7 @@ mod tests;
 use crate::alert::Alert;
 use crate::data::DataLists;
 use crate::event::{Event, FieldId, FieldRegistry, Timestamp};
+pub(crate) use eval::FieldLogic;
 use queue_condition::QueueCondition;
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -490,6 +491,7 @@ fn sole_queue_filter(root: &eval::Node) -> Option<Arc<eval::Node>> {
 }
 
 /// Whether `event` passes every one of `tests`.
+#[inline(always)]
 fn field_tests_hold(tests: &[eval::FieldTest], event: &Event) -> bool {
     tests.iter().all(|(field, values, member)| {
         let v = event.get(*field);
@@ -533,6 +535,13 @@ impl Program {
     /// fields that check is exactly what the conjuncts test.
     pub fn checked_conjuncts(&self, checked: &dyn Fn(FieldId) -> bool) -> u64 {
         eval::checked_conjuncts(&self.root, checked)
+    }
+
+    /// Each top-level conjunct (numbered as in [`Self::checked_conjuncts`]) as a boolean
+    /// combination of field tests against string literals, when it is one: a caller that
+    /// knows which literals each field's value equals knows its value.
+    pub(crate) fn conjunct_logic(&self) -> Vec<Option<FieldLogic>> {
+        eval::conjunct_logic(&self.root)
     }
 
     /// Evaluates a condition like [`Self::eval_bool`], taking as true the conjuncts in
