@@ -204,7 +204,22 @@ impl Cidr {
 
     /// True when the range contains the address.
     pub fn contains(&self, ip: &std::net::IpAddr) -> bool {
-        self.0.contains(ip)
+        // One masked comparison (ipnet's `contains` builds the network and broadcast
+        // addresses first): every parsed line is tested against each whitelisted range.
+        use std::net::IpAddr;
+        match (&self.0, ip) {
+            (ipnet::IpNet::V4(n), IpAddr::V4(a)) => {
+                let bits = 32 - u32::from(n.prefix_len());
+                let mask = u32::MAX.checked_shl(bits).unwrap_or(0);
+                (u32::from(*a) ^ u32::from(n.addr())) & mask == 0
+            }
+            (ipnet::IpNet::V6(n), IpAddr::V6(a)) => {
+                let bits = 128 - u32::from(n.prefix_len());
+                let mask = u128::MAX.checked_shl(bits).unwrap_or(0);
+                (u128::from(*a) ^ u128::from(n.addr())) & mask == 0
+            }
+            _ => false,
+        }
     }
 }
 
@@ -237,5 +252,53 @@ impl JsonSchema for Cidr {
             "description": "An IP address or a CIDR range, IPv4 or IPv6.",
             "examples": ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"]
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cidr;
+    use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn contains_agrees_with_ipnet_on_every_prefix_length() {
+        // xorshift: addresses that share long prefixes with the ranges, and ones that do not.
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut hits = 0;
+        for _ in 0..20_000 {
+            let (a, b) = (next(), next());
+            let flip = 1u128 << (next() % 128);
+            let v6 = (u128::from(a) << 64) | u128::from(b);
+            let v4 = a as u32;
+            let nets = [
+                IpNet::V4(Ipv4Net::new(Ipv4Addr::from(v4), (b % 33) as u8).expect("a v4 prefix")),
+                IpNet::V6(Ipv6Net::new(Ipv6Addr::from(v6), (b % 129) as u8).expect("a v6 prefix")),
+            ];
+            let addrs = [
+                IpAddr::V4(Ipv4Addr::from(v4 ^ flip as u32)),
+                IpAddr::V4(Ipv4Addr::from(v4 ^ (flip >> 96) as u32)),
+                IpAddr::V6(Ipv6Addr::from(v6 ^ flip)),
+                IpAddr::V4(Ipv4Addr::from(b as u32)),
+            ];
+            for net in nets {
+                for ip in &addrs {
+                    let want = net.contains(ip);
+                    assert_eq!(Cidr(net).contains(ip), want, "{net} {ip}");
+                    hits += usize::from(want);
+                }
+            }
+        }
+        assert!(hits > 10_000, "both answers seen: {hits}");
+        let private = Cidr::parse("172.16.0.0/12").expect("a range");
+        assert!(private.contains(&"172.31.255.255".parse().expect("an address")));
+        assert!(!private.contains(&"172.32.0.0".parse().expect("an address")));
+        assert!(!private.contains(&"::ffff:172.16.0.1".parse().expect("an address")));
     }
 }
