@@ -192,7 +192,7 @@ fn parse_lines(text: &str, out: &mut Parsed) {
         // Fast path for the usual line, a bare IPv4 address (a million of them in a
         // community list): parsed where it stands, its end found by the parse rather than
         // by a search for the newline.
-        if let Some((addr, n)) = dotted_quad(rest.as_bytes()) {
+        if let Some((addr, n)) = crate::parse::dotted_quad(rest.as_bytes()) {
             let eol = match &rest.as_bytes()[n..] {
                 [] => Some(n),
                 [b'\n', ..] => Some(n + 1),
@@ -209,7 +209,7 @@ fn parse_lines(text: &str, out: &mut Parsed) {
         rest = tail;
         // An address after indentation, or followed by a comment.
         let t = line.trim_start().as_bytes();
-        if let Some((addr, n)) = dotted_quad(t)
+        if let Some((addr, n)) = crate::parse::dotted_quad(t)
             && t.get(n)
                 .is_none_or(|c| c.is_ascii_whitespace() || *c == b'#' || *c == b';')
         {
@@ -226,36 +226,6 @@ fn parse_lines(text: &str, out: &mut Parsed) {
         };
         out.push(field);
     }
-}
-
-/// A dotted-quad IPv4 address at the start of `b` and its length in bytes; `None` for
-/// anything else, including octets with a leading zero (which `Ipv4Addr`'s parser refuses
-/// too, so both paths accept the same addresses).
-fn dotted_quad(b: &[u8]) -> Option<(u32, usize)> {
-    let mut addr: u32 = 0;
-    let mut i = 0;
-    for part in 0..4 {
-        if part > 0 {
-            if b.get(i) != Some(&b'.') {
-                return None;
-            }
-            i += 1;
-        }
-        let start = i;
-        let mut v: u32 = 0;
-        while i - start < 3
-            && let Some(d) = b.get(i).filter(|c| c.is_ascii_digit())
-        {
-            v = v * 10 + u32::from(d - b'0');
-            i += 1;
-        }
-        let len = i - start;
-        if len == 0 || v > 255 || (len > 1 && b[start] == b'0') {
-            return None;
-        }
-        addr = addr << 8 | v;
-    }
-    Some((addr, i))
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Parsed, String> {
@@ -325,7 +295,7 @@ mod tests {
         for ok in ["0.0.0.0", "255.255.255.255", "10.0.0.1", "192.168.100.200"] {
             let std: std::net::Ipv4Addr = ok.parse().expect("valid");
             assert_eq!(
-                dotted_quad(ok.as_bytes()),
+                crate::parse::dotted_quad(ok.as_bytes()),
                 Some((u32::from(std), ok.len())),
                 "{ok}"
             );
@@ -339,7 +309,8 @@ mod tests {
             "a.b.c.d",
             "",
         ] {
-            let whole = dotted_quad(bad.as_bytes()).is_some_and(|(_, n)| n == bad.len());
+            let whole =
+                crate::parse::dotted_quad(bad.as_bytes()).is_some_and(|(_, n)| n == bad.len());
             assert!(!whole, "{bad}");
             assert!(bad.parse::<std::net::Ipv4Addr>().is_err(), "{bad}");
         }
