@@ -172,7 +172,7 @@ impl<'e> LineKeys<'e> {
     }
 
     /// `event`'s value of `id`.
-    #[inline]
+    #[inline(always)]
     fn value(&mut self, event: &'e Event, id: FieldId) -> &'e str {
         self.entry(event, id).map_or_else(|| event.get(id), |e| e.1)
     }
