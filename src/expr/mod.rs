@@ -493,8 +493,8 @@ fn sole_queue_filter(root: &eval::Node) -> Option<Arc<eval::Node>> {
 /// Whether `event` passes every one of `tests`.
 #[inline(always)]
 fn field_tests_hold(tests: &[eval::FieldTest], event: &Event) -> bool {
-    // Plain loops: as `all`/`any` closures, LLVM kept a call per test (17 parser filters
-    // run on every syslog line).
+    // Plain loops: as `all`/`any` closures, LLVM kept a call per test (parser filters,
+    // cancel-on tests and queue filters run this on every line).
     for (field, values, member) in tests {
         let v = event.get(*field);
         let mut found = false;
