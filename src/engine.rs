@@ -22,10 +22,10 @@ pub enum Clock {
 /// Where lines come from: the acquisition `type` and its labels, resolved once per source.
 #[derive(Debug, Clone)]
 pub struct LineSource {
-    /// The `type` label that selects the parsers.
-    pub log_type: Arc<str>,
-    /// Labels as field slots (labels no rule reads are dropped).
-    labels: Vec<(FieldId, Arc<str>)>,
+    /// The `type` label that selects the parsers ([`crate::event::intern`]ed).
+    pub log_type: &'static str,
+    /// Labels as field slots (labels no rule reads are dropped), values interned.
+    labels: Vec<(FieldId, &'static str)>,
 }
 
 impl LineSource {
@@ -40,11 +40,11 @@ impl LineSource {
             .filter_map(|(k, v)| {
                 rs.fields
                     .get(Namespace::Labels, k)
-                    .map(|id| (id, Arc::from(v)))
+                    .map(|id| (id, crate::event::intern(v)))
             })
             .collect();
         LineSource {
-            log_type: Arc::from(log_type),
+            log_type: crate::event::intern(log_type),
             labels,
         }
     }
@@ -156,9 +156,9 @@ impl Engine {
         };
         self.event.reset(line, received);
         for (id, v) in &source.labels {
-            self.event.set(*id, FieldValue::Static(v.clone()));
+            self.event.set(*id, FieldValue::Static(v));
         }
-        let outcome = self.pipeline.parse(&mut self.event, &source.log_type, None);
+        let outcome = self.pipeline.parse(&mut self.event, source.log_type, None);
         match &outcome {
             Outcome::Parsed => {
                 self.stats.parsed += 1;

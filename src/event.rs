@@ -115,10 +115,35 @@ pub enum FieldValue {
     Unset,
     /// A byte range of [`Event::line`].
     Line { start: u32, end: u32 },
-    /// A constant from the rules (`statics`).
-    Static(Arc<str>),
+    /// A constant from the rules or the configuration (`statics`, the acquisition type,
+    /// labels), interned ([`intern`]): setting one is a copy, with no reference count.
+    Static(&'static str),
     /// A value computed at run time (expressions, enrichers).
     Owned(String),
+}
+
+/// The one copy of a constant that rules and configuration give fields, kept for the life
+/// of the process.
+///
+/// Every line gets a few such constants (its acquisition type, `log_type`, `service`). As
+/// `Arc<str>` each cost an atomic increment when set and a decrement at the next line's
+/// reset, two dozen locked instructions a line with the default rules. Interned, they are
+/// plain references. What is interned is bounded by the distinct constants of the
+/// configurations loaded: a reload with the same rules adds nothing. Never intern
+/// values read from lines.
+pub fn intern(s: &str) -> &'static str {
+    static TABLE: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<&'static str>>> =
+        std::sync::OnceLock::new();
+    let mut table = TABLE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(&known) = table.get(s) {
+        return known;
+    }
+    let kept: &'static str = Box::leak(Box::from(s));
+    table.insert(kept);
+    kept
 }
 
 /// One log line on its way through the pipeline.
@@ -325,16 +350,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn interning_keeps_one_copy_per_text() {
+        let owned = String::from("http_access-log");
+        let a = intern(&owned);
+        let b = intern("http_access-log");
+        assert_eq!(a, "http_access-log");
+        assert!(std::ptr::eq(a, b), "equal texts share one copy");
+        assert!(!std::ptr::eq(a, intern("http_error-log")));
+    }
+
+    #[test]
     fn reset_clears_every_field_written_before_and_after_the_first_reset() {
         let mut e = Event::new("a b".into(), Timestamp::UNIX_EPOCH, 4);
-        e.set(FieldId(0), FieldValue::Static(Arc::from("x")));
+        e.set(FieldId(0), FieldValue::Static("x"));
         e.set(FieldId(6), FieldValue::Owned("grown".into()));
         e.reset("c d", Timestamp::UNIX_EPOCH);
         assert!(e.fields.iter().all(|f| *f == FieldValue::Unset));
         for _ in 0..3 {
             e.set(FieldId(2), FieldValue::Line { start: 0, end: 1 });
             e.set(FieldId(2), FieldValue::Owned("again".into()));
-            e.set(FieldId(5), FieldValue::Static(Arc::from("y")));
+            e.set(FieldId(5), FieldValue::Static("y"));
             assert_eq!(e.get(FieldId(2)), "again");
             e.reset("e f", Timestamp::UNIX_EPOCH);
             assert!(e.fields.iter().all(|f| *f == FieldValue::Unset));
@@ -353,7 +388,7 @@ mod tests {
         owned.push_str("computed");
         let ptr = owned.as_ptr();
         e.set_owned(FieldId(1), owned);
-        e.set(FieldId(2), FieldValue::Static(Arc::from("s")));
+        e.set(FieldId(2), FieldValue::Static("s"));
         e.memo.set(3);
         // Over an owned value (kept for reuse), a static, an empty slot and past the end.
         e.set_ranges([
@@ -386,7 +421,7 @@ mod tests {
         assert_eq!(again.as_ptr(), ptr, "the same allocation");
         // An overwritten computed value is kept too; spares are bounded.
         e.set(FieldId(2), FieldValue::Owned(again));
-        e.set(FieldId(2), FieldValue::Static(Arc::from("s")));
+        e.set(FieldId(2), FieldValue::Static("s"));
         let third = e.take_buffer();
         assert_eq!(third.as_ptr(), ptr);
         for _ in 0..100 {

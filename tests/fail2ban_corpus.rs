@@ -39,7 +39,6 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// A fail2ban sample file and its garrison counterpart.
 struct Jail {
@@ -441,7 +440,7 @@ fn fail2ban_samples_are_detected_without_false_positives() {
     let mut pipeline = Pipeline::new(rs.clone(), TimeContext::new(now));
     pipeline.no_whitelist = true;
     let mut event = Event::new(String::new(), now, rs.fields.len());
-    let syslog: Arc<str> = Arc::from("syslog");
+    let syslog: &'static str = "syslog";
 
     let exceptions = exceptions();
     let mut used_exceptions: Vec<String> = Vec::new();
@@ -468,7 +467,7 @@ fn fail2ban_samples_are_detected_without_false_positives() {
         let mut detector = Detector::new(rs.clone());
         let unknown = detector.only(&scenarios.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert!(unknown.is_empty(), "{file}: unknown scenarios {unknown:?}");
-        let acquisition: Arc<str> = Arc::from(jail.acquisition);
+        let acquisition = jail.acquisition;
         let samples = read_samples(&logs.join(file));
 
         // Lines fail2ban annotates both ways (one text, several filter modes) are not scored.
@@ -520,7 +519,7 @@ fn fail2ban_samples_are_detected_without_false_positives() {
 
             // Syslog framing first, then the service's own format.
             let mut parsed = false;
-            for log_type in [&syslog, &acquisition] {
+            for log_type in [syslog, acquisition] {
                 event.reset(&s.text, now);
                 if pipeline.parse(&mut event, log_type, None) == Outcome::Parsed {
                     parsed = true;

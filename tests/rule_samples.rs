@@ -8,7 +8,6 @@ use garrison::detect::Detector;
 use garrison::event::Event;
 use garrison::parse::timefmt::TimeContext;
 use garrison::parse::{Pipeline, TraceStep};
-use std::sync::Arc;
 
 #[test]
 fn parser_samples_hold() {
@@ -27,8 +26,8 @@ fn parser_samples_hold() {
                 let mut event = Event::new(String::new(), jiff::Timestamp::now(), rs.fields.len());
                 event.reset(&sample.line, jiff::Timestamp::now());
                 let mut trace: Vec<TraceStep> = Vec::new();
-                let log_type: Arc<str> = Arc::from(sample.log_type.as_str());
-                let _ = pipeline.parse(&mut event, &log_type, Some(&mut trace));
+                let log_type = garrison::event::intern(&sample.log_type);
+                let _ = pipeline.parse(&mut event, log_type, Some(&mut trace));
                 let accepted = trace.iter().any(|t| t.parser == parser.name && t.success);
                 let at = format!("parser {} sample {i} ({})", parser.name, sample.line);
                 if accepted != sample.parses {

@@ -10,7 +10,6 @@ use crate::parse::{Outcome, Pipeline, TraceStep};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// Options of `garrison explain`.
 #[derive(Debug, clap::Args)]
@@ -56,7 +55,7 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
     let detector = Detector::new(rs.clone());
     let mut pipeline = Pipeline::new(rs.clone(), TimeContext::new(jiff::Timestamp::now()));
     pipeline.no_whitelist = args.no_whitelist;
-    let log_type: Arc<str> = Arc::from(args.log_type.as_str());
+    let log_type = crate::event::intern(&args.log_type);
     let bytes = match (&args.line, &args.file) {
         (Some(l), _) => l.clone().into_bytes(),
         (None, Some(f)) => match std::fs::read(f) {
@@ -76,7 +75,7 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
         n += 1;
         event.reset(line, jiff::Timestamp::now());
         let mut trace: Vec<TraceStep> = Vec::new();
-        let outcome = pipeline.parse(&mut event, &log_type, Some(&mut trace));
+        let outcome = pipeline.parse(&mut event, log_type, Some(&mut trace));
         let parsed = !matches!(outcome, Outcome::Unparsed(_));
         let poured: Vec<&str> = if outcome == Outcome::Parsed {
             detector

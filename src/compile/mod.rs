@@ -682,7 +682,7 @@ fn static_value(
     diags: &mut Diagnostics,
 ) -> Option<StaticValue> {
     match (&st.value, &st.expression) {
-        (Some(v), None) => Some(StaticValue::Const(Arc::from(v.as_str()))),
+        (Some(v), None) => Some(StaticValue::Const(crate::event::intern(v))),
         (None, Some(e)) => {
             let t = e.trim();
             if t == "evt.Line.Raw" {

@@ -76,8 +76,8 @@ pub enum MatchTarget {
 /// How a static computes its value.
 #[derive(Debug)]
 pub enum StaticValue {
-    /// A constant.
-    Const(Arc<str>),
+    /// A constant ([`crate::event::intern`]ed).
+    Const(&'static str),
     /// A copy of another field (no allocation: ranges of the line stay ranges).
     Copy(FieldId),
     /// The whole raw line.

@@ -218,11 +218,17 @@ impl Daemon {
             let api = api.clone();
             metrics.register_lists(move || list_gauges(&api));
         }
-        let worker = Worker::new(rs.clone(), store.clone(), metrics.clone(), upstream)
-            .with_signals(signals.clone());
+        // The worker is built on its thread: its engine's buckets share event samples with
+        // plain reference counts, so it never moves between threads.
+        let (worker_rs, worker_store, worker_metrics, worker_signals) =
+            (rs.clone(), store.clone(), metrics.clone(), signals.clone());
         let worker = std::thread::Builder::new()
             .name("garrison-engine".into())
-            .spawn(move || worker.run(batch_rx, control_rx))
+            .spawn(move || {
+                Worker::new(worker_rs, worker_store, worker_metrics, upstream)
+                    .with_signals(worker_signals)
+                    .run(batch_rx, control_rx)
+            })
             .map_err(|e| format!("cannot start the engine thread: {e}"))?;
         let sources = Sources::start(&cfg.acquisitions, &store, &batch_tx)
             .map_err(|e| format!("cannot start the log sources: {e}"))?;

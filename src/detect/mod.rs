@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 mod sample;
 pub(crate) use sample::Sample;
-use sample::SampleSpec;
+use sample::{QueuedSample, SampleSpec};
 
 /// Events kept in a bucket whose scenario sets no `capacity` or `cache-size` bound
 /// (conditional and counter scenarios), so one attacker cannot grow memory without limit.
@@ -48,7 +48,7 @@ struct Bucket {
     count: u64,
     /// The events an alert will carry: compact, shared between the buckets an event
     /// poured into.
-    queue: VecDeque<Sample>,
+    queue: VecDeque<QueuedSample>,
     /// Conditional scenarios: the queue as events holding only what the condition reads.
     cond_queue: VecDeque<Event>,
     /// `distinct` values already poured (by [`key_hash`]).
@@ -200,6 +200,10 @@ pub struct DetectStats {
 }
 
 /// The bucket engine for one ruleset.
+///
+/// Not `Send`: its buckets share event samples with plain reference counts
+/// (`QueuedSample`), so a detector (and the engine holding it) is built on the
+/// thread that runs it. Alerts carry copies and go anywhere.
 #[derive(Debug)]
 pub struct Detector {
     ruleset: Arc<Ruleset>,
@@ -517,8 +521,13 @@ struct Step {
 struct Dispatch {
     /// Per candidate list: the guard fields (by index in [`GuardFields`]) its filters test.
     fields: Vec<Box<[usize]>>,
-    /// Steps by route key ([`Dispatch::key`]).
-    routes: HashMap<u64, Arc<[Step]>, FastState>,
+    /// Routes by route key ([`Dispatch::key`]): indices into `steps`.
+    routes: HashMap<u64, usize, FastState>,
+    /// The steps of each route. An event reads them by index, with no reference count
+    /// to take on a shared list.
+    steps: Vec<Box<[Step]>>,
+    /// The steps of the last event whose list has no key ([`Dispatch::UNKEYED`]).
+    unkeyed: Box<[Step]>,
 }
 
 impl Dispatch {
@@ -526,6 +535,23 @@ impl Dispatch {
     const MAX_ROUTES: usize = 4096;
     /// Guard fields a key can hold (6 bits each under the list's 16).
     const MAX_FIELDS: usize = 8;
+    /// The route of an event whose list has no key: its steps are worked out each time.
+    const UNKEYED: usize = usize::MAX;
+
+    /// The steps of route `r` ([`Detector::route`]).
+    fn steps(&self, r: usize) -> &[Step] {
+        if r == Self::UNKEYED {
+            &self.unkeyed
+        } else {
+            self.steps.get(r).map_or(&[], |s| s)
+        }
+    }
+
+    /// Forgets every route (the enabled scenarios changed, or the table is full).
+    fn clear(&mut self) {
+        self.routes.clear();
+        self.steps.clear();
+    }
 
     /// The route key of an event in candidate list `list`, or `None` when the list's
     /// filters test more guard fields than a key holds.
@@ -680,7 +706,7 @@ impl Detector {
                     fields.into_boxed_slice()
                 })
                 .collect(),
-            routes: HashMap::default(),
+            ..Dispatch::default()
         };
         Detector {
             plans,
@@ -742,7 +768,7 @@ impl Detector {
         let mut unknown = Vec::new();
         self.enabled.iter_mut().for_each(|e| *e = false);
         // Routes list only enabled scenarios.
-        self.dispatch.routes.clear();
+        self.dispatch.clear();
         for n in names {
             match self.ruleset.scenarios.iter().position(|s| &*s.name == n) {
                 Some(i) => self.enabled[i] = true,
@@ -796,16 +822,16 @@ impl Detector {
         out: &mut Vec<Alert>,
         mut poured: impl FnMut(usize),
     ) {
-        let ruleset = self.ruleset.clone();
         let route = self.route(event);
         self.filter_memo.iter_mut().for_each(|m| *m = None);
         // The event's sample, built on its first pour and shared by every bucket.
-        let mut sample: Option<Sample> = None;
-        let ctx = EvalCtx::for_event(event, &ruleset.data);
+        let mut sample: Option<QueuedSample> = None;
         let mut keys = LineKeys::default();
-        for step in route.iter() {
+        for k in 0..self.dispatch.steps(route).len() {
+            let Some(&step) = self.dispatch.steps(route).get(k) else {
+                break;
+            };
             let (i, slot) = (step.scenario, step.slot);
-            let sc = &ruleset.scenarios[i];
             let mut writes = Vec::new();
             if step.run_filter {
                 match self.filter_memo[slot] {
@@ -814,7 +840,10 @@ impl Detector {
                     None => {
                         // The filter may set fields (`evt.SetMeta`); apply them to a copy
                         // for this scenario. Filters that write are not shared.
-                        let ok = sc.filter.eval_bool_skipping(&ctx, self.filter_skip[slot]);
+                        let ctx = EvalCtx::for_event(event, &self.ruleset.data);
+                        let ok = self.ruleset.scenarios[i]
+                            .filter
+                            .eval_bool_skipping(&ctx, self.filter_skip[slot]);
                         writes = ctx.writes.take();
                         if writes.is_empty() {
                             self.filter_memo[slot] = Some(ok);
@@ -831,14 +860,14 @@ impl Detector {
                 let s = sample
                     .get_or_insert_with(|| self.sample_spec.sample(event))
                     .clone();
-                self.pour_one(i, sc, event, &mut keys, s, now)
+                self.pour_one(i, event, &mut keys, s, now)
             } else {
                 let mut e = event.clone();
                 for (id, v) in writes {
                     e.set_owned(id, v);
                 }
                 let s = self.sample_spec.sample(&e);
-                self.pour_one(i, sc, &e, &mut LineKeys::default(), s, now)
+                self.pour_one(i, &e, &mut LineKeys::default(), s, now)
             };
             if let Some(alert) = alert {
                 out.push(alert);
@@ -850,16 +879,16 @@ impl Detector {
     /// first time its combination of index list and guard classes is seen. A list whose
     /// filters test more guard fields than a key holds gets no key: its steps are worked
     /// out at every event (no shipped ruleset has one).
-    fn route(&mut self, event: &Event) -> Arc<[Step]> {
+    fn route(&mut self, event: &Event) -> usize {
         let list = self.index.list_of(event);
         for &f in self.dispatch.fields[list].iter() {
             self.guard_classes[f] = self.guard_fields.classify(f, event);
         }
         let key = self.dispatch.key(list, &self.guard_classes);
-        if let Some(steps) = key.and_then(|k| self.dispatch.routes.get(&k)) {
-            return steps.clone();
+        if let Some(&r) = key.and_then(|k| self.dispatch.routes.get(&k)) {
+            return r;
         }
-        let steps: Arc<[Step]> = self.index.lists[list]
+        let steps: Box<[Step]> = self.index.lists[list]
             .iter()
             .filter(|&&i| self.enabled[i])
             .filter_map(|&i| {
@@ -878,30 +907,44 @@ impl Detector {
                 })
             })
             .collect();
-        if let Some(k) = key {
-            if self.dispatch.routes.len() >= Dispatch::MAX_ROUTES {
-                self.dispatch.routes.clear();
-            }
-            self.dispatch.routes.insert(k, steps.clone());
+        let Some(k) = key else {
+            self.dispatch.unkeyed = steps;
+            return Dispatch::UNKEYED;
+        };
+        if self.dispatch.routes.len() >= Dispatch::MAX_ROUTES {
+            self.dispatch.clear();
         }
-        steps
+        self.dispatch.steps.push(steps);
+        let r = self.dispatch.steps.len() - 1;
+        self.dispatch.routes.insert(k, r);
+        r
     }
 
     fn pour_one<'e>(
         &mut self,
         i: usize,
-        sc: &CompiledScenario,
         event: &'e Event,
         keys: &mut LineKeys<'e>,
-        sample: Sample,
+        sample: QueuedSample,
         now: Timestamp,
     ) -> Option<Alert> {
+        // Borrowed field by field: the ruleset is read while the buckets change, with no
+        // reference count taken on it.
+        let Detector {
+            ruleset,
+            hasher,
+            plans,
+            states,
+            stats,
+            ..
+        } = self;
+        let rs: &Ruleset = ruleset;
+        let sc = &rs.scenarios[i];
         // The bucket key and the distinct value, with their hashes. Bare field reads and
         // the default (`Meta.source_ip`) borrow from the event, once a line.
-        let hasher = &mut self.hasher;
-        let (key, hash) = match (self.plans[i].groupby, &sc.groupby) {
+        let (key, hash) = match (plans[i].groupby, &sc.groupby) {
             (_, None) => {
-                let id = self.ruleset.well_known.source_ip;
+                let id = rs.well_known.source_ip;
                 let ip = keys.value(event, id);
                 if ip.is_empty() {
                     return None;
@@ -913,18 +956,18 @@ impl Detector {
                 keys.hash(event, id, |k| hasher.hash(k)),
             ),
             (_, Some(g)) => {
-                let key = string_of(g, &self.ruleset, event)?;
+                let key = string_of(g, rs, event)?;
                 let hash = hasher.hash(&key);
                 (key, hash)
             }
         };
-        let distinct = match (self.plans[i].distinct, &sc.distinct) {
+        let distinct = match (plans[i].distinct, &sc.distinct) {
             (_, None) => None,
             (KeyExpr::Field(id), Some(_)) => Some((
                 Cow::Borrowed(keys.value(event, id)),
                 keys.hash(event, id, key_hash),
             )),
-            (_, Some(d)) => string_of(d, &self.ruleset, event).map(|d| {
+            (_, Some(d)) => string_of(d, rs, event).map(|d| {
                 let h = key_hash(&d);
                 (d, h)
             }),
@@ -932,11 +975,11 @@ impl Detector {
         let cancel = sc
             .cancel_on
             .as_ref()
-            .is_some_and(|c| c.eval_bool(&self.ctx(Some(event), None)));
-        let plan = &self.plans[i];
+            .is_some_and(|c| c.eval_bool(&EvalCtx::for_event(event, &rs.data)));
+        let plan = &plans[i];
         let lifetime = plan.lifetime;
         let queue_limit = plan.queue_limit;
-        let state = &mut self.states[i];
+        let state = &mut states[i];
 
         // A bucket idle past its lifetime is gone (underflow): it starts afresh, in place.
         // A counter past its duration overflowed at its deadline, which replay sees only
@@ -952,7 +995,7 @@ impl Detector {
                 {
                     let ((_, b), _) = o.remove();
                     let at = sc.duration.map_or(now, |d| add(b.first_at, d.0));
-                    return self.overflow(i, sc, &key, b, at);
+                    return overflow_alert(rs, state, stats, i, &key, b, at);
                 }
                 if cancel {
                     o.remove();
@@ -1012,7 +1055,7 @@ impl Detector {
                 // the condition filtering the whole queue at every pour. The queue limit
                 // then counts the events the condition can see.
                 let prefiltered = c.has_queue_filter();
-                if !prefiltered || c.queue_filter_admits(event, &self.ruleset.data) {
+                if !prefiltered || c.queue_filter_admits(event, &rs.data) {
                     if bucket.cond_queue.len() > queue_limit {
                         bucket.cond_queue.pop_front();
                     }
@@ -1027,7 +1070,7 @@ impl Detector {
                     event: Some(event),
                     alert: None,
                     queue: Some(queue),
-                    data: &self.ruleset.data,
+                    data: &rs.data,
                     decisions: None,
                     writes: Default::default(),
                     queue_prefiltered: prefiltered,
@@ -1038,30 +1081,7 @@ impl Detector {
             return None;
         }
         let ((_, bucket), _) = slot.remove();
-        self.overflow(i, sc, &key, bucket, now)
-    }
-
-    fn overflow(
-        &mut self,
-        i: usize,
-        sc: &CompiledScenario,
-        key: &str,
-        bucket: Bucket,
-        at: Timestamp,
-    ) -> Option<Alert> {
-        let state = &mut self.states[i];
-        if let Some(until) = state.blackhole_until.get(key)
-            && at < *until
-        {
-            self.stats.blackholed[i] += 1;
-            return None;
-        }
-        if let Some(bh) = sc.blackhole {
-            state.blackhole_until.insert(Box::from(key), add(at, bh.0));
-        }
-        let alert = build_alert(&self.ruleset, sc, bucket, at)?;
-        self.stats.overflows[i] += 1;
-        Some(alert)
+        overflow_alert(rs, state, stats, i, &key, bucket, now)
     }
 
     /// Ends a replay: counters whose deadline passed by `now` overflow.
@@ -1078,7 +1098,9 @@ impl Detector {
                 .collect();
             for (k, b) in due {
                 let at = add(b.first_at, d.0);
-                if let Some(a) = self.overflow(i, sc, &k, b, at) {
+                if let Some(a) =
+                    overflow_alert(&ruleset, &mut self.states[i], &mut self.stats, i, &k, b, at)
+                {
                     out.push(a);
                 }
             }
@@ -1104,6 +1126,32 @@ impl Detector {
     pub fn bucket_count(&self) -> usize {
         self.states.iter().map(|s| s.buckets.len()).sum()
     }
+}
+
+/// A bucket of scenario `i` (whose state is `state`) overflowed at `at`: its alert, unless
+/// the source is blackholed.
+fn overflow_alert(
+    rs: &Ruleset,
+    state: &mut ScenarioState,
+    stats: &mut DetectStats,
+    i: usize,
+    key: &str,
+    bucket: Bucket,
+    at: Timestamp,
+) -> Option<Alert> {
+    let sc = &rs.scenarios[i];
+    if let Some(until) = state.blackhole_until.get(key)
+        && at < *until
+    {
+        stats.blackholed[i] += 1;
+        return None;
+    }
+    if let Some(bh) = sc.blackhole {
+        state.blackhole_until.insert(Box::from(key), add(at, bh.0));
+    }
+    let alert = build_alert(rs, sc, bucket, at)?;
+    stats.overflows[i] += 1;
+    Some(alert)
 }
 
 /// Whether two compiled scenarios behave the same, so buckets of one are valid for the
@@ -1217,7 +1265,9 @@ fn build_alert(
     bucket: Bucket,
     at: Timestamp,
 ) -> Option<Alert> {
-    let last = bucket.queue.back()?;
+    // The alert's copies, which other threads may read.
+    let samples: Vec<Sample> = bucket.queue.iter().map(QueuedSample::shared).collect();
+    let last = samples.last()?;
     let (scope, value) = match sc.scope {
         ScenarioScope::Ip => {
             let ip = crate::parse::normalize_ip(last.get(rs.well_known.source_ip))?;
@@ -1255,7 +1305,7 @@ fn build_alert(
         start_at: bucket.first_at,
         stop_at: at,
         remediation: sc.remediation,
-        events: AlertEvents::from_samples(bucket.queue.into()),
+        events: AlertEvents::from_samples(samples),
         labels: sc
             .labels
             .iter()
@@ -1290,9 +1340,9 @@ mod tests {
         let at = |ms: i64| t0 + jiff::SignedDuration::from_millis(ms);
         let mut pour = |ms: i64| {
             let mut e = Event::new(String::new(), at(ms), rs.fields.len());
-            e.set(log_type, FieldValue::Static(Arc::from("ssh_failed-auth")));
-            e.set(ip, FieldValue::Static(Arc::from("203.0.113.9")));
-            e.set(user, FieldValue::Static(Arc::from("root")));
+            e.set(log_type, FieldValue::Static("ssh_failed-auth"));
+            e.set(ip, FieldValue::Static("203.0.113.9"));
+            e.set(user, FieldValue::Static("root"));
             let mut out = Vec::new();
             detector.pour_quiet(&e, at(ms), &mut out);
             out.into_iter()
@@ -1331,15 +1381,9 @@ mod tests {
         let (rs, meta) = default_rules();
         let mut detector = Detector::new(rs.clone());
         let mut e = Event::new(String::new(), Timestamp::UNIX_EPOCH, rs.fields.len());
-        e.set(
-            meta("log_type"),
-            FieldValue::Static(Arc::from("ssh_failed-auth")),
-        );
-        e.set(meta("service"), FieldValue::Static(Arc::from("ssh")));
-        e.set(
-            meta("source_ip"),
-            FieldValue::Static(Arc::from("203.0.113.9")),
-        );
+        e.set(meta("log_type"), FieldValue::Static("ssh_failed-auth"));
+        e.set(meta("service"), FieldValue::Static("ssh"));
+        e.set(meta("source_ip"), FieldValue::Static("203.0.113.9"));
         let name = |i: &usize| rs.scenarios[*i].name.to_string();
         let mut out = Vec::new();
         let all: Vec<String> = detector
@@ -1364,7 +1408,7 @@ mod tests {
         // Keys hold a list and up to eight guard classes; more fields get no key.
         let d = Dispatch {
             fields: vec![(0..8).collect(), (0..9).collect()],
-            routes: HashMap::default(),
+            ..Dispatch::default()
         };
         let classes = [1, 2, 3, 4, 5, 6, 7, 63, 9];
         let key = d.key(0, &classes).expect("a key");
@@ -1433,13 +1477,10 @@ mod tests {
                                 (verb, v),
                             ] {
                                 if !x.is_empty() {
-                                    e.set(f, FieldValue::Static(Arc::from(x)));
+                                    e.set(f, FieldValue::Static(x));
                                 }
                             }
-                            e.set(
-                                meta("source_ip"),
-                                FieldValue::Static(Arc::from("203.0.113.9")),
-                            );
+                            e.set(meta("source_ip"), FieldValue::Static("203.0.113.9"));
                             let want = detector.matching(&e);
                             let got = detector.pour(&e, e.time, &mut out);
                             assert_eq!(got, want, "{t} {sv} {sub} {st} {v} {agent:?}");

@@ -9,6 +9,7 @@
 
 use crate::compile::Ruleset;
 use crate::event::{Event, FieldId, FieldValue, Namespace, Timestamp};
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// What samples keep, decided once per ruleset.
@@ -50,7 +51,7 @@ impl SampleSpec {
     }
 
     /// The sample of `event`.
-    pub(super) fn sample(&mut self, event: &Event) -> Sample {
+    pub(super) fn sample(&mut self, event: &Event) -> QueuedSample {
         // One pass writes the slots and the text into scratch space, and one allocation
         // takes a copy: a sample used to cost three allocations and two passes over the
         // fields, for every line that pours.
@@ -85,7 +86,7 @@ impl SampleSpec {
             count.copy_from_slice(&n.to_le_bytes());
         }
         data.extend_from_slice(text);
-        Sample(Arc::from(&data[..]))
+        Sample(Rc::from(&data[..]))
     }
 }
 
@@ -122,13 +123,29 @@ fn le_u32(b: &[u8], at: usize) -> u32 {
 }
 
 /// A compact copy of a poured event (see the module documentation); an alert's events are
-/// its bucket's samples until read. One allocation, shared by every bucket the event
-/// poured into (a clone is a reference count): the header, the slots (field id, range of
-/// the text), then the text, which starts with the raw line when it is kept.
+/// its bucket's samples until read. One allocation: the header, the slots (field id,
+/// range of the text), then the text, which starts with the raw line when it is kept.
+///
+/// In the buckets it is a [`QueuedSample`], shared by every bucket the event poured into
+/// with a plain reference count; an alert takes copies that may cross threads.
 #[derive(Debug, Clone)]
-pub(crate) struct Sample(Arc<[u8]>);
+pub(crate) struct Sample<B = Arc<[u8]>>(B);
 
-impl Sample {
+/// A sample in bucket queues. The reference count is not atomic: an event pours into
+/// four to six buckets of an sshd attack, and an atomic count cost two locked instructions
+/// a bucket (a clone, then a drop when the queue moves on). Queued samples never leave
+/// the detector ([`QueuedSample::shared`] copies them into alerts), which makes the
+/// detector single-threaded: it lives and dies on the thread that runs its engine.
+pub(crate) type QueuedSample = Sample<Rc<[u8]>>;
+
+impl QueuedSample {
+    /// A copy that alerts can carry to other threads.
+    pub(crate) fn shared(&self) -> Sample {
+        Sample(Arc::from(&self.0[..]))
+    }
+}
+
+impl<B: std::ops::Deref<Target = [u8]>> Sample<B> {
     /// The event time.
     fn time(&self) -> Timestamp {
         let b = &self.0;
@@ -175,7 +192,10 @@ impl Sample {
 
     /// The sample with its field ids translated by `map` (after a reload renumbered
     /// fields); fields the map drops are dropped.
-    pub(super) fn remapped(&self, map: impl Fn(FieldId) -> Option<FieldId>) -> Sample {
+    pub(super) fn remapped(&self, map: impl Fn(FieldId) -> Option<FieldId>) -> Sample<B>
+    where
+        B: From<Vec<u8>>,
+    {
         let slots: Vec<(FieldId, u32, u32)> = self
             .slots()
             .filter_map(|(id, s, e)| Some((map(id)?, s, e)))
@@ -187,7 +207,7 @@ impl Sample {
             push_slot(&mut data, id, start, end);
         }
         data.extend_from_slice(text);
-        Sample(Arc::from(data))
+        Sample(B::from(data))
     }
 
     /// The sample as an event (for alerts): the kept fields and the time; the raw line
@@ -241,7 +261,7 @@ pub(super) fn condition_event(event: &Event, fields: &[FieldId], raw: bool) -> E
                 start: *start,
                 end: *end,
             },
-            Some(FieldValue::Static(s)) => FieldValue::Static(s.clone()),
+            Some(FieldValue::Static(s)) => FieldValue::Static(s),
             Some(FieldValue::Owned(s)) if raw => FieldValue::Owned(s.clone()),
             Some(_) => {
                 let v = event.get(id);
@@ -276,7 +296,7 @@ mod tests {
         let at: Timestamp = "2026-11-18T09:46:40.123456789Z".parse().expect("a time");
         let mut event = Event::new(line.into(), at, rs.fields.len());
         event.set(meta("source_ip"), FieldValue::Line { start: 52, end: 59 });
-        event.set(meta("service"), FieldValue::Static(Arc::from("ssh")));
+        event.set(meta("service"), FieldValue::Static("ssh"));
         event.set(meta("target_user"), FieldValue::Owned("é".into()));
         event.set(meta("log_type"), FieldValue::Owned(String::new()));
         event.set(parsed, FieldValue::Line { start: 31, end: 59 });

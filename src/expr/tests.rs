@@ -1068,7 +1068,7 @@ fn element_predicates_are_memoised_on_queued_events() {
     let mut changed = q.clone();
     changed[0].set(
         e.fields.get(Namespace::Meta, "log_type").expect("log_type"),
-        crate::event::FieldValue::Static("auth_success".into()),
+        crate::event::FieldValue::Static("auth_success"),
     );
     assert_eq!(changed[0].memo.get(), 0);
     let ctx = EvalCtx::for_event(&last, &e.data).with_queue(&changed);

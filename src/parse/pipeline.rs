@@ -41,7 +41,7 @@ struct LastTime {
     context: TimeContext,
     time: Timestamp,
     /// `evt.Meta.timestamp`: RFC 3339, shared by every line of that second.
-    rendered: Arc<str>,
+    rendered: String,
 }
 
 /// Parses lines with a ruleset. Keeps scratch state so parsing allocates little per line.
@@ -51,15 +51,22 @@ pub struct Pipeline {
     pub time: TimeContext,
     /// Skip the whitelists (hub fixtures attack from private addresses).
     pub no_whitelist: bool,
+    /// Per-line state, apart from the ruleset so that a line borrows the ruleset instead of
+    /// taking a reference count on it (an atomic add and sub a line).
+    scratch: Scratch,
+    /// When enabled (see [`Pipeline::count_parsers`]): (accepted, refused) lines per
+    /// parser node, by its index in the stages flattened in order.
+    pub parser_counts: Option<Vec<(u64, u64)>>,
+}
+
+/// What the pipeline reuses from line to line.
+struct Scratch {
     locs: Vec<regex::CaptureLocations>,
     grok_index: Vec<Vec<usize>>,
     /// Per parser node, whether all its grok alternatives match the same target (then one
     /// pair set of it rules alternatives out before anything else is looked at).
     one_target: Vec<bool>,
     last_time: Option<LastTime>,
-    /// When enabled (see [`Pipeline::count_parsers`]): (accepted, refused) lines per
-    /// parser node, by its index in the stages flattened in order.
-    pub parser_counts: Option<Vec<(u64, u64)>>,
 }
 
 impl Pipeline {
@@ -83,10 +90,12 @@ impl Pipeline {
             ruleset,
             time,
             no_whitelist: false,
-            locs,
-            grok_index,
-            one_target,
-            last_time: None,
+            scratch: Scratch {
+                locs,
+                grok_index,
+                one_target,
+                last_time: None,
+            },
             parser_counts: None,
         }
     }
@@ -108,12 +117,12 @@ impl Pipeline {
     pub fn parse(
         &mut self,
         event: &mut Event,
-        log_type: &Arc<str>,
+        log_type: &'static str,
         mut trace: Option<&mut Vec<TraceStep>>,
     ) -> Outcome {
-        let rs = self.ruleset.clone();
+        let rs: &Ruleset = &self.ruleset;
         let wk = rs.well_known;
-        event.set(wk.label_type, FieldValue::Static(log_type.clone()));
+        event.set(wk.label_type, FieldValue::Static(log_type));
         let mut base = 0usize;
         for stage in Stage::ALL {
             let parsers = &rs.stages[stage as usize];
@@ -125,7 +134,9 @@ impl Pipeline {
                 if !applies(p, event, log_type, wk.program) {
                     continue;
                 }
-                let ok = self.run_parser(p, this, event, log_type);
+                let ok = self
+                    .scratch
+                    .run_parser(rs, self.time, p, this, event, log_type);
                 if let Some(c) = self.parser_counts.as_mut().and_then(|c| c.get_mut(this)) {
                     if ok {
                         c.0 += 1;
@@ -172,15 +183,18 @@ impl Pipeline {
         }
         Outcome::Parsed
     }
+}
 
+impl Scratch {
     fn run_parser(
         &mut self,
+        rs: &Ruleset,
+        time: TimeContext,
         p: &CompiledParser,
         index: usize,
         event: &mut Event,
-        log_type: &Arc<str>,
+        log_type: &'static str,
     ) -> bool {
-        let rs = &self.ruleset;
         if let Some(f) = &p.filter {
             let ctx = EvalCtx::for_event(event, &rs.data);
             if !f.eval_bool(&ctx) {
@@ -200,7 +214,7 @@ impl Pipeline {
                     rs.well_known.message,
                     FieldValue::Line { start: 0, end: len },
                 );
-                event.set(rs.well_known.program, FieldValue::Static(log_type.clone()));
+                event.set(rs.well_known.program, FieldValue::Static(log_type));
                 None
             }
             None if p.groks.is_empty() => None,
@@ -229,44 +243,46 @@ impl Pipeline {
             }
         };
         if let Some(gi) = matched_statics {
-            apply_statics(&p.groks[gi].statics, event, &self.ruleset);
+            apply_statics(&p.groks[gi].statics, event, rs);
         }
-        apply_statics(&p.statics, event, &self.ruleset);
+        apply_statics(&p.statics, event, rs);
         if let Some(tf) = p.time {
-            self.set_time(event, tf);
+            self.set_time(event, tf, time, rs.well_known.meta_timestamp);
         }
         true
     }
 
-    fn set_time(&mut self, event: &mut Event, field: FieldId) {
+    fn set_time(
+        &mut self,
+        event: &mut Event,
+        field: FieldId,
+        context: TimeContext,
+        rendered_field: FieldId,
+    ) {
         let text = event.get(field);
         if text.is_empty() {
             return;
         }
-        let (ts, rendered) = match &mut self.last_time {
-            Some(last) if last.text == text && last.context == self.time => {
-                (last.time, last.rendered.clone())
-            }
-            last => {
-                let Some((ts, offset)) = parse_timestamp_with_offset(text, &self.time) else {
+        let last = match &mut self.last_time {
+            Some(last) if last.text == text && last.context == context => last,
+            slot => {
+                let Some((ts, offset)) = parse_timestamp_with_offset(text, &context) else {
                     return;
                 };
-                let rendered: Arc<str> = Arc::from(format_rfc3339(ts, offset));
-                *last = Some(LastTime {
+                slot.insert(LastTime {
                     text: text.to_owned(),
-                    context: self.time,
+                    context,
                     time: ts,
-                    rendered: rendered.clone(),
-                });
-                (ts, rendered)
+                    rendered: format_rfc3339(ts, offset),
+                })
             }
         };
-        event.time = ts;
+        event.time = last.time;
         event.has_line_time = true;
-        event.set(
-            self.ruleset.well_known.meta_timestamp,
-            FieldValue::Static(rendered),
-        );
+        // A copy into a recycled buffer: cheaper than sharing it by reference count.
+        let mut rendered = event.take_buffer();
+        rendered.push_str(&last.rendered);
+        event.set(rendered_field, FieldValue::Owned(rendered));
     }
 }
 
@@ -426,7 +442,7 @@ fn run_grok_matched(
 fn apply_statics(statics: &[CompiledStatic], event: &mut Event, rs: &Ruleset) {
     for st in statics {
         let value = match &st.value {
-            StaticValue::Const(c) => FieldValue::Static(c.clone()),
+            StaticValue::Const(c) => FieldValue::Static(c),
             StaticValue::Copy(id) => match event.slot(*id) {
                 Some(FieldValue::Unset) | None => continue,
                 Some(v) => v.clone(),
@@ -464,7 +480,7 @@ mod tests {
     /// A line of `sshd`, as syslog writes it without a year.
     const LINE: &str = "Nov 18 09:48:53 web01 sshd[1]: Invalid user pi from 1.2.3.4 port 22";
 
-    fn parse(pipeline: &mut Pipeline, log_type: &Arc<str>) -> (Timestamp, String) {
+    fn parse(pipeline: &mut Pipeline, log_type: &'static str) -> (Timestamp, String) {
         let rs = pipeline.ruleset().clone();
         let mut event = Event::new(LINE.into(), Timestamp::UNIX_EPOCH, rs.fields.len());
         assert_eq!(pipeline.parse(&mut event, log_type, None), Outcome::Parsed);
@@ -479,17 +495,17 @@ mod tests {
             .ruleset;
         let at = |y: &str| y.parse::<Timestamp>().expect("a timestamp");
         let mut pipeline = Pipeline::new(rs, TimeContext::new(at("2026-11-20T00:00:00Z")));
-        let log_type: Arc<str> = Arc::from("syslog");
-        let first = parse(&mut pipeline, &log_type);
+        let log_type = "syslog";
+        let first = parse(&mut pipeline, log_type);
         assert_eq!(
             first,
             (at("2026-11-18T09:48:53Z"), "2026-11-18T09:48:53Z".into())
         );
         // The same text again: the same answer (from the cache).
-        assert_eq!(parse(&mut pipeline, &log_type), first);
+        assert_eq!(parse(&mut pipeline, log_type), first);
         // A context with another year: the year-less date is read again.
         pipeline.time.now = at("2025-11-20T00:00:00Z");
-        let again = parse(&mut pipeline, &log_type);
+        let again = parse(&mut pipeline, log_type);
         assert_eq!(
             again,
             (at("2025-11-18T09:48:53Z"), "2025-11-18T09:48:53Z".into())
