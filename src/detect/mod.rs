@@ -31,6 +31,7 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
 
 mod sample;
+mod verdicts;
 pub(crate) use sample::Sample;
 use sample::{QueuedSample, SampleSpec};
 
@@ -235,6 +236,9 @@ pub struct Detector {
     /// Per distinct filter, whether it is nothing but such checked tests
     /// (`evt.Meta.log_type == 'ssh_failed-auth'`): then it is not run at all.
     filter_checked_only: Vec<bool>,
+    /// Per distinct filter that reads one field once its checked conjuncts are skipped,
+    /// its verdicts by that field's value.
+    verdicts: verdicts::FieldVerdicts,
     /// The scenarios an event can match, by its `log_type`.
     index: ScenarioIndex,
     /// The steps left once the index and guards ruled scenarios out, by route.
@@ -679,12 +683,14 @@ impl Detector {
             })
             .collect();
         let guard_classes = vec![GuardFields::UNKNOWN; guard_fields.fields.len()];
-        let filter_checked_only = filters
+        let filter_checked_only: Vec<bool> = filters
             .iter()
             .zip(&filter_checked)
             .zip(&filter_all_skipped)
             .map(|((f, checked), all)| *all || f.only_field_tests(&|id| checked.contains(&id)))
             .collect();
+        let runs: Vec<bool> = filter_checked_only.iter().map(|only| !only).collect();
+        let verdicts = verdicts::FieldVerdicts::new(&filters, &filter_skip, &runs);
         let sample_spec = SampleSpec::new(&ruleset);
         let dispatch = Dispatch {
             fields: index
@@ -718,6 +724,7 @@ impl Detector {
             filter_skip,
             filter_determined,
             filter_checked_only,
+            verdicts,
             index,
             dispatch,
             sample_spec,
@@ -824,6 +831,7 @@ impl Detector {
     ) {
         let route = self.route(event);
         self.filter_memo.iter_mut().for_each(|m| *m = None);
+        self.verdicts.start_line();
         // The event's sample, built on its first pour and shared by every bucket.
         let mut sample: Option<QueuedSample> = None;
         let mut keys = LineKeys::default();
@@ -841,9 +849,11 @@ impl Detector {
                         // The filter may set fields (`evt.SetMeta`); apply them to a copy
                         // for this scenario. Filters that write are not shared.
                         let ctx = EvalCtx::for_event(event, &self.ruleset.data);
-                        let ok = self.ruleset.scenarios[i]
-                            .filter
-                            .eval_bool_skipping(&ctx, self.filter_skip[slot]);
+                        let (filter, skip) =
+                            (&self.ruleset.scenarios[i].filter, self.filter_skip[slot]);
+                        let ok = self
+                            .verdicts
+                            .verdict(slot, event, || filter.eval_bool_skipping(&ctx, skip));
                         writes = ctx.writes.take();
                         if writes.is_empty() {
                             self.filter_memo[slot] = Some(ok);
@@ -1496,6 +1506,88 @@ mod tests {
             "http-tls-probing",
             "http-shellshock",
             "ssh-bf",
+        ] {
+            assert!(names.contains(name), "{name} in {names:?}");
+        }
+    }
+
+    #[test]
+    fn filters_cached_by_value_pour_where_they_match_in_full() {
+        let (rs, _) = default_rules();
+        let mut detector = Detector::new(rs.clone());
+        // Path, query string, file name, request and user agent each feed filters whose
+        // other conjuncts the route checks.
+        assert!(
+            detector.verdicts.cached_filters() >= 6,
+            "{} filters cached",
+            detector.verdicts.cached_filters()
+        );
+        let mut pipeline = crate::parse::Pipeline::new(
+            rs.clone(),
+            crate::parse::timefmt::TimeContext::new(Timestamp::UNIX_EPOCH),
+        );
+        pipeline.no_whitelist = true;
+        let requests = [
+            "/",
+            "/index.php?author=1",
+            "/../../etc/passwd",
+            "/search?q=1%20union%20select%20password",
+            "/search?q=<script>alert(1)</script>",
+            "/wp-config.php.bak",
+            "/shell.php",
+            "/.env",
+            "/wp-login.php",
+            "/static/app.js",
+            "/admin/login",
+        ];
+        let agents = [
+            "Mozilla/5.0",
+            "Mozilla/5.0 (Nikto/2.5.0)",
+            "() { :; }; /bin/sh",
+            "curl/8.0",
+        ];
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        // Every value comes back under other statuses, verbs and sources, and the whole
+        // set twice: the second time every verdict of a cached filter is a hit.
+        for round in 0..2 {
+            for (n, (req, (status, verb))) in requests
+                .iter()
+                .flat_map(|r| {
+                    ["200", "404", "403", "400", "401"]
+                        .into_iter()
+                        .flat_map(|s| ["GET", "POST"].map(move |v| (s, v)))
+                        .map(move |sv| (r, sv))
+                })
+                .enumerate()
+            {
+                let agent = agents[(n + round) % agents.len()];
+                let line = format!(
+                    r#"198.51.100.{} - - [18/Nov/2026:09:46:40 +0000] "{verb} {req} HTTP/1.1" {status} 123 "-" "{agent}""#,
+                    n % 200 + 1
+                );
+                let mut e = Event::new(line.clone(), Timestamp::UNIX_EPOCH, rs.fields.len());
+                assert_eq!(
+                    pipeline.parse(&mut e, "nginx", None),
+                    crate::parse::Outcome::Parsed,
+                    "{line}"
+                );
+                let want = detector.matching(&e);
+                let got = detector.pour(&e, e.time, &mut out);
+                assert_eq!(got, want, "{line}");
+                seen.extend(got);
+            }
+        }
+        let names: HashSet<&str> = seen.iter().map(|&i| &*rs.scenarios[i].name).collect();
+        for name in [
+            "http-path-traversal-probing",
+            "http-sqli-probbing-detection",
+            "http-xss-probbing",
+            "http-backdoors-attempts",
+            "http-sensitive-files",
+            "http-bad-user-agent",
+            "http-wordpress_user-enum",
+            "http-wordpress_wpconfig",
         ] {
             assert!(names.contains(name), "{name} in {names:?}");
         }

@@ -530,6 +530,86 @@ pub(crate) fn checked_conjuncts(n: &Node, checked: &dyn Fn(FieldId) -> bool) -> 
     mask
 }
 
+/// The one field of the root event that the top-level conjuncts outside `skip` read, when
+/// they read exactly one and nothing else that can change between two events with the same
+/// value of it: no other field, no whole event, queue, alert or decision count, no clock,
+/// no write. Their verdict is then a function of that value (see
+/// [`super::Program::sole_field`]). Node kinds this does not know make it `None`.
+pub(crate) fn sole_field(n: &Node, skip: u64) -> Option<FieldId> {
+    fn reads(n: &Node, field: &mut Option<FieldId>) -> bool {
+        let this = match &n.k {
+            K::EvtField(id) | K::ContainsGate(id, ..) => Some(*id),
+            K::Call(f, _) if !f.is_pure() => return false,
+            K::Lit(_)
+            | K::ListLit(_)
+            | K::Data(_)
+            | K::Var(_)
+            | K::Elem(_)
+            | K::Column(..)
+            | K::Index(..)
+            | K::Slice(..)
+            | K::Not(_)
+            | K::Neg(_)
+            | K::And(..)
+            | K::Or(..)
+            | K::Cmp(..)
+            | K::Arith(..)
+            | K::Range(..)
+            | K::In(..)
+            | K::Match(..)
+            | K::StrOp(..)
+            | K::MatchesLit(..)
+            | K::Matches(..)
+            | K::RegexpInFile(..)
+            | K::IpInNets(..)
+            | K::Ternary(..)
+            | K::Concat(_)
+            | K::Coalesce(..)
+            | K::Let(..)
+            | K::Quant(..)
+            | K::Memo(..)
+            | K::Call(..) => None,
+            K::Evt
+            | K::EvField(..)
+            | K::EvRaw(_)
+            | K::EvTime(_)
+            | K::EvWhitelisted(_)
+            | K::SetMeta(..)
+            | K::Alert
+            | K::AlertProp(..)
+            | K::AlertMeta(..)
+            | K::Queue
+            | K::QueueList
+            | K::QueueFilter(..) => return false,
+        };
+        if let Some(id) = this {
+            if field.is_some_and(|f| f != id) {
+                return false;
+            }
+            *field = Some(id);
+        }
+        let mut ok = true;
+        n.for_each_child(&mut |c| ok = ok && reads(c, field));
+        ok
+    }
+    fn walk(n: &Node, skip: u64, i: &mut u32, field: &mut Option<FieldId>) -> bool {
+        match &n.k {
+            K::And(a, b) => walk(a, skip, i, field) && walk(b, skip, i, field),
+            _ => {
+                let skipped = *i < 64 && skip >> *i & 1 == 1;
+                *i += 1;
+                skipped || reads(n, field)
+            }
+        }
+    }
+    let mut field = None;
+    if walk(n, skip, &mut 0, &mut field) {
+        field
+    } else {
+        None
+    }
+}
+
 /// `n` as a condition, taking as true the top-level conjuncts in `skip` (a mask from
 /// [`checked_conjuncts`]): the caller has already checked those fields against their
 /// implied values.

@@ -562,6 +562,15 @@ impl Program {
         eval::eval_bool_skipping(&self.root, ctx, skip).unwrap_or(false)
     }
 
+    /// The one field of `evt` that the conjuncts outside `skip` read, when they read no
+    /// other field and nothing else that varies between events (the whole event, the queue,
+    /// the alert, decisions, the clock) and write nothing: their verdict is then a function
+    /// of that field's value, which a caller may cache by value. `None` otherwise, and
+    /// when they read no field at all.
+    pub fn sole_field(&self, skip: u64) -> Option<FieldId> {
+        eval::sole_field(&self.root, skip)
+    }
+
     /// Whether the condition is nothing but such field tests of fields `checked` admits:
     /// then [`Self::eval_bool_skipping`] with their mask is `true`.
     pub fn only_field_tests(&self, checked: &dyn Fn(FieldId) -> bool) -> bool {

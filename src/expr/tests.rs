@@ -780,6 +780,63 @@ fn conditional_scenario() {
 }
 
 #[test]
+fn a_filter_reading_one_field_outside_its_checked_conjuncts_says_which() {
+    let mut e = env();
+    let id = |e: &Env, k: &str| {
+        let (ns, n) = split_key(k);
+        e.fields.get(ns, n).expect("registered")
+    };
+    let (log_type, request) = (id(&e, "log_type"), id(&e, "Parsed.request"));
+    let type_checked = |x: FieldId| x == log_type;
+    // (filter, the one field read once log_type is checked)
+    let cases = [
+        (
+            "evt.Meta.log_type == 'http_access-log' && evt.Parsed.request contains 'wp-'",
+            Some(request),
+        ),
+        (
+            "evt.Meta.log_type == 'http_access-log' && any(File('sensitive_data.txt'), { evt.Parsed.request endsWith #})",
+            Some(request),
+        ),
+        (
+            "evt.Meta.log_type == 'http_access-log' && Upper(evt.Parsed.request) contains 'X' && len(evt.Parsed.request) > 3",
+            Some(request),
+        ),
+        // Two fields, one of them unchecked.
+        (
+            "evt.Meta.log_type == 'http_access-log' && evt.Meta.http_status == '404' && evt.Parsed.request contains 'wp-'",
+            None,
+        ),
+        (
+            "evt.Meta.log_type == 'http_access-log' && (evt.Meta.http_status == '404' || evt.Parsed.request contains 'wp-')",
+            None,
+        ),
+        // A write, the clock, the whole event: not a function of one value.
+        (
+            "evt.Meta.log_type == 'http_access-log' && evt.SetMeta('cve', evt.Parsed.request)",
+            None,
+        ),
+        (
+            "evt.Meta.log_type == 'http_access-log' && evt.Parsed.request contains 'x' && TimeNow() != ''",
+            None,
+        ),
+        // Nothing left to read.
+        ("evt.Meta.log_type == 'http_access-log'", None),
+    ];
+    for (src, want) in cases {
+        let f = e.ok(src);
+        assert_eq!(
+            f.sole_field(f.checked_conjuncts(&type_checked)),
+            want,
+            "{src}"
+        );
+    }
+    // Unchecked, the log_type test is a second field.
+    let f = e.ok("evt.Meta.log_type == 'http_access-log' && evt.Parsed.request contains 'wp-'");
+    assert_eq!(f.sole_field(0), None);
+}
+
+#[test]
 fn conjuncts_the_caller_checked_are_taken_as_true() {
     let mut e = env();
     let id = |e: &Env, k: &str| {
