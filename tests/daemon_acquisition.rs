@@ -85,6 +85,9 @@ metrics listen="127.0.0.1:{port}"
         let log = std::fs::File::create(self.dir.join(format!("daemon-{}.log", self.starts)))
             .expect("daemon log");
         let mut cmd = Command::new(GARRISON);
+        // The database writer logs each commit with its cursors: a failure shows whether
+        // the lines' alerts were committed, and when.
+        cmd.env("RUST_LOG", "info,garrison::store::db=debug");
         cmd.args(["run", "--config"])
             .arg(self.dir.join("garrison.kdl"))
             .stdin(Stdio::null())
@@ -136,27 +139,63 @@ metrics listen="127.0.0.1:{port}"
         matches!(self.daemon.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
-    /// How many alerts each source address has.
+    /// How many alerts each source address has (empty while the database cannot be read).
     fn alerts(&self) -> BTreeMap<String, usize> {
-        let db = self.dir.join("state/garrison.db");
-        let mut out = BTreeMap::new();
-        let Ok(conn) =
-            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        else {
-            return out;
-        };
-        let Ok(mut stmt) = conn.prepare(
+        self.try_alerts().unwrap_or_default()
+    }
+
+    fn try_alerts(&self) -> rusqlite::Result<BTreeMap<String, usize>> {
+        let conn = self.read_db()?;
+        let mut stmt = conn.prepare(
             "SELECT source_value, count(*) FROM alerts WHERE scenario = 'test-each-line' GROUP BY source_value",
-        ) else {
-            return out;
-        };
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .expect("query");
-        for r in rows.flatten() {
-            out.insert(r.0, r.1 as usize);
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = BTreeMap::new();
+        for r in rows {
+            let (k, n) = r?;
+            out.insert(k, n as usize);
         }
-        out
+        Ok(out)
+    }
+
+    fn read_db(&self) -> rusqlite::Result<rusqlite::Connection> {
+        rusqlite::Connection::open_with_flags(
+            self.dir.join("state/garrison.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+    }
+
+    /// What the database holds, for a failure message: the last read error, alert ids and
+    /// sources, and the cursors.
+    fn db_report(&self) -> String {
+        let read = || -> rusqlite::Result<String> {
+            let conn = self.read_db()?;
+            let mut out = String::new();
+            let mut stmt = conn.prepare("SELECT id, source_value FROM alerts ORDER BY id")?;
+            for r in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
+                let (id, v) = r?;
+                out.push_str(&format!("alert {id} {v}\n"));
+            }
+            let mut stmt = conn.prepare("SELECT source, value FROM cursors")?;
+            for r in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+                let (s, v) = r?;
+                out.push_str(&format!("cursor {s} = {v}\n"));
+            }
+            Ok(out)
+        };
+        let files: Vec<String> = ["garrison.db", "garrison.db-wal", "garrison.db-shm"]
+            .iter()
+            .map(|f| {
+                let len = std::fs::metadata(self.dir.join("state").join(f)).map(|m| m.len());
+                format!("{f}: {len:?}")
+            })
+            .collect();
+        format!(
+            "{}\n{}\nlast read: {:?}",
+            files.join(", "),
+            read().unwrap_or_else(|e| format!("cannot read the database: {e}")),
+            self.try_alerts().err()
+        )
     }
 
     /// Waits until exactly the addresses of `lines` have alerts, each one.
@@ -176,8 +215,9 @@ metrics listen="127.0.0.1:{port}"
                 let dup: Vec<(&String, &usize)> = got.iter().filter(|(_, n)| **n > 1).collect();
                 let extra: Vec<&String> = got.keys().filter(|k| !want.contains_key(*k)).collect();
                 panic!(
-                    "lines processed wrongly: {} missing {missing:?}, duplicated {dup:?}, unexpected {extra:?}\ndaemon logs:\n{}",
+                    "lines processed wrongly: {} missing {missing:?}, duplicated {dup:?}, unexpected {extra:?}\ndatabase:\n{}\ndaemon logs:\n{}",
                     missing.len(),
+                    self.db_report(),
                     self.daemon_logs()
                 );
             }

@@ -413,7 +413,11 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Write>, path: &Path, backlog: 
         // logged and dropped rather than blocking every later write.
         for attempt in 0..2 {
             match write_batch(&mut conn, &batch) {
-                Ok(()) => break,
+                Ok(()) => {
+                    // For tracing a write from its queueing to its commit (`RUST_LOG`).
+                    tracing::debug!(writes = batch.len(), cursors = ?cursors_of(&batch), "committed");
+                    break;
+                }
                 Err(e) if attempt == 0 => {
                     tracing::warn!(error = %e, db = %path.display(), "database write failed, retrying");
                     std::thread::sleep(std::time::Duration::from_millis(50));
@@ -432,6 +436,20 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Write>, path: &Path, backlog: 
             super::release_freed_memory();
         }
     }
+}
+
+/// The acquisition cursors a batch commits (sources and values), for debug logs.
+fn cursors_of(batch: &[Write]) -> Vec<&str> {
+    fn walk<'w>(w: &'w Write, out: &mut Vec<&'w str>) {
+        match w {
+            Write::Cursor(_, value) => out.push(value),
+            Write::Group(ws) => ws.iter().for_each(|w| walk(w, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    batch.iter().for_each(|w| walk(w, &mut out));
+    out
 }
 
 /// Rows committed in one transaction past which the writer hands the freed heap back: a
