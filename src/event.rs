@@ -321,20 +321,23 @@ impl Event {
     /// does: the bookkeeping of [`Event::set`] once for all its captures, which are most of
     /// the fields a line gets.
     pub fn set_ranges(&mut self, ranges: impl IntoIterator<Item = (FieldId, u32, u32)>) {
-        for (id, start, end) in ranges {
-            let value = FieldValue::Line { start, end };
-            match (
-                self.fields.get_mut(usize::from(id.0)),
-                self.reuse.as_deref_mut(),
-            ) {
-                // The common case on a reused event: the slot is empty since its reset,
-                // so there is nothing to drop or keep.
-                (Some(slot @ FieldValue::Unset), Some(r)) => {
-                    *slot = value;
-                    r.written.push(id.0);
-                }
-                _ => self.set(id, value),
+        let Some(r) = self.reuse.as_deref_mut() else {
+            for (id, start, end) in ranges {
+                self.set(id, FieldValue::Line { start, end });
             }
+            return;
+        };
+        for (id, start, end) in ranges {
+            let i = usize::from(id.0);
+            if i >= self.fields.len() {
+                self.fields.resize(i + 1, FieldValue::Unset);
+            }
+            // Most slots are empty since the reset: nothing to drop or keep.
+            let old = std::mem::replace(&mut self.fields[i], FieldValue::Line { start, end });
+            if let FieldValue::Owned(s) = old {
+                keep_spare(&mut r.spare, s);
+            }
+            r.written.push(id.0);
         }
         self.memo.set(0);
     }

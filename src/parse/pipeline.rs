@@ -67,6 +67,8 @@ struct Scratch {
     /// pair set of it rules alternatives out before anything else is looked at).
     one_target: Vec<bool>,
     last_time: Option<LastTime>,
+    /// A match's captures as (field, range of the line), set on the event in one call.
+    captures: Vec<(FieldId, u32, u32)>,
 }
 
 impl Pipeline {
@@ -95,6 +97,7 @@ impl Pipeline {
                 grok_index,
                 one_target,
                 last_time: None,
+                captures: Vec::new(),
             },
             parser_counts: None,
         }
@@ -230,7 +233,8 @@ impl Scratch {
                         continue;
                     }
                     let loc = self.grok_index[index][gi];
-                    if scans.may_match(g, event) && run_grok_matched(g, event, &mut self.locs[loc])
+                    if scans.may_match(g, event)
+                        && run_grok_matched(g, event, &mut self.locs[loc], &mut self.captures)
                     {
                         hit = Some(gi);
                         break;
@@ -394,6 +398,7 @@ fn run_grok_matched(
     g: &CompiledGrok,
     event: &mut Event,
     locs: &mut regex::CaptureLocations,
+    captures: &mut Vec<(FieldId, u32, u32)>,
 ) -> bool {
     let Some((base, haystack)) = target_text(g, event) else {
         return false;
@@ -416,25 +421,14 @@ fn run_grok_matched(
         }
         return ok;
     }
-    let mut caps: [(usize, u32, u32); 32] = [(0, 0, 0); 32];
-    let mut n = 0;
-    let mut overflow: Vec<(usize, u32, u32)> = Vec::new();
+    captures.clear();
     let ok = g.grok.captures_into(haystack, locs, &mut |fi, s, e| {
-        let item = (fi, base + s as u32, base + e as u32);
-        if n < caps.len() {
-            caps[n] = item;
-            n += 1;
-        } else {
-            overflow.push(item);
+        if let Some(&id) = g.fields.get(fi) {
+            captures.push((id, base + s as u32, base + e as u32));
         }
     });
     if ok {
-        event.set_ranges(
-            caps[..n]
-                .iter()
-                .chain(overflow.iter())
-                .filter_map(|&(fi, start, end)| Some((*g.fields.get(fi)?, start, end))),
-        );
+        event.set_ranges(captures.iter().copied());
     }
     ok
 }
