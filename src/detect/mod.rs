@@ -383,6 +383,23 @@ impl ClassLogic {
 struct GuardFields {
     fields: Vec<FieldId>,
     values: Vec<Vec<Box<str>>>,
+    /// Per field, each value's [`head`]: most values (statuses, verbs, log types) are
+    /// told apart by it without a `memcmp` call.
+    heads: Vec<Vec<(usize, u64)>>,
+}
+
+/// A string's length and first eight bytes (zero-padded), one comparison for short
+/// strings.
+fn head(s: &str) -> (usize, u64) {
+    let b = s.as_bytes();
+    let word = match b.first_chunk::<8>() {
+        Some(w) => u64::from_le_bytes(*w),
+        None => b
+            .iter()
+            .rev()
+            .fold(0u64, |w, &byte| w << 8 | u64::from(byte)),
+    };
+    (b.len(), word)
 }
 
 impl GuardFields {
@@ -399,6 +416,7 @@ impl GuardFields {
             None => {
                 self.fields.push(field);
                 self.values.push(Vec::new());
+                self.heads.push(Vec::new());
                 self.fields.len() - 1
             }
         };
@@ -416,6 +434,7 @@ impl GuardFields {
                 Some(c) => c,
                 None => {
                     known.push(v.clone());
+                    self.heads[fi].push(head(v));
                     known.len() - 1
                 }
             };
@@ -427,10 +446,29 @@ impl GuardFields {
     /// The class of `event`'s value of field `fi`.
     fn classify(&self, fi: usize, event: &Event) -> u8 {
         let v = event.get(self.fields[fi]);
-        self.values[fi]
+        let h = head(v);
+        self.heads[fi]
             .iter()
-            .position(|k| **k == *v)
+            .zip(&self.values[fi])
+            .position(|(kh, k)| *kh == h && (h.0 <= 8 || **k == *v))
             .map_or(Self::OTHER, |c| c as u8)
+    }
+
+    /// How many fields and values of each are registered, to go back to.
+    fn mark(&self) -> Vec<usize> {
+        self.values.iter().map(Vec::len).collect()
+    }
+
+    /// Forgets what was registered since `mark` (a combination that did not fit must
+    /// leave no classes behind for events to be compared with).
+    fn rewind(&mut self, mark: &[usize]) {
+        self.fields.truncate(mark.len());
+        self.values.truncate(mark.len());
+        self.heads.truncate(mark.len());
+        for ((values, heads), &n) in self.values.iter_mut().zip(&mut self.heads).zip(mark) {
+            values.truncate(n);
+            heads.truncate(n);
+        }
     }
 }
 
@@ -669,12 +707,14 @@ impl Detector {
                     if *skip >> i & 1 == 1 {
                         continue;
                     }
-                    if let Some(c) = logic
-                        .as_ref()
-                        .and_then(|l| ClassLogic::of(l, &mut guard_fields))
-                    {
-                        determined.push(c);
-                        *skip |= 1 << i;
+                    let Some(logic) = logic else { continue };
+                    let mark = guard_fields.mark();
+                    match ClassLogic::of(logic, &mut guard_fields) {
+                        Some(c) => {
+                            determined.push(c);
+                            *skip |= 1 << i;
+                        }
+                        None => guard_fields.rewind(&mark),
                     }
                 }
                 filter_all_skipped
@@ -1594,6 +1634,42 @@ mod tests {
     }
 
     #[test]
+    fn classes_by_head_agree_with_string_equality() {
+        let mut fields = crate::event::FieldRegistry::new();
+        let f = fields.intern(Namespace::Meta, "x");
+        // Values of every length around the eight-byte head, differing in the first, the
+        // eighth and the last byte, and prefixes of one another.
+        let mut values: Vec<String> = vec![String::new()];
+        for len in 1..=12 {
+            let base: String = "abcdefghijkl"[..len].to_owned();
+            values.push(base.clone());
+            for at in [0, 7, len - 1] {
+                if at < len {
+                    let mut b = base.clone().into_bytes();
+                    b[at] = b'Z';
+                    values.push(String::from_utf8(b).expect("ascii"));
+                }
+            }
+        }
+        values.dedup();
+        // Every other value is known: a value and its last-byte variant fall on both sides.
+        let known: Vec<String> = values.iter().step_by(2).cloned().collect();
+        let others: Vec<String> = values.iter().skip(1).step_by(2).cloned().collect();
+        let mut gf = GuardFields::default();
+        let boxed: Vec<Box<str>> = known.iter().map(|v| Box::from(v.as_str())).collect();
+        assert!(gf.guard(f, &boxed).is_some());
+        let mut e = Event::new(String::new(), Timestamp::UNIX_EPOCH, 1);
+        for v in known.iter().chain(&others) {
+            e.set(f, FieldValue::Owned(v.clone()));
+            let want = known
+                .iter()
+                .position(|k| k == v)
+                .map_or(GuardFields::OTHER, |c| c as u8);
+            assert_eq!(gf.classify(0, &e), want, "{v:?}");
+        }
+    }
+
+    #[test]
     fn guards_classify_each_value_once_and_test_bits() {
         let mut fields = crate::event::FieldRegistry::new();
         let status = fields.intern(Namespace::Meta, "http_status");
@@ -1635,5 +1711,23 @@ mod tests {
         assert!(gf.guard(name, &strs(&many)).is_none());
         assert!(gf.guard(name, &strs(&["wp-login.php"])).is_some());
         assert_eq!(classes(&gf, name), Some(1));
+        // A combination whose second test does not fit takes back its first test's values.
+        let method = fields.intern(Namespace::Meta, "method");
+        let test = |f, v: &[&str]| FieldLogic::Test(f, strs(v), true);
+        let logic = FieldLogic::And(
+            Box::new(test(name, &["xmlrpc.php"])),
+            Box::new(FieldLogic::Or(
+                Box::new(test(method, &["PUT"])),
+                Box::new(test(path, &many[60..])),
+            )),
+        );
+        let mark = gf.mark();
+        assert!(ClassLogic::of(&logic, &mut gf).is_none());
+        gf.rewind(&mark);
+        assert_eq!(classes(&gf, name), Some(1));
+        assert_eq!(classes(&gf, method), None);
+        assert_eq!(classes(&gf, path), Some(60));
+        let e = Event::new(String::new(), Timestamp::UNIX_EPOCH, 8);
+        assert_eq!(gf.classify(0, &e), GuardFields::OTHER);
     }
 }
