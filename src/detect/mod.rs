@@ -247,6 +247,10 @@ pub struct Detector {
     sample_spec: SampleSpec,
     /// Hashes keys for the bucket tables.
     hasher: KeyHasher,
+    /// This line's values of the groupby and distinct programs ([`KeyExpr::Program`]).
+    computed_keys: Vec<ComputedKey>,
+    /// Counts pours: what `computed_keys` were computed for.
+    line: u64,
     /// Counters.
     pub stats: DetectStats,
 }
@@ -259,16 +263,53 @@ enum KeyExpr {
     None,
     /// `evt.<Namespace>.<name>`.
     Field(FieldId),
-    /// Anything else: run the program.
-    Program,
+    /// Anything else: run the program, once a line for all the scenarios that share its
+    /// text (its index among the detector's [`ComputedKey`]s).
+    Program(usize),
 }
 
 impl KeyExpr {
-    fn of(p: Option<&Program>, rs: &Ruleset) -> Self {
-        match p {
-            None => KeyExpr::None,
-            Some(p) => bare_field(p.source(), rs).map_or(KeyExpr::Program, KeyExpr::Field),
+    /// `p` as a key expression; programs get an index among `programs` (by source text).
+    fn of(p: Option<&Program>, rs: &Ruleset, programs: &mut Vec<Box<str>>) -> Self {
+        let Some(p) = p else {
+            return KeyExpr::None;
+        };
+        if let Some(id) = bare_field(p.source(), rs) {
+            return KeyExpr::Field(id);
         }
+        let at = programs.iter().position(|s| **s == *p.source());
+        KeyExpr::Program(at.unwrap_or_else(|| {
+            programs.push(Box::from(p.source()));
+            programs.len() - 1
+        }))
+    }
+}
+
+/// A groupby or distinct program's value on the current line, computed on the first pour
+/// that needs it (`evt.Meta.source_ip + '/' + evt.Parsed.target_fqdn` groups both
+/// `http-probing` and `http-crawl-non_statics`) into a buffer kept from line to line.
+#[derive(Debug, Default)]
+struct ComputedKey {
+    text: String,
+    /// The program gave a value (not `nil`, no error).
+    ok: bool,
+    /// Its bucket-key hash, once computed this line.
+    hash: Option<u64>,
+    /// The line (`Detector::line`) it was computed for.
+    line: u64,
+}
+
+impl ComputedKey {
+    /// The value of `program` on `event`, line `line`.
+    fn of(&mut self, program: &Program, rs: &Ruleset, event: &Event, line: u64) -> Option<&str> {
+        if self.line != line {
+            self.line = line;
+            self.hash = None;
+            self.text.clear();
+            self.ok =
+                program.eval_string_into(&EvalCtx::for_event(event, &rs.data), &mut self.text);
+        }
+        self.ok.then_some(self.text.as_str())
     }
 }
 
@@ -630,12 +671,13 @@ impl Detector {
     /// A detector with every scenario of the ruleset enabled.
     pub fn new(ruleset: Arc<Ruleset>) -> Self {
         let n = ruleset.scenarios.len();
-        let plans = ruleset
+        let mut key_programs: Vec<Box<str>> = Vec::new();
+        let plans: Vec<Plan> = ruleset
             .scenarios
             .iter()
             .map(|sc| Plan {
-                groupby: KeyExpr::of(sc.groupby.as_ref(), &ruleset),
-                distinct: KeyExpr::of(sc.distinct.as_ref(), &ruleset),
+                groupby: KeyExpr::of(sc.groupby.as_ref(), &ruleset, &mut key_programs),
+                distinct: KeyExpr::of(sc.distinct.as_ref(), &ruleset, &mut key_programs),
                 lifetime: bucket_lifetime(sc).map(|l| {
                     jiff::SignedDuration::try_from(l).unwrap_or(jiff::SignedDuration::MAX)
                 }),
@@ -769,6 +811,11 @@ impl Detector {
             dispatch,
             sample_spec,
             hasher: KeyHasher::default(),
+            computed_keys: key_programs
+                .iter()
+                .map(|_| ComputedKey::default())
+                .collect(),
+            line: 0,
             ruleset,
             states: (0..n).map(|_| ScenarioState::default()).collect(),
             enabled: vec![true; n],
@@ -870,6 +917,7 @@ impl Detector {
         mut poured: impl FnMut(usize),
     ) {
         let route = self.route(event);
+        self.line += 1;
         self.filter_memo.iter_mut().for_each(|m| *m = None);
         self.verdicts.start_line();
         // The event's sample, built on its first pour and shared by every bucket.
@@ -917,7 +965,11 @@ impl Detector {
                     e.set_owned(id, v);
                 }
                 let s = self.sample_spec.sample(&e);
-                self.pour_one(i, &e, &mut LineKeys::default(), s, now)
+                // Keys computed for this copy are not the line's, before or after it.
+                self.line += 1;
+                let alert = self.pour_one(i, &e, &mut LineKeys::default(), s, now);
+                self.line += 1;
+                alert
             };
             if let Some(alert) = alert {
                 out.push(alert);
@@ -986,8 +1038,11 @@ impl Detector {
             plans,
             states,
             stats,
+            computed_keys,
+            line,
             ..
         } = self;
+        let line = *line;
         let rs: &Ruleset = ruleset;
         let sc = &rs.scenarios[i];
         // The bucket key and the distinct value, with their hashes. Bare field reads and
@@ -1005,6 +1060,14 @@ impl Detector {
                 Cow::Borrowed(keys.value(event, id)),
                 keys.hash(event, id, |k| hasher.hash(k)),
             ),
+            (KeyExpr::Program(k), Some(g)) => {
+                let computed = computed_keys.get_mut(k)?;
+                computed.of(g, rs, event, line)?;
+                let hash = *computed
+                    .hash
+                    .get_or_insert_with(|| hasher.hash(&computed.text));
+                (Cow::Borrowed(computed.text.as_str()), hash)
+            }
             (_, Some(g)) => {
                 let key = string_of(g, rs, event)?;
                 let hash = hasher.hash(&key);
