@@ -310,13 +310,19 @@ impl Node {
     }
 }
 
+/// A predicate without its [`K::Memo`] wrapper: run once per event outside a list (a queue
+/// filter's predicate tested as the event is queued), the memo slot would only cost.
+pub(crate) fn unmemoized(body: &Node) -> &Node {
+    match &body.k {
+        K::Memo(_, inner) => inner,
+        _ => body,
+    }
+}
+
 /// `P`'s verdict for `event`, where `P` is the predicate of a [`K::QueueFilter`]: it reads
 /// only its element, so it runs with `event` as the element and nothing else in scope.
 pub(crate) fn element_verdict(body: &Node, event: &Event, ctx: &EvalCtx<'_>) -> R<bool> {
-    let inner = match &body.k {
-        K::Memo(_, inner) => inner,
-        _ => body,
-    };
+    let inner = unmemoized(body);
     let f = Frame {
         val: Value::Event(event),
         idx: 0,

@@ -449,11 +449,7 @@ pub fn compile(
     fields.dedup();
     let queue_filter = sole_queue_filter(&root);
     let queue_filter_tests = queue_filter.as_deref().and_then(|p| {
-        let inner = match &p.k {
-            eval::K::Memo(_, inner) => inner,
-            _ => p,
-        };
-        eval::as_field_tests(inner, eval::Subject::Element).map(Vec::into_boxed_slice)
+        eval::as_field_tests(eval::unmemoized(p), eval::Subject::Element).map(Vec::into_boxed_slice)
     });
     let queue_condition = QueueCondition::of(&root);
     let field_tests = eval::as_field_tests(&root, eval::Subject::Root).map(Vec::into_boxed_slice);
