@@ -247,7 +247,7 @@ pub struct Detector {
     sample_spec: SampleSpec,
     /// Hashes keys for the bucket tables.
     hasher: KeyHasher,
-    /// This line's values of the groupby and distinct programs ([`KeyExpr::Program`]).
+    /// This line's values of the groupby programs ([`KeyExpr::Program`]).
     computed_keys: Vec<ComputedKey>,
     /// Counts pours: what `computed_keys` were computed for.
     line: u64,
@@ -259,7 +259,7 @@ pub struct Detector {
 /// those read the slot directly instead of running the interpreter.
 #[derive(Debug, Clone, Copy)]
 enum KeyExpr {
-    /// No expression.
+    /// No expression (a groupby then keys by the source address).
     None,
     /// `evt.<Namespace>.<name>`.
     Field(FieldId),
@@ -285,31 +285,37 @@ impl KeyExpr {
     }
 }
 
-/// A groupby or distinct program's value on the current line, computed on the first pour
-/// that needs it (`evt.Meta.source_ip + '/' + evt.Parsed.target_fqdn` groups both
+/// A groupby program's value on the current line, with its bucket-key hash, computed on the
+/// first pour that needs it (`evt.Meta.source_ip + '/' + evt.Parsed.target_fqdn` groups both
 /// `http-probing` and `http-crawl-non_statics`) into a buffer kept from line to line.
 #[derive(Debug, Default)]
 struct ComputedKey {
     text: String,
     /// The program gave a value (not `nil`, no error).
     ok: bool,
-    /// Its bucket-key hash, once computed this line.
-    hash: Option<u64>,
+    hash: u64,
     /// The line (`Detector::line`) it was computed for.
     line: u64,
 }
 
 impl ComputedKey {
-    /// The value of `program` on `event`, line `line`.
-    fn of(&mut self, program: &Program, rs: &Ruleset, event: &Event, line: u64) -> Option<&str> {
+    /// The value of `program` on `event` (line `line`) and its `hash`.
+    fn of(
+        &mut self,
+        program: &Program,
+        rs: &Ruleset,
+        event: &Event,
+        line: u64,
+        hash: impl FnOnce(&str) -> u64,
+    ) -> Option<(&str, u64)> {
         if self.line != line {
             self.line = line;
-            self.hash = None;
             self.text.clear();
             self.ok =
                 program.eval_string_into(&EvalCtx::for_event(event, &rs.data), &mut self.text);
+            self.hash = hash(&self.text);
         }
-        self.ok.then_some(self.text.as_str())
+        self.ok.then_some((self.text.as_str(), self.hash))
     }
 }
 
@@ -327,8 +333,8 @@ fn bare_field(src: &str, rs: &Ruleset) -> Option<FieldId> {
     rs.fields.get(ns, name)
 }
 
-/// The string value of a groupby or distinct expression that is not a bare field read
-/// (those are read through [`LineKeys`]).
+/// The string value of a distinct expression that is not a bare field read (those are read
+/// through [`LineKeys`]; groupby programs through [`ComputedKey`]).
 fn string_of<'e>(program: &Program, rs: &Ruleset, event: &'e Event) -> Option<Cow<'e, str>> {
     program
         .eval_string(&EvalCtx::for_event(event, &rs.data))
@@ -655,7 +661,9 @@ impl Dispatch {
 #[derive(Debug)]
 struct Plan {
     groupby: KeyExpr,
-    distinct: KeyExpr,
+    /// The field `distinct` reads, when it is a bare field read (every shipped scenario's
+    /// is); other programs run at each pour.
+    distinct_field: Option<FieldId>,
     /// How long an idle bucket lives ([`bucket_lifetime`]), as the signed duration an
     /// idle time is compared with (a subtraction a pour, instead of a checked addition).
     lifetime: Option<jiff::SignedDuration>,
@@ -677,7 +685,10 @@ impl Detector {
             .iter()
             .map(|sc| Plan {
                 groupby: KeyExpr::of(sc.groupby.as_ref(), &ruleset, &mut key_programs),
-                distinct: KeyExpr::of(sc.distinct.as_ref(), &ruleset, &mut key_programs),
+                distinct_field: sc
+                    .distinct
+                    .as_ref()
+                    .and_then(|d| bare_field(d.source(), &ruleset)),
                 lifetime: bucket_lifetime(sc).map(|l| {
                     jiff::SignedDuration::try_from(l).unwrap_or(jiff::SignedDuration::MAX)
                 }),
@@ -1047,8 +1058,8 @@ impl Detector {
         let sc = &rs.scenarios[i];
         // The bucket key and the distinct value, with their hashes. Bare field reads and
         // the default (`Meta.source_ip`) borrow from the event, once a line.
-        let (key, hash) = match (plans[i].groupby, &sc.groupby) {
-            (_, None) => {
+        let (key, hash) = match plans[i].groupby {
+            KeyExpr::None => {
                 let id = rs.well_known.source_ip;
                 let ip = keys.value(event, id);
                 if ip.is_empty() {
@@ -1056,27 +1067,21 @@ impl Detector {
                 }
                 (Cow::Borrowed(ip), keys.hash(event, id, |k| hasher.hash(k)))
             }
-            (KeyExpr::Field(id), Some(_)) => (
+            KeyExpr::Field(id) => (
                 Cow::Borrowed(keys.value(event, id)),
                 keys.hash(event, id, |k| hasher.hash(k)),
             ),
-            (KeyExpr::Program(k), Some(g)) => {
-                let computed = computed_keys.get_mut(k)?;
-                computed.of(g, rs, event, line)?;
-                let hash = *computed
-                    .hash
-                    .get_or_insert_with(|| hasher.hash(&computed.text));
-                (Cow::Borrowed(computed.text.as_str()), hash)
-            }
-            (_, Some(g)) => {
-                let key = string_of(g, rs, event)?;
-                let hash = hasher.hash(&key);
-                (key, hash)
+            KeyExpr::Program(k) => {
+                let (text, hash) =
+                    computed_keys
+                        .get_mut(k)?
+                        .of(sc.groupby.as_ref()?, rs, event, line, |k| hasher.hash(k))?;
+                (Cow::Borrowed(text), hash)
             }
         };
-        let distinct = match (plans[i].distinct, &sc.distinct) {
+        let distinct = match (plans[i].distinct_field, &sc.distinct) {
             (_, None) => None,
-            (KeyExpr::Field(id), Some(_)) => Some((
+            (Some(id), Some(_)) => Some((
                 Cow::Borrowed(keys.value(event, id)),
                 keys.hash(event, id, key_hash),
             )),

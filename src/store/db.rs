@@ -438,7 +438,7 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Write>, path: &Path, backlog: 
     }
 }
 
-/// The acquisition cursors a batch commits (sources and values), for debug logs.
+/// The acquisition cursor values a batch commits, for debug logs.
 fn cursors_of(batch: &[Write]) -> Vec<&str> {
     fn walk<'w>(w: &'w Write, out: &mut Vec<&'w str>) {
         match w {
