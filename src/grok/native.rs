@@ -282,29 +282,12 @@ fn run(b: &[u8], mut i: usize, class: impl Fn(u8) -> bool) -> usize {
 /// leading zeros, the first of `25[0-5]`, `2[0-4][0-9]` and the greedy `[01]?[0-9][0-9]?`
 /// that matches at all matches all of it. So the capture is the quad, even where the
 /// pattern does not say what follows.
-fn dotted_quad(b: &[u8], mut i: usize) -> Option<usize> {
-    for n in 0..4 {
-        if n > 0 {
-            if b.get(i) != Some(&b'.') {
-                return None;
-            }
-            i += 1;
-        }
-        let end = run(b, i, |c| c.is_ascii_digit());
-        let digits = b.get(i..end)?;
-        let value = match digits {
-            [d] => u32::from(d - b'0'),
-            [b'1'..=b'9', ..] if digits.len() <= 3 => digits
-                .iter()
-                .fold(0u32, |v, d| v * 10 + u32::from(d - b'0')),
-            _ => return None,
-        };
-        if value > 255 {
-            return None;
-        }
-        i = end;
-    }
-    Some(i)
+fn dotted_quad(b: &[u8], i: usize) -> Option<usize> {
+    // The shared parser reads at most three digits an octet: a fourth (or any digit right
+    // after the quad) means the last octet is not whole.
+    let (_, n) = crate::parse::dotted_quad(b.get(i..)?)?;
+    let end = i + n;
+    (!b.get(end).is_some_and(u8::is_ascii_digit)).then_some(end)
 }
 
 /// Whether `token` (no space, no `%`, at least one `:`) is, whole, a match of the stock
