@@ -237,4 +237,141 @@ mod tests {
         replay.tick();
         assert_eq!(replay.pipeline.time.now, long_ago);
     }
+
+    /// Beside the default rules: a counter (it overflows at a deadline after its last
+    /// event) and a leaky bucket, both with a range scope read by an expression.
+    const RANGE_RULES: &str = r#"
+scenarios {
+    - "test-counter-range" {
+        description "failed logins of a /24 over a minute"
+        type counter
+        filter "evt.Meta.log_type == 'ssh_failed-auth'"
+        groupby "IpToRange(evt.Meta.source_ip, '/24')"
+        duration "60s"
+        scope range
+        scope-expression "IpToRange(evt.Meta.source_ip, '/24')"
+    }
+    - "test-leaky-range" {
+        description "failed logins of a /16"
+        type leaky
+        filter "evt.Meta.log_type == 'ssh_failed-auth'"
+        groupby "IpToRange(evt.Meta.source_ip, '/16')"
+        capacity 4
+        leakspeed "20s"
+        scope range
+        scope-expression "IpToRange(evt.Meta.source_ip, '/16') + ''"
+    }
+}
+"#;
+
+    /// What replay prints of an alert.
+    fn summary(a: &Alert) -> String {
+        format!(
+            "{} {} {} {} {} {} {}",
+            a.scenario,
+            a.scope.as_str(),
+            a.value,
+            a.events_count,
+            a.start_at,
+            a.stop_at,
+            a.message
+        )
+    }
+
+    #[test]
+    fn alerts_without_events_say_what_alerts_with_events_say() {
+        let dir = std::env::temp_dir().join(format!("garrison-summaries-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("rules")).expect("a temporary directory");
+        std::fs::write(dir.join("rules/range.kdl"), RANGE_RULES).expect("rules written");
+        let config = dir.join("garrison.kdl");
+        std::fs::write(
+            &config,
+            "collections \"sshd\" \"linux\"\nrule-dirs \"rules\"\n",
+        )
+        .expect("config written");
+        let rs = crate::compile::compile_path(Some(&config))
+            .expect("the configuration compiles")
+            .ruleset;
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!rs.profiles_read_alert_events());
+        let mut with_events = Engine::new(rs.clone(), Clock::EventTime);
+        let mut without = Engine::new(rs.clone(), Clock::EventTime);
+        without.detector_mut().without_alert_events();
+        let source = LineSource::new(&rs, "syslog", std::iter::empty());
+        // Attempts from a few networks and users, some bursts and some pauses, so that
+        // every kind of bucket overflows, restarts and is blackholed along the way.
+        let mut lines = Vec::new();
+        for n in 0..3_000u32 {
+            // Bursts of 20 attempts from an address, 2 s apart.
+            let k = n / 20;
+            // And a slow one, 800 s apart (the time-based scenarios).
+            let ip = match n % 400 {
+                0 => "203.0.113.77".to_owned(),
+                _ => format!("198.{}.{}.{}", 18 + k % 2, k % 3, 1 + k % 5),
+            };
+            let (ip, user) = (
+                ip,
+                [
+                    "root", "admin", "pi", "oracle", "git", "ubuntu", "test", "ftp",
+                ][(n % 8) as usize],
+            );
+            let secs = n * 2 + (n / 200) * 1_200;
+            let (h, m, s) = (secs / 3_600 % 24, secs / 60 % 60, secs % 60);
+            lines.push(match n % 3 {
+                0 => format!(
+                    "Nov 18 {h:02}:{m:02}:{s:02} web01 sshd[7]: Failed password for {user} from {ip} port 22 ssh2"
+                ),
+                1 => format!(
+                    "Nov 18 {h:02}:{m:02}:{s:02} web01 sshd[7]: Invalid user {user} from {ip} port 22"
+                ),
+                _ => format!(
+                    "Nov 18 {h:02}:{m:02}:{s:02} web01 sshd[7]: Disconnected from authenticating user {user} {ip} port 22 [preauth]"
+                ),
+            });
+        }
+        let run = |engine: &mut Engine| {
+            let mut alerts = Vec::new();
+            for line in &lines {
+                engine.process(line, &source);
+                alerts.extend(engine.take_alerts());
+            }
+            engine.finish();
+            alerts.extend(engine.take_alerts());
+            alerts
+        };
+        let (full, summaries) = (run(&mut with_events), run(&mut without));
+        let of =
+            |alerts: &[Alert], name: &str| alerts.iter().filter(|a| &*a.scenario == name).count();
+        for name in [
+            "ssh-bf",
+            "ssh-bf_user-enum",
+            "ssh-time-based-bf",
+            "test-counter-range",
+            "test-leaky-range",
+        ] {
+            assert!(
+                of(&full, name) > 0,
+                "no {name} alert: the test misses a kind of bucket"
+            );
+        }
+        assert!(full.iter().any(|a| a.value.ends_with(".0/24")));
+        let (full_summaries, summaries_only): (Vec<_>, Vec<_>) = (
+            full.iter().map(summary).collect(),
+            summaries.iter().map(summary).collect(),
+        );
+        assert_eq!(full_summaries.len(), summaries_only.len());
+        for (a, b) in full_summaries.iter().zip(&summaries_only) {
+            assert_eq!(a, b);
+        }
+        // Only the counter's alerts still carry events.
+        for a in &summaries {
+            assert_eq!(
+                a.events.is_empty(),
+                &*a.scenario != "test-counter-range",
+                "{}",
+                a.scenario
+            );
+        }
+        assert!(full.iter().all(|a| !a.events.is_empty()));
+    }
 }

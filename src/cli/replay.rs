@@ -96,6 +96,10 @@ pub fn replay_each(
     let compiled = compile_path_with(args.config.as_deref(), options).map_err(|d| d.to_string())?;
     let rs = compiled.ruleset;
     let mut engine = Engine::new(rs.clone(), Clock::EventTime);
+    // Replay prints alert summaries: unless a profile reads them, no event is kept for them.
+    if !rs.profiles_read_alert_events() {
+        engine.detector_mut().without_alert_events();
+    }
     if !args.scenarios.is_empty() {
         let unknown = engine.detector_mut().only(&args.scenarios);
         if !unknown.is_empty() {

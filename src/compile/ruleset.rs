@@ -237,3 +237,14 @@ pub struct Ruleset {
     /// Enabled collections (with those they include).
     pub collections: Vec<String>,
 }
+
+impl Ruleset {
+    /// Whether a profile reads the events an alert carries (`Alert.Events`,
+    /// `Alert.Meta.<name>`): without one, deciding needs only the alert's summary.
+    pub fn profiles_read_alert_events(&self) -> bool {
+        self.profiles
+            .iter()
+            .flat_map(|p| &p.filters)
+            .any(Program::reads_alert_events)
+    }
+}

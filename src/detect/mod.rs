@@ -57,8 +57,14 @@ struct Bucket {
 }
 
 impl Bucket {
-    /// A bucket whose queue holds at most `queue_limit + 1` samples.
-    fn new(capacity: i64, queue_limit: usize, now: Timestamp) -> Self {
+    /// A bucket whose queue holds at most `queue_limit + 1` samples (none unless
+    /// `keeps_samples`).
+    fn new(capacity: i64, queue_limit: usize, keeps_samples: bool, now: Timestamp) -> Self {
+        let reserved = if keeps_samples {
+            (queue_limit + 1).min(Self::QUEUE_START)
+        } else {
+            0
+        };
         Bucket {
             tokens: capacity.max(0) as f64,
             last_refill: now,
@@ -67,7 +73,7 @@ impl Bucket {
             count: 0,
             // Sized for a small bucket's whole life (a leaky capacity 5 holds 6) in one
             // allocation, instead of growing 4 → 8; big queues still grow as they fill.
-            queue: VecDeque::with_capacity((queue_limit + 1).min(Self::QUEUE_START)),
+            queue: VecDeque::with_capacity(reserved),
             cond_queue: VecDeque::new(),
             seen: HashTable::new(),
         }
@@ -673,6 +679,9 @@ struct Plan {
     /// line.
     cond_fields: Vec<FieldId>,
     cond_raw: bool,
+    /// Whether its buckets queue event samples for their alerts (see
+    /// [`Detector::without_alert_events`]).
+    keeps_samples: bool,
 }
 
 impl Detector {
@@ -699,6 +708,7 @@ impl Detector {
                     .map(|c| c.queued_event_fields())
                     .unwrap_or_default(),
                 cond_raw: sc.condition.as_ref().is_some_and(reads_raw_line),
+                keeps_samples: true,
             })
             .collect();
         let mut filters: Vec<&Program> = Vec::new();
@@ -867,6 +877,18 @@ impl Detector {
         kept
     }
 
+    /// Alerts will be read for their summaries only: the scenario, source, count and times
+    /// (replay prints nothing else, when no profile reads `Alert.Events` or `Alert.Meta`:
+    /// [`Ruleset::profiles_read_alert_events`]). Buckets then queue no event samples and
+    /// alerts carry none: building a sample and sharing it with every bucket was a tenth
+    /// of an sshd line. Counters still keep theirs: they overflow at a deadline after
+    /// their last event, and their alert's source is read from its sample.
+    pub fn without_alert_events(&mut self) {
+        for (plan, sc) in self.plans.iter_mut().zip(&self.ruleset.scenarios) {
+            plan.keeps_samples = sc.kind == ScenarioKind::Counter;
+        }
+    }
+
     /// Enables only the named scenarios (as a hub test's `config.yaml` does). Returns the
     /// names that match no scenario.
     pub fn only(&mut self, names: &[String]) -> Vec<String> {
@@ -965,17 +987,20 @@ impl Detector {
             }
             poured(i);
             self.stats.pours[i] += 1;
+            let keeps_samples = self.plans[i].keeps_samples;
             let alert = if writes.is_empty() {
-                let s = sample
-                    .get_or_insert_with(|| self.sample_spec.sample(event))
-                    .clone();
+                let s = keeps_samples.then(|| {
+                    sample
+                        .get_or_insert_with(|| self.sample_spec.sample(event))
+                        .clone()
+                });
                 self.pour_one(i, event, &mut keys, s, now)
             } else {
                 let mut e = event.clone();
                 for (id, v) in writes {
                     e.set_owned(id, v);
                 }
-                let s = self.sample_spec.sample(&e);
+                let s = keeps_samples.then(|| self.sample_spec.sample(&e));
                 // Keys computed for this copy are not the line's, before or after it.
                 self.line += 1;
                 let alert = self.pour_one(i, &e, &mut LineKeys::default(), s, now);
@@ -1038,7 +1063,7 @@ impl Detector {
         i: usize,
         event: &'e Event,
         keys: &mut LineKeys<'e>,
-        sample: QueuedSample,
+        sample: Option<QueuedSample>,
         now: Timestamp,
     ) -> Option<Alert> {
         // Borrowed field by field: the ruleset is read while the buckets change, with no
@@ -1113,7 +1138,7 @@ impl Detector {
                 {
                     let ((_, b), _) = o.remove();
                     let at = sc.duration.map_or(now, |d| add(b.first_at, d.0));
-                    return overflow_alert(rs, state, stats, i, &key, b, at);
+                    return overflow_alert(rs, state, stats, i, &key, b, at, None);
                 }
                 if cancel {
                     o.remove();
@@ -1127,7 +1152,7 @@ impl Detector {
             Entry::Vacant(_) if cancel => return None,
             Entry::Vacant(v) => v.insert((
                 Box::from(key.as_ref()),
-                Bucket::new(sc.capacity, queue_limit, now),
+                Bucket::new(sc.capacity, queue_limit, plan.keeps_samples, now),
             )),
         };
         let bucket = &mut slot.get_mut().1;
@@ -1144,10 +1169,12 @@ impl Detector {
         }
         bucket.count += 1;
         bucket.last_at = now;
-        if bucket.queue.len() > queue_limit {
-            bucket.queue.pop_front();
+        if let Some(sample) = sample {
+            if bucket.queue.len() > queue_limit {
+                bucket.queue.pop_front();
+            }
+            bucket.queue.push_back(sample);
         }
-        bucket.queue.push_back(sample);
 
         let overflow = match sc.kind {
             ScenarioKind::Trigger => true,
@@ -1199,7 +1226,7 @@ impl Detector {
             return None;
         }
         let ((_, bucket), _) = slot.remove();
-        overflow_alert(rs, state, stats, i, &key, bucket, now)
+        overflow_alert(rs, state, stats, i, &key, bucket, now, Some(event))
     }
 
     /// Ends a replay: counters whose deadline passed by `now` overflow.
@@ -1216,9 +1243,16 @@ impl Detector {
                 .collect();
             for (k, b) in due {
                 let at = add(b.first_at, d.0);
-                if let Some(a) =
-                    overflow_alert(&ruleset, &mut self.states[i], &mut self.stats, i, &k, b, at)
-                {
+                if let Some(a) = overflow_alert(
+                    &ruleset,
+                    &mut self.states[i],
+                    &mut self.stats,
+                    i,
+                    &k,
+                    b,
+                    at,
+                    None,
+                ) {
                     out.push(a);
                 }
             }
@@ -1247,7 +1281,8 @@ impl Detector {
 }
 
 /// A bucket of scenario `i` (whose state is `state`) overflowed at `at`: its alert, unless
-/// the source is blackholed.
+/// the source is blackholed. `last` is the event whose pour made it overflow, when one did.
+#[allow(clippy::too_many_arguments)]
 fn overflow_alert(
     rs: &Ruleset,
     state: &mut ScenarioState,
@@ -1256,6 +1291,7 @@ fn overflow_alert(
     key: &str,
     bucket: Bucket,
     at: Timestamp,
+    last: Option<&Event>,
 ) -> Option<Alert> {
     let sc = &rs.scenarios[i];
     if let Some(until) = state.blackhole_until.get(key)
@@ -1267,7 +1303,7 @@ fn overflow_alert(
     if let Some(bh) = sc.blackhole {
         state.blackhole_until.insert(Box::from(key), add(at, bh.0));
     }
-    let alert = build_alert(rs, sc, bucket, at)?;
+    let alert = build_alert(rs, sc, bucket, at, last)?;
     stats.overflows[i] += 1;
     Some(alert)
 }
@@ -1377,15 +1413,25 @@ fn reads_raw_line(p: &Program) -> bool {
     p.source().contains("Line")
 }
 
+/// The alert of `bucket`, its source read from `last` (the event that made it overflow) or,
+/// without one, from the last sample it queued.
 fn build_alert(
     rs: &Ruleset,
     sc: &CompiledScenario,
     bucket: Bucket,
     at: Timestamp,
+    last: Option<&Event>,
 ) -> Option<Alert> {
     // The alert's copies, which other threads may read.
     let samples: Vec<Sample> = bucket.queue.iter().map(QueuedSample::shared).collect();
-    let last = samples.last()?;
+    let sampled;
+    let last: &Event = match last {
+        Some(e) => e,
+        None => {
+            sampled = samples.last()?.to_event();
+            &sampled
+        }
+    };
     let (scope, value) = match sc.scope {
         ScenarioScope::Ip => {
             let ip = crate::parse::normalize_ip(last.get(rs.well_known.source_ip))?;
@@ -1393,12 +1439,10 @@ fn build_alert(
         }
         ScenarioScope::Range => {
             let v = match &sc.scope_expression {
-                Some(e) => {
-                    let last = last.to_event();
-                    e.eval_string(&EvalCtx::for_event(&last, &rs.data))
-                        .map(|c| c.into_owned())
-                        .unwrap_or_default()
-                }
+                Some(e) => e
+                    .eval_string(&EvalCtx::for_event(last, &rs.data))
+                    .map(|c| c.into_owned())
+                    .unwrap_or_default(),
                 None => last.get(rs.well_known.source_range).to_owned(),
             };
             let net = crate::config::types::Cidr::parse(&v).ok()?;

@@ -622,6 +622,26 @@ impl Program {
         }
     }
 
+    /// Whether the expression may read the events of the alert it runs on (`Alert.Events`,
+    /// `Alert.Meta.<name>`, or the alert handed whole to something else). Reading its
+    /// summary (`Alert.Remediation`, `Alert.GetScope()`, ...) does not count.
+    pub fn reads_alert_events(&self) -> bool {
+        fn walk(n: &eval::Node) -> bool {
+            match &n.k {
+                eval::K::AlertProp(_, eval::AlertProp::Events) => true,
+                // A property of the alert the program runs on: its summary.
+                eval::K::AlertProp(a, _) if matches!(a.k, eval::K::Alert) => false,
+                eval::K::AlertMeta(..) | eval::K::Alert => true,
+                _ => {
+                    let mut found = false;
+                    n.for_each_child(&mut |c| found |= walk(c));
+                    found
+                }
+            }
+        }
+        walk(&self.root)
+    }
+
     /// Every field the expression reads or writes, sorted.
     pub fn referenced_fields(&self) -> Vec<FieldId> {
         self.fields.clone()
