@@ -69,6 +69,38 @@ struct Scratch {
     last_time: Option<LastTime>,
     /// A match's captures as (field, range of the line), set on the event in one call.
     captures: Vec<(FieldId, u32, u32)>,
+    /// Per parser node, its filter's last verdict, when the filter is a function of one
+    /// field's value ([`FilterMemo`]).
+    filter_memos: Vec<Option<FilterMemo>>,
+}
+
+/// The last verdict of a parser filter that reads one field and nothing else that varies
+/// ([`crate::expr::Program::sole_field`]), with the value it was given for. Such filters
+/// (`evt.Line.Labels.type not in [...]`, `evt.Parsed.program startsWith 'nginx'`) see the
+/// same value line after line: the acquisition's type, the program most lines come from.
+struct FilterMemo {
+    field: FieldId,
+    /// The value last judged, and the verdict (`None` before the first line).
+    last: Option<(String, bool)>,
+}
+
+impl FilterMemo {
+    /// The filter's verdict on `event`: the memo's when the field holds the value it
+    /// judged last, else `judge`'s, remembered.
+    fn verdict(&mut self, event: &Event, judge: impl FnOnce() -> bool) -> bool {
+        let value = event.get(self.field);
+        match &mut self.last {
+            Some((last, verdict)) if last == value => *verdict,
+            slot => {
+                let verdict = judge();
+                let mut text = slot.take().map(|(t, _)| t).unwrap_or_default();
+                text.clear();
+                text.push_str(value);
+                *slot = Some((text, verdict));
+                verdict
+            }
+        }
+    }
 }
 
 impl Pipeline {
@@ -77,8 +109,13 @@ impl Pipeline {
         let mut locs = Vec::new();
         let mut grok_index = Vec::new();
         let mut one_target = Vec::new();
+        let mut filter_memos = Vec::new();
         for stage in &ruleset.stages {
             for p in stage {
+                filter_memos.push(p.filter.as_ref().and_then(|f| {
+                    f.sole_field(0)
+                        .map(|field| FilterMemo { field, last: None })
+                }));
                 one_target.push(p.groks.windows(2).all(|w| w[0].target == w[1].target));
                 let mut idx = Vec::new();
                 for g in &p.groks {
@@ -98,6 +135,7 @@ impl Pipeline {
                 one_target,
                 last_time: None,
                 captures: Vec::new(),
+                filter_memos,
             },
             parser_counts: None,
         }
@@ -199,8 +237,12 @@ impl Scratch {
         log_type: &'static str,
     ) -> bool {
         if let Some(f) = &p.filter {
-            let ctx = EvalCtx::for_event(event, &rs.data);
-            if !f.eval_bool(&ctx) {
+            let judge = || f.eval_bool(&EvalCtx::for_event(event, &rs.data));
+            let ok = match self.filter_memos.get_mut(index) {
+                Some(Some(memo)) => memo.verdict(event, judge),
+                _ => judge(),
+            };
+            if !ok {
                 return false;
             }
         }
@@ -480,6 +522,30 @@ mod tests {
         assert_eq!(pipeline.parse(&mut event, log_type, None), Outcome::Parsed);
         let rendered = event.get(rs.well_known.meta_timestamp).to_owned();
         (event.time, rendered)
+    }
+
+    #[test]
+    fn parser_filters_judged_by_value_follow_the_value() {
+        let rs = crate::compile::compile_path(None)
+            .expect("the default configuration compiles")
+            .ruleset;
+        let log_type = rs.fields.get(crate::event::Namespace::Meta, "log_type");
+        let log_type = log_type.expect("a log_type field");
+        // `nginx-logs` takes lines whose program starts with `nginx`: programs alternate,
+        // and the same program comes back after another. (An sshd line first: a verdict
+        // wrongly kept from it would refuse the nginx line.)
+        let nginx = r#"Nov 18 09:48:53 web01 nginx: 192.0.2.7 - - [18/Nov/2026:09:48:53 +0000] "GET /a HTTP/1.1" 404 10 "-" "curl""#;
+        let lines = [(LINE, "ssh_failed-auth"), (nginx, "http_access-log")];
+        let mut pipeline = Pipeline::new(rs.clone(), TimeContext::default());
+        for (line, expected) in lines.iter().chain(&lines).chain(lines.iter().rev()) {
+            let mut event = Event::new((*line).into(), Timestamp::UNIX_EPOCH, rs.fields.len());
+            assert_eq!(
+                pipeline.parse(&mut event, "syslog", None),
+                Outcome::Parsed,
+                "{line}"
+            );
+            assert_eq!(event.get(log_type), *expected, "{line}");
+        }
     }
 
     #[test]
