@@ -74,6 +74,8 @@ pub struct Engine {
     /// The latest bucket time seen: the event time in replay, the wall clock live.
     now: Timestamp,
     alerts: Vec<Alert>,
+    /// Set by [`Engine::summaries_only`].
+    summaries_only: bool,
     /// Counters.
     pub stats: EngineStats,
 }
@@ -95,8 +97,20 @@ impl Engine {
                 Clock::Wall => now,
             },
             alerts: Vec::new(),
+            summaries_only: false,
             stats: EngineStats::default(),
         }
+    }
+
+    /// The engine's alerts will be read for their summaries only (scenario, source,
+    /// count, times: what replay prints), and no profile reads their events
+    /// ([`Ruleset::profiles_read_alert_events`]; the caller checks). Then buckets keep
+    /// no event samples ([`Detector::without_alert_events`]), and parsers write only
+    /// the fields some rule reads ([`Pipeline::skip_unread_fields`]).
+    pub fn summaries_only(&mut self) {
+        self.summaries_only = true;
+        self.detector.without_alert_events();
+        self.pipeline.skip_unread_fields();
     }
 
     /// Counts, per parser node, the lines it was tried on and accepted (the daemon's
@@ -128,6 +142,9 @@ impl Engine {
         next.now = self.now;
         next.stats = self.stats;
         next.alerts = std::mem::take(&mut self.alerts);
+        if self.summaries_only {
+            next.summaries_only();
+        }
         let old = std::mem::replace(self, next);
         self.detector.adopt(old.detector)
     }
@@ -296,7 +313,7 @@ scenarios {
         assert!(!rs.profiles_read_alert_events());
         let mut with_events = Engine::new(rs.clone(), Clock::EventTime);
         let mut without = Engine::new(rs.clone(), Clock::EventTime);
-        without.detector_mut().without_alert_events();
+        without.summaries_only();
         let source = LineSource::new(&rs, "syslog", std::iter::empty());
         // Attempts from a few networks and users, some bursts and some pauses, so that
         // every kind of bucket overflows, restarts and is blackholed along the way.

@@ -96,9 +96,10 @@ pub fn replay_each(
     let compiled = compile_path_with(args.config.as_deref(), options).map_err(|d| d.to_string())?;
     let rs = compiled.ruleset;
     let mut engine = Engine::new(rs.clone(), Clock::EventTime);
-    // Replay prints alert summaries: unless a profile reads them, no event is kept for them.
+    // Replay prints alert summaries: unless a profile reads their events, neither alert
+    // events nor fields no rule reads are kept.
     if !rs.profiles_read_alert_events() {
-        engine.detector_mut().without_alert_events();
+        engine.summaries_only();
     }
     if !args.scenarios.is_empty() {
         let unknown = engine.detector_mut().only(&args.scenarios);

@@ -239,6 +239,80 @@ pub struct Ruleset {
 }
 
 impl Ruleset {
+    /// Per field (by id), whether a rule reads it: a parser (filter, match target, time,
+    /// static), a scenario, a whitelist or a profile program, or the engine itself (the
+    /// well-known fields). `None` when some program reads whole events
+    /// ([`Program::reads_whole_event`]): then every field may be read. What an alert's
+    /// samples keep is not counted: with samples, every `Meta` field is read.
+    pub fn fields_read(&self) -> Option<Vec<bool>> {
+        let mut read = vec![false; self.fields.len()];
+        let mut mark = |id: FieldId| {
+            if let Some(r) = read.get_mut(usize::from(id.0)) {
+                *r = true;
+            }
+        };
+        let wk = self.well_known;
+        for id in [
+            wk.label_type,
+            wk.label_program,
+            wk.program,
+            wk.message,
+            wk.pid,
+            wk.logsource,
+            wk.timestamp,
+            wk.machine,
+            wk.source_ip,
+            wk.source_range,
+            wk.meta_timestamp,
+            wk.log_type,
+            wk.service,
+        ] {
+            mark(id);
+        }
+        let mut programs: Vec<&Program> = Vec::new();
+        for p in self.stages.iter().flatten() {
+            programs.extend(&p.filter);
+            if let Some(t) = p.time {
+                mark(t);
+            }
+            for g in &p.groks {
+                if let MatchTarget::Field(id) = g.target {
+                    mark(id);
+                }
+            }
+            for st in p.groks.iter().flat_map(|g| &g.statics).chain(&p.statics) {
+                match &st.value {
+                    StaticValue::Copy(id) => mark(*id),
+                    StaticValue::Expr(e) => programs.push(e),
+                    StaticValue::Const(_) | StaticValue::Line => {}
+                }
+            }
+        }
+        for sc in &self.scenarios {
+            programs.push(&sc.filter);
+            programs.extend(
+                [
+                    &sc.groupby,
+                    &sc.distinct,
+                    &sc.condition,
+                    &sc.cancel_on,
+                    &sc.scope_expression,
+                ]
+                .into_iter()
+                .flatten(),
+            );
+        }
+        programs.extend(&self.whitelist.expressions);
+        programs.extend(self.profiles.iter().flat_map(|p| &p.filters));
+        for p in programs {
+            if p.reads_whole_event() {
+                return None;
+            }
+            p.referenced_fields().into_iter().for_each(&mut mark);
+        }
+        Some(read)
+    }
+
     /// Whether a profile reads the events an alert carries (`Alert.Events`,
     /// `Alert.Meta.<name>`): without one, deciding needs only the alert's summary.
     pub fn profiles_read_alert_events(&self) -> bool {

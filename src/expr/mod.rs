@@ -642,6 +642,32 @@ impl Program {
         walk(&self.root)
     }
 
+    /// Whether the expression may read an event other than field by field (`evt` handed
+    /// whole to a function or compared): then [`Self::referenced_fields`] does not say
+    /// all it reads. `evt.Meta.x`, `evt.Line.Raw`, `evt.Time` and queued events' fields
+    /// are read field by field.
+    pub fn reads_whole_event(&self) -> bool {
+        fn walk(n: &eval::Node) -> bool {
+            match &n.k {
+                eval::K::EvField(a, _)
+                | eval::K::EvRaw(a)
+                | eval::K::EvTime(a)
+                | eval::K::EvWhitelisted(a)
+                    if matches!(a.k, eval::K::Evt) =>
+                {
+                    false
+                }
+                eval::K::Evt => true,
+                _ => {
+                    let mut found = false;
+                    n.for_each_child(&mut |c| found |= walk(c));
+                    found
+                }
+            }
+        }
+        walk(&self.root)
+    }
+
     /// Every field the expression reads or writes, sorted.
     pub fn referenced_fields(&self) -> Vec<FieldId> {
         self.fields.clone()

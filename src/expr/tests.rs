@@ -2014,3 +2014,31 @@ fn integers_are_written_as_they_format() {
         assert_eq!(out, format!("kept{}", want.unwrap_or("")), "{src}");
     }
 }
+
+#[test]
+fn what_a_program_reads_beyond_its_fields() {
+    let mut e = env();
+    // Field by field: the root event's fields, time and line, queued events' fields.
+    for src in [
+        "evt.Meta.log_type == 'x'",
+        "evt.Line.Raw contains 'x' && evt.Time > evt.Time",
+        "len(filter(queue.Queue, {#.Meta.log_type == 'x'})) > 2",
+    ] {
+        assert!(!e.ok(src).reads_whole_event(), "{src}");
+    }
+    assert!(e.ok("ToString(evt) != ''").reads_whole_event());
+    // An alert's summary, or its events.
+    for src in [
+        "Alert.Remediation == true && Alert.GetScope() == 'Ip'",
+        "Alert.GetEventsCount() > 3 && Alert.GetValue() != ''",
+    ] {
+        assert!(!e.ok(src).reads_alert_events(), "{src}");
+    }
+    for src in [
+        "Alert.GetMeta('log_type') == 'x'",
+        "len(Alert.Events) > 1",
+        "ToString(Alert) != ''",
+    ] {
+        assert!(e.ok(src).reads_alert_events(), "{src}");
+    }
+}

@@ -72,6 +72,9 @@ struct Scratch {
     /// Per parser node, its filter's last verdict, when the filter is a function of one
     /// field's value ([`FilterMemo`]).
     filter_memos: Vec<Option<FilterMemo>>,
+    /// Per field, whether no rule reads it, so captures and statics skip it (see
+    /// [`Pipeline::skip_unread_fields`]); empty: every field is written.
+    unread: Vec<bool>,
 }
 
 /// The last verdict of a parser filter that reads one field and nothing else that varies
@@ -136,6 +139,7 @@ impl Pipeline {
                 last_time: None,
                 captures: Vec::new(),
                 filter_memos,
+                unread: Vec::new(),
             },
             parser_counts: None,
         }
@@ -146,6 +150,19 @@ impl Pipeline {
     pub fn count_parsers(&mut self) {
         let n = self.ruleset.stages.iter().map(Vec::len).sum();
         self.parser_counts = Some(vec![(0, 0); n]);
+    }
+
+    /// From now on, captures and statics skip the fields no rule reads
+    /// ([`Ruleset::fields_read`]): for a caller that shows nothing of its events but what
+    /// rules make of them (replay without alert events). `evt.Meta.http_args_len` and
+    /// `evt.Parsed.impact_completion`, two expressions on each HTTP line, are read by no
+    /// shipped scenario. Nothing is skipped when a rule reads whole events.
+    pub fn skip_unread_fields(&mut self) {
+        self.scratch.unread = self
+            .ruleset
+            .fields_read()
+            .map(|read| read.iter().map(|r| !r).collect())
+            .unwrap_or_default();
     }
 
     /// The ruleset.
@@ -276,7 +293,13 @@ impl Scratch {
                     }
                     let loc = self.grok_index[index][gi];
                     if scans.may_match(g, event)
-                        && run_grok_matched(g, event, &mut self.locs[loc], &mut self.captures)
+                        && run_grok_matched(
+                            g,
+                            event,
+                            &mut self.locs[loc],
+                            &mut self.captures,
+                            &self.unread,
+                        )
                     {
                         hit = Some(gi);
                         break;
@@ -289,9 +312,9 @@ impl Scratch {
             }
         };
         if let Some(gi) = matched_statics {
-            apply_statics(&p.groks[gi].statics, event, rs);
+            apply_statics(&p.groks[gi].statics, event, rs, &self.unread);
         }
-        apply_statics(&p.statics, event, rs);
+        apply_statics(&p.statics, event, rs, &self.unread);
         if let Some(tf) = p.time {
             self.set_time(event, tf, time, rs.well_known.meta_timestamp);
         }
@@ -436,11 +459,17 @@ fn target_text<'e>(g: &CompiledGrok, event: &'e Event) -> Option<(u32, &'e str)>
     })
 }
 
+/// Whether `unread` (see [`Scratch::unread`]) says no rule reads `id`.
+fn is_unread(unread: &[bool], id: FieldId) -> bool {
+    unread.get(usize::from(id.0)).copied().unwrap_or(false)
+}
+
 fn run_grok_matched(
     g: &CompiledGrok,
     event: &mut Event,
     locs: &mut regex::CaptureLocations,
     captures: &mut Vec<(FieldId, u32, u32)>,
+    unread: &[bool],
 ) -> bool {
     let Some((base, haystack)) = target_text(g, event) else {
         return false;
@@ -456,8 +485,10 @@ fn run_grok_matched(
         });
         if ok {
             for (fi, v) in caps {
-                if let Some(id) = g.fields.get(fi) {
-                    event.set_owned(*id, v);
+                if let Some(&id) = g.fields.get(fi)
+                    && !is_unread(unread, id)
+                {
+                    event.set_owned(id, v);
                 }
             }
         }
@@ -465,7 +496,9 @@ fn run_grok_matched(
     }
     captures.clear();
     let ok = g.grok.captures_into(haystack, locs, &mut |fi, s, e| {
-        if let Some(&id) = g.fields.get(fi) {
+        if let Some(&id) = g.fields.get(fi)
+            && !is_unread(unread, id)
+        {
             captures.push((id, base + s as u32, base + e as u32));
         }
     });
@@ -475,8 +508,11 @@ fn run_grok_matched(
     ok
 }
 
-fn apply_statics(statics: &[CompiledStatic], event: &mut Event, rs: &Ruleset) {
+fn apply_statics(statics: &[CompiledStatic], event: &mut Event, rs: &Ruleset, unread: &[bool]) {
     for st in statics {
+        if is_unread(unread, st.target) {
+            continue;
+        }
         let value = match &st.value {
             StaticValue::Const(c) => FieldValue::Static(c),
             StaticValue::Copy(id) => match event.slot(*id) {
@@ -522,6 +558,62 @@ mod tests {
         assert_eq!(pipeline.parse(&mut event, log_type, None), Outcome::Parsed);
         let rendered = event.get(rs.well_known.meta_timestamp).to_owned();
         (event.time, rendered)
+    }
+
+    #[test]
+    fn skipping_unread_fields_keeps_every_field_a_rule_reads() {
+        let options = crate::compile::CompileOptions { all_rules: true };
+        let rs = crate::compile::compile_path_with(None, options)
+            .expect("every shipped rule compiles")
+            .ruleset;
+        let read = rs
+            .fields_read()
+            .expect("no shipped rule reads whole events");
+        let mut full = Pipeline::new(rs.clone(), TimeContext::default());
+        let mut lean = Pipeline::new(rs.clone(), TimeContext::default());
+        lean.skip_unread_fields();
+        let (mut lines, mut skipped) = (0, 0);
+        for p in rs.stages.iter().flatten() {
+            for sample in &p.samples {
+                let log_type = crate::event::intern(&sample.log_type);
+                let parse = |pipeline: &mut Pipeline| {
+                    let mut e =
+                        Event::new(sample.line.clone(), Timestamp::UNIX_EPOCH, rs.fields.len());
+                    (pipeline.parse(&mut e, log_type, None), e)
+                };
+                let ((full_outcome, all), (lean_outcome, some)) =
+                    (parse(&mut full), parse(&mut lean));
+                assert_eq!(full_outcome, lean_outcome, "{}", sample.line);
+                assert_eq!(all.time, some.time, "{}", sample.line);
+                for (i, is_read) in read.iter().enumerate() {
+                    let id = FieldId(i as u16);
+                    if *is_read {
+                        assert_eq!(
+                            all.get(id),
+                            some.get(id),
+                            "{:?} of {}",
+                            rs.fields.name(id),
+                            sample.line
+                        );
+                    } else {
+                        assert_eq!(some.get(id), "", "{:?} written", rs.fields.name(id));
+                        skipped += usize::from(!all.get(id).is_empty());
+                    }
+                }
+                lines += 1;
+            }
+        }
+        assert!(
+            lines > 200 && skipped > 100,
+            "{lines} lines, {skipped} fields skipped"
+        );
+        let meta = |n: &str| {
+            rs.fields
+                .get(crate::event::Namespace::Meta, n)
+                .map(|id| read[usize::from(id.0)])
+        };
+        assert_eq!(meta("http_args_len"), Some(false));
+        assert_eq!(meta("http_user_agent"), Some(true));
     }
 
     #[test]
