@@ -33,30 +33,37 @@ fn plain_quad(s: &[u8]) -> Option<std::net::Ipv4Addr> {
 /// anything else, including octets with a leading zero (which `Ipv4Addr`'s parser refuses
 /// too, so both paths accept the same addresses).
 pub(crate) fn dotted_quad(b: &[u8]) -> Option<(u32, usize)> {
-    let mut addr: u32 = 0;
-    let mut i = 0;
-    for part in 0..4 {
-        if part > 0 {
-            if b.get(i) != Some(&b'.') {
-                return None;
-            }
-            i += 1;
-        }
-        let start = i;
-        let mut v: u32 = 0;
-        while i - start < 3
-            && let Some(d) = b.get(i).filter(|c| c.is_ascii_digit())
-        {
-            v = v * 10 + u32::from(d - b'0');
-            i += 1;
-        }
-        let len = i - start;
-        if len == 0 || v > 255 || (len > 1 && b[start] == b'0') {
-            return None;
-        }
-        addr = addr << 8 | v;
+    // Unrolled: every parsed line's source comes through here, often twice (its scanner,
+    // then the whitelist check), and a loop over digits cost ~80 instructions a quad.
+    let dot = |i: usize| (b.get(i) == Some(&b'.')).then_some(i + 1);
+    let (a, i) = octet(b, 0)?;
+    let (c, i) = octet(b, dot(i)?)?;
+    let (d, i) = octet(b, dot(i)?)?;
+    let (e, i) = octet(b, dot(i)?)?;
+    Some((a << 24 | c << 16 | d << 8 | e, i))
+}
+
+/// An octet at `i`: one to three digits (a fourth is left unread), 0-255, no leading zero.
+#[inline(always)]
+fn octet(b: &[u8], i: usize) -> Option<(u32, usize)> {
+    let digit = |k: usize| {
+        b.get(k)
+            .map(|c| c.wrapping_sub(b'0'))
+            .filter(|d| *d <= 9)
+            .map(u32::from)
+    };
+    let d0 = digit(i)?;
+    let Some(d1) = digit(i + 1) else {
+        return Some((d0, i + 1));
+    };
+    if d0 == 0 {
+        return None;
     }
-    Some((addr, i))
+    let Some(d2) = digit(i + 2) else {
+        return Some((d0 * 10 + d1, i + 2));
+    };
+    let v = d0 * 100 + d1 * 10 + d2;
+    (v <= 255).then_some((v, i + 3))
 }
 
 #[cfg(test)]
