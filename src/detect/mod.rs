@@ -1746,6 +1746,59 @@ mod tests {
     }
 
     #[test]
+    fn filters_cached_by_several_values_pour_where_they_match_in_full() {
+        let (rs, meta) = default_rules();
+        let mut detector = Detector::new(rs.clone());
+        let shellshock = rs
+            .scenarios
+            .iter()
+            .position(|s| &*s.name == "http-shellshock")
+            .expect("the shellshock scenario ships");
+        let slot = detector.filter_slot[shellshock];
+        assert!(
+            detector.verdicts.is_cached(slot),
+            "its filter reads sub_type, log_type and the user agent: cached by all three"
+        );
+        let (log_type, sub_type, agent, service, ip) = (
+            meta("log_type"),
+            meta("sub_type"),
+            meta("http_user_agent"),
+            meta("service"),
+            meta("source_ip"),
+        );
+        let mut out = Vec::new();
+        let mut poured = 0;
+        // The same user agents under other log types and sub types, and the other way
+        // round, twice over: a verdict kept by the agent alone pours where the filter
+        // does not match.
+        for round in 0..2 {
+            for (n, (lt, st, ua)) in ["http_access-log", "http_error-log"]
+                .into_iter()
+                .flat_map(|lt| ["", "shellshock", "auth_fail"].map(move |st| (lt, st)))
+                .flat_map(|(lt, st)| {
+                    ["() { :; }; /bin/sh", "Mozilla/5.0", ""].map(move |ua| (lt, st, ua))
+                })
+                .enumerate()
+            {
+                let mut e = Event::new(String::new(), Timestamp::UNIX_EPOCH, rs.fields.len());
+                e.set(service, FieldValue::Static("http"));
+                e.set(log_type, FieldValue::Static(crate::event::intern(lt)));
+                e.set(sub_type, FieldValue::Static(crate::event::intern(st)));
+                e.set(agent, FieldValue::Static(crate::event::intern(ua)));
+                let source = format!("198.51.100.{}", n + round * 20 + 1);
+                e.set(ip, FieldValue::Static(crate::event::intern(&source)));
+                let want = detector.matching(&e);
+                let got = detector.pour(&e, e.time, &mut out);
+                assert_eq!(got, want, "{lt} {st} {ua}");
+                poured += usize::from(got.contains(&shellshock));
+            }
+        }
+        // Per round: sub_type shellshock under either log type and any agent (6), and the
+        // shellshock agent on access lines of the two other sub types (2).
+        assert_eq!(poured, 2 * (6 + 2), "shellshock pours");
+    }
+
+    #[test]
     fn classes_by_head_agree_with_string_equality() {
         let mut fields = crate::event::FieldRegistry::new();
         let f = fields.intern(Namespace::Meta, "x");

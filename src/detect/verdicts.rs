@@ -1,4 +1,4 @@
-//! Scenario filter verdicts cached by the value of the one field a filter reads.
+//! Scenario filter verdicts cached by the values of the fields a filter reads.
 //!
 //! Once the route has checked a filter's `log_type`-style conjuncts, most HTTP filters
 //! left test one field against a data list: the path for traversal patterns, the query
@@ -7,6 +7,8 @@
 //! crawler one user agent), and each test costs hundreds of instructions of automaton and
 //! interpreter work. Here the verdicts of every filter reading the same field share one
 //! entry per value: one hash and one comparison a field and line, then a bit a filter.
+//! A filter reading a few fields (`sub_type == 'shellshock' || log_type == 'x' &&
+//! http_user_agent contains '() {'`) has its verdicts kept by the values of all of them.
 //!
 //! Each field's table is direct-mapped: a fixed number of entries chosen by a seeded hash
 //! of the value, so new values (an attacker's) only evict, each test then costing what it
@@ -23,6 +25,8 @@ const ENTRIES: usize = 2048;
 const MAX_LEN: usize = 256;
 /// Filters one field's entry holds verdicts for.
 const MAX_FILTERS: usize = 64;
+/// Most fields a cached filter reads.
+const MAX_FIELDS: usize = 4;
 
 /// The verdict caches of a detector's distinct filters.
 #[derive(Debug)]
@@ -33,12 +37,15 @@ pub(super) struct FieldVerdicts {
     keys: FastState,
     /// Counts lines: a table's `line_entry` belongs to the line it was looked up on.
     line: u64,
+    /// Where the values of a table of several fields are joined into its key.
+    joined: Vec<u8>,
 }
 
-/// The entries of one field.
+/// The entries of one field, or of one set of fields.
 #[derive(Debug)]
 struct Table {
-    field: FieldId,
+    /// Sorted.
+    fields: Box<[FieldId]>,
     entries: Vec<Entry>,
     /// The entry of the value of line `looked_up` (`SKIP`: the value is not cached).
     line_entry: usize,
@@ -47,7 +54,8 @@ struct Table {
 
 #[derive(Debug, Default, Clone)]
 struct Entry {
-    value: String,
+    /// The value (of several fields: each one's length, then its bytes).
+    value: Vec<u8>,
     /// Filters whose verdict on `value` is known, and those verdicts, by bit.
     known: u64,
     verdicts: u64,
@@ -57,7 +65,8 @@ const SKIP: usize = usize::MAX;
 
 impl FieldVerdicts {
     /// Caches for `filters` (the distinct ones), each run with its skip mask: those that
-    /// run (`runs`) and whose conjuncts left read one field ([`Program::sole_field`]).
+    /// run (`runs`) and whose conjuncts left are decided by the values of a few fields
+    /// ([`Program::value_fields`]).
     pub(super) fn new(filters: &[&Program], skips: &[u64], runs: &[bool]) -> Self {
         let mut tables: Vec<Table> = Vec::new();
         let mut bits: Vec<u8> = Vec::new();
@@ -66,12 +75,14 @@ impl FieldVerdicts {
             .zip(skips)
             .zip(runs)
             .map(|((f, &skip), &runs)| {
-                let field = f.sole_field(skip).filter(|_| runs)?;
-                let t = match tables.iter().position(|t| t.field == field) {
+                let fields = f
+                    .value_fields(skip)
+                    .filter(|fields| runs && fields.len() <= MAX_FIELDS)?;
+                let t = match tables.iter().position(|t| *t.fields == *fields) {
                     Some(t) => t,
                     None => {
                         tables.push(Table {
-                            field,
+                            fields: fields.into(),
                             entries: Vec::new(),
                             line_entry: SKIP,
                             looked_up: 0,
@@ -93,6 +104,7 @@ impl FieldVerdicts {
             tables,
             keys: FastState::default(),
             line: 1,
+            joined: Vec::new(),
         }
     }
 
@@ -114,7 +126,19 @@ impl FieldVerdicts {
         let table = &mut self.tables[t];
         if table.looked_up != self.line {
             table.looked_up = self.line;
-            let value = event.get(table.field);
+            let value: &[u8] = match &*table.fields {
+                [one] => event.get(*one).as_bytes(),
+                fields => {
+                    let joined = &mut self.joined;
+                    joined.clear();
+                    for &f in fields {
+                        let v = event.get(f);
+                        joined.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                        joined.extend_from_slice(v.as_bytes());
+                    }
+                    joined
+                }
+            };
             table.line_entry = if value.len() > MAX_LEN {
                 SKIP
             } else {
@@ -125,7 +149,7 @@ impl FieldVerdicts {
                 let entry = &mut table.entries[at];
                 if entry.value != value {
                     entry.value.clear();
-                    entry.value.push_str(value);
+                    entry.value.extend_from_slice(value);
                     entry.known = 0;
                 }
                 at
@@ -146,6 +170,12 @@ impl FieldVerdicts {
             entry.verdicts &= !mask;
         }
         verdict
+    }
+
+    /// Whether distinct filter `filter` has a cache (for tests).
+    #[cfg(test)]
+    pub(super) fn is_cached(&self, filter: usize) -> bool {
+        matches!(self.of_filter.get(filter), Some(Some(_)))
     }
 
     /// How many distinct filters have a cache (for tests).

@@ -536,13 +536,13 @@ pub(crate) fn checked_conjuncts(n: &Node, checked: &dyn Fn(FieldId) -> bool) -> 
     mask
 }
 
-/// The one field of the root event that the top-level conjuncts outside `skip` read, when
-/// they read exactly one and nothing else that can change between two events with the same
-/// value of it: no other field, no whole event, queue, alert or decision count, no clock,
-/// no write. Their verdict is then a function of that value (see
-/// [`super::Program::sole_field`]). Node kinds this does not know make it `None`.
-pub(crate) fn sole_field(n: &Node, skip: u64) -> Option<FieldId> {
-    fn reads(n: &Node, field: &mut Option<FieldId>) -> bool {
+/// The fields of the root event that the top-level conjuncts outside `skip` read (sorted,
+/// at least one), when they read nothing else that can change between two events with the
+/// same values of them: no whole event, queue, alert or decision count, no clock, no
+/// write. Their verdict is then a function of those values (see
+/// [`super::Program::value_fields`]). Node kinds this does not know make it `None`.
+pub(crate) fn value_fields(n: &Node, skip: u64) -> Option<Vec<FieldId>> {
+    fn reads(n: &Node, fields: &mut Vec<FieldId>) -> bool {
         let this = match &n.k {
             K::EvtField(id) | K::ContainsGate(id, ..) => Some(*id),
             K::Call(f, _) if !f.is_pure() => return false,
@@ -588,29 +588,29 @@ pub(crate) fn sole_field(n: &Node, skip: u64) -> Option<FieldId> {
             | K::QueueList
             | K::QueueFilter(..) => return false,
         };
-        if let Some(id) = this {
-            if field.is_some_and(|f| f != id) {
-                return false;
-            }
-            *field = Some(id);
+        if let Some(id) = this
+            && !fields.contains(&id)
+        {
+            fields.push(id);
         }
         let mut ok = true;
-        n.for_each_child(&mut |c| ok = ok && reads(c, field));
+        n.for_each_child(&mut |c| ok = ok && reads(c, fields));
         ok
     }
-    fn walk(n: &Node, skip: u64, i: &mut u32, field: &mut Option<FieldId>) -> bool {
+    fn walk(n: &Node, skip: u64, i: &mut u32, fields: &mut Vec<FieldId>) -> bool {
         match &n.k {
-            K::And(a, b) => walk(a, skip, i, field) && walk(b, skip, i, field),
+            K::And(a, b) => walk(a, skip, i, fields) && walk(b, skip, i, fields),
             _ => {
                 let skipped = *i < 64 && skip >> *i & 1 == 1;
                 *i += 1;
-                skipped || reads(n, field)
+                skipped || reads(n, fields)
             }
         }
     }
-    let mut field = None;
-    if walk(n, skip, &mut 0, &mut field) {
-        field
+    let mut fields = Vec::new();
+    if walk(n, skip, &mut 0, &mut fields) && !fields.is_empty() {
+        fields.sort_unstable();
+        Some(fields)
     } else {
         None
     }

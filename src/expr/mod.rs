@@ -564,7 +564,16 @@ impl Program {
     /// of that field's value, which a caller may cache by value. `None` otherwise, and
     /// when they read no field at all.
     pub fn sole_field(&self, skip: u64) -> Option<FieldId> {
-        eval::sole_field(&self.root, skip)
+        match self.value_fields(skip)?.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        }
+    }
+
+    /// Like [`Self::sole_field`], for any number of fields: the fields of `evt` (sorted)
+    /// whose values alone decide the conjuncts outside `skip`.
+    pub fn value_fields(&self, skip: u64) -> Option<Vec<FieldId>> {
+        eval::value_fields(&self.root, skip)
     }
 
     /// Whether the condition is nothing but such field tests of fields `checked` admits:

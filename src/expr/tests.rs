@@ -831,9 +831,14 @@ fn a_filter_reading_one_field_outside_its_checked_conjuncts_says_which() {
             "{src}"
         );
     }
-    // Unchecked, the log_type test is a second field.
+    // Unchecked, the log_type test is a second field: the verdict is a function of both.
     let f = e.ok("evt.Meta.log_type == 'http_access-log' && evt.Parsed.request contains 'wp-'");
     assert_eq!(f.sole_field(0), None);
+    let mut both = vec![log_type, request];
+    both.sort_unstable();
+    assert_eq!(f.value_fields(0), Some(both));
+    let f = e.ok("evt.Parsed.request contains 'x' && TimeNow() != ''");
+    assert_eq!(f.value_fields(0), None);
 }
 
 #[test]
