@@ -969,13 +969,17 @@ impl Detector {
                     None => {
                         // The filter may set fields (`evt.SetMeta`); apply them to a copy
                         // for this scenario. Filters that write are not shared.
-                        let ctx = EvalCtx::for_event(event, &self.ruleset.data);
                         let (filter, skip) =
                             (&self.ruleset.scenarios[i].filter, self.filter_skip[slot]);
-                        let ok = self
-                            .verdicts
-                            .verdict(slot, event, || filter.eval_bool_skipping(&ctx, skip));
-                        writes = ctx.writes.take();
+                        let data = &self.ruleset.data;
+                        // The context is built only when the filter runs: most verdicts
+                        // come from the cache.
+                        let ok = self.verdicts.verdict(slot, event, || {
+                            let ctx = EvalCtx::for_event(event, data);
+                            let ok = filter.eval_bool_skipping(&ctx, skip);
+                            writes = ctx.writes.take();
+                            ok
+                        });
                         if writes.is_empty() {
                             self.filter_memo[slot] = Some(ok);
                         }
