@@ -62,6 +62,41 @@ impl WellKnown {
             meta_timestamp: fields.intern(Namespace::Meta, "timestamp"),
         }
     }
+
+    /// Every well-known field: the engine reads them all. Destructured, so a new one
+    /// cannot be left out.
+    pub fn all(&self) -> [FieldId; 13] {
+        let WellKnown {
+            label_type,
+            label_program,
+            program,
+            message,
+            pid,
+            logsource,
+            timestamp,
+            machine,
+            source_ip,
+            source_range,
+            meta_timestamp,
+            log_type,
+            service,
+        } = *self;
+        [
+            label_type,
+            label_program,
+            program,
+            message,
+            pid,
+            logsource,
+            timestamp,
+            machine,
+            source_ip,
+            source_range,
+            meta_timestamp,
+            log_type,
+            service,
+        ]
+    }
 }
 
 /// What a pattern is matched against.
@@ -251,24 +286,7 @@ impl Ruleset {
                 *r = true;
             }
         };
-        let wk = self.well_known;
-        for id in [
-            wk.label_type,
-            wk.label_program,
-            wk.program,
-            wk.message,
-            wk.pid,
-            wk.logsource,
-            wk.timestamp,
-            wk.machine,
-            wk.source_ip,
-            wk.source_range,
-            wk.meta_timestamp,
-            wk.log_type,
-            wk.service,
-        ] {
-            mark(id);
-        }
+        self.well_known.all().into_iter().for_each(&mut mark);
         let mut programs: Vec<&Program> = Vec::new();
         for p in self.stages.iter().flatten() {
             programs.extend(&p.filter);
