@@ -103,14 +103,19 @@ impl Engine {
     }
 
     /// The engine's alerts will be read for their summaries only (scenario, source,
-    /// count, times: what replay prints), and no profile reads their events
-    /// ([`Ruleset::profiles_read_alert_events`]; the caller checks). Then buckets keep
-    /// no event samples ([`Detector::without_alert_events`]), and parsers write only
-    /// the fields some rule reads ([`Pipeline::skip_unread_fields`]).
-    pub fn summaries_only(&mut self) {
+    /// count, times: what replay prints). Unless a profile reads their events
+    /// ([`Ruleset::profiles_read_alert_events`]), buckets then keep no event samples
+    /// ([`Detector::without_alert_events`]) and parsers write only the fields some rule
+    /// reads ([`Pipeline::skip_unread_fields`]). Returns whether they do; a reload
+    /// decides again for its rules.
+    pub fn summaries_only(&mut self) -> bool {
         self.summaries_only = true;
+        if self.ruleset().profiles_read_alert_events() {
+            return false;
+        }
         self.detector.without_alert_events();
         self.pipeline.skip_unread_fields();
+        true
     }
 
     /// Counts, per parser node, the lines it was tried on and accepted (the daemon's
@@ -143,7 +148,7 @@ impl Engine {
         next.stats = self.stats;
         next.alerts = std::mem::take(&mut self.alerts);
         if self.summaries_only {
-            next.summaries_only();
+            let _ = next.summaries_only();
         }
         let old = std::mem::replace(self, next);
         self.detector.adopt(old.detector)
@@ -281,6 +286,30 @@ scenarios {
 }
 "#;
 
+    #[test]
+    fn a_profile_reading_alert_events_keeps_them() {
+        let dir = std::env::temp_dir().join(format!("garrison-profile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let config = dir.join("garrison.kdl");
+        std::fs::write(
+            &config,
+            r#"collections "sshd" "linux"
+profiles {
+    - "by-user" {
+        filters "Alert.GetMeta('target_user') == 'root'"
+        decisions { - type=ban duration="4h"; }
+    }
+}
+"#,
+        )
+        .expect("config written");
+        let compiled = crate::compile::compile_path(Some(&config));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rs = compiled.expect("the configuration compiles").ruleset;
+        let mut engine = Engine::new(rs, Clock::EventTime);
+        assert!(!engine.summaries_only());
+    }
+
     /// What replay prints of an alert.
     fn summary(a: &Alert) -> String {
         format!(
@@ -310,10 +339,13 @@ scenarios {
             .expect("the configuration compiles")
             .ruleset;
         let _ = std::fs::remove_dir_all(&dir);
-        assert!(!rs.profiles_read_alert_events());
+
         let mut with_events = Engine::new(rs.clone(), Clock::EventTime);
         let mut without = Engine::new(rs.clone(), Clock::EventTime);
-        without.summaries_only();
+        assert!(
+            without.summaries_only(),
+            "no default profile reads alert events"
+        );
         let source = LineSource::new(&rs, "syslog", std::iter::empty());
         // Attempts from a few networks and users, some bursts and some pauses, so that
         // every kind of bucket overflows, restarts and is blackholed along the way.
