@@ -243,6 +243,17 @@ pub(crate) enum K {
 }
 
 impl Node {
+    /// Whether `test` finds what it looks for at this node or under it: at each node it
+    /// answers `Some` (found or not, without looking further down) or `None` (look at the
+    /// node's children).
+    pub(crate) fn any(&self, test: &impl Fn(&Node) -> Option<bool>) -> bool {
+        test(self).unwrap_or_else(|| {
+            let mut found = false;
+            self.for_each_child(&mut |c| found = found || c.any(test));
+            found
+        })
+    }
+
     /// Calls `f` on each direct child. Exhaustive, so a new node kind must say what it
     /// contains.
     pub(crate) fn for_each_child<'n>(&'n self, f: &mut impl FnMut(&'n Node)) {

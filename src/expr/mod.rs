@@ -635,20 +635,13 @@ impl Program {
     /// `Alert.Meta.<name>`, or the alert handed whole to something else). Reading its
     /// summary (`Alert.Remediation`, `Alert.GetScope()`, ...) does not count.
     pub fn reads_alert_events(&self) -> bool {
-        fn walk(n: &eval::Node) -> bool {
-            match &n.k {
-                eval::K::AlertProp(_, eval::AlertProp::Events) => true,
-                // A property of the alert the program runs on: its summary.
-                eval::K::AlertProp(a, _) if matches!(a.k, eval::K::Alert) => false,
-                eval::K::AlertMeta(..) | eval::K::Alert => true,
-                _ => {
-                    let mut found = false;
-                    n.for_each_child(&mut |c| found |= walk(c));
-                    found
-                }
-            }
-        }
-        walk(&self.root)
+        self.root.any(&|n| match &n.k {
+            eval::K::AlertProp(_, eval::AlertProp::Events) => Some(true),
+            // A property of the alert the program runs on: its summary.
+            eval::K::AlertProp(a, _) if matches!(a.k, eval::K::Alert) => Some(false),
+            eval::K::AlertMeta(..) | eval::K::Alert => Some(true),
+            _ => None,
+        })
     }
 
     /// Whether the expression may read an event other than field by field (`evt` handed
@@ -656,25 +649,18 @@ impl Program {
     /// all it reads. `evt.Meta.x`, `evt.Line.Raw`, `evt.Time` and queued events' fields
     /// are read field by field.
     pub fn reads_whole_event(&self) -> bool {
-        fn walk(n: &eval::Node) -> bool {
-            match &n.k {
-                eval::K::EvField(a, _)
-                | eval::K::EvRaw(a)
-                | eval::K::EvTime(a)
-                | eval::K::EvWhitelisted(a)
-                    if matches!(a.k, eval::K::Evt) =>
-                {
-                    false
-                }
-                eval::K::Evt => true,
-                _ => {
-                    let mut found = false;
-                    n.for_each_child(&mut |c| found |= walk(c));
-                    found
-                }
+        self.root.any(&|n| match &n.k {
+            eval::K::EvField(a, _)
+            | eval::K::EvRaw(a)
+            | eval::K::EvTime(a)
+            | eval::K::EvWhitelisted(a)
+                if matches!(a.k, eval::K::Evt) =>
+            {
+                Some(false)
             }
-        }
-        walk(&self.root)
+            eval::K::Evt => Some(true),
+            _ => None,
+        })
     }
 
     /// Every field the expression reads or writes, sorted.

@@ -623,12 +623,8 @@ fn hub_filters_behave() {
 }
 
 fn has_contains_gate(p: &Program) -> bool {
-    fn walk(n: &super::eval::Node) -> bool {
-        let mut found = matches!(n.k, super::eval::K::ContainsGate(..));
-        n.for_each_child(&mut |c| found |= walk(c));
-        found
-    }
-    walk(&p.root)
+    p.root
+        .any(&|n| matches!(n.k, super::eval::K::ContainsGate(..)).then_some(true))
 }
 
 #[test]
