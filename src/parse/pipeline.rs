@@ -3,12 +3,14 @@
 use super::normalize_ip;
 use super::timefmt::{TimeContext, format_rfc3339, parse_timestamp_with_offset};
 use crate::compile::{
-    CompiledGrok, CompiledParser, CompiledStatic, MatchTarget, Ruleset, StaticValue,
+    CompiledGrok, CompiledParser, CompiledStatic, CompiledWhitelist, MatchTarget, Ruleset,
+    StaticValue,
 };
 use crate::event::{Event, FieldId, FieldValue, Timestamp};
 use crate::expr::EvalCtx;
 use crate::grok::PairSet;
 use crate::rules::model::{Decoder, ParserOnSuccess, Stage};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// What happened to a line.
@@ -75,6 +77,53 @@ struct Scratch {
     /// Per field, whether no rule reads it, so captures and statics skip it (see
     /// [`Pipeline::skip_unread_fields`]); empty: every field is written.
     unread: Vec<bool>,
+    whitelist: WhitelistMemo,
+}
+
+/// The CIDR whitelist's verdicts by the source address text they were given for. Reading
+/// the address again (the scanner read it once) and walking the ranges cost ~300
+/// instructions a line; sources repeat, an attacker's line after line. Direct-mapped by a
+/// seeded hash, fixed size: new addresses (an attacker's) only evict. The pipeline, and
+/// so this memo, is rebuilt with each ruleset.
+struct WhitelistMemo {
+    /// Per slot: the text, and the reason it is whitelisted (`None`: it is not, or it is
+    /// not an address). Empty text: the slot is free.
+    entries: Vec<(String, Option<Arc<str>>)>,
+    keys: crate::FastState,
+}
+
+impl WhitelistMemo {
+    /// Slots (a power of two).
+    const SLOTS: usize = 512;
+    /// Longer texts are not addresses worth keeping (an IPv6 address is at most 45 bytes).
+    const MAX_LEN: usize = 64;
+
+    fn new() -> Self {
+        WhitelistMemo {
+            entries: Vec::new(),
+            keys: crate::FastState::default(),
+        }
+    }
+
+    /// Why `whitelist` covers the address `text` (normalised as [`normalize_ip`] does),
+    /// if it does.
+    fn covers(&mut self, whitelist: &CompiledWhitelist, text: &str) -> Option<Arc<str>> {
+        let judge = || normalize_ip(text).and_then(|ip| whitelist.covers(&ip).cloned());
+        if text.is_empty() || text.len() > Self::MAX_LEN {
+            return judge();
+        }
+        if self.entries.is_empty() {
+            self.entries.resize(Self::SLOTS, (String::new(), None));
+        }
+        let at = self.keys.hash_one(text.as_bytes()) as usize & (Self::SLOTS - 1);
+        let (known, reason) = &mut self.entries[at];
+        if known != text {
+            *reason = judge();
+            known.clear();
+            known.push_str(text);
+        }
+        reason.clone()
+    }
 }
 
 /// The last verdict of a parser filter that reads one field and nothing else that varies
@@ -140,6 +189,7 @@ impl Pipeline {
                 captures: Vec::new(),
                 filter_memos,
                 unread: Vec::new(),
+                whitelist: WhitelistMemo::new(),
             },
             parser_counts: None,
         }
@@ -223,12 +273,14 @@ impl Pipeline {
         if self.no_whitelist {
             return Outcome::Parsed;
         }
-        if let Some(ip) = normalize_ip(event.get(wk.source_ip))
-            && let Some(reason) = rs.whitelist.covers(&ip)
+        if let Some(reason) = self
+            .scratch
+            .whitelist
+            .covers(&rs.whitelist, event.get(wk.source_ip))
         {
             event.whitelisted = true;
             event.whitelist_reason = Some(reason.clone());
-            return Outcome::Whitelisted(reason.clone());
+            return Outcome::Whitelisted(reason);
         }
         if !rs.whitelist.expressions.is_empty() {
             let ctx = EvalCtx::for_event(event, &rs.data);
@@ -265,7 +317,7 @@ impl Scratch {
         }
         let matched_statics: Option<usize> = match p.decoder {
             Some(Decoder::Syslog) => {
-                if !decode_syslog(event, rs) {
+                if !decode_syslog(event, rs, &self.unread) {
                     return false;
                 }
                 None
@@ -348,6 +400,9 @@ impl Scratch {
         };
         event.time = last.time;
         event.has_line_time = true;
+        if is_unread(&self.unread, rendered_field) {
+            return;
+        }
         // A copy into a recycled buffer: cheaper than sharing it by reference count.
         let mut rendered = event.take_buffer();
         rendered.push_str(&last.rendered);
@@ -375,7 +430,7 @@ fn range_in(whole: &str, part: &str) -> Option<(u32, u32)> {
     (end <= whole.len()).then_some((start as u32, end as u32))
 }
 
-fn decode_syslog(event: &mut Event, rs: &Ruleset) -> bool {
+fn decode_syslog(event: &mut Event, rs: &Ruleset, unread: &[bool]) -> bool {
     let wk = rs.well_known;
     let Some(h) = super::syslog::parse_syslog(&event.line) else {
         return false;
@@ -390,6 +445,7 @@ fn decode_syslog(event: &mut Event, rs: &Ruleset) -> bool {
     ];
     event.set_ranges(
         sets.into_iter()
+            .filter(|(id, _)| !is_unread(unread, *id))
             .filter_map(|(id, r)| r.map(|(start, end)| (id, start, end))),
     );
     true
@@ -638,6 +694,44 @@ mod tests {
             );
             assert_eq!(event.get(log_type), *expected, "{line}");
         }
+    }
+
+    #[test]
+    fn whitelist_verdicts_follow_the_address() {
+        let rs = crate::compile::compile_path(None)
+            .expect("the default configuration compiles")
+            .ruleset;
+        let mut pipeline = Pipeline::new(rs.clone(), TimeContext::default());
+        // Whitelisted and not, alternating, written both ways (IPv4-mapped IPv6 is the
+        // same address), then a thousand more: every slot is evicted and refilled, and
+        // the first addresses come back after that.
+        let mut addrs: Vec<String> = ["127.0.0.1", "1.2.3.4", "10.0.0.1", "::ffff:10.0.0.1"]
+            .into_iter()
+            .chain(["::ffff:1.2.3.4", "::1", "2001:db8::1", "192.168.1.1"])
+            .map(String::from)
+            .collect();
+        addrs.extend((0..1000).map(|i| format!("{}.{}.0.{}", [10, 11][i % 2], i / 250, i % 250)));
+        addrs.extend_from_within(..8);
+        addrs.extend_from_within(..);
+        let (mut whitelisted, mut not) = (0, 0);
+        for addr in &addrs {
+            let line =
+                format!("Nov 18 09:48:53 web01 sshd[1]: Invalid user pi from {addr} port 22");
+            let mut event = Event::new(line.clone(), Timestamp::UNIX_EPOCH, rs.fields.len());
+            let got = pipeline.parse(&mut event, "syslog", None);
+            let source = event.get(rs.well_known.source_ip);
+            let want = match normalize_ip(source).and_then(|ip| rs.whitelist.covers(&ip).cloned()) {
+                Some(reason) => Outcome::Whitelisted(reason),
+                None => Outcome::Parsed,
+            };
+            match &want {
+                Outcome::Whitelisted(_) => whitelisted += 1,
+                _ if source == addr => not += 1,
+                _ => {}
+            }
+            assert_eq!(got, want, "{line}");
+        }
+        assert!(whitelisted > 1000 && not > 1000, "{whitelisted} {not}");
     }
 
     #[test]
