@@ -191,11 +191,39 @@ metrics listen="127.0.0.1:{port}"
             })
             .collect();
         format!(
-            "{}\n{}\nlast read: {:?}",
+            "{}\n{}\nlast read: {:?}\nthreads:\n{}",
             files.join(", "),
             read().unwrap_or_else(|e| format!("cannot read the database: {e}")),
-            self.try_alerts().err()
+            self.try_alerts().err(),
+            self.threads()
         )
+    }
+
+    /// Where each of the daemon's threads waits (name, kernel wait channel, syscall), for
+    /// a failure message: a write that never commits shows which thread holds it up.
+    fn threads(&self) -> String {
+        let Some(pid) = self.daemon.as_ref().map(Child::id) else {
+            return "not running".into();
+        };
+        let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return "no /proc entry".into();
+        };
+        let mut out: Vec<String> = tasks
+            .flatten()
+            .map(|t| {
+                let p = t.path();
+                let syscall = read(p.join("syscall"));
+                format!(
+                    "{} wchan={} syscall={}",
+                    read(p.join("comm")).trim(),
+                    read(p.join("wchan")).trim(),
+                    syscall.split_whitespace().next().unwrap_or("?")
+                )
+            })
+            .collect();
+        out.sort();
+        out.join("\n")
     }
 
     /// Waits until exactly the addresses of `lines` have alerts, each one.

@@ -409,12 +409,21 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Write>, path: &Path, backlog: 
                 Err(_) => break,
             }
         }
+        // For tracing a write from its queueing to its commit (`RUST_LOG`): a write that
+        // never commits shows whether it reached this thread.
+        tracing::debug!(writes = batch.len(), "writing");
         // A failed transaction is retried once (a busy database); after that the batch is
         // logged and dropped rather than blocking every later write.
         for attempt in 0..2 {
-            match write_batch(&mut conn, &batch) {
+            let started = std::time::Instant::now();
+            let written = write_batch(&mut conn, &batch);
+            let took = started.elapsed();
+            if took >= SLOW_WRITE {
+                // Decisions wait for this (a busy lock, a slow or full disk).
+                tracing::warn!(db = %path.display(), writes = batch.len(), ?took, "slow database write");
+            }
+            match written {
                 Ok(()) => {
-                    // For tracing a write from its queueing to its commit (`RUST_LOG`).
                     tracing::debug!(writes = batch.len(), cursors = ?cursors_of(&batch), "committed");
                     break;
                 }
@@ -437,6 +446,9 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Write>, path: &Path, backlog: 
         }
     }
 }
+
+/// A transaction taking this long is logged as a warning.
+const SLOW_WRITE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The acquisition cursor values a batch commits, for debug logs.
 fn cursors_of(batch: &[Write]) -> Vec<&str> {
