@@ -17,12 +17,29 @@ pub struct ReadStats {
 
 /// Calls `f` with every non-empty line of `bytes` (without `\n` / `\r\n`).
 pub fn for_each_line(bytes: &[u8], stats: &mut ReadStats, mut f: impl FnMut(&str)) {
-    let mut rest = bytes;
-    while let Some(pos) = memchr::memchr(b'\n', rest) {
-        hand_on(&rest[..pos], stats, &mut f);
-        rest = &rest[pos + 1..];
+    hand_on_all(bytes, stats, &mut f);
+}
+
+/// Hands on every line of `bytes` (lines separated by `\n`, the last one unterminated).
+/// The whole run is checked for UTF-8 at once: one pass over a buffer costs a fraction of
+/// a check per line (~200 instructions an nginx line), and a valid run's lines are valid.
+/// A run with invalid bytes is checked line by line, so only those lines are dropped.
+fn hand_on_all(bytes: &[u8], stats: &mut ReadStats, f: &mut impl FnMut(&str)) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => {
+            // `str::split` searches with core's generic `memchr`, slower on log lines.
+            let mut rest = text;
+            while let Some(pos) = memchr::memchr(b'\n', rest.as_bytes()) {
+                let (line, tail) = rest.split_at_checked(pos).unwrap_or((rest, ""));
+                hand_on_str(line, stats, f);
+                rest = tail.get(1..).unwrap_or("");
+            }
+            hand_on_str(rest, stats, f);
+        }
+        Err(_) => bytes
+            .split(|&b| b == b'\n')
+            .for_each(|raw| hand_on(raw, stats, f)),
     }
-    hand_on(rest, stats, &mut f);
 }
 
 /// Hands on one line (no `\n` inside): without a trailing `\r`; empty lines are dropped,
@@ -43,6 +60,20 @@ fn hand_on(raw: &[u8], stats: &mut ReadStats, f: &mut impl FnMut(&str)) {
         }
         Err(_) => stats.not_utf8 += 1,
     }
+}
+
+/// [`hand_on`] for a line already known to be UTF-8.
+fn hand_on_str(line: &str, stats: &mut ReadStats, f: &mut impl FnMut(&str)) {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.is_empty() {
+        return;
+    }
+    if line.len() > MAX_LINE {
+        stats.too_long += 1;
+        return;
+    }
+    stats.lines += 1;
+    f(line);
 }
 
 /// Like [`for_each_line`], but streams from `reader` through a fixed buffer, so memory
@@ -74,13 +105,15 @@ pub fn for_each_line_in(
         total += n as u64;
         end += n;
         let eof = n == 0;
-        while let Some(pos) = memchr::memchr(b'\n', &buf[start..end]) {
-            let line = &buf[start..start + pos];
+        if skipping && let Some(pos) = memchr::memchr(b'\n', &buf[start..end]) {
+            // The end of an over-long line.
             start += pos + 1;
-            if std::mem::take(&mut skipping) {
-                continue;
-            }
-            hand_on(line, stats, &mut f);
+            skipping = false;
+        }
+        if !skipping && let Some(last) = memchr::memrchr(b'\n', &buf[start..end]) {
+            // Every whole line buffered, at once.
+            hand_on_all(&buf[start..start + last], stats, &mut f);
+            start += last + 1;
         }
         if eof {
             if !skipping && start < end {
@@ -138,6 +171,93 @@ mod tests {
         assert_eq!((stats.lines, stats.not_utf8, stats.too_long), (3, 1, 0));
         let (streamed, _) = collect(input);
         assert_eq!(streamed, out);
+    }
+
+    /// Hands out its bytes a few at a time, as a pipe or a growing file may.
+    struct Trickle<'a> {
+        rest: &'a [u8],
+        seed: u64,
+    }
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            self.seed ^= self.seed << 13;
+            self.seed ^= self.seed >> 7;
+            self.seed ^= self.seed << 17;
+            let n = (self.seed % 70_000) as usize + 1;
+            let n = n.min(out.len()).min(self.rest.len());
+            out[..n].copy_from_slice(&self.rest[..n]);
+            self.rest = &self.rest[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn lines_are_the_same_however_the_input_is_read() {
+        // Lines of every kind: ASCII, multi-byte, invalid bytes (alone and beside valid
+        // lines), `\r`, empty, just under and over the length limit, far over it.
+        let kinds: [&[u8]; 8] = [
+            b"Nov 18 09:46:40 web01 sshd[1]: Failed password for root from 1.2.3.4",
+            "caf\u{e9} \u{1f600} \u{4e2d}".as_bytes(),
+            b"bad \xff\xfe bytes",
+            b"\xe9t\xe9 latin-1\r",
+            b"",
+            b"\r",
+            &[b'y'; MAX_LINE],
+            &[b'z'; MAX_LINE + 1],
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut input = Vec::new();
+        for _ in 0..4000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let k = (seed % 100) as usize;
+            // Long lines are rare, as in logs.
+            let kind = match k {
+                0 => 6,
+                1 => 7,
+                2 => 8,
+                _ => k % 6,
+            };
+            match kinds.get(kind) {
+                Some(bytes) => input.extend_from_slice(bytes),
+                None => input.extend(std::iter::repeat_n(b'w', 5 * MAX_LINE)),
+            }
+            input.push(b'\n');
+        }
+        input.extend_from_slice(b"last \xc3");
+        // The reference: split on `\n`, each line on its own.
+        let mut want = (Vec::new(), ReadStats::default());
+        for raw in input.split(|&b| b == b'\n') {
+            hand_on(raw, &mut want.1, &mut |l: &str| want.0.push(l.to_owned()));
+        }
+        let mut whole = (Vec::new(), ReadStats::default());
+        for_each_line(&input, &mut whole.1, |l| whole.0.push(l.to_owned()));
+        let mut streamed = (Vec::new(), ReadStats::default());
+        let mut reader = Trickle {
+            rest: &input,
+            seed: 7,
+        };
+        for_each_line_in(
+            &mut reader,
+            &mut streamed.1,
+            |_| {},
+            |l| streamed.0.push(l.to_owned()),
+        )
+        .expect("reads");
+        let counts = |s: &ReadStats| (s.lines, s.not_utf8, s.too_long);
+        assert!(
+            want.1.not_utf8 > 100 && want.1.too_long > 20,
+            "{:?}",
+            want.1
+        );
+        assert_eq!(whole.0, want.0);
+        assert_eq!(counts(&whole.1), counts(&want.1));
+        // Streaming keeps no more than a limit's worth of a line: one far over it is
+        // counted once, as the whole-buffer path counts it.
+        assert_eq!(streamed.0, want.0);
+        assert_eq!(counts(&streamed.1), counts(&want.1));
     }
 
     #[test]
