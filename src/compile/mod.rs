@@ -693,6 +693,13 @@ fn static_value(
             {
                 return Some(StaticValue::Copy(id));
             }
+            let parts: Option<Vec<crate::event::FieldId>> = t
+                .split('+')
+                .map(|p| plain_field_ref(p.trim()).and_then(|(ns, name)| fields.get(ns, name)))
+                .collect();
+            if let Some(parts) = parts.filter(|p| p.len() > 1) {
+                return Some(StaticValue::Join(parts.into()));
+            }
             compile_expr(
                 e,
                 Roots::EVT,

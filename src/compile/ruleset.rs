@@ -117,6 +117,9 @@ pub enum StaticValue {
     Copy(FieldId),
     /// The whole raw line.
     Line,
+    /// Fields joined (`evt.Parsed.file_frag + evt.Parsed.file_ext`): adjacent ranges of
+    /// the line, as a path's parts are, join into one range without a copy.
+    Join(Box<[FieldId]>),
     /// An expression.
     Expr(Program),
 }
@@ -301,6 +304,7 @@ impl Ruleset {
             for st in p.groks.iter().flat_map(|g| &g.statics).chain(&p.statics) {
                 match &st.value {
                     StaticValue::Copy(id) => mark(*id),
+                    StaticValue::Join(ids) => ids.iter().for_each(|id| mark(*id)),
                     StaticValue::Expr(e) => programs.push(e),
                     StaticValue::Const(_) | StaticValue::Line => {}
                 }

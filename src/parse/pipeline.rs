@@ -579,6 +579,16 @@ fn apply_statics(statics: &[CompiledStatic], event: &mut Event, rs: &Ruleset, un
                 start: 0,
                 end: event.line.len() as u32,
             },
+            StaticValue::Join(ids) => match joined_range(event, ids) {
+                Some(Some(range)) => range,
+                // Every part empty: as an empty expression result, nothing is set.
+                Some(None) => continue,
+                None => {
+                    let mut buf = event.take_buffer();
+                    ids.iter().for_each(|id| buf.push_str(event.get(*id)));
+                    FieldValue::Owned(buf)
+                }
+            },
             StaticValue::Expr(p) => {
                 let mut buf = event.take_buffer();
                 p.eval_string_into(&EvalCtx::for_event(event, &rs.data), &mut buf);
@@ -594,6 +604,28 @@ fn apply_statics(statics: &[CompiledStatic], event: &mut Event, rs: &Ruleset, un
         }
         event.set(st.target, value);
     }
+}
+
+/// The fields `ids` joined, when their non-empty values are adjacent ranges of the line in
+/// order: `Some(Some(range))`, or `Some(None)` when all are empty; `None` when they must be
+/// copied (apart, out of order, or not ranges of the line).
+fn joined_range(event: &Event, ids: &[FieldId]) -> Option<Option<FieldValue>> {
+    let mut joined: Option<(u32, u32)> = None;
+    for &id in ids {
+        match event.slot(id) {
+            None | Some(FieldValue::Unset) => {}
+            Some(FieldValue::Line { start, end }) if start == end => {}
+            Some(&FieldValue::Line { start, end }) => match &mut joined {
+                None => joined = Some((start, end)),
+                Some((_, at)) if *at == start => *at = end,
+                Some(_) => return None,
+            },
+            // A computed value.
+            Some(_) if event.get(id).is_empty() => {}
+            Some(_) => return None,
+        }
+    }
+    Some(joined.map(|(start, end)| FieldValue::Line { start, end }))
 }
 
 /// The current time, as the pipeline's default event time.
@@ -693,6 +725,72 @@ mod tests {
                 "{line}"
             );
             assert_eq!(event.get(log_type), *expected, "{line}");
+        }
+    }
+
+    #[test]
+    fn joined_fields_are_their_values_concatenated() {
+        let rs = crate::compile::compile_path(None)
+            .expect("the default configuration compiles")
+            .ruleset;
+        // The shipped `file_name` static is a join, not an expression.
+        let name = rs.fields.get(crate::event::Namespace::Parsed, "file_name");
+        let joins = rs.stages.iter().flatten().flat_map(|p| {
+            p.statics
+                .iter()
+                .chain(p.groks.iter().flat_map(|g| &g.statics))
+        });
+        let joins: Vec<&CompiledStatic> = joins
+            .filter(|st| matches!(st.value, StaticValue::Join(_)))
+            .collect();
+        assert!(joins.iter().any(|st| Some(st.target) == name), "{joins:?}");
+        let mut reg = crate::event::FieldRegistry::new();
+        let [a, b, c, out] =
+            ["a", "b", "c", "out"].map(|n| reg.intern(crate::event::Namespace::Parsed, n));
+        let statics = [CompiledStatic {
+            target: out,
+            value: StaticValue::Join(Box::new([a, b, c])),
+        }];
+        let line = "GET /wp-admin/setup-config.php?step=1";
+        let range = |s: u32, e: u32| FieldValue::Line { start: s, end: e };
+        let owned = |v: &str| FieldValue::Owned(v.into());
+        // Adjacent ranges (the path's parts), with empty and unset parts between; apart;
+        // out of order; computed values; all empty.
+        let cases: Vec<[FieldValue; 3]> = vec![
+            [range(4, 14), range(14, 26), range(26, 30)],
+            [range(4, 14), FieldValue::Unset, range(14, 26)],
+            [range(4, 14), range(20, 20), range(14, 26)],
+            [FieldValue::Unset, range(15, 27), FieldValue::Unset],
+            [range(4, 9), range(15, 26), FieldValue::Unset],
+            [range(14, 26), range(4, 14), FieldValue::Unset],
+            [range(4, 14), owned("x"), range(14, 26)],
+            [range(4, 14), owned(""), range(14, 26)],
+            [FieldValue::Static("a"), FieldValue::Unset, owned("b")],
+            [FieldValue::Unset, range(3, 3), owned("")],
+        ];
+        for (n, values) in cases.into_iter().enumerate() {
+            let mut e = Event::new(line.into(), Timestamp::UNIX_EPOCH, reg.len());
+            for (id, v) in [a, b, c].into_iter().zip(values) {
+                if !matches!(v, FieldValue::Unset) {
+                    e.set(id, v);
+                }
+            }
+            let want: String = [a, b, c].iter().map(|id| e.get(*id)).collect();
+            apply_statics(&statics, &mut e, &rs, &[]);
+            assert_eq!(e.get(out), want, "case {n}");
+            assert_eq!(
+                e.slot(out).is_some_and(|v| matches!(v, FieldValue::Unset))
+                    || e.slot(out).is_none(),
+                want.is_empty(),
+                "case {n}"
+            );
+            // Adjacent parts stay a range of the line: nothing is copied.
+            if n < 4 {
+                assert!(
+                    matches!(e.slot(out), Some(FieldValue::Line { .. })),
+                    "case {n}"
+                );
+            }
         }
     }
 
