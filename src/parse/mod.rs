@@ -10,8 +10,9 @@ pub use pipeline::{Outcome, Pipeline, TraceStep};
 /// IPv4, so one attacker is one key whatever the log wrote.
 pub fn normalize_ip(s: &str) -> Option<std::net::IpAddr> {
     let s = s.trim();
-    // Every parsed line's source goes through here (the whitelist check): most are plain
-    // quads, read in one pass instead of through the standard parser's combinators.
+    // Every new source goes through here (the whitelist check, on a miss of its memo):
+    // most are plain quads, read in one pass instead of through the standard parser's
+    // combinators.
     if let Some(v4) = plain_quad(s.as_bytes()) {
         return Some(std::net::IpAddr::V4(v4));
     }
@@ -33,8 +34,8 @@ fn plain_quad(s: &[u8]) -> Option<std::net::Ipv4Addr> {
 /// anything else, including octets with a leading zero (which `Ipv4Addr`'s parser refuses
 /// too, so both paths accept the same addresses).
 pub(crate) fn dotted_quad(b: &[u8]) -> Option<(u32, usize)> {
-    // Unrolled: every parsed line's source comes through here, often twice (its scanner,
-    // then the whitelist check), and a loop over digits cost ~80 instructions a quad.
+    // Unrolled: every parsed line's source comes through here (its scanner), and a loop
+    // over digits cost ~80 instructions a quad.
     let dot = |i: usize| (b.get(i) == Some(&b'.')).then_some(i + 1);
     let (a, i) = octet(b, 0)?;
     let (c, i) = octet(b, dot(i)?)?;

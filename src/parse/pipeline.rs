@@ -317,7 +317,7 @@ impl Scratch {
         }
         let matched_statics: Option<usize> = match p.decoder {
             Some(Decoder::Syslog) => {
-                if !decode_syslog(event, rs, &self.unread) {
+                if !decode_syslog(event, rs) {
                     return false;
                 }
                 None
@@ -400,9 +400,6 @@ impl Scratch {
         };
         event.time = last.time;
         event.has_line_time = true;
-        if is_unread(&self.unread, rendered_field) {
-            return;
-        }
         // A copy into a recycled buffer: cheaper than sharing it by reference count.
         let mut rendered = event.take_buffer();
         rendered.push_str(&last.rendered);
@@ -430,7 +427,7 @@ fn range_in(whole: &str, part: &str) -> Option<(u32, u32)> {
     (end <= whole.len()).then_some((start as u32, end as u32))
 }
 
-fn decode_syslog(event: &mut Event, rs: &Ruleset, unread: &[bool]) -> bool {
+fn decode_syslog(event: &mut Event, rs: &Ruleset) -> bool {
     let wk = rs.well_known;
     let Some(h) = super::syslog::parse_syslog(&event.line) else {
         return false;
@@ -445,7 +442,6 @@ fn decode_syslog(event: &mut Event, rs: &Ruleset, unread: &[bool]) -> bool {
     ];
     event.set_ranges(
         sets.into_iter()
-            .filter(|(id, _)| !is_unread(unread, *id))
             .filter_map(|(id, r)| r.map(|(start, end)| (id, start, end))),
     );
     true
