@@ -8,9 +8,13 @@
 //! the daemon runs.
 //!
 //! mimalloc's defaults trade memory for speed: arenas are committed eagerly and freed pages
-//! are returned after a delay. That took the replay bench's peak RSS from 59 MB to 85 MB
-//! (sshd) and 115 MB (nginx), over the 64 MB target. Committing arena memory on demand and
-//! purging freed pages at once keeps it at 58 MB, for a few more `madvise` calls.
+//! are returned after a delay (1 s in the v3 we build). That took the replay bench's peak
+//! RSS from 59 MB to 85 MB (sshd) and 115 MB (nginx), over the 64 MB target. Arena memory
+//! is committed on demand, and freed pages are returned after [`PURGE_DELAY_MS`]. Purging
+//! them at once (a delay of 0) kept the peak RSS lowest (40–41 MB), but pages freed were
+//! faulted back in moments later: ~720 `madvise` calls and twice the page faults on a
+//! million lines, 0.09–0.30 s of system time against 0.04–0.08 s with the delay, which
+//! costs 2–5 MB of peak RSS.
 
 use libmimalloc_sys::{mi_option_set, mi_option_t};
 use mimalloc::MiMalloc;
@@ -69,6 +73,11 @@ mod counting {
 const OPTION_ARENA_EAGER_COMMIT: mi_option_t = 4;
 const OPTION_PURGE_DELAY: mi_option_t = 15;
 
+/// How long freed pages stay committed before mimalloc returns them, in milliseconds: long
+/// enough that a page freed and reused within a burst of lines is not faulted in again,
+/// short enough that memory freed by an expiry sweep is back with the system at once.
+pub const PURGE_DELAY_MS: std::ffi::c_long = 10;
+
 /// Sets the options before the first allocation: an arena is reserved, eagerly committed
 /// or not, when the first one is made, which can be before `main` runs. Constructors in
 /// `.init_array` run before Rust's runtime allocates anything.
@@ -81,7 +90,7 @@ extern "C" fn tune() {
     // one thread of a starting process.
     unsafe {
         mi_option_set(OPTION_ARENA_EAGER_COMMIT, 0);
-        mi_option_set(OPTION_PURGE_DELAY, 0);
+        mi_option_set(OPTION_PURGE_DELAY, PURGE_DELAY_MS);
     }
 }
 
@@ -95,7 +104,7 @@ mod tests {
         // SAFETY: reads of mimalloc's option table.
         unsafe {
             assert_eq!(mi_option_get(OPTION_ARENA_EAGER_COMMIT), 0);
-            assert_eq!(mi_option_get(OPTION_PURGE_DELAY), 0);
+            assert_eq!(mi_option_get(OPTION_PURGE_DELAY), PURGE_DELAY_MS);
             // Neighbours keep their defaults: the numbering matches the library's.
             assert_eq!(mi_option_get(mi_option_show_errors), 0);
             assert_eq!(mi_option_get(OPTION_PURGE_DELAY + 1), 0, "use_numa_nodes");
