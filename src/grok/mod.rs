@@ -804,10 +804,12 @@ impl Grok {
         locs: &mut CaptureLocations,
         mut out: impl FnMut(usize, usize, usize),
     ) -> bool {
-        if let Some(native) = &self.native
-            && native.captures(haystack, &mut out)
+        if let Some(decided) = self
+            .native
+            .as_ref()
+            .and_then(|native| native.captures(haystack, &mut out))
         {
-            return true;
+            return decided;
         }
         let regex = self.regex_for(haystack);
         if self.groups.is_empty() {

@@ -15,12 +15,22 @@
 //!   same captures the regex would;
 //! - on anything else it declines, and the regex runs as before.
 //!
+//! Some stock texts also have a refuter: a test that proves the regex cannot match a line
+//! (a literal every match needs is absent, or each place a match could start is followed
+//! by a byte its next part cannot begin with). A failed alternative is the common case on
+//! a parser's later alternatives, and the regex crate spends as much to fail on a line
+//! holding the alternative's literal as to match it.
+//!
 //! A differential test runs both on the hub's fixtures, fail2ban's sample logs, edge cases
 //! and their single-byte mutations.
 
 /// The expanded stock nginx access pattern (the first alternative of the shipped
 /// `nginx-logs` parser): the hub's pattern with garrison's stock library.
 const NGINX_ACCESS: &str = include_str!("nginx_access.re");
+
+/// The hub's `SSHD_DISC_PREAUTH` (`Disconnected from %{IP} port %{NUMBER}...`), expanded:
+/// it reads the stock `IP`, not the sshd parser's `IP_WORKAROUND`.
+const SSHD_DISC_PREAUTH: &str = include_str!("sshd_disc_preauth.re");
 
 /// The expansion of the sshd parser's `IP_WORKAROUND` (stock `IPV6`, then the hub's
 /// dotted-quad workaround), which every sshd text below captures in one group.
@@ -32,6 +42,8 @@ enum Text {
     Whole(&'static str),
     /// This, `(`, [`IP_WORKAROUND`], `)`, then that.
     AroundIp(&'static str, &'static str),
+    /// These parts with `(`, [`IP_WORKAROUND`], `)` between each two.
+    AroundIps(&'static [&'static str]),
 }
 
 impl Text {
@@ -48,6 +60,24 @@ impl Text {
                         .and_then(|r| r.strip_prefix(')'))
                         == Some(post)
             }
+            Text::AroundIps(parts) => {
+                let ip = IP_WORKAROUND.trim_end_matches('\n');
+                let group = format!("({ip})");
+                let mut rest = expanded;
+                for (k, part) in parts.iter().enumerate() {
+                    let Some(r) = rest.strip_prefix(part) else {
+                        return false;
+                    };
+                    rest = r;
+                    if k + 1 < parts.len() {
+                        let Some(r) = rest.strip_prefix(group.as_str()) else {
+                            return false;
+                        };
+                        rest = r;
+                    }
+                }
+                rest.is_empty()
+            }
         }
     }
 }
@@ -56,6 +86,10 @@ impl Text {
 /// not take part) and returns `true`, or returns `false` for the regex to decide.
 type Scan = fn(&[u8], &mut [(usize, usize)]) -> bool;
 
+/// A refuter: `true` when the stock text's regex cannot match the text at all, `false`
+/// when it may.
+type Refute = fn(&[u8]) -> bool;
+
 /// A stock text, the field each of its capture groups carries and the scanner.
 struct Stock {
     text: Text,
@@ -63,10 +97,12 @@ struct Stock {
     /// copy of the pattern with its names on other groups must not get the scanner.
     groups: &'static [&'static str],
     scan: Scan,
+    /// Proves no match, where the scanner declined.
+    refute: Option<Refute>,
 }
 
 /// Every stock text with a scanner.
-const STOCK: [Stock; 11] = [
+const STOCK: [Stock; 13] = [
     Stock {
         text: Text::Whole(NGINX_ACCESS),
         groups: &[
@@ -88,6 +124,7 @@ const STOCK: [Stock; 11] = [
             "proxy_alternative_upstream_name",
         ],
         scan: nginx_access,
+        refute: None,
     },
     // The `http-logs` enrichment: a request split into path and query string, and the
     // path into directory, file name and extension.
@@ -95,6 +132,7 @@ const STOCK: [Stock; 11] = [
         text: Text::Whole(r"^(([^\?]*/)(?:([^/\?][^/\?]*?)((?:\.[^\.\?/]*)?))?)(?:\?(.*))?$"),
         groups: &["request", "file_dir", "file_frag", "file_ext", "http_args"],
         scan: http_request_path,
+        refute: None,
     },
     // sshd-logs: SSHD_FAILED_ANY (garrison's).
     Stock {
@@ -110,6 +148,7 @@ const STOCK: [Stock; 11] = [
             "sshd_protocol",
         ],
         scan: sshd_failed,
+        refute: None,
     },
     // sshd-logs: the hub's SSHD_PREAUTH_AUTHENTICATING_USER_ALT.
     Stock {
@@ -119,6 +158,7 @@ const STOCK: [Stock; 11] = [
         ),
         groups: &["sshd_invalid_user", "sshd_client_ip"],
         scan: sshd_disconnected_user,
+        refute: None,
     },
     // sshd-logs: the hub's SSHD_PREAUTH_AUTHENTICATING_USER.
     Stock {
@@ -128,6 +168,7 @@ const STOCK: [Stock; 11] = [
         ),
         groups: &["sshd_invalid_user", "sshd_client_ip"],
         scan: sshd_connection_closed,
+        refute: None,
     },
     // sshd-logs: the hub's SSHD_INVALID_USER.
     Stock {
@@ -137,6 +178,7 @@ const STOCK: [Stock; 11] = [
         ),
         groups: &["sshd_invalid_user", "sshd_client_ip"],
         scan: sshd_invalid_user,
+        refute: None,
     },
     // sshd-logs: the hub's SSHD_AUTH_FAIL.
     Stock {
@@ -152,6 +194,7 @@ const STOCK: [Stock; 11] = [
             "sshd_invalid_user",
         ],
         scan: sshd_auth_failure,
+        refute: None,
     },
     // sshd-logs: garrison's SSHD_DISCONNECT_PREAUTH.
     Stock {
@@ -161,6 +204,7 @@ const STOCK: [Stock; 11] = [
         ),
         groups: &["sshd_client_ip"],
         scan: sshd_received_disconnect,
+        refute: Some(sshd_received_disconnect_refuted),
     },
     // sshd-logs: the hub's SSHD_INVALID_BANNER.
     Stock {
@@ -170,6 +214,7 @@ const STOCK: [Stock; 11] = [
         ),
         groups: &["sshd_client_ip"],
         scan: sshd_invalid_banner,
+        refute: None,
     },
     // sshd-logs: the hub's SSHD_BAD_KEY_NEGOTIATION.
     Stock {
@@ -179,6 +224,7 @@ const STOCK: [Stock; 11] = [
         ),
         groups: &["sshd_client_ip"],
         scan: sshd_bad_key_negotiation,
+        refute: None,
     },
     // sshd-logs: the hub's SSHD_AUTH_TIMEOUT.
     Stock {
@@ -188,6 +234,28 @@ const STOCK: [Stock; 11] = [
         ),
         groups: &["sshd_client_ip"],
         scan: sshd_auth_timeout,
+        refute: None,
+    },
+    // sshd-logs: the hub's SSHD_DISC_PREAUTH. Its lines (`Disconnected from <ip> port N`)
+    // are rare; what reaches it is mostly a session's end (`Disconnected from user x ...`),
+    // which the refuter settles.
+    Stock {
+        text: Text::Whole(SSHD_DISC_PREAUTH),
+        groups: &["sshd_client_ip", "sshd_port", "sshd_privsep"],
+        scan: decline,
+        refute: Some(sshd_disc_preauth_refuted),
+    },
+    // sshd-logs: garrison's SSHD_PROBE, three alternatives that each capture the address.
+    Stock {
+        text: Text::AroundIps(&[
+            r"(?:(?:Did not receive identification string from ",
+            r"|Connection closed by ",
+            r" port [0-9]+$|ssh_dispatch_run_fatal: Connection from ",
+            r" port [0-9]+: .*\[preauth\]))",
+        ]),
+        groups: &["sshd_client_ip", "sshd_client_ip", "sshd_client_ip"],
+        scan: sshd_probe,
+        refute: None,
     },
 ];
 
@@ -198,6 +266,7 @@ const MAX_GROUPS: usize = 16;
 #[derive(Debug, Clone)]
 pub(crate) struct Native {
     scan: Scan,
+    refute: Option<Refute>,
     /// The grok's field index of each capture group (of each span the scanner fills).
     fields: Box<[usize]>,
 }
@@ -218,27 +287,34 @@ impl Native {
                 .all(|(&f, name)| fields.get(f).is_some_and(|f| **f == **name));
         (same_groups && group_fields.len() <= MAX_GROUPS).then(|| Native {
             scan: stock.scan,
+            refute: stock.refute,
             fields: group_fields.into(),
         })
     }
 
     /// Scans `h`: on a line the scanner accepts, calls `out(field, start, end)` for every
-    /// non-empty capture (as [`super::Grok::captures_into`] does) and returns `true`;
-    /// returns `false`, having called nothing, when the regex must decide.
-    pub(crate) fn captures(&self, h: &str, out: &mut impl FnMut(usize, usize, usize)) -> bool {
+    /// non-empty capture (as [`super::Grok::captures_into`] does) and returns `Some(true)`;
+    /// returns `Some(false)` when the refuter proves the regex cannot match, and `None`,
+    /// having called nothing, when the regex must decide.
+    pub(crate) fn captures(
+        &self,
+        h: &str,
+        out: &mut impl FnMut(usize, usize, usize),
+    ) -> Option<bool> {
         let mut spans = [(0usize, 0usize); MAX_GROUPS];
-        let Some(spans) = spans.get_mut(..self.fields.len()) else {
-            return false;
-        };
+        let spans = spans.get_mut(..self.fields.len())?;
         if !(self.scan)(h.as_bytes(), spans) {
-            return false;
+            return self
+                .refute
+                .is_some_and(|refute| refute(h.as_bytes()))
+                .then_some(false);
         }
         for (&field, &(start, end)) in self.fields.iter().zip(spans.iter()) {
             if start < end {
                 out(field, start, end);
             }
         }
-        true
+        Some(true)
     }
 }
 
@@ -829,4 +905,49 @@ fn sshd_received_disconnect_spans(b: &[u8]) -> Option<[(usize, usize); 1]> {
     let tail = &b[code_end + 2..];
     let ok = tail.ends_with(b"[preauth]") || find_lit(tail, b"Auth fail").is_some();
     ok.then_some([(25, ip_end)])
+}
+
+/// The scanner of a stock text that only has a refuter.
+fn decline(_: &[u8], _: &mut [(usize, usize)]) -> bool {
+    false
+}
+
+/// `SSHD_DISCONNECT_PREAUTH` cannot match a text holding neither `Auth fail` nor
+/// `[preauth]`: its tail is `(?:.*Auth fail.*|.*\[preauth\])$`, and each branch needs its
+/// literal. (A session's end, `...:11: disconnected by user`, is the common case.)
+fn sshd_received_disconnect_refuted(b: &[u8]) -> bool {
+    find_lit(b, b"[preauth]").is_none() && find_lit(b, b"Auth fail").is_none()
+}
+
+/// `SSHD_DISC_PREAUTH` cannot match a text in which every `Disconnected from ` is followed
+/// by a byte that starts no address: each alternative of the stock `IPV6` starts with a
+/// hex digit or `:`, and `IPV4` with a digit. (`Disconnected from user x <ip> port N`, a
+/// session's end, is the common case.)
+fn sshd_disc_preauth_refuted(b: &[u8]) -> bool {
+    const LIT: &[u8] = b"Disconnected from ";
+    let mut from = 0;
+    while let Some(i) = b.get(from..).and_then(|rest| find_lit(rest, LIT)) {
+        let next = from + i + LIT.len();
+        if b.get(next)
+            .is_some_and(|&c| c.is_ascii_hexdigit() || c == b':')
+        {
+            return false;
+        }
+        from = from + i + 1;
+    }
+    true
+}
+
+/// `SSHD_PROBE` on `Connection closed by <quad> port N` and nothing after (no `[preauth]`:
+/// the earlier alternatives took those). A match of the second alternative at 0 is the
+/// leftmost, and the first and third cannot start there (they start with other letters),
+/// so its captures are the regex's: the quad (see [`dotted_quad`]) in the second group.
+fn sshd_probe(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
+    fill(spans, sshd_probe_spans(b))
+}
+
+fn sshd_probe_spans(b: &[u8]) -> Option<[(usize, usize); 3]> {
+    const PREFIX: &[u8] = b"Connection closed by ";
+    let (ip_end, port_end) = quad_and_port_after(b, PREFIX)?;
+    (port_end == b.len()).then_some([(0, 0), (PREFIX.len(), ip_end), (0, 0)])
 }

@@ -865,19 +865,20 @@ fn shipped_grok(parser: &str) -> (Grok, Grok) {
 /// Captures as `(field, value)`, or `None` for no match (the scanner declining).
 type FieldValues<'h> = Option<Vec<(usize, &'h str)>>;
 
-/// Native and regex captures of `line`.
+/// Native and regex captures of `line`: the native's verdict is `None` when it left the
+/// line to the regex, `Some(None)` when it proved no match.
 fn native_and_regex<'h>(
     grok: &Grok,
     regex_only: &Grok,
     line: &'h str,
-) -> (FieldValues<'h>, FieldValues<'h>) {
+) -> (Option<FieldValues<'h>>, FieldValues<'h>) {
     let native = grok.native.as_ref().expect("a native scanner");
     let mut got = Vec::new();
-    let accepted = native.captures(line, &mut |f, s, e| got.push((f, &line[s..e])));
+    let decided = native.captures(line, &mut |f, s, e| got.push((f, &line[s..e])));
     let mut locs = regex_only.capture_locations();
     let mut want = Vec::new();
     let matched = regex_only.captures_into(line, &mut locs, |f, s, e| want.push((f, &line[s..e])));
-    (accepted.then_some(got), matched.then_some(want))
+    (decided.map(|m| m.then_some(got)), matched.then_some(want))
 }
 
 /// Runs the native scanner of a shipped parser's first grok and the regex on every input
@@ -886,30 +887,36 @@ fn native_and_regex<'h>(
 /// accepts, and it must accept at least 100 (the check is not vacuous).
 fn check_native_against_regex(parser: &str, inputs: Vec<String>, bytes: &[&str]) {
     let (grok, regex_only) = shipped_grok(parser);
-    let (accepted, checked) = check_grok_against_regex(parser, &grok, &regex_only, inputs, bytes);
+    let (accepted, _, checked) =
+        check_grok_against_regex(parser, &grok, &regex_only, inputs, bytes);
     assert!(
         accepted >= 100,
         "{parser}: the scanner accepted only {accepted} of {checked} inputs"
     );
 }
 
-/// [`check_native_against_regex`] for one grok.
+/// [`check_native_against_regex`] for one grok: the inputs the scanner accepted, those its
+/// refuter proved the regex cannot match (both mutated further), and all checked.
 fn check_grok_against_regex(
     parser: &str,
     grok: &Grok,
     regex_only: &Grok,
     inputs: Vec<String>,
     bytes: &[&str],
-) -> (usize, usize) {
+) -> (usize, usize, usize) {
     let mut accepted = 0usize;
+    let mut refuted = 0usize;
     let mut checked = 0usize;
     let mut queue: Vec<(String, bool)> = inputs.into_iter().map(|l| (l, true)).collect();
     while let Some((line, mutate)) = queue.pop() {
         let (native, regex) = native_and_regex(grok, regex_only, &line);
         checked += 1;
         let Some(native) = native else { continue };
-        accepted += 1;
-        assert_eq!(Some(native), regex, "{parser}: {line:?}");
+        assert_eq!(native, regex, "{parser}: {line:?}");
+        match native {
+            Some(_) => accepted += 1,
+            None => refuted += 1,
+        }
         if !mutate {
             continue;
         }
@@ -923,7 +930,7 @@ fn check_grok_against_regex(
             queue.push((format!("{}{}", &line[..i + 1], &line[i..]), false));
         }
     }
-    (accepted, checked)
+    (accepted, refuted, checked)
 }
 
 /// Every line of the hub's test fixtures.
@@ -960,14 +967,14 @@ fn shipped_stock_groks_have_their_native_scanners() {
         );
     }
     // sshd-logs: SSHD_FAILED_ANY, the hub's PREAUTH_AUTHENTICATING_USER(_ALT),
-    // INVALID_USER, AUTH_FAIL, INVALID_BANNER, BAD_KEY_NEGOTIATION and AUTH_TIMEOUT, and
-    // SSHD_DISCONNECT_PREAUTH.
+    // INVALID_USER, AUTH_FAIL, INVALID_BANNER, BAD_KEY_NEGOTIATION, AUTH_TIMEOUT and
+    // DISC_PREAUTH, and SSHD_DISCONNECT_PREAUTH and SSHD_PROBE.
     let with_scanner = shipped_groks("sshd-logs")
         .iter()
         .filter(|g| g.native.is_some())
         .count();
     assert_eq!(
-        with_scanner, 9,
+        with_scanner, 11,
         "sshd-logs alternatives with a native scanner"
     );
 }
@@ -1020,6 +1027,18 @@ fn native_sshd_scanners_agree_with_the_regex() {
         "Timeout before authentication for 1.2.3.4 port x",
         "Timeout before authentication for 1.2.3.456 port 22",
         "Timeout before authentication for connection from 1.2.3.4 to 5.6.7.8, pid = 1",
+        "Disconnected from user alice 1.2.3.4 port 22",
+        "Disconnected from 1.2.3.4 port 22 [preauth]",
+        "Disconnected from 1.2.3.4 port 22",
+        "Disconnected from user x Disconnected from 1.2.3.4 port 2",
+        "Disconnected from :: port 2",
+        "Disconnected from fe80::1 port 22",
+        "Received disconnect from 1.2.3.4 port 22:11: disconnected by user\n[preauth]",
+        "Did not receive identification string from 1.2.3.4",
+        "ssh_dispatch_run_fatal: Connection from 1.2.3.4 port 22: x [preauth]",
+        "Connection closed by 1.2.3.4 port 22 trailing",
+        "Connection closed by 2001:db8::1 port 22",
+        "Connection closed by 1.2.3.4 port 22\n",
     ]
     .into_iter()
     .map(str::to_owned)
@@ -1044,13 +1063,18 @@ fn native_sshd_scanners_agree_with_the_regex() {
     {
         let mut regex_only = grok.clone();
         regex_only.native = None;
-        let (accepted, _) =
+        let (accepted, refuted, _) =
             check_grok_against_regex("sshd-logs", &grok, &regex_only, messages.clone(), &bytes);
-        accepted_by.push(accepted);
+        accepted_by.push((accepted, refuted));
     }
     assert!(
-        accepted_by.iter().all(|&n| n >= 20),
-        "each scanner accepts at least some messages: {accepted_by:?}"
+        accepted_by.iter().all(|&(a, r)| a + r >= 20),
+        "each scanner decides at least some messages: {accepted_by:?}"
+    );
+    // The two refuters (SSHD_DISCONNECT_PREAUTH, SSHD_DISC_PREAUTH) each settle some.
+    assert!(
+        accepted_by.iter().filter(|&&(_, r)| r >= 20).count() >= 2,
+        "refuted: {accepted_by:?}"
     );
 }
 
