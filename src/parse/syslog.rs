@@ -84,7 +84,110 @@ pub fn parse_syslog(line: &str) -> Option<SyslogLine<'_>> {
             return rfc5424(line, i + v + 1, out);
         }
     }
+    if i == 0
+        && let Some(fast) = bsd_common(line)
+    {
+        return Some(fast);
+    }
     bsd(line, i, out)
+}
+
+/// The common RFC 3164 line, `Mmm dd hh:mm:ss host prog[pid]: message` with single spaces
+/// (or `Mmm  d`), in one pass over each header field; `None` for anything else, which
+/// [`bsd`] then reads. Where it answers, it answers as [`bsd`] does (a test checks them
+/// against each other), reading the host while finding its end and the tag while finding
+/// its end, instead of finding each token's end and then checking its bytes.
+fn bsd_common(line: &str) -> Option<SyslogLine<'_>> {
+    let b = line.as_bytes();
+    let head: &[u8; 16] = b.get(..16)?.try_into().ok()?;
+    let digit = |c: u8| c.is_ascii_digit();
+    let shape = head[3] == b' '
+        && (head[4] == b' ' || digit(head[4]))
+        && digit(head[5])
+        && head[6] == b' '
+        && digit(head[7])
+        && digit(head[8])
+        && head[9] == b':'
+        && digit(head[10])
+        && digit(head[11])
+        && head[12] == b':'
+        && digit(head[13])
+        && digit(head[14])
+        && head[15] == b' ';
+    if !shape || !is_month(&head[..3]) {
+        return None;
+    }
+    // The host: host bytes up to a space. A first token ending in `:` may be a tag (a
+    // host-less line), and anything else is for the general reader.
+    let is_host_byte =
+        |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b':' | b'%');
+    let host_start = 16;
+    if !matches!(b.get(host_start), Some(c) if c.is_ascii_alphanumeric() || *c == b':') {
+        return None;
+    }
+    let mut j = host_start;
+    while j < b.len() && is_host_byte(b[j]) {
+        j += 1;
+    }
+    if b.get(j) != Some(&b' ') || b[j - 1] == b':' {
+        return None;
+    }
+    let host = line.get(host_start..j)?;
+    let tag_start = j + 1;
+    if matches!(b.get(tag_start), None | Some(b' ')) {
+        return None;
+    }
+    // The tag: program bytes, then `[digits]:` or `:` ending the token.
+    let is_prog = |c: u8| (0x21..=0x7e).contains(&c) && c != b'[' && c != b']';
+    let mut k = tag_start;
+    while k < b.len() && is_prog(b[k]) {
+        k += 1;
+    }
+    let ends_token = |at: usize| matches!(b.get(at), None | Some(b' '));
+    let (program, pid, tag_end) = match b.get(k) {
+        Some(b'[') if k > tag_start => {
+            let digits_start = k + 1;
+            let mut d = digits_start;
+            while d < b.len() && digit(b[d]) {
+                d += 1;
+            }
+            if d == digits_start || !at_bytes(b, d, b"]:") || !ends_token(d + 2) {
+                return None;
+            }
+            (
+                line.get(tag_start..k)?,
+                Some(line.get(digits_start..d)?),
+                d + 2,
+            )
+        }
+        None | Some(b' ') => {
+            if k > tag_start + 1 && b[k - 1] == b':' {
+                (line.get(tag_start..k - 1)?, None, k)
+            } else {
+                // Not a tag: the message is the rest, as grok reads it.
+                return Some(SyslogLine {
+                    timestamp: line.get(..15)?,
+                    host: Some(host),
+                    message: line.get(tag_start..)?,
+                    ..SyslogLine::default()
+                });
+            }
+        }
+        _ => return None,
+    };
+    Some(SyslogLine {
+        timestamp: line.get(..15)?,
+        host: Some(host),
+        program,
+        pid,
+        message: message_after(line, tag_end)?,
+        ..SyslogLine::default()
+    })
+}
+
+/// `b` at `i` starts with `lit`.
+fn at_bytes(b: &[u8], i: usize, lit: &[u8]) -> bool {
+    b.get(i..i + lit.len()) == Some(lit)
 }
 
 /// The raw value of parameter `name` in element `id` of RFC 5424 structured
@@ -974,5 +1077,105 @@ mod tests {
         }
         eprintln!("fail2ban: {syslog} syslog lines, {checked} times checked, {other} non-syslog");
         assert!(checked > 200, "only {checked} times checked");
+    }
+
+    /// Every line of the hub's fixtures and fail2ban's samples, whole files read lossily.
+    fn corpus_lines() -> Vec<String> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+            let entries = std::fs::read_dir(dir).unwrap_or_else(|e| {
+                panic!("{}: {e} (the shared corpora are needed)", dir.display())
+            });
+            for e in entries.flatten() {
+                let path = e.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if let Ok(bytes) = std::fs::read(&path) {
+                    out.extend(String::from_utf8_lossy(&bytes).lines().map(str::to_owned));
+                }
+            }
+        }
+        let mut lines = Vec::new();
+        walk(std::path::Path::new(HUB_TESTS), &mut lines);
+        walk(
+            std::path::Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../shared/corpora/fail2ban-logs/logs"
+            )),
+            &mut lines,
+        );
+        lines
+    }
+
+    #[test]
+    fn the_common_shape_reads_as_the_general_reader_does() {
+        let mut seeds: Vec<String> = [
+            "Nov 18 09:46:46 web01 sshd[214689]: Failed password for root from 1.2.3.4 port 2 ssh2",
+            "Nov  8 09:46:46 web01 sshd[1]: x",
+            "Nov 18 09:46:46 web01 sshd[]: x",
+            "Nov 18 09:46:46 web01 sshd[12]x: y",
+            "Nov 18 09:46:46 web01 [sshd]: x",
+            "Nov 18 09:46:46 web01 sshd: x",
+            "Nov 18 09:46:46 web01 sshd:",
+            "Nov 18 09:46:46 web01 sshd[3]:",
+            "Nov 18 09:46:46 web01 sshd[3]:x",
+            "Nov 18 09:46:46 web01 : x",
+            "Nov 18 09:46:46 web01 some text without tag",
+            "Nov 18 09:46:46 web01  sshd[1]: two spaces",
+            "Nov 18 09:46:46 web01",
+            "Nov 18 09:46:46 web01 ",
+            "Nov 18 09:46:46 sshd[1]: host-less",
+            "Nov 18 09:46:46 host: host-less with a colon",
+            "Nov 18 09:46:46 ::1 kernel: ipv6 host",
+            "Nov 18 09:46:46 <13.6> web01 prog: facility",
+            "Nov 18 09:46:46.123 web01 prog: fraction",
+            "nov 18 09:46:46 web01 prog: lower month",
+            "Nov 18 09:46:46 web01 a:b: colon in program",
+            "Nov 18 09:46:46 web01 postfix/smtpd[77]: slash",
+            "Nov 18 09:46:46 web%01 prog[1]: percent host",
+            "Nov 18 09:46:46 web01 prog[1]:\tx",
+            "Nov 18 09:46:46 web01 prog[1]: x\r\n",
+            "Xyz 18 09:46:46 web01 prog[1]: x",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        seeds.extend(corpus_lines());
+        let bytes = [
+            b' ', b':', b'[', b']', b'0', b'9', b'a', b'Z', b'<', b'\t', b'.', b'-', b'%', 0xc3,
+        ];
+        let (mut same, mut checked) = (0usize, 0usize);
+        let mut check = |line: &[u8]| {
+            let Ok(line) = std::str::from_utf8(line) else {
+                return;
+            };
+            let line = strip_eol(line);
+            checked += 1;
+            if let Some(fast) = bsd_common(line) {
+                assert_eq!(Some(fast), bsd(line, 0, SyslogLine::default()), "{line:?}");
+                same += 1;
+            }
+        };
+        for seed in &seeds {
+            let b = seed.as_bytes();
+            check(b);
+            // Single-byte mutations of the header (replaced, deleted, doubled).
+            for i in 0..b.len().min(48) {
+                for &c in &bytes {
+                    let mut m = b.to_vec();
+                    m[i] = c;
+                    check(&m);
+                }
+                let mut m = b.to_vec();
+                m.remove(i);
+                check(&m);
+                let mut m = b.to_vec();
+                m.insert(i, b[i]);
+                check(&m);
+            }
+        }
+        assert!(
+            same > 10_000,
+            "the common shape read only {same} of {checked}"
+        );
     }
 }
