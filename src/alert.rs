@@ -42,10 +42,32 @@ pub struct Alert {
     pub remediation: bool,
     /// A bounded sample of the events (the bucket's queue).
     pub events: AlertEvents,
-    /// The scenario's labels, flattened to strings.
-    pub labels: Vec<(Arc<str>, String)>,
-    /// Human-readable summary, CrowdSec style.
-    pub message: String,
+    /// The scenario's labels, flattened to strings (shared with the scenario).
+    pub labels: Arc<[(Arc<str>, String)]>,
+    /// The human-readable summary when it is not the standard one ([`Alert::message`]): an
+    /// alert read back from the API keeps the text it came with.
+    pub custom_message: Option<String>,
+}
+
+impl Alert {
+    /// The human-readable summary, CrowdSec style: `Ip 1.2.3.4 performed 'ssh-bf' (6 events
+    /// over 3s) at <time>`. A scenario's alerts are summarised when read, not when made:
+    /// replay reads none of them.
+    pub fn message(&self) -> std::borrow::Cow<'_, str> {
+        if let Some(text) = &self.custom_message {
+            return std::borrow::Cow::Borrowed(text);
+        }
+        let span = self.stop_at.duration_since(self.start_at);
+        std::borrow::Cow::Owned(format!(
+            "{} {} performed '{}' ({} events over {}) at {}",
+            self.scope.as_str(),
+            self.value,
+            self.scenario,
+            self.events_count,
+            crate::parse::timefmt::format_go_duration(span.unsigned_abs()),
+            self.stop_at
+        ))
+    }
 }
 
 /// The events an alert carries. A bucket's queue holds compact samples shared between
@@ -107,5 +129,34 @@ impl From<Vec<Event>> for AlertEvents {
             samples: Vec::new(),
             events: OnceLock::from(events),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_is_rendered_from_the_alert_unless_it_came_with_one() {
+        let start: Timestamp = "2026-11-18T09:46:40Z".parse().expect("a timestamp");
+        let stop: Timestamp = "2026-11-18T09:48:43.5Z".parse().expect("a timestamp");
+        let mut alert = Alert {
+            scenario: Arc::from("ssh-bf"),
+            scope: Scope::Ip,
+            value: "192.0.2.7".into(),
+            events_count: 6,
+            start_at: start,
+            stop_at: stop,
+            remediation: true,
+            events: AlertEvents::default(),
+            labels: Arc::from([]),
+            custom_message: None,
+        };
+        assert_eq!(
+            alert.message(),
+            "Ip 192.0.2.7 performed 'ssh-bf' (6 events over 2m3.5s) at 2026-11-18T09:48:43.5Z"
+        );
+        alert.custom_message = Some("as stored".into());
+        assert_eq!(alert.message(), "as stored");
     }
 }

@@ -320,7 +320,7 @@ profiles {
             a.events_count,
             a.start_at,
             a.stop_at,
-            a.message
+            a.message()
         )
     }
 

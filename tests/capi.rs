@@ -560,8 +560,10 @@ fn alert(value: &str) -> garrison::alert::Alert {
         stop_at: t,
         remediation: true,
         events: vec![e].into(),
-        labels: vec![(Arc::from("secret-label"), "SECRET-LABEL-VALUE".into())],
-        message: format!("Ip {value} performed 'crowdsecurity/ssh-bf' (6 events over 3s)"),
+        labels: vec![(Arc::from("secret-label"), "SECRET-LABEL-VALUE".into())].into(),
+        custom_message: Some(format!(
+            "Ip {value} performed 'crowdsecurity/ssh-bf' (6 events over 3s)"
+        )),
     }
 }
 

@@ -195,7 +195,7 @@ fn profile_decisions(state: &ApiState, a: &NewAlert) -> Option<Vec<NewDecision>>
         remediation: a.remediation,
         events: Default::default(),
         labels,
-        message: a.message.clone(),
+        custom_message: Some(a.message.clone()),
     };
     let mut history = crate::decide::History::default();
     {

@@ -278,7 +278,7 @@ impl Signal {
             .collect();
         let scope = alert.scope.as_str().to_owned();
         Some(Signal {
-            message: alert.message.clone(),
+            message: alert.message().into_owned(),
             scenario: alert.scenario.to_string(),
             scenario_hash: String::new(),
             scenario_version: String::new(),

@@ -1073,7 +1073,7 @@ fn compile_scenario(
         cache_size: rule.cache_size,
         scope: rule.scope,
         scope_expression,
-        labels,
+        labels: labels.into(),
         remediation,
     })
 }

@@ -212,7 +212,7 @@ pub struct CompiledScenario {
     /// Range expression for `range` scope.
     pub scope_expression: Option<Program>,
     /// Labels, flattened.
-    pub labels: Vec<(Arc<str>, String)>,
+    pub labels: Arc<[(Arc<str>, String)]>,
     /// The `remediation` label.
     pub remediation: bool,
 }

@@ -258,7 +258,7 @@ impl Worker {
                 let mut a = payload.clone();
                 if let Some(o) = a.as_object_mut() {
                     o.insert("scenario".into(), alert.scenario.to_string().into());
-                    o.insert("message".into(), alert.message.clone().into());
+                    o.insert("message".into(), alert.message().into_owned().into());
                     o.insert("events_count".into(), alert.events_count.into());
                     o.insert("start_at".into(), alert.start_at.to_string().into());
                     o.insert("stop_at".into(), alert.stop_at.to_string().into());
@@ -273,7 +273,7 @@ impl Worker {
                 Some(NewAlert {
                     machine_id: "garrison".into(),
                     scenario: alert.scenario.to_string(),
-                    message: alert.message.clone(),
+                    message: alert.message().into_owned(),
                     events_count: alert.events_count as i64,
                     start_at: alert.start_at.as_millisecond(),
                     stop_at: alert.stop_at.as_millisecond(),
@@ -311,7 +311,7 @@ impl Worker {
                 decision_ids = ?added.decision_ids,
                 decisions = %durations.join(", "),
                 "{}",
-                alert.message
+                alert.message()
             );
         }
     }

@@ -1503,16 +1503,6 @@ fn build_alert(
             (Scope::Range, net.to_string())
         }
     };
-    let span = at.duration_since(bucket.first_at);
-    let message = format!(
-        "{} {} performed '{}' ({} events over {}) at {}",
-        scope.as_str(),
-        value,
-        sc.name,
-        bucket.count,
-        crate::parse::timefmt::format_go_duration(span.unsigned_abs()),
-        at
-    );
     Some(Alert {
         scenario: sc.name.clone(),
         scope,
@@ -1522,12 +1512,8 @@ fn build_alert(
         stop_at: at,
         remediation: sc.remediation,
         events: AlertEvents::from_samples(samples),
-        labels: sc
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        message,
+        labels: sc.labels.clone(),
+        custom_message: None,
     })
 }
 

@@ -1085,7 +1085,7 @@ pub(crate) fn eval<'a>(n: &'a Node, ctx: &EvalCtx<'a>, fr: Option<&Frame<'_, 'a>
                     Value::Int(i64::try_from(al.events_count).unwrap_or(i64::MAX))
                 }
                 AlertProp::Events => Value::List(List::Events(al.events.as_slice())),
-                AlertProp::Message => Value::Str(Cow::Borrowed(&al.message)),
+                AlertProp::Message => Value::Str(al.message()),
             }
         }
         K::AlertMeta(a, id) => {

@@ -1160,8 +1160,8 @@ fn alert(e: &Env, remediation: bool, scope: Scope) -> Alert {
         stop_at: Timestamp::UNIX_EPOCH,
         remediation,
         events: vec![e.event(&[("log_type", "ssh_failed-auth"), ("target_user", "root")])].into(),
-        labels: Vec::new(),
-        message: String::new(),
+        labels: Arc::from([]),
+        custom_message: Some(String::new()),
     }
 }
 
