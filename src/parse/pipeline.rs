@@ -78,6 +78,11 @@ struct Scratch {
     /// [`Pipeline::skip_unread_fields`]); empty: every field is written.
     unread: Vec<bool>,
     whitelist: WhitelistMemo,
+    /// Per parser node, whether its `types` admit the acquisition type in `types_for`
+    /// (the text's address and length: types are interned per source, so a source's lines
+    /// are judged once).
+    types_ok: Vec<bool>,
+    types_for: (usize, usize),
 }
 
 /// The CIDR whitelist's verdicts by the source address text they were given for. Reading
@@ -190,6 +195,8 @@ impl Pipeline {
                 filter_memos,
                 unread: Vec::new(),
                 whitelist: WhitelistMemo::new(),
+                types_ok: Vec::new(),
+                types_for: (0, 0),
             },
             parser_counts: None,
         }
@@ -231,6 +238,16 @@ impl Pipeline {
         let rs: &Ruleset = &self.ruleset;
         let wk = rs.well_known;
         event.set(wk.label_type, FieldValue::Static(log_type));
+        let type_key = (log_type.as_ptr() as usize, log_type.len());
+        if self.scratch.types_for != type_key || self.scratch.types_ok.is_empty() {
+            self.scratch.types_ok = rs
+                .stages
+                .iter()
+                .flatten()
+                .map(|p| p.types.is_empty() || p.types.iter().any(|t| &**t == log_type))
+                .collect();
+            self.scratch.types_for = type_key;
+        }
         let mut base = 0usize;
         for stage in Stage::ALL {
             let parsers = &rs.stages[stage as usize];
@@ -239,7 +256,8 @@ impl Pipeline {
             let mut any = false;
             for (n, p) in parsers.iter().enumerate() {
                 let this = stage_base + n;
-                if !applies(p, event, log_type, wk.program) {
+                let type_ok = self.scratch.types_ok.get(this).copied().unwrap_or(false);
+                if !type_ok || !applies_to_program(p, event, wk.program) {
                     continue;
                 }
                 let ok = self
@@ -407,10 +425,9 @@ impl Scratch {
     }
 }
 
-fn applies(p: &CompiledParser, event: &Event, log_type: &str, program: FieldId) -> bool {
-    if !p.types.is_empty() && !p.types.iter().any(|t| &**t == log_type) {
-        return false;
-    }
+/// Whether `p`'s `programs` (if any) admit the event's program. (Its `types` are judged
+/// once per acquisition type: [`Scratch::types_ok`].)
+fn applies_to_program(p: &CompiledParser, event: &Event, program: FieldId) -> bool {
     if !p.programs.is_empty() {
         let prog = event.get(program);
         if !p.programs.iter().any(|t| &**t == prog) {

@@ -330,6 +330,20 @@ impl<'a> Cur<'a> {
             self.i += 1;
         }
         let word = &self.b[start..self.i];
+        // The common case, an abbreviation: one lowercased triple against each name's
+        // first three letters (names are lowercase).
+        if let [a, b, c] = word {
+            let abbr = [
+                a.to_ascii_lowercase(),
+                b.to_ascii_lowercase(),
+                c.to_ascii_lowercase(),
+            ];
+            if let Some(k) = names.iter().position(|n| n.get(..3) == Some(&abbr[..])) {
+                return u32::try_from(k + 1).ok();
+            }
+            self.i = start;
+            return None;
+        }
         if word.len() >= 3 {
             for (k, full) in names.iter().enumerate() {
                 let ok = (word.len() == 3 || word.len() == full.len())
