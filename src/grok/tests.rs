@@ -956,8 +956,9 @@ fn hub_fixture_lines() -> Vec<String> {
 #[test]
 fn shipped_stock_groks_have_their_native_scanners() {
     // If this fails, the rule or a pattern it uses changed: update the stock text in
-    // src/grok/native.rs (for nginx, src/grok/nginx_access.re) from `Grok::as_str`, after
-    // checking that the scanner's reasoning still holds for the new text.
+    // src/grok/native.rs (for nginx and the hub's SSHD_DISC_PREAUTH, src/grok/*.re) from
+    // `Grok::as_str`, after checking that the scanner's reasoning still holds for the new
+    // text.
     for parser in ["nginx-logs", "http-logs"] {
         let (grok, _) = shipped_grok(parser);
         assert!(

@@ -240,12 +240,14 @@ impl Pipeline {
         event.set(wk.label_type, FieldValue::Static(log_type));
         let type_key = (log_type.as_ptr() as usize, log_type.len());
         if self.scratch.types_for != type_key || self.scratch.types_ok.is_empty() {
-            self.scratch.types_ok = rs
-                .stages
-                .iter()
-                .flatten()
-                .map(|p| p.types.is_empty() || p.types.iter().any(|t| &**t == log_type))
-                .collect();
+            // In place: a daemon whose sources interleave types switches often.
+            self.scratch.types_ok.clear();
+            self.scratch.types_ok.extend(
+                rs.stages
+                    .iter()
+                    .flatten()
+                    .map(|p| p.types.is_empty() || p.types.iter().any(|t| &**t == log_type)),
+            );
             self.scratch.types_for = type_key;
         }
         let mut base = 0usize;
