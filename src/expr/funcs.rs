@@ -297,15 +297,22 @@ pub(crate) fn median_interval(times: &[Timestamp]) -> SignedDuration {
     if times.len() < 2 {
         return SignedDuration::ZERO;
     }
-    // Conditions take the median of a few recent times at every pour: no allocation then.
-    let mut inline = [0i128; INLINE_TIMES];
-    let mut heap = Vec::new();
-    let iv: &mut [i128] = if times.len() - 1 <= INLINE_TIMES {
-        &mut inline[..times.len() - 1]
-    } else {
-        heap.resize(times.len() - 1, 0);
-        &mut heap
-    };
+    // Conditions take the median of a few recent times at every pour (the hub's, of the
+    // last four): no allocation then, and no 32-slot array to clear for a few.
+    let n = times.len() - 1;
+    if n <= FEW_TIMES {
+        let mut few = [0i128; FEW_TIMES];
+        return median_of_intervals(&mut few[..n], times);
+    }
+    if n <= INLINE_TIMES {
+        let mut inline = [0i128; INLINE_TIMES];
+        return median_of_intervals(&mut inline[..n], times);
+    }
+    median_of_intervals(&mut vec![0; n], times)
+}
+
+/// The median of the intervals between `times`, with `iv` (one shorter) to hold them.
+fn median_of_intervals(iv: &mut [i128], times: &[Timestamp]) -> SignedDuration {
     for (d, w) in iv.iter_mut().zip(times.windows(2)) {
         *d = w[1].as_nanosecond() - w[0].as_nanosecond();
     }
@@ -438,6 +445,9 @@ pub(crate) fn trim_set<'s>(s: &'s str, cutset: &str, left: bool, right: bool) ->
 /// Lists of at most this many times are handled on the stack.
 const INLINE_TIMES: usize = 32;
 
+/// Times a median is most often taken of (the hub's conditions read four).
+const FEW_TIMES: usize = 8;
+
 /// `MedianInterval` of a list of times (`Time` values or events); `None` if an element is
 /// neither.
 pub(crate) fn median_interval_of(l: &List<'_>) -> Option<SignedDuration> {
@@ -464,4 +474,41 @@ fn list_times(l: &List<'_>) -> Option<Vec<Timestamp>> {
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_intervals_of_every_length_match_a_sorted_reference() {
+        // Irregular gaps, some negative (times need not be in order), some equal.
+        let mut t = Timestamp::UNIX_EPOCH;
+        let mut times = Vec::new();
+        for k in 0..70i64 {
+            times.push(t);
+            let gap = (k * 7919) % 97 - 20;
+            t = t
+                .checked_add(SignedDuration::from_millis(gap * 1_000 + k))
+                .expect("in range");
+        }
+        for n in 0..times.len() {
+            let slice = &times[..n];
+            let mut iv: Vec<i128> = slice
+                .windows(2)
+                .map(|w| w[1].as_nanosecond() - w[0].as_nanosecond())
+                .collect();
+            iv.sort_unstable();
+            let want = match iv.len() {
+                0 => 0,
+                m if m % 2 == 1 => iv[m / 2],
+                m => (iv[m / 2 - 1] + iv[m / 2]) / 2,
+            };
+            assert_eq!(
+                median_interval(slice),
+                SignedDuration::from_nanos(want as i64),
+                "{n} times"
+            );
+        }
+    }
 }

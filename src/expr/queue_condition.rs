@@ -220,14 +220,22 @@ impl QueueTest {
 
 /// The median interval of the events' times, on the stack for the few a condition reads.
 fn median_interval_of_events(events: &[Event]) -> SignedDuration {
+    /// As many as the hub's conditions read (four) and more, without clearing a long array.
+    const FEW: usize = 8;
     const INLINE: usize = 32;
-    if events.len() > INLINE {
-        let times: Vec<Timestamp> = events.iter().map(|e| e.time).collect();
-        return median_interval(&times);
+    fn on_stack<const N: usize>(events: &[Event]) -> SignedDuration {
+        let mut times = [Timestamp::UNIX_EPOCH; N];
+        for (slot, e) in times.iter_mut().zip(events) {
+            *slot = e.time;
+        }
+        median_interval(&times[..events.len().min(N)])
     }
-    let mut times = [Timestamp::UNIX_EPOCH; INLINE];
-    for (slot, e) in times.iter_mut().zip(events) {
-        *slot = e.time;
+    match events.len() {
+        n if n <= FEW => on_stack::<FEW>(events),
+        n if n <= INLINE => on_stack::<INLINE>(events),
+        _ => {
+            let times: Vec<Timestamp> = events.iter().map(|e| e.time).collect();
+            median_interval(&times)
+        }
     }
-    median_interval(&times[..events.len()])
 }
