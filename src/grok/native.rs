@@ -102,7 +102,7 @@ struct Stock {
 }
 
 /// Every stock text with a scanner.
-const STOCK: [Stock; 13] = [
+const STOCK: [Stock; 14] = [
     Stock {
         text: Text::Whole(NGINX_ACCESS),
         groups: &[
@@ -255,6 +255,21 @@ const STOCK: [Stock; 13] = [
         ]),
         groups: &["sshd_client_ip", "sshd_client_ip", "sshd_client_ip"],
         scan: sshd_probe,
+        refute: None,
+    },
+    // sshd-success-logs: an accepted login (it cancels time-based buckets).
+    Stock {
+        text: Text::AroundIp(
+            r"Accepted (?:publickey|password|keyboard-interactive/pam|gssapi-with-mic|hostbased) for ([a-zA-Z0-9\._\-]+) from ",
+            r" port ((?:[\+\-]?(?:(?:[0-9]+(?:\.[0-9]+)?)|(?:\.[0-9]+)))) ssh2(.*)",
+        ),
+        groups: &[
+            "sshd_auth_user",
+            "sshd_client_ip",
+            "sshd_client_port",
+            "sshd_trail",
+        ],
+        scan: sshd_accepted,
         refute: None,
     },
 ];
@@ -950,4 +965,55 @@ fn sshd_probe_spans(b: &[u8]) -> Option<[(usize, usize); 3]> {
     const PREFIX: &[u8] = b"Connection closed by ";
     let (ip_end, port_end) = quad_and_port_after(b, PREFIX)?;
     (port_end == b.len()).then_some([(0, 0), (PREFIX.len(), ip_end), (0, 0)])
+}
+
+/// `Accepted <method> for <user> from <quad> port N ssh2<trail>` from the start, with no
+/// newline: the method is one of the five listed (none a prefix of another), the user
+/// name class holds no space (its run before ` from ` is forced), the quad is whole (see
+/// [`dotted_quad`]), the port a plain digit run before ` ssh2`, and the greedy trail is
+/// the rest of the text.
+fn sshd_accepted(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
+    fill(spans, sshd_accepted_spans(b))
+}
+
+fn sshd_accepted_spans(b: &[u8]) -> Option<[(usize, usize); 4]> {
+    const PREFIX: &[u8] = b"Accepted ";
+    if !b.starts_with(PREFIX) || memchr::memchr(b'\n', b).is_some() {
+        return None;
+    }
+    let method_end = [
+        &b"publickey"[..],
+        b"password",
+        b"keyboard-interactive/pam",
+        b"gssapi-with-mic",
+        b"hostbased",
+    ]
+    .iter()
+    .find(|m| at(b, PREFIX.len(), m))
+    .map(|m| PREFIX.len() + m.len())?;
+    if !at(b, method_end, b" for ") {
+        return None;
+    }
+    let user_start = method_end + 5;
+    let user_end = run(b, user_start, is_username);
+    if user_end == user_start || !at(b, user_end, b" from ") {
+        return None;
+    }
+    let ip_start = user_end + 6;
+    let ip_end = dotted_quad(b, ip_start)?;
+    if !at(b, ip_end, b" port ") {
+        return None;
+    }
+    let port_start = ip_end + 6;
+    let port_end = plain_number(b, port_start)?;
+    if port_end == port_start || !at(b, port_end, b" ssh2") {
+        return None;
+    }
+    let trail = port_end + 5;
+    Some([
+        (user_start, user_end),
+        (ip_start, ip_end),
+        (port_start, port_end),
+        (trail, b.len()),
+    ])
 }

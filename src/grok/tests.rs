@@ -959,7 +959,7 @@ fn shipped_stock_groks_have_their_native_scanners() {
     // src/grok/native.rs (for nginx and the hub's SSHD_DISC_PREAUTH, src/grok/*.re) from
     // `Grok::as_str`, after checking that the scanner's reasoning still holds for the new
     // text.
-    for parser in ["nginx-logs", "http-logs"] {
+    for parser in ["nginx-logs", "http-logs", "sshd-success-logs"] {
         let (grok, _) = shipped_grok(parser);
         assert!(
             grok.native.is_some(),
@@ -1040,6 +1040,16 @@ fn native_sshd_scanners_agree_with_the_regex() {
         "Connection closed by 1.2.3.4 port 22 trailing",
         "Connection closed by 2001:db8::1 port 22",
         "Connection closed by 1.2.3.4 port 22\n",
+        "Accepted publickey for deploy from 1.2.3.4 port 22 ssh2: ED25519 SHA256:abc+/x",
+        "Accepted password for bob from 1.2.3.4 port 22 ssh2",
+        "Accepted keyboard-interactive/pam for a.b-c from 1.2.3.4 port 22 ssh2",
+        "Accepted gssapi-with-mic for x from 1.2.3.4 port 22 ssh2 trailing",
+        "Accepted hostbased for x from 1.2.3.4 port 22.5 ssh2",
+        "Accepted none for x from 1.2.3.4 port 22 ssh2",
+        "Accepted password for x from 2001:db8::1 port 22 ssh2",
+        "Accepted password for x from 1.2.3.4 port 22 ssh1",
+        "Accepted password for x y from 1.2.3.4 port 22 ssh2",
+        "Accepted password for x from 1.2.3.4 port 22 ssh2\nmore",
     ]
     .into_iter()
     .map(str::to_owned)
@@ -1058,10 +1068,10 @@ fn native_sshd_scanners_agree_with_the_regex() {
     }
     let bytes = [" ", ":", ".", "0", "9", "a", "[", "]", "(", "=", "-"];
     let mut accepted_by = Vec::new();
-    for grok in shipped_groks("sshd-logs")
+    let groks = shipped_groks("sshd-logs")
         .into_iter()
-        .filter(|g| g.native.is_some())
-    {
+        .chain(shipped_groks("sshd-success-logs"));
+    for grok in groks.filter(|g| g.native.is_some()) {
         let mut regex_only = grok.clone();
         regex_only.native = None;
         let (accepted, refuted, _) =
