@@ -451,29 +451,37 @@ const FEW_TIMES: usize = 8;
 /// `MedianInterval` of a list of times (`Time` values or events); `None` if an element is
 /// neither.
 pub(crate) fn median_interval_of(l: &List<'_>) -> Option<SignedDuration> {
-    let n = l.len();
-    if n > INLINE_TIMES {
-        return Some(median_interval(&list_times(l)?));
-    }
-    let mut times = [Timestamp::UNIX_EPOCH; INLINE_TIMES];
-    for (i, slot) in times.iter_mut().enumerate().take(n) {
-        *slot = match l.get(i)? {
-            Value::Time(t) => t,
-            Value::Event(e) => e.time,
-            _ => return None,
-        };
-    }
-    Some(median_interval(&times[..n]))
+    median_interval_by(l.len(), |i| match l.get(i)? {
+        Value::Time(t) => Some(t),
+        Value::Event(e) => Some(e.time),
+        _ => None,
+    })
 }
 
-fn list_times(l: &List<'_>) -> Option<Vec<Timestamp>> {
-    (0..l.len())
-        .map(|i| match l.get(i) {
-            Some(Value::Time(t)) => Some(t),
-            Some(Value::Event(e)) => Some(e.time),
-            _ => None,
-        })
-        .collect()
+/// [`median_interval`] of `n` times read by index (`None` when one cannot be read), kept
+/// on the stack for the few a condition reads: no allocation, and for up to
+/// [`FEW_TIMES`] no 32-slot array to clear.
+pub(crate) fn median_interval_by(
+    n: usize,
+    time: impl Fn(usize) -> Option<Timestamp>,
+) -> Option<SignedDuration> {
+    fn on_stack<const N: usize>(
+        n: usize,
+        time: impl Fn(usize) -> Option<Timestamp>,
+    ) -> Option<SignedDuration> {
+        let mut times = [Timestamp::UNIX_EPOCH; N];
+        for (i, slot) in times.iter_mut().enumerate().take(n) {
+            *slot = time(i)?;
+        }
+        Some(median_interval(&times[..n.min(N)]))
+    }
+    match n {
+        _ if n <= FEW_TIMES => on_stack::<FEW_TIMES>(n, time),
+        _ if n <= INLINE_TIMES => on_stack::<INLINE_TIMES>(n, time),
+        _ => Some(median_interval(
+            &(0..n).map(time).collect::<Option<Vec<_>>>()?,
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@
 //! median). Anything else stays with the interpreter.
 
 use super::eval::{Cmp, K, Lit, Node, clamp_bound};
-use super::funcs::median_interval;
-use crate::event::{Event, Timestamp};
+use super::funcs::median_interval_by;
+use crate::event::Event;
 use jiff::SignedDuration;
 use std::cmp::Ordering;
 
@@ -218,24 +218,7 @@ impl QueueTest {
     }
 }
 
-/// The median interval of the events' times, on the stack for the few a condition reads.
+/// The median interval of the events' times.
 fn median_interval_of_events(events: &[Event]) -> SignedDuration {
-    /// As many as the hub's conditions read (four) and more, without clearing a long array.
-    const FEW: usize = 8;
-    const INLINE: usize = 32;
-    fn on_stack<const N: usize>(events: &[Event]) -> SignedDuration {
-        let mut times = [Timestamp::UNIX_EPOCH; N];
-        for (slot, e) in times.iter_mut().zip(events) {
-            *slot = e.time;
-        }
-        median_interval(&times[..events.len().min(N)])
-    }
-    match events.len() {
-        n if n <= FEW => on_stack::<FEW>(events),
-        n if n <= INLINE => on_stack::<INLINE>(events),
-        _ => {
-            let times: Vec<Timestamp> = events.iter().map(|e| e.time).collect();
-            median_interval(&times)
-        }
-    }
+    median_interval_by(events.len(), |i| events.get(i).map(|e| e.time)).unwrap_or_default()
 }

@@ -151,7 +151,7 @@ fn bsd_common(line: &str) -> Option<SyslogLine<'_>> {
             while d < b.len() && digit(b[d]) {
                 d += 1;
             }
-            if d == digits_start || !at_bytes(b, d, b"]:") || !ends_token(d + 2) {
+            if d == digits_start || b.get(d..d + 2) != Some(b"]:") || !ends_token(d + 2) {
                 return None;
             }
             (
@@ -183,11 +183,6 @@ fn bsd_common(line: &str) -> Option<SyslogLine<'_>> {
         message: message_after(line, tag_end)?,
         ..SyslogLine::default()
     })
-}
-
-/// `b` at `i` starts with `lit`.
-fn at_bytes(b: &[u8], i: usize, lit: &[u8]) -> bool {
-    b.get(i..i + lit.len()) == Some(lit)
 }
 
 /// The raw value of parameter `name` in element `id` of RFC 5424 structured
