@@ -20,7 +20,7 @@
 use crate::FastState;
 use crate::alert::{Alert, AlertEvents, Scope};
 use crate::compile::{CompiledScenario, Ruleset};
-use crate::event::{Event, FieldId, Namespace, Timestamp};
+use crate::event::{Event, FieldId, FieldValue, Namespace, Timestamp};
 use crate::expr::{EvalCtx, FieldLogic, Program};
 use crate::rules::model::{ScenarioKind, ScenarioScope};
 use hashbrown::HashTable;
@@ -429,6 +429,35 @@ impl ClassLogic {
     }
 }
 
+/// The last value of rule-constant text a look-up saw, with its answer. Values set from rule
+/// constants (`log_type`, `service`) are the same `&'static str` line after line, so
+/// comparing its address and length replaces hashing and comparing the text. Sound because
+/// static text never moves, changes or is freed.
+#[derive(Debug, Clone, Copy, Default)]
+struct StaticMemo<T: Copy> {
+    text: Option<(usize, usize)>,
+    answer: T,
+}
+
+impl<T: Copy> StaticMemo<T> {
+    /// The answer for `event`'s value of `id` when it is the static text last seen, else
+    /// `look_up(value)`, remembered when the value is static text.
+    #[inline(always)]
+    fn get(&mut self, event: &Event, id: FieldId, look_up: impl FnOnce(&str) -> T) -> T {
+        let (at, text) = match event.slot(id) {
+            Some(&FieldValue::Static(s)) => ((s.as_ptr() as usize, s.len()), s),
+            // Unset (an HTTP field on an sshd line): the empty text, at no address.
+            Some(FieldValue::Unset) | None => ((0, 0), ""),
+            Some(_) => return look_up(event.get(id)),
+        };
+        if self.text != Some(at) {
+            self.answer = look_up(text);
+            self.text = Some(at);
+        }
+        self.answer
+    }
+}
+
 /// The fields guards test, each with the distinct values guards name. An event's value of
 /// each is classified once per pour (its index among them, or [`GuardFields::OTHER`]), so
 /// the guards of a few dozen filters are bit tests, not string comparisons.
@@ -443,6 +472,8 @@ struct GuardFields {
     /// a value is classified in one or two probes instead of a walk over every value
     /// guards name (an nginx line classifies seven fields, some with a dozen values).
     probes: Vec<[u8; PROBES]>,
+    /// Per field, the class of the static text it last held.
+    memos: Vec<StaticMemo<u8>>,
 }
 
 /// Slots of a field's probe table: at least twice the classes a field can have, so a
@@ -518,6 +549,9 @@ impl GuardFields {
         if self.probes.len() <= fi {
             self.probes.resize_with(fi + 1, || [NO_CLASS; PROBES]);
         }
+        // The classes changed: forget what the memo knew.
+        self.memos.resize(self.probes.len(), StaticMemo::default());
+        self.memos[fi] = StaticMemo::default();
         let table = &mut self.probes[fi];
         table.fill(NO_CLASS);
         for (class, &h) in self.heads[fi].iter().enumerate() {
@@ -530,12 +564,33 @@ impl GuardFields {
     }
 
     /// The class of `event`'s value of field `fi`.
-    fn classify(&self, fi: usize, event: &Event) -> u8 {
-        let v = event.get(self.fields[fi]);
+    fn classify(&mut self, fi: usize, event: &Event) -> u8 {
+        let Some(&field) = self.fields.get(fi) else {
+            return Self::OTHER;
+        };
+        let Self {
+            memos,
+            probes,
+            heads,
+            values,
+            ..
+        } = self;
+        let look_up = |v: &str| Self::class_of(v, probes.get(fi), heads.get(fi), values.get(fi));
+        match memos.get_mut(fi) {
+            Some(memo) => memo.get(event, field, look_up),
+            None => look_up(event.get(field)),
+        }
+    }
+
+    /// The class of value `v` of a field with this probe table, these heads and values.
+    fn class_of(
+        v: &str,
+        table: Option<&[u8; PROBES]>,
+        heads: Option<&Vec<(usize, u64)>>,
+        values: Option<&Vec<Box<str>>>,
+    ) -> u8 {
         let h = head(v);
-        let (Some(table), Some(heads), Some(values)) =
-            (self.probes.get(fi), self.heads.get(fi), self.values.get(fi))
-        else {
+        let (Some(table), Some(heads), Some(values)) = (table, heads, values) else {
             return Self::OTHER;
         };
         let mut at = probe_start(h);
@@ -565,6 +620,7 @@ impl GuardFields {
         self.values.truncate(mark.len());
         self.heads.truncate(mark.len());
         self.probes.truncate(mark.len());
+        self.memos.truncate(mark.len());
         for ((values, heads), &n) in self.values.iter_mut().zip(&mut self.heads).zip(mark) {
             values.truncate(n);
             heads.truncate(n);
@@ -590,6 +646,8 @@ struct ScenarioIndex {
     /// Candidate lists, each in ruleset order; the last one holds the scenarios that
     /// accept any value (events whose value no filter names).
     lists: Vec<Box<[usize]>>,
+    /// The list of the static text the field last held.
+    memo: StaticMemo<usize>,
 }
 
 impl ScenarioIndex {
@@ -599,6 +657,7 @@ impl ScenarioIndex {
                 field: None,
                 by_value: HashMap::default(),
                 lists: vec![(0..rs.scenarios.len()).collect()],
+                memo: StaticMemo::default(),
             };
         };
         let accepts: Vec<Option<Vec<Box<str>>>> = rs
@@ -633,14 +692,19 @@ impl ScenarioIndex {
                 .map(|(k, v)| (v, k))
                 .collect(),
             lists: lists.into_iter().map(Vec::into_boxed_slice).collect(),
+            memo: StaticMemo::default(),
         }
     }
 
     /// The candidate list `event` falls in (an index into `lists`).
-    fn list_of(&self, event: &Event) -> usize {
+    fn list_of(&mut self, event: &Event) -> usize {
         let rest = self.lists.len() - 1;
         match self.field {
-            Some(f) => self.by_value.get(event.get(f)).copied().unwrap_or(rest),
+            Some(f) => {
+                let by_value = &self.by_value;
+                self.memo
+                    .get(event, f, |v| by_value.get(v).copied().unwrap_or(rest))
+            }
             None => rest,
         }
     }
@@ -1888,6 +1952,49 @@ mod tests {
     }
 
     #[test]
+    fn static_values_classify_as_their_text_does() {
+        let mut fields = crate::event::FieldRegistry::new();
+        let f = fields.intern(Namespace::Meta, "log_type");
+        let mut gf = GuardFields::default();
+        let known: Vec<Box<str>> = vec!["ab".into(), "a".into(), "ssh_failed-auth".into()];
+        assert!(gf.guard(f, &known).is_some());
+        let mut e = Event::new("ab ssh_failed-auth".into(), Timestamp::UNIX_EPOCH, 1);
+        // The same static text again, a prefix of it at the same address, the same text at
+        // another address or as a range of the line, and unknown text at a known address.
+        let ab: &'static str = "ab";
+        let other: &'static str = "zz";
+        let cases: [(FieldValue, u8); 10] = [
+            (FieldValue::Static(ab), 0),
+            (FieldValue::Static(ab), 0),
+            (FieldValue::Static(&ab[..1]), 1),
+            (
+                FieldValue::Static(crate::event::intern("ssh_failed-auth")),
+                2,
+            ),
+            (FieldValue::Line { start: 0, end: 2 }, 0),
+            (FieldValue::Line { start: 3, end: 18 }, 2),
+            (FieldValue::Static(other), GuardFields::OTHER),
+            (FieldValue::Unset, GuardFields::OTHER),
+            (FieldValue::Static(""), GuardFields::OTHER),
+            (FieldValue::Static(ab), 0),
+        ];
+        for (value, want) in cases {
+            e.set(f, value.clone());
+            assert_eq!(gf.classify(0, &e), want, "{value:?}");
+        }
+        // New classes for the field: a memo of the old ones is forgotten.
+        e.set(f, FieldValue::Static(other));
+        assert_eq!(gf.classify(0, &e), GuardFields::OTHER);
+        assert!(gf.guard(f, &[Box::from("zz")]).is_some());
+        assert_eq!(gf.classify(0, &e), 3);
+        // An unset field is the empty text, which a guard may name.
+        e.set(f, FieldValue::Unset);
+        assert_eq!(gf.classify(0, &e), GuardFields::OTHER);
+        assert!(gf.guard(f, &[Box::from("")]).is_some());
+        assert_eq!(gf.classify(0, &e), 4);
+    }
+
+    #[test]
     fn guards_classify_each_value_once_and_test_bits() {
         let mut fields = crate::event::FieldRegistry::new();
         let status = fields.intern(Namespace::Meta, "http_status");
@@ -1899,7 +2006,7 @@ mod tests {
         let post = gf.guard(verb, &strs(&["POST"])).expect("a guard");
         assert_eq!(not_found.field, bad_request.field);
         assert_ne!(not_found.field, post.field);
-        let admits = |g: &Guard, e: &Event| g.mask & (1 << gf.classify(g.field, e)) != 0;
+        let mut admits = |g: &Guard, e: &Event| g.mask & (1 << gf.classify(g.field, e)) != 0;
         let mut e = Event::new(String::new(), Timestamp::UNIX_EPOCH, fields.len());
         for (st, v, want) in [
             ("404", "GET", [true, true, false]),
