@@ -63,39 +63,12 @@ impl WellKnown {
         }
     }
 
-    /// Every well-known field: the engine reads them all. Destructured, so a new one
-    /// cannot be left out.
-    pub fn all(&self) -> [FieldId; 13] {
-        let WellKnown {
-            label_type,
-            label_program,
-            program,
-            message,
-            pid,
-            logsource,
-            timestamp,
-            machine,
-            source_ip,
-            source_range,
-            meta_timestamp,
-            log_type,
-            service,
-        } = *self;
-        [
-            label_type,
-            label_program,
-            program,
-            message,
-            pid,
-            logsource,
-            timestamp,
-            machine,
-            source_ip,
-            source_range,
-            meta_timestamp,
-            log_type,
-            service,
-        ]
+    /// The well-known fields the engine itself reads: a parser's `programs` match the
+    /// program, whitelists and the default `groupby` read the source address, and
+    /// range-scoped alerts the source range. The others it only writes (the syslog
+    /// envelope, the acquisition type, the rendered time), for the rules that name them.
+    pub fn read_by_engine(&self) -> [FieldId; 3] {
+        [self.program, self.source_ip, self.source_range]
     }
 }
 
@@ -278,8 +251,8 @@ pub struct Ruleset {
 
 impl Ruleset {
     /// Per field (by id), whether a rule reads it: a parser (filter, match target, time,
-    /// static), a scenario, a whitelist or a profile program, or the engine itself (the
-    /// well-known fields). `None` when some program reads whole events
+    /// static), a scenario, a whitelist or a profile program, or the engine itself
+    /// ([`WellKnown::read_by_engine`]). `None` when some program reads whole events
     /// ([`Program::reads_whole_event`]): then every field may be read. What an alert's
     /// samples keep is not counted: with samples, every `Meta` field is read.
     pub fn fields_read(&self) -> Option<Vec<bool>> {
@@ -289,7 +262,10 @@ impl Ruleset {
                 *r = true;
             }
         };
-        self.well_known.all().into_iter().for_each(&mut mark);
+        self.well_known
+            .read_by_engine()
+            .into_iter()
+            .for_each(&mut mark);
         let mut programs: Vec<&Program> = Vec::new();
         for p in self.stages.iter().flatten() {
             programs.extend(&p.filter);

@@ -237,7 +237,9 @@ impl Pipeline {
     ) -> Outcome {
         let rs: &Ruleset = &self.ruleset;
         let wk = rs.well_known;
-        event.set(wk.label_type, FieldValue::Static(log_type));
+        if !is_unread(&self.scratch.unread, wk.label_type) {
+            event.set(wk.label_type, FieldValue::Static(log_type));
+        }
         let type_key = (log_type.as_ptr() as usize, log_type.len());
         if self.scratch.types_for != type_key || self.scratch.types_ok.is_empty() {
             // In place: a daemon whose sources interleave types switches often.
@@ -337,7 +339,7 @@ impl Scratch {
         }
         let matched_statics: Option<usize> = match p.decoder {
             Some(Decoder::Syslog) => {
-                if !decode_syslog(event, rs) {
+                if !decode_syslog(event, rs, &self.unread) {
                     return false;
                 }
                 None
@@ -388,7 +390,9 @@ impl Scratch {
         }
         apply_statics(&p.statics, event, rs, &self.unread);
         if let Some(tf) = p.time {
-            self.set_time(event, tf, time, rs.well_known.meta_timestamp);
+            let rendered = rs.well_known.meta_timestamp;
+            let rendered = (!is_unread(&self.unread, rendered)).then_some(rendered);
+            self.set_time(event, tf, time, rendered);
         }
         true
     }
@@ -398,7 +402,7 @@ impl Scratch {
         event: &mut Event,
         field: FieldId,
         context: TimeContext,
-        rendered_field: FieldId,
+        rendered_field: Option<FieldId>,
     ) {
         let text = event.get(field);
         if text.is_empty() {
@@ -420,6 +424,9 @@ impl Scratch {
         };
         event.time = last.time;
         event.has_line_time = true;
+        let Some(rendered_field) = rendered_field else {
+            return;
+        };
         // A copy into a recycled buffer: cheaper than sharing it by reference count.
         let mut rendered = event.take_buffer();
         rendered.push_str(&last.rendered);
@@ -446,7 +453,9 @@ fn range_in(whole: &str, part: &str) -> Option<(u32, u32)> {
     (end <= whole.len()).then_some((start as u32, end as u32))
 }
 
-fn decode_syslog(event: &mut Event, rs: &Ruleset) -> bool {
+/// Sets the syslog envelope's fields (those some rule reads, per `unread`), or returns
+/// false when the line is not syslog.
+fn decode_syslog(event: &mut Event, rs: &Ruleset, unread: &[bool]) -> bool {
     let wk = rs.well_known;
     let Some(h) = super::syslog::parse_syslog(&event.line) else {
         return false;
@@ -461,6 +470,7 @@ fn decode_syslog(event: &mut Event, rs: &Ruleset) -> bool {
     ];
     event.set_ranges(
         sets.into_iter()
+            .filter(|(id, _)| !is_unread(unread, *id))
             .filter_map(|(id, r)| r.map(|(start, end)| (id, start, end))),
     );
     true
