@@ -182,6 +182,12 @@ struct Reuse {
     spare: Vec<String>,
 }
 
+impl Reuse {
+    /// Slots recorded before the record grows: more than a line of the shipped rules
+    /// writes, so [`Event::set`] stays on its inlined path.
+    const WRITTEN_START: usize = 64;
+}
+
 /// Keeps `s`'s allocation among `spare`, up to [`SPARE_BUFFERS`].
 fn keep_spare(spare: &mut Vec<String>, mut s: String) {
     if spare.len() < SPARE_BUFFERS && s.capacity() > 0 {
@@ -247,7 +253,10 @@ impl Event {
             }
             None => {
                 self.fields.fill(FieldValue::Unset);
-                self.reuse = Some(Box::default());
+                self.reuse = Some(Box::new(Reuse {
+                    written: Vec::with_capacity(Reuse::WRITTEN_START),
+                    spare: Vec::new(),
+                }));
             }
         }
         self.whitelisted = false;
@@ -292,18 +301,28 @@ impl Event {
     }
 
     /// Sets a field.
+    #[inline]
     pub fn set(&mut self, id: FieldId, value: FieldValue) {
-        let i = usize::from(id.0);
-        // The common case on a reused event: the slot is empty since its reset, so there
-        // is nothing to drop or keep.
-        if let (Some(slot @ FieldValue::Unset), Some(r)) =
-            (self.fields.get_mut(i), self.reuse.as_deref_mut())
+        // The common case on a reused event, inlined: the slot is empty since its reset,
+        // so there is nothing to drop or keep, and the record of written slots has room.
+        if let (Some(slot @ FieldValue::Unset), Some(r)) = (
+            self.fields.get_mut(usize::from(id.0)),
+            self.reuse.as_deref_mut(),
+        ) && r.written.len() < r.written.capacity()
         {
             *slot = value;
             r.written.push(id.0);
             self.memo.set(0);
             return;
         }
+        self.set_any(id, value);
+    }
+
+    /// [`Event::set`] in every case: a slot past the end, a value to let go of, an event
+    /// not reused.
+    #[inline(never)]
+    fn set_any(&mut self, id: FieldId, value: FieldValue) {
+        let i = usize::from(id.0);
         if i >= self.fields.len() {
             self.fields.resize(i + 1, FieldValue::Unset);
         }
@@ -377,6 +396,15 @@ mod tests {
             e.reset("e f", Timestamp::UNIX_EPOCH);
             assert!(e.fields.iter().all(|f| *f == FieldValue::Unset));
             assert_eq!(e.line, "e f");
+        }
+        // More writes than the record first holds: the ones past it are cleared too.
+        for round in 0..2 {
+            for i in 0..(Reuse::WRITTEN_START as u16 + 10) {
+                e.set(FieldId(i % 40), FieldValue::Static("z"));
+            }
+            assert_eq!(e.get(FieldId(39)), "z", "round {round}");
+            e.reset("g", Timestamp::UNIX_EPOCH);
+            assert!(e.fields.iter().all(|f| *f == FieldValue::Unset));
         }
     }
 
