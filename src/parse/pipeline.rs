@@ -42,7 +42,10 @@ struct LastTime {
     text: String,
     context: TimeContext,
     time: Timestamp,
-    /// `evt.Meta.timestamp`: RFC 3339, shared by every line of that second.
+    /// The offset the text was read at.
+    offset: jiff::tz::Offset,
+    /// `evt.Meta.timestamp`: RFC 3339, shared by every line of that second; empty until
+    /// a line needs it (replay without alert events reads it nowhere).
     rendered: String,
 }
 
@@ -392,45 +395,63 @@ impl Scratch {
         if let Some(tf) = p.time {
             let rendered = rs.well_known.meta_timestamp;
             let rendered = (!is_unread(&self.unread, rendered)).then_some(rendered);
-            self.set_time(event, tf, time, rendered);
+            // A line whose time does not read keeps the time it was received at.
+            let _ = self.set_time(event, tf, time, rendered);
         }
         true
     }
 
+    /// Sets the event's time from the text of `field` (and its RFC 3339 rendering in
+    /// `rendered_field`, when given); `None` when the field is empty or does not read as
+    /// a time.
     fn set_time(
         &mut self,
         event: &mut Event,
         field: FieldId,
         context: TimeContext,
         rendered_field: Option<FieldId>,
-    ) {
+    ) -> Option<()> {
         let text = event.get(field);
         if text.is_empty() {
-            return;
+            return None;
         }
         let last = match &mut self.last_time {
             Some(last) if last.text == text && last.context == context => last,
+            Some(last) => {
+                // A new second: the same buffers, refilled.
+                let (time, offset) = parse_timestamp_with_offset(text, &context)?;
+                last.text.clear();
+                last.text.push_str(text);
+                last.context = context;
+                last.time = time;
+                last.offset = offset;
+                last.rendered.clear();
+                last
+            }
             slot => {
-                let Some((ts, offset)) = parse_timestamp_with_offset(text, &context) else {
-                    return;
-                };
+                let (time, offset) = parse_timestamp_with_offset(text, &context)?;
                 slot.insert(LastTime {
                     text: text.to_owned(),
                     context,
-                    time: ts,
-                    rendered: format_rfc3339(ts, offset),
+                    time,
+                    offset,
+                    rendered: String::new(),
                 })
             }
         };
         event.time = last.time;
         event.has_line_time = true;
         let Some(rendered_field) = rendered_field else {
-            return;
+            return Some(());
         };
+        if last.rendered.is_empty() {
+            last.rendered = format_rfc3339(last.time, last.offset);
+        }
         // A copy into a recycled buffer: cheaper than sharing it by reference count.
         let mut rendered = event.take_buffer();
         rendered.push_str(&last.rendered);
         event.set(rendered_field, FieldValue::Owned(rendered));
+        Some(())
     }
 }
 
