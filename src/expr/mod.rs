@@ -558,20 +558,11 @@ impl Program {
         eval::eval_bool_skipping(&self.root, ctx, skip).unwrap_or(false)
     }
 
-    /// The one field of `evt` that the conjuncts outside `skip` read, when they read no
-    /// other field and nothing else that varies between events (the whole event, the queue,
-    /// the alert, decisions, the clock) and write nothing: their verdict is then a function
-    /// of that field's value, which a caller may cache by value. `None` otherwise, and
-    /// when they read no field at all.
-    pub fn sole_field(&self, skip: u64) -> Option<FieldId> {
-        match self.value_fields(skip)?.as_slice() {
-            [one] => Some(*one),
-            _ => None,
-        }
-    }
-
-    /// Like [`Self::sole_field`], for any number of fields: the fields of `evt` (sorted)
-    /// whose values alone decide the conjuncts outside `skip`.
+    /// The fields of `evt` (sorted) whose values alone decide the conjuncts outside
+    /// `skip`, when they read nothing else that varies between events (the whole event,
+    /// the queue, the alert, decisions, the clock) and write nothing: their verdict is
+    /// then a function of those values, which a caller may cache by value. `None`
+    /// otherwise.
     pub fn value_fields(&self, skip: u64) -> Option<Vec<FieldId>> {
         eval::value_fields(&self.root, skip)
     }
