@@ -677,10 +677,14 @@ fn apply_statics(statics: &[CompiledStatic], event: &mut Event, rs: &Ruleset, un
             continue;
         }
         let value = match &st.value {
+            StaticValue::Const("") => continue,
             StaticValue::Const(c) => FieldValue::Static(c),
+            // Most copies are of captures (ranges of the line) or constants.
             StaticValue::Copy(id) => match event.slot(*id) {
-                Some(FieldValue::Unset) | None => continue,
-                Some(v) => v.clone(),
+                Some(&FieldValue::Line { start, end }) => FieldValue::Line { start, end },
+                Some(FieldValue::Static("")) | Some(FieldValue::Unset) | None => continue,
+                Some(&FieldValue::Static(c)) => FieldValue::Static(c),
+                Some(FieldValue::Owned(v)) => FieldValue::Owned(v.clone()),
             },
             StaticValue::Line => FieldValue::Line {
                 start: 0,
@@ -706,9 +710,6 @@ fn apply_statics(statics: &[CompiledStatic], event: &mut Event, rs: &Ruleset, un
                 FieldValue::Owned(buf)
             }
         };
-        if matches!(&value, FieldValue::Static(s) if s.is_empty()) {
-            continue;
-        }
         event.set(st.target, value);
     }
 }
