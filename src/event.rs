@@ -122,6 +122,18 @@ pub enum FieldValue {
     Owned(String),
 }
 
+impl FieldValue {
+    /// The address and length of rule-constant text ([`FieldValue::Static`]): a memo's
+    /// cheap key, as equal keys mean equal text (static text never moves, changes or is
+    /// freed). `None` for other values.
+    pub fn static_key(&self) -> Option<(usize, usize)> {
+        match self {
+            FieldValue::Static(s) => Some((s.as_ptr() as usize, s.len())),
+            _ => None,
+        }
+    }
+}
+
 /// The one copy of a constant that rules and configuration give fields, kept for the life
 /// of the process.
 ///

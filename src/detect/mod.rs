@@ -431,8 +431,8 @@ impl ClassLogic {
 
 /// The last value of rule-constant text a look-up saw, with its answer. Values set from rule
 /// constants (`log_type`, `service`) are the same `&'static str` line after line, so
-/// comparing its address and length replaces hashing and comparing the text. Sound because
-/// static text never moves, changes or is freed.
+/// comparing its address and length ([`FieldValue::static_key`]) replaces hashing and
+/// comparing the text.
 #[derive(Debug, Clone, Copy, Default)]
 struct StaticMemo<T: Copy> {
     text: Option<(usize, usize)>,
@@ -444,11 +444,12 @@ impl<T: Copy> StaticMemo<T> {
     /// `look_up(value)`, remembered when the value is static text.
     #[inline(always)]
     fn get(&mut self, event: &Event, id: FieldId, look_up: impl FnOnce(&str) -> T) -> T {
-        let (at, text) = match event.slot(id) {
-            Some(&FieldValue::Static(s)) => ((s.as_ptr() as usize, s.len()), s),
+        let slot = event.slot(id);
+        let (at, text) = match (slot, slot.and_then(FieldValue::static_key)) {
+            (Some(&FieldValue::Static(s)), Some(at)) => (at, s),
             // Unset (an HTTP field on an sshd line): the empty text, at no address.
-            Some(FieldValue::Unset) | None => ((0, 0), ""),
-            Some(_) => return look_up(event.get(id)),
+            (Some(FieldValue::Unset) | None, _) => ((0, 0), ""),
+            _ => return look_up(event.get(id)),
         };
         if self.text != Some(at) {
             self.answer = look_up(text);

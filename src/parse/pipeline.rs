@@ -149,8 +149,8 @@ struct FilterMemo {
 
 /// A value a [`FilterMemo`] judged.
 enum MemoValue {
-    /// Rule-constant text, by address and length: static text never moves or changes.
-    Static(usize, usize),
+    /// Rule-constant text, by [`FieldValue::static_key`].
+    Static((usize, usize)),
     /// Any other value, copied.
     Text(String),
 }
@@ -159,12 +159,9 @@ impl MemoValue {
     /// Whether `event`'s value of `id` is this one.
     #[inline]
     fn holds(&self, event: &Event, id: FieldId) -> bool {
-        match (self, event.slot(id)) {
-            (MemoValue::Static(at, len), Some(FieldValue::Static(s))) => {
-                *at == s.as_ptr() as usize && *len == s.len()
-            }
-            (MemoValue::Text(t), _) => *t == event.get(id),
-            _ => false,
+        match self {
+            MemoValue::Static(key) => event.slot(id).and_then(FieldValue::static_key) == Some(*key),
+            MemoValue::Text(t) => *t == event.get(id),
         }
     }
 }
@@ -203,11 +200,9 @@ impl FilterMemo {
     #[inline(never)]
     fn remember(&mut self, event: &Event) {
         for (id, v) in self.last.iter_mut() {
-            match event.slot(*id) {
-                Some(&FieldValue::Static(s)) => {
-                    *v = MemoValue::Static(s.as_ptr() as usize, s.len());
-                }
-                _ => {
+            match event.slot(*id).and_then(FieldValue::static_key) {
+                Some(key) => *v = MemoValue::Static(key),
+                None => {
                     let text = event.get(*id);
                     match v {
                         MemoValue::Text(t) => {
