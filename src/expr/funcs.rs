@@ -316,12 +316,21 @@ fn median_of_intervals(iv: &mut [i128], times: &[Timestamp]) -> SignedDuration {
     for (d, w) in iv.iter_mut().zip(times.windows(2)) {
         *d = w[1].as_nanosecond() - w[0].as_nanosecond();
     }
-    iv.sort_unstable();
-    let n = iv.len();
-    let med = if n % 2 == 1 {
-        iv[n / 2]
-    } else {
-        (iv[n / 2 - 1] + iv[n / 2]) / 2
+    let med = match *iv {
+        // The hub's conditions take the median of the last four times: three intervals,
+        // whose median needs no sort.
+        [a] => a,
+        [a, b] => (a + b) / 2,
+        [a, b, c] => a.min(b).max(c.min(a.max(b))),
+        _ => {
+            iv.sort_unstable();
+            let n = iv.len();
+            if n % 2 == 1 {
+                iv[n / 2]
+            } else {
+                (iv[n / 2 - 1] + iv[n / 2]) / 2
+            }
+        }
     };
     let med = med.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
     SignedDuration::from_nanos(med)
@@ -517,6 +526,33 @@ mod tests {
                 SignedDuration::from_nanos(want as i64),
                 "{n} times"
             );
+        }
+        // Three intervals in every order, with and without ties.
+        for gaps in [[-5i64, 2, 9], [3, 3, 1], [4, 4, 4], [0, -7, 0]] {
+            for order in [
+                [0, 1, 2],
+                [0, 2, 1],
+                [1, 0, 2],
+                [1, 2, 0],
+                [2, 0, 1],
+                [2, 1, 0],
+            ] {
+                let mut t = Timestamp::UNIX_EPOCH;
+                let mut times = vec![t];
+                for &k in &order {
+                    t = t
+                        .checked_add(SignedDuration::from_secs(gaps[k]))
+                        .expect("in range");
+                    times.push(t);
+                }
+                let mut sorted = gaps;
+                sorted.sort_unstable();
+                assert_eq!(
+                    median_interval(&times),
+                    SignedDuration::from_secs(sorted[1]),
+                    "{gaps:?} in order {order:?}"
+                );
+            }
         }
     }
 }
