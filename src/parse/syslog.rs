@@ -119,8 +119,7 @@ fn bsd_common(line: &str) -> Option<SyslogLine<'_>> {
     }
     // The host: host bytes up to a space. A first token ending in `:` may be a tag (a
     // host-less line), and anything else is for the general reader.
-    let is_host_byte =
-        |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b':' | b'%');
+    let is_host_byte = |c: u8| HEADER_BYTES[usize::from(c)] & HOST_BYTE != 0;
     let host_start = 16;
     if !matches!(b.get(host_start), Some(c) if c.is_ascii_alphanumeric() || *c == b':') {
         return None;
@@ -138,7 +137,7 @@ fn bsd_common(line: &str) -> Option<SyslogLine<'_>> {
         return None;
     }
     // The tag: program bytes, then `[digits]:` or `:` ending the token.
-    let is_prog = |c: u8| (0x21..=0x7e).contains(&c) && c != b'[' && c != b']';
+    let is_prog = |c: u8| HEADER_BYTES[usize::from(c)] & PROGRAM_BYTE != 0;
     let mut k = tag_start;
     while k < b.len() && is_prog(b[k]) {
         k += 1;
@@ -183,6 +182,31 @@ fn bsd_common(line: &str) -> Option<SyslogLine<'_>> {
         message: message_after(line, tag_end)?,
         ..SyslogLine::default()
     })
+}
+
+/// [`HEADER_BYTES`]: a host name byte ([`is_host`]).
+const HOST_BYTE: u8 = 1;
+/// [`HEADER_BYTES`]: a program name byte (grok `PROG`: printable ASCII but `[` and `]`).
+const PROGRAM_BYTE: u8 = 2;
+
+/// The classes of each byte value for [`bsd_common`]'s scans: one look-up a byte where
+/// the tests are several comparisons (host and tag bytes are most of a header's).
+static HEADER_BYTES: [u8; 256] = header_bytes();
+
+const fn header_bytes() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        if c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b':' | b'%') {
+            table[i] |= HOST_BYTE;
+        }
+        if c >= 0x21 && c <= 0x7e && c != b'[' && c != b']' {
+            table[i] |= PROGRAM_BYTE;
+        }
+        i += 1;
+    }
+    table
 }
 
 /// The raw value of parameter `name` in element `id` of RFC 5424 structured
@@ -1166,6 +1190,17 @@ mod tests {
                 let mut m = b.to_vec();
                 m.insert(i, b[i]);
                 check(&m);
+            }
+        }
+        // Every ASCII byte in the host, the program and the pid (the scans' byte classes).
+        for seed in &seeds[..3] {
+            let b = seed.as_bytes();
+            for i in 16..b.len().min(36) {
+                for c in 0..=0x7f {
+                    let mut m = b.to_vec();
+                    m[i] = c;
+                    check(&m);
+                }
             }
         }
         assert!(
