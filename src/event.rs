@@ -123,15 +123,20 @@ pub enum FieldValue {
 }
 
 impl FieldValue {
-    /// The address and length of rule-constant text ([`FieldValue::Static`]): a memo's
-    /// cheap key, as equal keys mean equal text (static text never moves, changes or is
-    /// freed). `None` for other values.
+    /// The [`static_text_key`] of rule-constant text ([`FieldValue::Static`]); `None` for
+    /// other values.
     pub fn static_key(&self) -> Option<(usize, usize)> {
         match self {
-            FieldValue::Static(s) => Some((s.as_ptr() as usize, s.len())),
+            FieldValue::Static(s) => Some(static_text_key(s)),
             _ => None,
         }
     }
+}
+
+/// The address and length of static text: a memo's cheap key for it, as equal keys mean
+/// equal text (static text never moves, changes or is freed).
+pub fn static_text_key(s: &'static str) -> (usize, usize) {
+    (s.as_ptr() as usize, s.len())
 }
 
 /// The one copy of a constant that rules and configuration give fields, kept for the life

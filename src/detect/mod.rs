@@ -431,7 +431,7 @@ impl ClassLogic {
 
 /// The last value of rule-constant text a look-up saw, with its answer. Values set from rule
 /// constants (`log_type`, `service`) are the same `&'static str` line after line, so
-/// comparing its address and length ([`FieldValue::static_key`]) replaces hashing and
+/// comparing its address and length ([`crate::event::static_text_key`]) replaces hashing and
 /// comparing the text.
 #[derive(Debug, Clone, Copy, Default)]
 struct StaticMemo<T: Copy> {
@@ -444,12 +444,11 @@ impl<T: Copy> StaticMemo<T> {
     /// `look_up(value)`, remembered when the value is static text.
     #[inline(always)]
     fn get(&mut self, event: &Event, id: FieldId, look_up: impl FnOnce(&str) -> T) -> T {
-        let slot = event.slot(id);
-        let (at, text) = match (slot, slot.and_then(FieldValue::static_key)) {
-            (Some(&FieldValue::Static(s)), Some(at)) => (at, s),
+        let (at, text) = match event.slot(id) {
+            Some(&FieldValue::Static(s)) => (crate::event::static_text_key(s), s),
             // Unset (an HTTP field on an sshd line): the empty text, at no address.
-            (Some(FieldValue::Unset) | None, _) => ((0, 0), ""),
-            _ => return look_up(event.get(id)),
+            Some(FieldValue::Unset) | None => ((0, 0), ""),
+            Some(_) => return look_up(event.get(id)),
         };
         if self.text != Some(at) {
             self.answer = look_up(text);

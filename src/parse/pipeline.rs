@@ -82,10 +82,10 @@ struct Scratch {
     unread: Vec<bool>,
     whitelist: WhitelistMemo,
     /// Per parser node, whether its `types` admit the acquisition type in `types_for`
-    /// (the text's address and length: types are interned per source, so a source's lines
-    /// are judged once).
+    /// (by [`crate::event::static_text_key`]: types are interned per source, so a
+    /// source's lines are judged once; `None` before the first line).
     types_ok: Vec<bool>,
-    types_for: (usize, usize),
+    types_for: Option<(usize, usize)>,
 }
 
 /// The CIDR whitelist's verdicts by the source address text they were given for. Reading
@@ -255,7 +255,7 @@ impl Pipeline {
                 unread: Vec::new(),
                 whitelist: WhitelistMemo::new(),
                 types_ok: Vec::new(),
-                types_for: (0, 0),
+                types_for: None,
             },
             parser_counts: None,
         }
@@ -299,8 +299,8 @@ impl Pipeline {
         if !is_unread(&self.scratch.unread, wk.label_type) {
             event.set(wk.label_type, FieldValue::Static(log_type));
         }
-        let type_key = (log_type.as_ptr() as usize, log_type.len());
-        if self.scratch.types_for != type_key || self.scratch.types_ok.is_empty() {
+        let type_key = Some(crate::event::static_text_key(log_type));
+        if self.scratch.types_for != type_key {
             // In place: a daemon whose sources interleave types switches often.
             self.scratch.types_ok.clear();
             self.scratch.types_ok.extend(

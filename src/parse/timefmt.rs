@@ -344,16 +344,12 @@ impl<'a> Cur<'a> {
             self.i = start;
             return None;
         }
-        if word.len() >= 3 {
-            for (k, full) in names.iter().enumerate() {
-                let ok = (word.len() == 3 || word.len() == full.len())
-                    && full.len() >= word.len()
-                    && full[..word.len()].eq_ignore_ascii_case(word);
-                // "Sept" is a common extra abbreviation.
-                let sept = k == 8 && word.eq_ignore_ascii_case(b"sept");
-                if ok || sept {
-                    return u32::try_from(k + 1).ok();
-                }
+        // Longer: the full name, in any case.
+        for (k, full) in names.iter().enumerate() {
+            // "Sept" is a common extra abbreviation.
+            let sept = k == 8 && word.eq_ignore_ascii_case(b"sept");
+            if full.eq_ignore_ascii_case(word) || sept {
+                return u32::try_from(k + 1).ok();
             }
         }
         self.i = start;
