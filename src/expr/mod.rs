@@ -29,6 +29,7 @@ mod eval;
 mod funcs;
 mod lexer;
 mod matcher;
+mod memo;
 mod parser;
 mod queue_condition;
 #[cfg(test)]
@@ -38,6 +39,7 @@ use crate::alert::Alert;
 use crate::data::DataLists;
 use crate::event::{Event, FieldId, FieldRegistry, Timestamp};
 pub(crate) use eval::FieldLogic;
+pub(crate) use memo::VerdictMemo;
 use queue_condition::QueueCondition;
 use std::borrow::Cow;
 use std::cell::RefCell;

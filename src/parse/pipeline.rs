@@ -7,7 +7,7 @@ use crate::compile::{
     StaticValue,
 };
 use crate::event::{Event, FieldId, FieldValue, Timestamp};
-use crate::expr::EvalCtx;
+use crate::expr::{EvalCtx, VerdictMemo};
 use crate::grok::PairSet;
 use crate::rules::model::{Decoder, ParserOnSuccess, Stage};
 use std::hash::BuildHasher;
@@ -75,8 +75,8 @@ struct Scratch {
     /// A match's captures as (field, range of the line), set on the event in one call.
     captures: Vec<(FieldId, u32, u32)>,
     /// Per parser node, its filter's last verdict, when the filter is a function of one
-    /// field's value ([`FilterMemo`]).
-    filter_memos: Vec<Option<FilterMemo>>,
+    /// field's value ([`VerdictMemo`]).
+    filter_memos: Vec<Option<VerdictMemo>>,
     /// Per field, whether no rule reads it, so captures and statics skip it (see
     /// [`Pipeline::skip_unread_fields`]); empty: every field is written.
     unread: Vec<bool>,
@@ -134,89 +134,6 @@ impl WhitelistMemo {
     }
 }
 
-/// The last verdict of a parser filter whose verdict is a function of a few fields' values
-/// ([`crate::expr::Program::value_fields`]), with the values it was given for. Such filters
-/// (`evt.Line.Labels.type not in [...]`, `evt.Parsed.program startsWith 'nginx'`,
-/// `evt.Meta.service == 'http' && evt.Meta.log_type in [...]`) see the same values line
-/// after line: the acquisition's type, the program most lines come from, the constants a
-/// parser set.
-struct FilterMemo {
-    /// The fields, each with the value last judged.
-    last: Box<[(FieldId, MemoValue)]>,
-    /// The verdict; `None` before the first line.
-    verdict: Option<bool>,
-}
-
-/// A value a [`FilterMemo`] judged.
-enum MemoValue {
-    /// Rule-constant text, by [`FieldValue::static_key`].
-    Static((usize, usize)),
-    /// Any other value, copied.
-    Text(String),
-}
-
-impl MemoValue {
-    /// Whether `event`'s value of `id` is this one.
-    #[inline]
-    fn holds(&self, event: &Event, id: FieldId) -> bool {
-        match self {
-            MemoValue::Static(key) => event.slot(id).and_then(FieldValue::static_key) == Some(*key),
-            MemoValue::Text(t) => *t == event.get(id),
-        }
-    }
-}
-
-/// Fields a [`FilterMemo`] keeps values of at most: more make a poor key.
-const MEMO_FIELDS: usize = 4;
-
-impl FilterMemo {
-    /// A memo for a filter whose verdict only `fields` decide.
-    fn new(fields: Vec<FieldId>) -> Option<Self> {
-        (!fields.is_empty() && fields.len() <= MEMO_FIELDS).then(|| FilterMemo {
-            last: fields
-                .into_iter()
-                .map(|id| (id, MemoValue::Text(String::new())))
-                .collect(),
-            verdict: None,
-        })
-    }
-
-    /// The filter's verdict on `event`: the memo's when the fields hold the values it
-    /// judged last, else `judge`'s, remembered.
-    #[inline]
-    fn verdict(&mut self, event: &Event, judge: impl FnOnce() -> bool) -> bool {
-        match self.verdict {
-            Some(v) if self.last.iter().all(|(id, last)| last.holds(event, *id)) => v,
-            _ => {
-                let v = judge();
-                self.verdict = Some(v);
-                self.remember(event);
-                v
-            }
-        }
-    }
-
-    /// Keeps `event`'s values of the fields, reusing the copies' buffers.
-    #[inline(never)]
-    fn remember(&mut self, event: &Event) {
-        for (id, v) in self.last.iter_mut() {
-            match event.slot(*id).and_then(FieldValue::static_key) {
-                Some(key) => *v = MemoValue::Static(key),
-                None => {
-                    let text = event.get(*id);
-                    match v {
-                        MemoValue::Text(t) => {
-                            t.clear();
-                            t.push_str(text);
-                        }
-                        MemoValue::Static(..) => *v = MemoValue::Text(text.to_owned()),
-                    }
-                }
-            }
-        }
-    }
-}
-
 impl Pipeline {
     /// A pipeline for a ruleset.
     pub fn new(ruleset: Arc<Ruleset>, time: TimeContext) -> Self {
@@ -226,12 +143,7 @@ impl Pipeline {
         let mut filter_memos = Vec::new();
         for stage in &ruleset.stages {
             for p in stage {
-                filter_memos.push(
-                    p.filter
-                        .as_ref()
-                        .and_then(|f| f.value_fields(0))
-                        .and_then(FilterMemo::new),
-                );
+                filter_memos.push(p.filter.as_ref().and_then(VerdictMemo::of));
                 one_target.push(p.groks.windows(2).all(|w| w[0].target == w[1].target));
                 let mut idx = Vec::new();
                 for g in &p.groks {
@@ -829,50 +741,6 @@ mod tests {
             );
             assert_eq!(event.get(log_type), *expected, "{line}");
         }
-    }
-
-    #[test]
-    fn filter_memos_judge_again_when_any_of_their_values_changes() {
-        let (a, b) = (FieldId(0), FieldId(1));
-        let mut memo = FilterMemo::new(vec![a, b]).expect("two fields");
-        let mut e = Event::new("http ssh".into(), Timestamp::UNIX_EPOCH, 2);
-        let http: &'static str = "http";
-        let judged = std::cell::Cell::new(0);
-        let line = |start, end| FieldValue::Line { start, end };
-        // (a, b, whether the memo must judge again)
-        let steps = [
-            (FieldValue::Static(http), FieldValue::Static("x"), true),
-            (FieldValue::Static(http), FieldValue::Static("x"), false),
-            // The same text from the line: judged once more, then remembered as text.
-            (line(0, 4), FieldValue::Static("x"), true),
-            (line(0, 4), FieldValue::Static("x"), false),
-            (line(0, 4), FieldValue::Static("y"), true),
-            (line(5, 8), FieldValue::Static("y"), true),
-            (FieldValue::Unset, FieldValue::Static("y"), true),
-            (FieldValue::Unset, FieldValue::Static("y"), false),
-            // A prefix of known static text, at its address.
-            (FieldValue::Static(http), FieldValue::Static("y"), true),
-            (
-                FieldValue::Static(&http[..2]),
-                FieldValue::Static("y"),
-                true,
-            ),
-            (FieldValue::Static(http), FieldValue::Static("x"), true),
-        ];
-        for (i, (va, vb, again)) in steps.into_iter().enumerate() {
-            e.reset("http ssh", Timestamp::UNIX_EPOCH);
-            e.set(a, va);
-            e.set(b, vb);
-            let before = judged.get();
-            let verdict = memo.verdict(&e, || {
-                judged.set(judged.get() + 1);
-                e.get(a) == "http" && e.get(b) == "x"
-            });
-            assert_eq!(verdict, e.get(a) == "http" && e.get(b) == "x", "step {i}");
-            assert_eq!(judged.get() > before, again, "step {i}");
-        }
-        assert!(FilterMemo::new(Vec::new()).is_none());
-        assert!(FilterMemo::new((0..5).map(FieldId).collect()).is_none());
     }
 
     #[test]
