@@ -21,7 +21,7 @@ use crate::FastState;
 use crate::alert::{Alert, AlertEvents, Scope};
 use crate::compile::{CompiledScenario, Ruleset};
 use crate::event::{Event, FieldId, FieldValue, Namespace, Timestamp};
-use crate::expr::{EvalCtx, FieldLogic, Program};
+use crate::expr::{EvalCtx, FieldLogic, Program, VerdictMemo};
 use crate::rules::model::{ScenarioKind, ScenarioScope};
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
@@ -43,9 +43,11 @@ pub const DEFAULT_QUEUE_LIMIT: usize = 64;
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,
-    last_refill: Timestamp,
+    /// When tokens were last counted ([`nanos`]).
+    last_refill: i64,
     first_at: Timestamp,
-    last_at: Timestamp,
+    /// The last pour ([`nanos`]).
+    last_at: i64,
     count: u64,
     /// The events an alert will carry: compact, shared between the buckets an event
     /// poured into.
@@ -59,7 +61,7 @@ struct Bucket {
 impl Bucket {
     /// A bucket whose queue holds at most `queue_limit + 1` samples (none unless
     /// `keeps_samples`).
-    fn new(capacity: i64, queue_limit: usize, keeps_samples: bool, now: Timestamp) -> Self {
+    fn new(capacity: i64, queue_limit: usize, keeps_samples: bool, now: PourTime) -> Self {
         let reserved = if keeps_samples {
             (queue_limit + 1).min(Self::QUEUE_START)
         } else {
@@ -67,9 +69,9 @@ impl Bucket {
         };
         Bucket {
             tokens: capacity.max(0) as f64,
-            last_refill: now,
-            first_at: now,
-            last_at: now,
+            last_refill: now.ns,
+            first_at: now.at,
+            last_at: now.ns,
             count: 0,
             // Sized for a small bucket's whole life (a leaky capacity 5 holds 6) in one
             // allocation, instead of growing 4 → 8; big queues still grow as they fill.
@@ -83,11 +85,11 @@ impl Bucket {
     const QUEUE_START: usize = 16;
 
     /// Starts the bucket afresh at `now` (its lifetime passed), keeping its allocations.
-    fn restart(&mut self, capacity: i64, now: Timestamp) {
+    fn restart(&mut self, capacity: i64, now: PourTime) {
         self.tokens = capacity.max(0) as f64;
-        self.last_refill = now;
-        self.first_at = now;
-        self.last_at = now;
+        self.last_refill = now.ns;
+        self.first_at = now.at;
+        self.last_at = now.ns;
         self.count = 0;
         self.queue.clear();
         self.cond_queue.clear();
@@ -95,12 +97,117 @@ impl Bucket {
     }
 }
 
-/// The state of one scenario: its buckets by key and its blackhole.
+/// The time of a pour, also as [`nanos`]: buckets compare and subtract times at every pour,
+/// which on integers costs a few instructions instead of a hundred of timestamp arithmetic.
+#[derive(Debug, Clone, Copy)]
+struct PourTime {
+    at: Timestamp,
+    ns: i64,
+}
+
+impl PourTime {
+    fn of(at: Timestamp) -> Self {
+        PourTime { at, ns: nanos(at) }
+    }
+}
+
+/// `t` in nanoseconds since the Unix epoch, saturating (`i64` spans ±292 years).
+fn nanos(t: Timestamp) -> i64 {
+    t.as_second()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(i64::from(t.subsec_nanosecond()))
+}
+
+/// `d` in nanoseconds, saturating.
+fn duration_nanos(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// The state of one scenario besides its buckets (those are in [`BucketGroups`]).
 #[derive(Debug, Default)]
 struct ScenarioState {
-    /// Buckets by key (by [`key_hash`]).
-    buckets: HashTable<(Box<str>, Bucket)>,
     blackhole_until: HashMap<Box<str>, Timestamp>,
+}
+
+/// The live buckets of every scenario, grouped by key. The scenarios an event pours into
+/// mostly group by the same value (six ssh scenarios by the source address): their
+/// buckets for it are found with one hash-table probe a line instead of one a scenario
+/// (a probe and key comparison cost ~100 instructions), and the key is stored once.
+///
+/// Slots are freed only by [`BucketGroups::free_empty`] (expiry, between lines): a slot
+/// found during a line stays that key's for the whole line.
+#[derive(Debug, Default)]
+struct BucketGroups {
+    /// Slots of `groups` by their key's [`key_hash`].
+    index: HashTable<u32>,
+    groups: Vec<Group>,
+    /// Slots of `groups` that hold no key.
+    free: Vec<u32>,
+}
+
+/// The buckets of one key: one per scenario that has one, by scenario index.
+#[derive(Debug, Default)]
+struct Group {
+    key: Box<str>,
+    hash: u64,
+    /// Whether the slot holds a key (free slots keep their allocations for the next).
+    live: bool,
+    buckets: Vec<(usize, Bucket)>,
+}
+
+impl BucketGroups {
+    /// The slot of `key`'s group (`hash` is its [`key_hash`]), made when it has none.
+    fn slot(&mut self, key: &str, hash: u64) -> u32 {
+        let groups = &mut self.groups;
+        let entry = self.index.entry(
+            hash,
+            |&s| *groups[s as usize].key == *key,
+            |&s| groups[s as usize].hash,
+        );
+        match entry {
+            Entry::Occupied(o) => *o.get(),
+            Entry::Vacant(v) => {
+                let s = match self.free.pop() {
+                    Some(s) => s,
+                    None => {
+                        groups.push(Group::default());
+                        (groups.len() - 1) as u32
+                    }
+                };
+                let g = &mut groups[s as usize];
+                g.key = Box::from(key);
+                g.hash = hash;
+                g.live = true;
+                v.insert(s);
+                s
+            }
+        }
+    }
+
+    /// The live groups.
+    fn live_mut(&mut self) -> impl Iterator<Item = &mut Group> {
+        self.groups.iter_mut().filter(|g| g.live)
+    }
+
+    /// Frees the slots of groups left without buckets.
+    fn free_empty(&mut self) {
+        for (s, g) in self.groups.iter_mut().enumerate() {
+            if !g.live || !g.buckets.is_empty() {
+                continue;
+            }
+            if let Ok(e) = self.index.find_entry(g.hash, |&x| x as usize == s) {
+                e.remove();
+            }
+            g.live = false;
+            g.key = Box::default();
+            self.free.push(s as u32);
+        }
+    }
+
+    /// Live buckets in total.
+    fn bucket_count(&self) -> usize {
+        self.groups.iter().map(|g| g.buckets.len()).sum()
+    }
 }
 
 /// The hash of a bucket key or `distinct` value. Keys come from attackers, so this is the
@@ -141,14 +248,18 @@ impl KeyHasher {
 /// source address) and count the same distinct one (the user), which are then read and
 /// hashed once a line instead of once a scenario.
 struct LineKeys<'e> {
-    entries: [(FieldId, &'e str, Option<u64>); LineKeys::SLOTS],
+    entries: [LineKey<'e>; LineKeys::SLOTS],
     len: usize,
 }
+
+/// A field's value on the current line, its [`key_hash`] and its bucket group's slot in
+/// [`BucketGroups`], each set when first needed.
+type LineKey<'e> = (FieldId, &'e str, Option<u64>, Option<u32>);
 
 impl Default for LineKeys<'_> {
     fn default() -> Self {
         LineKeys {
-            entries: [(FieldId(0), "", None); LineKeys::SLOTS],
+            entries: [(FieldId(0), "", None, None); LineKeys::SLOTS],
             len: 0,
         }
     }
@@ -160,16 +271,12 @@ impl<'e> LineKeys<'e> {
 
     /// The entry of `id`, read from `event` the first time.
     #[inline(always)]
-    fn entry(
-        &mut self,
-        event: &'e Event,
-        id: FieldId,
-    ) -> Option<&mut (FieldId, &'e str, Option<u64>)> {
+    fn entry(&mut self, event: &'e Event, id: FieldId) -> Option<&mut LineKey<'e>> {
         let known = self.entries[..self.len].iter().position(|e| e.0 == id);
         let at = match known {
             Some(at) => at,
             None if self.len < Self::SLOTS => {
-                self.entries[self.len] = (id, event.get(id), None);
+                self.entries[self.len] = (id, event.get(id), None, None);
                 self.len += 1;
                 self.len - 1
             }
@@ -188,9 +295,31 @@ impl<'e> LineKeys<'e> {
     #[inline]
     fn hash(&mut self, event: &'e Event, id: FieldId, hash: impl FnOnce(&str) -> u64) -> u64 {
         match self.entry(event, id) {
-            Some((_, _, Some(h))) => *h,
-            Some((_, value, known)) => *known.insert(hash(value)),
+            Some((_, _, Some(h), _)) => *h,
+            Some((_, value, known, _)) => *known.insert(hash(value)),
             None => hash(event.get(id)),
+        }
+    }
+
+    /// The slot in `groups` of the bucket group keyed by `event`'s value of `id`.
+    #[inline]
+    fn group(
+        &mut self,
+        event: &'e Event,
+        id: FieldId,
+        hasher: &mut KeyHasher,
+        groups: &mut BucketGroups,
+    ) -> u32 {
+        match self.entry(event, id) {
+            Some((_, _, _, Some(slot))) => *slot,
+            Some((_, value, hash, slot)) => {
+                let h = *hash.get_or_insert_with(|| hasher.hash(value));
+                *slot.insert(groups.slot(value, h))
+            }
+            None => {
+                let value = event.get(id);
+                groups.slot(value, hasher.hash(value))
+            }
         }
     }
 }
@@ -215,6 +344,11 @@ pub struct DetectStats {
 pub struct Detector {
     ruleset: Arc<Ruleset>,
     states: Vec<ScenarioState>,
+    /// Every scenario's buckets.
+    groups: BucketGroups,
+    /// Per scenario, the last verdict of its `cancel-on` when a few fields decide it
+    /// (`evt.Meta.log_type == 'auth_success'`): it is asked at every pour.
+    cancel_memos: Vec<Option<VerdictMemo>>,
     enabled: Vec<bool>,
     /// Per scenario, what the hot path precomputes.
     plans: Vec<Plan>,
@@ -291,7 +425,7 @@ impl KeyExpr {
     }
 }
 
-/// A groupby program's value on the current line, with its bucket-key hash, computed on the
+/// A groupby program's value on the current line and its bucket group, computed on the
 /// first pour that needs it (`evt.Meta.source_ip + '/' + evt.Parsed.target_fqdn` groups both
 /// `http-probing` and `http-crawl-non_statics`) into a buffer kept from line to line.
 #[derive(Debug, Default)]
@@ -299,29 +433,40 @@ struct ComputedKey {
     text: String,
     /// The program gave a value (not `nil`, no error).
     ok: bool,
-    hash: u64,
+    /// The slot of the group keyed by `text` in [`BucketGroups`], once looked up.
+    slot: Option<u32>,
     /// The line (`Detector::line`) it was computed for.
     line: u64,
 }
 
 impl ComputedKey {
-    /// The value of `program` on `event` (line `line`) and its `hash`.
-    fn of(
+    /// The slot in `groups` of the bucket group keyed by `program`'s value on `event`
+    /// (line `line`), or `None` when it gives none.
+    fn group(
         &mut self,
         program: &Program,
         rs: &Ruleset,
         event: &Event,
         line: u64,
-        hash: impl FnOnce(&str) -> u64,
-    ) -> Option<(&str, u64)> {
+        hasher: &mut KeyHasher,
+        groups: &mut BucketGroups,
+    ) -> Option<u32> {
         if self.line != line {
             self.line = line;
+            self.slot = None;
             self.text.clear();
             self.ok =
                 program.eval_string_into(&EvalCtx::for_event(event, &rs.data), &mut self.text);
-            self.hash = hash(&self.text);
         }
-        self.ok.then_some((self.text.as_str(), self.hash))
+        if !self.ok {
+            return None;
+        }
+        let text = &self.text;
+        Some(
+            *self
+                .slot
+                .get_or_insert_with(|| groups.slot(text, hasher.hash(text))),
+        )
     }
 }
 
@@ -784,9 +929,10 @@ struct Plan {
     /// The field `distinct` reads, when it is a bare field read (every shipped scenario's
     /// is); other programs run at each pour.
     distinct_field: Option<FieldId>,
-    /// How long an idle bucket lives ([`bucket_lifetime`]), as the signed duration an
-    /// idle time is compared with (a subtraction a pour, instead of a checked addition).
-    lifetime: Option<jiff::SignedDuration>,
+    /// How long an idle bucket lives ([`bucket_lifetime`]), in nanoseconds.
+    lifetime: Option<i64>,
+    /// Leaky: the nanoseconds a token takes to come back.
+    leak_ns: f64,
     queue_limit: usize,
     /// Conditional scenarios: the fields queued events keep for the condition
     /// ([`Program::queued_event_fields`]), and whether it reads the raw
@@ -812,9 +958,11 @@ impl Detector {
                     .distinct
                     .as_ref()
                     .and_then(|d| bare_field(d.source(), &ruleset)),
-                lifetime: bucket_lifetime(sc).map(|l| {
-                    jiff::SignedDuration::try_from(l).unwrap_or(jiff::SignedDuration::MAX)
-                }),
+                lifetime: bucket_lifetime(sc).map(duration_nanos),
+                leak_ns: sc
+                    .leakspeed
+                    .map_or(1e9, |l| duration_nanos(l.0) as f64)
+                    .max(1.0),
                 queue_limit: queue_limit(sc),
                 cond_fields: sc
                     .condition
@@ -841,6 +989,11 @@ impl Detector {
             })
             .collect();
         let filter_memo = vec![None; filters.len()];
+        let cancel_memos = ruleset
+            .scenarios
+            .iter()
+            .map(|sc| sc.cancel_on.as_ref().and_then(VerdictMemo::of))
+            .collect();
         let index = ScenarioIndex::new(&ruleset);
         let mut guard_fields = GuardFields::default();
         // Per filter, its guards and the fields they (or the index) check.
@@ -953,6 +1106,8 @@ impl Detector {
             line: 0,
             ruleset,
             states: (0..n).map(|_| ScenarioState::default()).collect(),
+            groups: BucketGroups::default(),
+            cancel_memos,
             enabled: vec![true; n],
             stats: DetectStats {
                 pours: vec![0; n],
@@ -969,7 +1124,10 @@ impl Detector {
     /// state.
     pub fn adopt(&mut self, mut old: Detector) -> Vec<Arc<str>> {
         let remap = FieldRemap::new(&old.ruleset, &self.ruleset);
+        let identity = remap.is_identity();
         let mut kept = Vec::new();
+        // Per old scenario, its index here when its buckets are kept.
+        let mut new_index: Vec<Option<usize>> = vec![None; old.states.len()];
         for (j, sc) in self.ruleset.scenarios.iter().enumerate() {
             let Some(i) = old
                 .ruleset
@@ -979,14 +1137,23 @@ impl Detector {
             else {
                 continue;
             };
-            let mut state = std::mem::take(&mut old.states[i]);
-            if !remap.is_identity() {
-                for (_, b) in state.buckets.iter_mut() {
-                    remap.bucket(b);
-                }
-            }
-            self.states[j] = state;
+            new_index[i] = Some(j);
+            self.states[j] = std::mem::take(&mut old.states[i]);
             kept.push(sc.name.clone());
+        }
+        for g in old.groups.live_mut() {
+            let mut slot = None;
+            for (i, mut b) in g.buckets.drain(..) {
+                let Some(j) = new_index.get(i).copied().flatten() else {
+                    continue;
+                };
+                if !identity {
+                    remap.bucket(&mut b);
+                }
+                // Key hashes are the process's: the old one holds here.
+                let s = *slot.get_or_insert_with(|| self.groups.slot(&g.key, g.hash));
+                self.groups.groups[s as usize].buckets.push((j, b));
+            }
         }
         kept
     }
@@ -1064,6 +1231,7 @@ impl Detector {
         mut poured: impl FnMut(usize),
     ) {
         let route = self.route(event);
+        let now = PourTime::of(now);
         self.line += 1;
         self.filter_memo.iter_mut().for_each(|m| *m = None);
         self.verdicts.start_line();
@@ -1182,7 +1350,7 @@ impl Detector {
         event: &'e Event,
         keys: &mut LineKeys<'e>,
         sample: Option<QueuedSample>,
-        now: Timestamp,
+        now: PourTime,
     ) -> Option<Alert> {
         // Borrowed field by field: the ruleset is read while the buckets change, with no
         // reference count taken on it.
@@ -1191,6 +1359,8 @@ impl Detector {
             hasher,
             plans,
             states,
+            groups,
+            cancel_memos,
             stats,
             computed_keys,
             line,
@@ -1199,28 +1369,26 @@ impl Detector {
         let line = *line;
         let rs: &Ruleset = ruleset;
         let sc = &rs.scenarios[i];
-        // The bucket key and the distinct value, with their hashes. Bare field reads and
-        // the default (`Meta.source_ip`) borrow from the event, once a line.
-        let (key, hash) = match plans[i].groupby {
+        // The bucket key's group and the distinct value, with its hash. Bare field reads
+        // and the default (`Meta.source_ip`) borrow from the event, hashed and looked up
+        // once a line.
+        let slot = match plans[i].groupby {
             KeyExpr::None => {
                 let id = rs.well_known.source_ip;
-                let ip = keys.value(event, id);
-                if ip.is_empty() {
+                if keys.value(event, id).is_empty() {
                     return None;
                 }
-                (Cow::Borrowed(ip), keys.hash(event, id, |k| hasher.hash(k)))
+                keys.group(event, id, hasher, groups)
             }
-            KeyExpr::Field(id) => (
-                Cow::Borrowed(keys.value(event, id)),
-                keys.hash(event, id, |k| hasher.hash(k)),
-            ),
-            KeyExpr::Program(k) => {
-                let (text, hash) =
-                    computed_keys
-                        .get_mut(k)?
-                        .of(sc.groupby.as_ref()?, rs, event, line, |k| hasher.hash(k))?;
-                (Cow::Borrowed(text), hash)
-            }
+            KeyExpr::Field(id) => keys.group(event, id, hasher, groups),
+            KeyExpr::Program(k) => computed_keys.get_mut(k)?.group(
+                sc.groupby.as_ref()?,
+                rs,
+                event,
+                line,
+                hasher,
+                groups,
+            )?,
         };
         let distinct = match (plans[i].distinct_field, &sc.distinct) {
             (_, None) => None,
@@ -1233,47 +1401,51 @@ impl Detector {
                 (d, h)
             }),
         };
-        let cancel = sc
-            .cancel_on
-            .as_ref()
-            .is_some_and(|c| c.eval_bool(&EvalCtx::for_event(event, &rs.data)));
+        let cancel = sc.cancel_on.as_ref().is_some_and(|c| {
+            let judge = || c.eval_bool(&EvalCtx::for_event(event, &rs.data));
+            match cancel_memos.get_mut(i) {
+                Some(Some(memo)) => memo.verdict(event, judge),
+                _ => judge(),
+            }
+        });
         let plan = &plans[i];
         let lifetime = plan.lifetime;
         let queue_limit = plan.queue_limit;
         let state = &mut states[i];
+        let group = groups.groups.get_mut(slot as usize)?;
 
         // A bucket idle past its lifetime is gone (underflow): it starts afresh, in place.
         // A counter past its duration overflowed at its deadline, which replay sees only
-        // now. One hash and one probe for all of it.
-        let entry = state
-            .buckets
-            .entry(hash, |(k, _)| **k == *key, |(k, _)| key_hash(k));
-        let mut slot = match entry {
-            Entry::Occupied(mut o) => {
-                let b = &mut o.get_mut().1;
+        // now.
+        let at = match group.buckets.iter().position(|(s, _)| *s == i) {
+            Some(at) => {
+                let b = &mut group.buckets[at].1;
                 if sc.kind == ScenarioKind::Counter
-                    && sc.duration.is_some_and(|d| add(b.first_at, d.0) <= now)
+                    && sc.duration.is_some_and(|d| add(b.first_at, d.0) <= now.at)
                 {
-                    let ((_, b), _) = o.remove();
-                    let at = sc.duration.map_or(now, |d| add(b.first_at, d.0));
-                    return overflow_alert(rs, state, stats, i, &key, b, at, None);
+                    let (_, b) = group.buckets.swap_remove(at);
+                    let at = sc.duration.map_or(now.at, |d| add(b.first_at, d.0));
+                    return overflow_alert(rs, state, stats, i, &group.key, b, at, None);
                 }
                 if cancel {
-                    o.remove();
+                    group.buckets.swap_remove(at);
                     return None;
                 }
-                if lifetime.is_some_and(|l| now.duration_since(b.last_at) > l) {
+                if lifetime.is_some_and(|l| now.ns.saturating_sub(b.last_at) > l) {
                     b.restart(sc.capacity, now);
                 }
-                o
+                at
             }
-            Entry::Vacant(_) if cancel => return None,
-            Entry::Vacant(v) => v.insert((
-                Box::from(key.as_ref()),
-                Bucket::new(sc.capacity, queue_limit, plan.keeps_samples, now),
-            )),
+            None if cancel => return None,
+            None => {
+                group.buckets.push((
+                    i,
+                    Bucket::new(sc.capacity, queue_limit, plan.keeps_samples, now),
+                ));
+                group.buckets.len() - 1
+            }
         };
-        let bucket = &mut slot.get_mut().1;
+        let bucket = &mut group.buckets[at].1;
         if let Some((d, distinct_hash)) = distinct {
             match bucket
                 .seen
@@ -1286,7 +1458,7 @@ impl Detector {
             }
         }
         bucket.count += 1;
-        bucket.last_at = now;
+        bucket.last_at = now.ns;
         if let Some(sample) = sample {
             if bucket.queue.len() > queue_limit {
                 bucket.queue.pop_front();
@@ -1298,13 +1470,9 @@ impl Detector {
             ScenarioKind::Trigger => true,
             ScenarioKind::Counter => false,
             ScenarioKind::Leaky => {
-                let per_token = sc.leakspeed.map_or(1.0, |l| l.as_secs_f64().max(1e-9));
-                let elapsed = now
-                    .duration_since(bucket.last_refill)
-                    .as_secs_f64()
-                    .max(0.0);
-                bucket.tokens = (bucket.tokens + elapsed / per_token).min(sc.capacity as f64);
-                bucket.last_refill = now;
+                let elapsed = now.ns.saturating_sub(bucket.last_refill).max(0) as f64;
+                bucket.tokens = (bucket.tokens + elapsed / plan.leak_ns).min(sc.capacity as f64);
+                bucket.last_refill = now.ns;
                 if bucket.tokens >= 1.0 {
                     bucket.tokens -= 1.0;
                     false
@@ -1343,58 +1511,80 @@ impl Detector {
         if !overflow {
             return None;
         }
-        let ((_, bucket), _) = slot.remove();
-        overflow_alert(rs, state, stats, i, &key, bucket, now, Some(event))
+        let (_, bucket) = group.buckets.swap_remove(at);
+        overflow_alert(rs, state, stats, i, &group.key, bucket, now.at, Some(event))
     }
 
     /// Ends a replay: counters whose deadline passed by `now` overflow.
     pub fn flush(&mut self, now: Timestamp, out: &mut Vec<Alert>) {
         let ruleset = self.ruleset.clone();
-        for (i, sc) in ruleset.scenarios.iter().enumerate() {
-            if sc.kind != ScenarioKind::Counter || !self.enabled[i] {
-                continue;
-            }
-            let Some(d) = sc.duration else { continue };
-            let due: Vec<(Box<str>, Bucket)> = self.states[i]
-                .buckets
-                .extract_if(|(_, b)| add(b.first_at, d.0) <= now)
-                .collect();
-            for (k, b) in due {
-                let at = add(b.first_at, d.0);
-                if let Some(a) = overflow_alert(
-                    &ruleset,
-                    &mut self.states[i],
-                    &mut self.stats,
-                    i,
-                    &k,
-                    b,
-                    at,
-                    None,
-                ) {
-                    out.push(a);
+        // Per scenario, its counting duration when it is an enabled counter.
+        let durations: Vec<Option<std::time::Duration>> = ruleset
+            .scenarios
+            .iter()
+            .zip(&self.enabled)
+            .map(|(sc, &on)| {
+                (on && sc.kind == ScenarioKind::Counter)
+                    .then_some(sc.duration.map(|d| d.0))
+                    .flatten()
+            })
+            .collect();
+        if durations.iter().all(Option::is_none) {
+            return;
+        }
+        let mut due: Vec<(usize, Box<str>, Bucket)> = Vec::new();
+        for g in self.groups.live_mut() {
+            let mut k = 0;
+            while let Some((i, b)) = g.buckets.get(k) {
+                match durations.get(*i).copied().flatten() {
+                    Some(d) if add(b.first_at, d) <= now => {
+                        let (i, b) = g.buckets.swap_remove(k);
+                        due.push((i, g.key.clone(), b));
+                    }
+                    _ => k += 1,
                 }
+            }
+        }
+        // In ruleset order, as the scenarios are listed.
+        due.sort_by_key(|(i, ..)| *i);
+        for (i, k, b) in due {
+            let at = durations[i].map_or(now, |d| add(b.first_at, d));
+            if let Some(a) = overflow_alert(
+                &ruleset,
+                &mut self.states[i],
+                &mut self.stats,
+                i,
+                &k,
+                b,
+                at,
+                None,
+            ) {
+                out.push(a);
             }
         }
     }
 
     /// Drops buckets idle past their lifetime (live mode calls this on a timer).
     pub fn expire(&mut self, now: Timestamp) {
-        let ruleset = self.ruleset.clone();
-        for (i, sc) in ruleset.scenarios.iter().enumerate() {
-            if let Some(l) = bucket_lifetime(sc) {
-                self.states[i]
-                    .buckets
-                    .retain(|(_, b)| add(b.last_at, l) >= now);
-            }
-            self.states[i]
-                .blackhole_until
-                .retain(|_, until| *until > now);
+        let now_ns = nanos(now);
+        let plans = &self.plans;
+        for g in self.groups.live_mut() {
+            g.buckets.retain(|(i, b)| {
+                plans
+                    .get(*i)
+                    .and_then(|p| p.lifetime)
+                    .is_none_or(|l| now_ns.saturating_sub(b.last_at) <= l)
+            });
+        }
+        self.groups.free_empty();
+        for state in &mut self.states {
+            state.blackhole_until.retain(|_, until| *until > now);
         }
     }
 
     /// Live buckets in total (for metrics and memory bounds).
     pub fn bucket_count(&self) -> usize {
-        self.states.iter().map(|s| s.buckets.len()).sum()
+        self.groups.bucket_count()
     }
 }
 
@@ -1640,6 +1830,50 @@ mod tests {
         assert_eq!(as_events[5].time, at(later + 500));
         assert!(as_events.iter().all(|e| e.get(ip) == "203.0.113.9"));
         assert_eq!(events.first_value(user), "root");
+    }
+
+    #[test]
+    fn buckets_of_a_key_share_a_group_until_they_expire() {
+        let (rs, meta) = default_rules();
+        let (log_type, service, ip, user) = (
+            meta("log_type"),
+            meta("service"),
+            meta("source_ip"),
+            meta("target_user"),
+        );
+        let mut detector = Detector::new(rs.clone());
+        let t0 = Timestamp::from_second(1_700_000_000).expect("a time");
+        let pour = |detector: &mut Detector, kind: &'static str, from: &'static str| {
+            let mut e = Event::new(String::new(), t0, rs.fields.len());
+            e.set(log_type, FieldValue::Static(kind));
+            e.set(service, FieldValue::Static("ssh"));
+            e.set(ip, FieldValue::Static(from));
+            e.set(user, FieldValue::Static("root"));
+            let mut out = Vec::new();
+            let poured = detector.pour(&e, t0, &mut out);
+            assert!(out.is_empty());
+            poured.len()
+        };
+        let live = |d: &Detector| d.groups.groups.iter().filter(|g| g.live).count();
+        // Six ssh scenarios, one group.
+        assert_eq!(pour(&mut detector, "ssh_failed-auth", "192.0.2.1"), 6);
+        assert_eq!((detector.bucket_count(), live(&detector)), (6, 1));
+        assert_eq!(pour(&mut detector, "ssh_failed-auth", "192.0.2.2"), 6);
+        assert_eq!((detector.bucket_count(), live(&detector)), (12, 2));
+        // A login cancels the two time-based buckets of its source, and only those.
+        assert_eq!(pour(&mut detector, "auth_success", "192.0.2.1"), 2);
+        assert_eq!(detector.bucket_count(), 10);
+        // The next failure is judged again: it does not cancel.
+        assert_eq!(pour(&mut detector, "ssh_failed-auth", "192.0.2.1"), 6);
+        assert_eq!(detector.bucket_count(), 12);
+        // Past every lifetime (time-based: 2 h), the buckets and their groups are gone,
+        // and a new key takes a freed slot.
+        detector.expire(t0 + jiff::SignedDuration::from_hours(3));
+        assert_eq!((detector.bucket_count(), live(&detector)), (0, 0));
+        assert_eq!(pour(&mut detector, "ssh_failed-auth", "192.0.2.3"), 6);
+        assert_eq!((detector.bucket_count(), live(&detector)), (6, 1));
+        assert_eq!(detector.groups.groups.len(), 2);
+        assert_eq!(detector.groups.index.len(), 1);
     }
 
     #[test]
