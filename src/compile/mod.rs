@@ -828,7 +828,7 @@ fn compile_parser(
         let prefilter_pairs = grok.required_pairs().clone();
         let prefilter = grok
             .required_literal()
-            .map(|lit| memchr::memmem::Finder::new(lit.as_bytes()).into_owned());
+            .map(|lit| crate::grok::LiteralFinder::new(lit.as_bytes()));
         compiled_groks.push(CompiledGrok {
             prefilter,
             prefilter_pairs,

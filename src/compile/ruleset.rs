@@ -118,7 +118,7 @@ pub struct CompiledGrok {
     /// Statics of this alternative.
     pub statics: Vec<CompiledStatic>,
     /// A searcher for a literal every match contains: lines without it skip the regex.
-    pub prefilter: Option<memchr::memmem::Finder<'static>>,
+    pub prefilter: Option<crate::grok::LiteralFinder>,
     /// The byte pairs of every literal a match contains (that one and the others): a text
     /// lacking one cannot match (no scan needed).
     pub prefilter_pairs: crate::grok::PairGate,

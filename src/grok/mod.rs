@@ -74,9 +74,11 @@
 //! `Edit`). CrowdSec itself adds local patterns to its global host, where a
 //! name clash is an error.
 
+mod finder;
 mod literal;
 mod native;
 mod pairs;
+pub use finder::LiteralFinder;
 pub use pairs::{PairGate, PairSet};
 mod translate;
 

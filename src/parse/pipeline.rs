@@ -80,6 +80,9 @@ struct Scratch {
     /// Per field, whether no rule reads it, so captures and statics skip it (see
     /// [`Pipeline::skip_unread_fields`]); empty: every field is written.
     unread: Vec<bool>,
+    /// The syslog envelope's fields some rule reads, each with the part it takes: set
+    /// with `unread`, so that a line does not test each of them.
+    syslog_fields: Vec<(FieldId, SyslogPart)>,
     whitelist: WhitelistMemo,
     /// Per parser node, whether its `types` admit the acquisition type in `types_for`
     /// (by [`crate::event::static_text_key`]: types are interned per source, so a
@@ -154,7 +157,6 @@ impl Pipeline {
             }
         }
         Pipeline {
-            ruleset,
             time,
             no_whitelist: false,
             scratch: Scratch {
@@ -165,10 +167,12 @@ impl Pipeline {
                 captures: Vec::new(),
                 filter_memos,
                 unread: Vec::new(),
+                syslog_fields: syslog_fields(&ruleset, &[]),
                 whitelist: WhitelistMemo::new(),
                 types_ok: Vec::new(),
                 types_for: None,
             },
+            ruleset,
             parser_counts: None,
         }
     }
@@ -191,6 +195,7 @@ impl Pipeline {
             .fields_read()
             .map(|read| read.iter().map(|r| !r).collect())
             .unwrap_or_default();
+        self.scratch.syslog_fields = syslog_fields(&self.ruleset, &self.scratch.unread);
     }
 
     /// The ruleset.
@@ -310,7 +315,7 @@ impl Scratch {
         }
         let matched_statics: Option<usize> = match p.decoder {
             Some(Decoder::Syslog) => {
-                if !decode_syslog(event, rs, &self.unread) {
+                if !decode_syslog(event, &self.syslog_fields) {
                     return false;
                 }
                 None
@@ -442,26 +447,55 @@ fn range_in(whole: &str, part: &str) -> Option<(u32, u32)> {
     (end <= whole.len()).then_some((start as u32, end as u32))
 }
 
-/// Sets the syslog envelope's fields (those some rule reads, per `unread`), or returns
-/// false when the line is not syslog.
-fn decode_syslog(event: &mut Event, rs: &Ruleset, unread: &[bool]) -> bool {
+/// A part of a syslog envelope a field takes.
+#[derive(Debug, Clone, Copy)]
+enum SyslogPart {
+    Timestamp,
+    Program,
+    Message,
+    Pid,
+    Host,
+}
+
+/// The syslog envelope's fields, each with its part, but those `unread` (see
+/// [`Scratch::unread`]) says no rule reads.
+fn syslog_fields(rs: &Ruleset, unread: &[bool]) -> Vec<(FieldId, SyslogPart)> {
     let wk = rs.well_known;
+    [
+        (wk.timestamp, SyslogPart::Timestamp),
+        (wk.program, SyslogPart::Program),
+        (wk.message, SyslogPart::Message),
+        (wk.pid, SyslogPart::Pid),
+        (wk.logsource, SyslogPart::Host),
+        (wk.machine, SyslogPart::Host),
+    ]
+    .into_iter()
+    .filter(|(id, _)| !is_unread(unread, *id))
+    .collect()
+}
+
+/// Sets the syslog envelope's `fields` ([`syslog_fields`]), or returns false when the
+/// line is not syslog.
+fn decode_syslog(event: &mut Event, fields: &[(FieldId, SyslogPart)]) -> bool {
     let Some(h) = super::syslog::parse_syslog(&event.line) else {
         return false;
     };
-    let sets: [(FieldId, Option<(u32, u32)>); 6] = [
-        (wk.timestamp, range_in(&event.line, h.timestamp)),
-        (wk.program, range_in(&event.line, h.program)),
-        (wk.message, range_in(&event.line, h.message)),
-        (wk.pid, h.pid.and_then(|p| range_in(&event.line, p))),
-        (wk.logsource, h.host.and_then(|p| range_in(&event.line, p))),
-        (wk.machine, h.host.and_then(|p| range_in(&event.line, p))),
-    ];
-    event.set_ranges(
-        sets.into_iter()
-            .filter(|(id, _)| !is_unread(unread, *id))
-            .filter_map(|(id, r)| r.map(|(start, end)| (id, start, end))),
-    );
+    let mut sets = [(FieldId(0), 0, 0); 6];
+    let mut n = 0;
+    for &(id, part) in fields.iter().take(sets.len()) {
+        let text = match part {
+            SyslogPart::Timestamp => Some(h.timestamp),
+            SyslogPart::Program => Some(h.program),
+            SyslogPart::Message => Some(h.message),
+            SyslogPart::Pid => h.pid,
+            SyslogPart::Host => h.host,
+        };
+        if let Some((start, end)) = text.and_then(|t| range_in(&event.line, t)) {
+            sets[n] = (id, start, end);
+            n += 1;
+        }
+    }
+    event.set_ranges(sets.into_iter().take(n));
     true
 }
 
@@ -509,7 +543,7 @@ impl Scans {
                 return false;
             }
         }
-        finder.find(text).is_some()
+        finder.is_in(text)
     }
 }
 
