@@ -698,6 +698,37 @@ mod tests {
     }
 
     #[test]
+    fn syslog_envelopes_set_each_part_they_have() {
+        let rs = crate::compile::compile_path(None)
+            .expect("the default configuration compiles")
+            .ruleset;
+        let wk = rs.well_known;
+        let mut pipeline = Pipeline::new(rs.clone(), TimeContext::default());
+        // (line, pid, host): a part a line lacks must not shift the parts after it.
+        let lines = [
+            (
+                "Nov 18 09:46:41 web01 sshd[20510]: Connection closed",
+                "20510",
+                "web01",
+            ),
+            (
+                "Nov 18 09:46:41 web01 kernel: Connection closed",
+                "",
+                "web01",
+            ),
+            ("Nov 18 09:46:41 sshd[7]: Connection closed", "7", ""),
+        ];
+        for (line, pid, host) in lines {
+            let mut e = Event::new(line.into(), Timestamp::UNIX_EPOCH, rs.fields.len());
+            pipeline.parse(&mut e, "syslog", None);
+            assert_eq!(e.get(wk.message), "Connection closed", "{line}");
+            assert_eq!(e.get(wk.timestamp), "Nov 18 09:46:41", "{line}");
+            assert_eq!(e.get(wk.pid), pid, "{line}");
+            assert_eq!(e.get(wk.machine), host, "{line}");
+        }
+    }
+
+    #[test]
     fn skipping_unread_fields_keeps_every_field_a_rule_reads() {
         let options = crate::compile::CompileOptions { all_rules: true };
         let rs = crate::compile::compile_path_with(None, options)
