@@ -54,8 +54,8 @@ struct Bucket {
     queue: VecDeque<QueuedSample>,
     /// Conditional scenarios: the queue as events holding only what the condition reads.
     cond_queue: VecDeque<Event>,
-    /// `distinct` values already poured (by [`key_hash`]).
-    seen: HashTable<Box<str>>,
+    /// `distinct` values already poured.
+    seen: DistinctSeen,
 }
 
 impl Bucket {
@@ -77,7 +77,7 @@ impl Bucket {
             // allocation, instead of growing 4 → 8; big queues still grow as they fill.
             queue: VecDeque::with_capacity(reserved),
             cond_queue: VecDeque::new(),
-            seen: HashTable::new(),
+            seen: DistinctSeen::default(),
         }
     }
 
@@ -121,6 +121,67 @@ fn nanos(t: Timestamp) -> i64 {
 /// `d` in nanoseconds, saturating.
 fn duration_nanos(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// The `distinct` values a bucket saw. Most buckets see a few (a user-enumeration bucket
+/// overflows at its capacity + 1): those are kept in one buffer and compared in turn, with
+/// no hash to compute (a keyed hash of a user name is ~140 instructions) and no allocation
+/// a value. Past [`DistinctSeen::LINEAR`] values, they move to a hash table, so that an
+/// attacker's thousand names cost a probe each, not a thousand comparisons.
+#[derive(Debug, Default)]
+struct DistinctSeen {
+    /// The values, one after the other, while there are at most `LINEAR`.
+    text: String,
+    /// Where each value in `text` ends.
+    ends: Vec<u32>,
+    /// Every value (by [`key_hash`]), once there are more than `LINEAR`.
+    table: HashTable<Box<str>>,
+}
+
+impl DistinctSeen {
+    /// Values compared in turn at most.
+    const LINEAR: usize = 16;
+
+    /// Records `value` (whose [`key_hash`] `hash` gives); false when it was seen before.
+    fn insert(&mut self, value: &str, hash: impl FnOnce() -> u64) -> bool {
+        if self.table.is_empty() {
+            let mut start = 0;
+            for &end in &self.ends {
+                if self.text.as_bytes().get(start..end as usize) == Some(value.as_bytes()) {
+                    return false;
+                }
+                start = end as usize;
+            }
+            if self.ends.len() < Self::LINEAR {
+                self.text.push_str(value);
+                self.ends.push(self.text.len() as u32);
+                return true;
+            }
+            // One more: every value moves to the table.
+            let mut start = 0;
+            for &end in &self.ends {
+                let v = self.text.get(start..end as usize).unwrap_or_default();
+                self.table
+                    .insert_unique(key_hash(v), Box::from(v), |k| key_hash(k));
+                start = end as usize;
+            }
+            self.text = String::new();
+            self.ends = Vec::new();
+        }
+        match self.table.entry(hash(), |k| **k == *value, |k| key_hash(k)) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(v) => {
+                v.insert(Box::from(value));
+                true
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
+        self.table.clear();
+    }
 }
 
 /// The state of one scenario besides its buckets (those are in [`BucketGroups`]).
@@ -1392,14 +1453,8 @@ impl Detector {
         };
         let distinct = match (plans[i].distinct_field, &sc.distinct) {
             (_, None) => None,
-            (Some(id), Some(_)) => Some((
-                Cow::Borrowed(keys.value(event, id)),
-                keys.hash(event, id, key_hash),
-            )),
-            (_, Some(d)) => string_of(d, rs, event).map(|d| {
-                let h = key_hash(&d);
-                (d, h)
-            }),
+            (Some(id), Some(_)) => Some((Cow::Borrowed(keys.value(event, id)), Some(id))),
+            (_, Some(d)) => string_of(d, rs, event).map(|d| (d, None)),
         };
         let cancel = sc.cancel_on.as_ref().is_some_and(|c| {
             let judge = || c.eval_bool(&EvalCtx::for_event(event, &rs.data));
@@ -1446,15 +1501,14 @@ impl Detector {
             }
         };
         let bucket = &mut group.buckets[at].1;
-        if let Some((d, distinct_hash)) = distinct {
-            match bucket
-                .seen
-                .entry(distinct_hash, |k| **k == *d, |k| key_hash(k))
-            {
-                Entry::Occupied(_) => return None,
-                Entry::Vacant(v) => {
-                    v.insert(Box::from(d.as_ref()));
-                }
+        if let Some((d, field)) = distinct {
+            // Hashed only when the values are many: once a line for a field.
+            let hash = || match field {
+                Some(id) => keys.hash(event, id, key_hash),
+                None => key_hash(&d),
+            };
+            if !bucket.seen.insert(&d, hash) {
+                return None;
             }
         }
         bucket.count += 1;
@@ -1830,6 +1884,42 @@ mod tests {
         assert_eq!(as_events[5].time, at(later + 500));
         assert!(as_events.iter().all(|e| e.get(ip) == "203.0.113.9"));
         assert_eq!(events.first_value(user), "root");
+    }
+
+    #[test]
+    fn distinct_values_are_told_apart_before_and_after_the_table() {
+        let mut seen = DistinctSeen::default();
+        let mut model = HashSet::new();
+        let hashed = std::cell::Cell::new(0);
+        // Values repeat, prefixes of each other included, past the linear limit.
+        let values: Vec<String> = (0..200)
+            .map(|k: usize| "u".repeat(1 + (k * 7) % 40) + &((k * 13) % 29).to_string())
+            .collect();
+        for (k, v) in values.iter().enumerate() {
+            let hash = || {
+                hashed.set(hashed.get() + 1);
+                key_hash(v)
+            };
+            assert_eq!(
+                seen.insert(v, hash),
+                model.insert(v.clone()),
+                "value {k}: {v}"
+            );
+            assert!(!seen.insert(v, || key_hash(v)), "value {k} again");
+            assert_eq!(
+                seen.insert("", || key_hash("")),
+                model.insert(String::new())
+            );
+        }
+        assert!(model.len() > DistinctSeen::LINEAR);
+        assert!(hashed.get() > 0, "the table took over");
+        // While values are few, nothing is hashed.
+        let mut few = DistinctSeen::default();
+        for v in ["root", "admin", "roo", "root", ""] {
+            few.insert(v, || panic!("hashed {v}"));
+        }
+        few.clear();
+        assert!(few.insert("root", || panic!("hashed")));
     }
 
     #[test]
