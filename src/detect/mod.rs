@@ -195,8 +195,8 @@ struct ScenarioState {
 /// buckets for it are found with one hash-table probe a line instead of one a scenario
 /// (a probe and key comparison cost ~100 instructions), and the key is stored once.
 ///
-/// Slots are freed only by [`BucketGroups::free_empty`] (expiry, between lines): a slot
-/// found during a line stays that key's for the whole line.
+/// Slots are freed (and the table compacted) only by [`BucketGroups::free_empty`]
+/// (expiry, between lines): a slot found during a line stays that key's for the whole line.
 #[derive(Debug, Default)]
 struct BucketGroups {
     /// Slots of `groups` by their key's [`key_hash`].
@@ -211,7 +211,7 @@ struct BucketGroups {
 struct Group {
     key: Box<str>,
     hash: u64,
-    /// Whether the slot holds a key (free slots keep their allocations for the next).
+    /// Whether the slot holds a key.
     live: bool,
     buckets: Vec<(usize, Bucket)>,
 }
@@ -250,7 +250,12 @@ impl BucketGroups {
         self.groups.iter_mut().filter(|g| g.live)
     }
 
-    /// Frees the slots of groups left without buckets.
+    /// Slots below which the table is never compacted.
+    const COMPACT_MIN: usize = 1024;
+
+    /// Frees the slots of groups left without buckets. When fewer than a quarter of the
+    /// slots are live, the table is compacted, so that the memory of an attack's
+    /// thousands of addresses goes back once their buckets expire.
     fn free_empty(&mut self) {
         for (s, g) in self.groups.iter_mut().enumerate() {
             if !g.live || !g.buckets.is_empty() {
@@ -259,9 +264,21 @@ impl BucketGroups {
             if let Ok(e) = self.index.find_entry(g.hash, |&x| x as usize == s) {
                 e.remove();
             }
-            g.live = false;
-            g.key = Box::default();
+            *g = Group::default();
             self.free.push(s as u32);
+        }
+        let live = self.groups.len() - self.free.len();
+        if self.groups.len() > Self::COMPACT_MIN && live < self.groups.len() / 4 {
+            self.groups.retain(|g| g.live);
+            self.groups.shrink_to_fit();
+            self.free = Vec::new();
+            let groups = &self.groups;
+            self.index.clear();
+            self.index.shrink_to_fit(|&s| groups[s as usize].hash);
+            for (s, g) in groups.iter().enumerate() {
+                self.index
+                    .insert_unique(g.hash, s as u32, |&x| groups[x as usize].hash);
+            }
         }
     }
 
@@ -1964,6 +1981,43 @@ mod tests {
         assert_eq!((detector.bucket_count(), live(&detector)), (6, 1));
         assert_eq!(detector.groups.groups.len(), 2);
         assert_eq!(detector.groups.index.len(), 1);
+    }
+
+    #[test]
+    fn expired_groups_give_their_memory_back_and_the_rest_stay_found() {
+        let (rs, meta) = default_rules();
+        let (log_type, ip) = (meta("log_type"), meta("source_ip"));
+        let mut detector = Detector::new(rs.clone());
+        detector.only(&["ssh-bf".to_string()]);
+        let t0 = Timestamp::from_second(1_700_000_000).expect("a time");
+        let pour = |detector: &mut Detector, from: &str, at: Timestamp| {
+            let mut e = Event::new(String::new(), at, rs.fields.len());
+            e.set(log_type, FieldValue::Static("ssh_failed-auth"));
+            e.set(ip, FieldValue::Owned(from.to_string()));
+            detector.pour(&e, at, &mut Vec::new());
+        };
+        // 3,000 addresses, then ten of them again two minutes later (ssh-bf lives 60 s).
+        for k in 0..3000 {
+            pour(&mut detector, &format!("10.0.{}.{}", k / 250, k % 250), t0);
+        }
+        let later = t0 + jiff::SignedDuration::from_mins(2);
+        for k in 0..10 {
+            pour(&mut detector, &format!("10.0.0.{k}"), later);
+        }
+        assert_eq!(detector.bucket_count(), 3000);
+        detector.expire(later);
+        assert_eq!(detector.bucket_count(), 10);
+        assert_eq!(detector.groups.groups.len(), 10, "compacted");
+        assert!(detector.groups.free.is_empty());
+        // The ten keep their buckets: a pour finds each, with no new group.
+        for k in 0..10 {
+            pour(&mut detector, &format!("10.0.0.{k}"), later);
+        }
+        assert_eq!(detector.bucket_count(), 10);
+        assert_eq!(detector.groups.groups.len(), 10);
+        pour(&mut detector, "10.0.0.10", later);
+        assert_eq!(detector.groups.groups.len(), 11);
+        assert_eq!(detector.groups.index.len(), 11);
     }
 
     #[test]
