@@ -420,17 +420,14 @@ fn is_month(w: &[u8]) -> bool {
     let [a, b, c, rest @ ..] = w else {
         return false;
     };
-    let abbr = [
-        a.to_ascii_lowercase(),
-        b.to_ascii_lowercase(),
-        c.to_ascii_lowercase(),
-    ];
-    super::timefmt::MONTHS.iter().any(|m| {
-        matches!(m, [x, y, z, ..] if [*x, *y, *z] == abbr)
-            && (rest.is_empty()
-                || m.get(3..)
-                    .is_some_and(|full| full.eq_ignore_ascii_case(rest)))
-    })
+    let Some(m) = super::timefmt::month_of_abbreviation([*a, *b, *c]) else {
+        return false;
+    };
+    rest.is_empty()
+        || super::timefmt::MONTHS
+            .get(m as usize - 1)
+            .and_then(|full| full.get(3..))
+            .is_some_and(|full| full.eq_ignore_ascii_case(rest))
 }
 
 /// `Mmm +d hh:mm:ss[.frac]` from `i`; returns its end.

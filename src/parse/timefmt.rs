@@ -228,6 +228,29 @@ pub(crate) const MONTHS: [&[u8]; 12] = [
     b"december",
 ];
 
+/// The month (1–12) whose three-letter English abbreviation `abbr` is, in any case: one
+/// decision tree on the letters instead of a walk over the twelve names (every syslog
+/// line's header has one, read twice: by the envelope and by the time).
+pub(crate) fn month_of_abbreviation(abbr: [u8; 3]) -> Option<u32> {
+    // `| 0x20` lowercases ASCII letters; the only bytes it maps onto a lowercase letter
+    // are that letter and its capital.
+    Some(match abbr.map(|c| c | 0x20) {
+        [b'j', b'a', b'n'] => 1,
+        [b'f', b'e', b'b'] => 2,
+        [b'm', b'a', b'r'] => 3,
+        [b'a', b'p', b'r'] => 4,
+        [b'm', b'a', b'y'] => 5,
+        [b'j', b'u', b'n'] => 6,
+        [b'j', b'u', b'l'] => 7,
+        [b'a', b'u', b'g'] => 8,
+        [b's', b'e', b'p'] => 9,
+        [b'o', b'c', b't'] => 10,
+        [b'n', b'o', b'v'] => 11,
+        [b'd', b'e', b'c'] => 12,
+        _ => return None,
+    })
+}
+
 const WEEKDAYS: [&[u8]; 7] = [
     b"monday",
     b"tuesday",
@@ -357,6 +380,14 @@ impl<'a> Cur<'a> {
     }
 
     fn month(&mut self) -> Option<u32> {
+        // The common case, an abbreviation followed by a non-letter.
+        if let Some(&[a, b, c]) = self.b.get(self.i..self.i + 3)
+            && !matches!(self.b.get(self.i + 3), Some(d) if d.is_ascii_alphabetic())
+        {
+            let m = month_of_abbreviation([a, b, c])?;
+            self.i += 3;
+            return Some(m);
+        }
         self.name(&MONTHS)
     }
 
@@ -1037,6 +1068,28 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(marshal(input, &c).as_deref(), Some(want), "{input}");
+        }
+    }
+
+    #[test]
+    fn month_abbreviations_are_the_names_first_three_letters_in_any_case() {
+        for a in 0x20..0x7f_u8 {
+            for b in 0x20..0x7f_u8 {
+                for c in [
+                    b'n', b'N', b'b', b'r', b'y', b'l', b'g', b'p', b't', b'v', b'c', b'@',
+                ] {
+                    let abbr = [a, b, c];
+                    let expected = MONTHS
+                        .iter()
+                        .position(|m| m[..3].eq_ignore_ascii_case(&abbr))
+                        .map(|k| k as u32 + 1);
+                    assert_eq!(month_of_abbreviation(abbr), expected, "{abbr:?}");
+                }
+            }
+        }
+        for (k, m) in MONTHS.iter().enumerate() {
+            let upper = [m[0].to_ascii_uppercase(), m[1], m[2].to_ascii_uppercase()];
+            assert_eq!(month_of_abbreviation(upper), Some(k as u32 + 1));
         }
     }
 
