@@ -74,8 +74,8 @@ struct Scratch {
     last_time: Option<LastTime>,
     /// A match's captures as (field, range of the line), set on the event in one call.
     captures: Vec<(FieldId, u32, u32)>,
-    /// Per parser node, its filter's last verdict, when the filter is a function of one
-    /// field's value ([`VerdictMemo`]).
+    /// Per parser node, its filter's last verdict, when the filter is a function of a
+    /// few fields' values ([`VerdictMemo`]).
     filter_memos: Vec<Option<VerdictMemo>>,
     /// Per field, whether no rule reads it, so captures and statics skip it (see
     /// [`Pipeline::skip_unread_fields`]); empty: every field is written.
