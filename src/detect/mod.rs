@@ -54,6 +54,10 @@ struct Bucket {
     queue: VecDeque<QueuedSample>,
     /// Conditional scenarios: the queue as events holding only what the condition reads.
     cond_queue: VecDeque<Event>,
+    /// Conditional scenarios whose condition reads only the number and times of queued
+    /// events ([`Program::reads_queue_times_only`]): the queue as those times (Unix
+    /// nanoseconds), instead of `cond_queue`.
+    cond_times: VecDeque<i128>,
     /// `distinct` values already poured.
     seen: DistinctSeen,
 }
@@ -77,6 +81,7 @@ impl Bucket {
             // allocation, instead of growing 4 → 8; big queues still grow as they fill.
             queue: VecDeque::with_capacity(reserved),
             cond_queue: VecDeque::new(),
+            cond_times: VecDeque::new(),
             seen: DistinctSeen::default(),
         }
     }
@@ -93,6 +98,7 @@ impl Bucket {
         self.count = 0;
         self.queue.clear();
         self.cond_queue.clear();
+        self.cond_times.clear();
         self.seen.clear();
     }
 }
@@ -1017,6 +1023,8 @@ struct Plan {
     /// line.
     cond_fields: Vec<FieldId>,
     cond_raw: bool,
+    /// Conditional scenarios: whether buckets queue only event times (`Bucket::cond_times`).
+    cond_times_only: bool,
     /// Whether its buckets queue event samples for their alerts (see
     /// [`Detector::without_alert_events`]).
     keeps_samples: bool,
@@ -1048,6 +1056,10 @@ impl Detector {
                     .map(|c| c.queued_event_fields())
                     .unwrap_or_default(),
                 cond_raw: sc.condition.as_ref().is_some_and(reads_raw_line),
+                cond_times_only: sc
+                    .condition
+                    .as_ref()
+                    .is_some_and(Program::reads_queue_times_only),
                 keeps_samples: true,
             })
             .collect();
@@ -1557,7 +1569,18 @@ impl Detector {
                 // the condition filtering the whole queue at every pour. The queue limit
                 // then counts the events the condition can see.
                 let prefiltered = c.has_queue_filter();
-                if !prefiltered || c.queue_filter_admits(event, &rs.data) {
+                let admitted = !prefiltered || c.queue_filter_admits(event, &rs.data);
+                if plan.cond_times_only {
+                    let times = &mut bucket.cond_times;
+                    if admitted {
+                        if times.len() > queue_limit {
+                            times.pop_front();
+                        }
+                        times.push_back(event.time.as_nanosecond());
+                    }
+                    return c.holds_over_times(times);
+                }
+                if admitted {
                     if bucket.cond_queue.len() > queue_limit {
                         bucket.cond_queue.pop_front();
                     }
@@ -1981,6 +2004,82 @@ mod tests {
         assert_eq!((detector.bucket_count(), live(&detector)), (6, 1));
         assert_eq!(detector.groups.groups.len(), 2);
         assert_eq!(detector.groups.index.len(), 1);
+    }
+
+    #[test]
+    fn conditions_over_queued_times_overflow_as_over_queued_events() {
+        let (rs, meta) = default_rules();
+        let (log_type, service, ip, user) = (
+            meta("log_type"),
+            meta("service"),
+            meta("source_ip"),
+            meta("target_user"),
+        );
+        let names = ["ssh-time-based-bf", "ssh-time-based-bf_user-enum"].map(String::from);
+        let mut times_only = Detector::new(rs.clone());
+        times_only.only(&names);
+        assert!(names.iter().all(|n| {
+            let i = rs.scenarios.iter().position(|s| &*s.name == n);
+            i.is_some_and(|i| times_only.plans[i].cond_times_only)
+        }));
+        // The same scenarios with their queues as events, as any other condition keeps
+        // them.
+        let mut events = Detector::new(rs.clone());
+        events.only(&names);
+        events
+            .plans
+            .iter_mut()
+            .for_each(|p| p.cond_times_only = false);
+        let t0 = Timestamp::from_second(1_700_000_000).expect("a time");
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut secs = 0i64;
+        let mut alerts = (Vec::new(), Vec::new());
+        for _ in 0..6000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Mostly bursts, sometimes long pauses: queues grow past their limit, restart
+            // after their lifetime and overflow when their last pauses are long.
+            secs += match x % 10 {
+                0..=6 => (x >> 8) % 60,
+                _ => 300 + (x >> 8) % 2400,
+            } as i64;
+            let at = t0 + jiff::SignedDuration::from_secs(secs);
+            let mut e = Event::new(String::new(), at, rs.fields.len());
+            let kind = if (x >> 20).is_multiple_of(40) {
+                "auth_success"
+            } else {
+                "ssh_failed-auth"
+            };
+            e.set(log_type, FieldValue::Static(kind));
+            e.set(service, FieldValue::Static("ssh"));
+            let from = ["192.0.2.1", "192.0.2.2", "192.0.2.3"][((x >> 30) % 3) as usize];
+            e.set(ip, FieldValue::Static(from));
+            let who = ["root", "admin", "pi", "git", "oracle", "test", "ubuntu"];
+            e.set(user, FieldValue::Static(who[((x >> 40) % 7) as usize]));
+            times_only.pour(&e, at, &mut alerts.0);
+            events.pour(&e, at, &mut alerts.1);
+        }
+        let end = t0 + jiff::SignedDuration::from_secs(secs);
+        times_only.flush(end, &mut alerts.0);
+        events.flush(end, &mut alerts.1);
+        let summary = |a: &Alert| {
+            let name: &str = &a.scenario;
+            (
+                name.to_owned(),
+                a.value.clone(),
+                a.events_count,
+                a.start_at,
+                a.stop_at,
+            )
+        };
+        let times: Vec<_> = alerts.0.iter().map(summary).collect();
+        let queued: Vec<_> = alerts.1.iter().map(summary).collect();
+        assert_eq!(times, queued);
+        for n in &names {
+            let count = times.iter().filter(|(s, ..)| s == n).count();
+            assert!(count >= 10, "{count} {n} alerts");
+        }
     }
 
     #[test]

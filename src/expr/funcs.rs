@@ -292,35 +292,15 @@ pub(crate) fn unescape(s: &str, plus: bool) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// CrowdSec's `MedianInterval`: the median of successive differences of a list of times.
-pub(crate) fn median_interval(times: &[Timestamp]) -> SignedDuration {
-    if times.len() < 2 {
-        return SignedDuration::ZERO;
-    }
-    // Conditions take the median of a few recent times at every pour (the hub's, of the
-    // last four): no allocation then, and no 32-slot array to clear for a few.
-    let n = times.len() - 1;
-    if n <= FEW_TIMES {
-        let mut few = [0i128; FEW_TIMES];
-        return median_of_intervals(&mut few[..n], times);
-    }
-    if n <= INLINE_TIMES {
-        let mut inline = [0i128; INLINE_TIMES];
-        return median_of_intervals(&mut inline[..n], times);
-    }
-    median_of_intervals(&mut vec![0; n], times)
-}
-
-/// The median of the intervals between `times`, with `iv` (one shorter) to hold them.
-fn median_of_intervals(iv: &mut [i128], times: &[Timestamp]) -> SignedDuration {
-    for (d, w) in iv.iter_mut().zip(times.windows(2)) {
-        *d = w[1].as_nanosecond() - w[0].as_nanosecond();
-    }
+/// CrowdSec's `MedianInterval` of the intervals `iv` (reordered) between successive
+/// times, clamped to a duration.
+fn median_of_intervals(iv: &mut [i128]) -> SignedDuration {
     let med = match *iv {
-        // The hub's conditions take the median of the last four times: three intervals,
-        // whose median needs no sort.
+        [] => 0,
         [a] => a,
         [a, b] => (a + b) / 2,
+        // The hub's conditions take the median of the last four times: three intervals,
+        // whose median needs no sort.
         [a, b, c] => a.min(b).max(c.min(a.max(b))),
         _ => {
             iv.sort_unstable();
@@ -461,41 +441,44 @@ const FEW_TIMES: usize = 8;
 /// neither.
 pub(crate) fn median_interval_of(l: &List<'_>) -> Option<SignedDuration> {
     median_interval_by(l.len(), |i| match l.get(i)? {
-        Value::Time(t) => Some(t),
-        Value::Event(e) => Some(e.time),
+        Value::Time(t) => Some(t.as_nanosecond()),
+        Value::Event(e) => Some(e.time.as_nanosecond()),
         _ => None,
     })
 }
 
-/// [`median_interval`] of `n` times read by index (`None` when one cannot be read), kept
-/// on the stack for the few a condition reads: no allocation, and for up to
-/// [`FEW_TIMES`] no 32-slot array to clear.
+/// [`median_interval`] of `n` times, read in order by index as Unix nanoseconds (`None`
+/// when one cannot be read). The intervals of the few times a condition reads stay on the
+/// stack: no allocation, and for up to [`FEW_TIMES`] no 32-slot array to clear.
 pub(crate) fn median_interval_by(
     n: usize,
-    time: impl Fn(usize) -> Option<Timestamp>,
+    nanos: impl Fn(usize) -> Option<i128>,
 ) -> Option<SignedDuration> {
-    fn on_stack<const N: usize>(
-        n: usize,
-        time: impl Fn(usize) -> Option<Timestamp>,
-    ) -> Option<SignedDuration> {
-        let mut times = [Timestamp::UNIX_EPOCH; N];
-        for (i, slot) in times.iter_mut().enumerate().take(n) {
-            *slot = time(i)?;
+    fn intervals(iv: &mut [i128], nanos: impl Fn(usize) -> Option<i128>) -> Option<SignedDuration> {
+        let mut prev = nanos(0)?;
+        for (i, d) in iv.iter_mut().enumerate() {
+            let t = nanos(i + 1)?;
+            *d = t - prev;
+            prev = t;
         }
-        Some(median_interval(&times[..n.min(N)]))
+        Some(median_of_intervals(iv))
     }
     match n {
-        _ if n <= FEW_TIMES => on_stack::<FEW_TIMES>(n, time),
-        _ if n <= INLINE_TIMES => on_stack::<INLINE_TIMES>(n, time),
-        _ => Some(median_interval(
-            &(0..n).map(time).collect::<Option<Vec<_>>>()?,
-        )),
+        0 => Some(SignedDuration::ZERO),
+        _ if n <= FEW_TIMES => intervals(&mut [0; FEW_TIMES][..n - 1], nanos),
+        _ if n <= INLINE_TIMES => intervals(&mut [0; INLINE_TIMES][..n - 1], nanos),
+        _ => intervals(&mut vec![0; n - 1], nanos),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn median_interval(times: &[Timestamp]) -> SignedDuration {
+        median_interval_by(times.len(), |i| times.get(i).map(|t| t.as_nanosecond()))
+            .expect("every element is a time")
+    }
 
     #[test]
     fn median_intervals_of_every_length_match_a_sorted_reference() {

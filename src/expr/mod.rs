@@ -43,6 +43,7 @@ pub(crate) use memo::VerdictMemo;
 use queue_condition::QueueCondition;
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::fmt;
 use std::ops::Range;
 use std::rc::Rc;
@@ -609,6 +610,24 @@ impl Program {
     /// [`EvalCtx::queue_prefiltered`]: the filter costs nothing, however long the queue.
     pub fn has_queue_filter(&self) -> bool {
         self.queue_filter.is_some()
+    }
+
+    /// Whether the condition reads its queue only for the number and times of the events
+    /// in it ([`QueueCondition`]), the queue being the one its bucket keeps: the whole
+    /// queue, or the events [`Self::queue_filter_admits`] admits when it filters one. A
+    /// bucket may then keep only times and ask [`Self::holds_over_times`].
+    pub fn reads_queue_times_only(&self) -> bool {
+        self.queue_condition
+            .as_ref()
+            .is_some_and(|c| !c.wants_prefiltered() || self.queue_filter.is_some())
+    }
+
+    /// The condition over a queue whose events' times are `times` (Unix nanoseconds, in
+    /// queue order), when [`Self::reads_queue_times_only`]; `false` otherwise.
+    pub fn holds_over_times(&self, times: &VecDeque<i128>) -> bool {
+        self.queue_condition
+            .as_ref()
+            .is_some_and(|c| c.holds_by(times.len(), |i| times.get(i).copied()))
     }
 
     /// That filter's verdict on `event` (`true` when there is no such filter). A predicate

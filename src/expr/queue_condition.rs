@@ -102,7 +102,15 @@ impl QueueCondition {
 
     /// The condition's value over `queue`.
     pub(crate) fn holds(&self, queue: &[Event]) -> bool {
-        self.tests.iter().all(|t| t.holds(queue))
+        self.holds_by(queue.len(), |i| {
+            queue.get(i).map(|e| e.time.as_nanosecond())
+        })
+    }
+
+    /// The condition's value over a queue of `len` events whose times `nanos` reads by
+    /// index (Unix nanoseconds): all it reads of them.
+    pub(crate) fn holds_by(&self, len: usize, nanos: impl Fn(usize) -> Option<i128>) -> bool {
+        self.tests.iter().all(|t| t.holds(len, &nanos))
     }
 }
 
@@ -193,16 +201,15 @@ fn int_literal(n: Option<&Node>) -> Option<Option<i64>> {
 }
 
 impl QueueTest {
-    fn holds(&self, queue: &[Event]) -> bool {
+    fn holds(&self, len: usize, nanos: &impl Fn(usize) -> Option<i128>) -> bool {
         let order = match (&self.measure, &self.against) {
-            (Measure::Len, Against::Int(i)) => {
-                i64::try_from(queue.len()).unwrap_or(i64::MAX).cmp(i)
-            }
+            (Measure::Len, Against::Int(i)) => i64::try_from(len).unwrap_or(i64::MAX).cmp(i),
             (Measure::MedianInterval { from, to }, Against::Duration(d)) => {
-                let len = queue.len();
                 let a = from.map_or(0, |f| clamp_bound(f, len));
                 let b = to.map_or(len, |t| clamp_bound(t, len)).max(a);
-                median_interval_of_events(&queue[a..b]).cmp(d)
+                median_interval_by(b - a, |i| nanos(a + i))
+                    .unwrap_or_default()
+                    .cmp(d)
             }
             // `test_of` pairs each measure with its literal's type.
             _ => return false,
@@ -216,9 +223,4 @@ impl QueueTest {
             Cmp::Ge => order != Ordering::Less,
         }
     }
-}
-
-/// The median interval of the events' times.
-fn median_interval_of_events(events: &[Event]) -> SignedDuration {
-    median_interval_by(events.len(), |i| events.get(i).map(|e| e.time)).unwrap_or_default()
 }

@@ -1057,6 +1057,7 @@ fn queue_conditions_answer_like_the_interpreter() {
     for src in &sources {
         let p = e.ok(src);
         assert!(p.queue_condition.is_some(), "compiled: {src}");
+        assert!(p.reads_queue_times_only(), "{src}");
         for _ in 0..300 {
             let n = rng.below(40);
             let mut t = 0i64;
@@ -1078,6 +1079,21 @@ fn queue_conditions_answer_like_the_interpreter() {
                 let interpreted = eval::eval_bool(&p.root, &ctx, None).unwrap_or(false);
                 assert_eq!(p.eval_bool(&ctx), interpreted, "{src} over {queue:?}");
                 verdicts[usize::from(interpreted)] += 1;
+                if prefiltered == p.has_queue_filter() {
+                    // Only the times of the queue a bucket keeps, as it keeps them: in a
+                    // ring buffer, here wrapped around its end.
+                    let mut times: VecDeque<i128> = VecDeque::with_capacity(8);
+                    for _ in 0..rng.below(8) {
+                        times.push_back(0);
+                        times.pop_front();
+                    }
+                    times.extend(queue.iter().map(|ev| ev.time.as_nanosecond()));
+                    assert_eq!(
+                        p.holds_over_times(&times),
+                        interpreted,
+                        "{src} over the times of {queue:?}"
+                    );
+                }
             }
         }
     }
