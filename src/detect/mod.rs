@@ -1836,8 +1836,8 @@ fn build_alert(
     };
     let (scope, value) = match sc.scope {
         ScenarioScope::Ip => {
-            let ip = crate::parse::normalize_ip(last.get(rs.well_known.source_ip))?;
-            (Scope::Ip, ip.to_string())
+            let ip = crate::parse::normalized_ip_text(last.get(rs.well_known.source_ip))?;
+            (Scope::Ip, ip)
         }
         ScenarioScope::Range => {
             let v = match &sc.scope_expression {
