@@ -193,7 +193,10 @@ impl DistinctSeen {
 /// The state of one scenario besides its buckets (those are in [`BucketGroups`]).
 #[derive(Debug, Default)]
 struct ScenarioState {
-    blackhole_until: HashMap<Box<str>, Timestamp>,
+    /// Keys whose overflows are ignored until a time, by [`key_hash`]: the hash their
+    /// bucket group already holds, so that an overflow in blackhole (most overflows of a
+    /// long attack) hashes nothing.
+    blackhole_until: HashTable<(Box<str>, Timestamp)>,
 }
 
 /// The live buckets of every scenario, grouped by key. The scenarios an event pours into
@@ -1509,7 +1512,16 @@ impl Detector {
                 {
                     let (_, b) = group.buckets.swap_remove(at);
                     let at = sc.duration.map_or(now.at, |d| add(b.first_at, d.0));
-                    return overflow_alert(rs, state, stats, i, &group.key, b, at, None);
+                    return overflow_alert(
+                        rs,
+                        state,
+                        stats,
+                        i,
+                        (&group.key, group.hash),
+                        b,
+                        at,
+                        None,
+                    );
                 }
                 if cancel {
                     group.buckets.swap_remove(at);
@@ -1606,7 +1618,16 @@ impl Detector {
             return None;
         }
         let (_, bucket) = group.buckets.swap_remove(at);
-        overflow_alert(rs, state, stats, i, &group.key, bucket, now.at, Some(event))
+        overflow_alert(
+            rs,
+            state,
+            stats,
+            i,
+            (&group.key, group.hash),
+            bucket,
+            now.at,
+            Some(event),
+        )
     }
 
     /// Ends a replay: counters whose deadline passed by `now` overflow.
@@ -1626,14 +1647,14 @@ impl Detector {
         if durations.iter().all(Option::is_none) {
             return;
         }
-        let mut due: Vec<(usize, Box<str>, Bucket)> = Vec::new();
+        let mut due: Vec<(usize, Box<str>, u64, Bucket)> = Vec::new();
         for g in self.groups.live_mut() {
             let mut k = 0;
             while let Some((i, b)) = g.buckets.get(k) {
                 match durations.get(*i).copied().flatten() {
                     Some(d) if add(b.first_at, d) <= now => {
                         let (i, b) = g.buckets.swap_remove(k);
-                        due.push((i, g.key.clone(), b));
+                        due.push((i, g.key.clone(), g.hash, b));
                     }
                     _ => k += 1,
                 }
@@ -1641,14 +1662,14 @@ impl Detector {
         }
         // In ruleset order, as the scenarios are listed.
         due.sort_by_key(|(i, ..)| *i);
-        for (i, k, b) in due {
+        for (i, k, hash, b) in due {
             let at = durations[i].map_or(now, |d| add(b.first_at, d));
             if let Some(a) = overflow_alert(
                 &ruleset,
                 &mut self.states[i],
                 &mut self.stats,
                 i,
-                &k,
+                (&k, hash),
                 b,
                 at,
                 None,
@@ -1672,7 +1693,7 @@ impl Detector {
         }
         self.groups.free_empty();
         for state in &mut self.states {
-            state.blackhole_until.retain(|_, until| *until > now);
+            state.blackhole_until.retain(|(_, until)| *until > now);
         }
     }
 
@@ -1690,20 +1711,30 @@ fn overflow_alert(
     state: &mut ScenarioState,
     stats: &mut DetectStats,
     i: usize,
-    key: &str,
+    (key, hash): (&str, u64),
     bucket: Bucket,
     at: Timestamp,
     last: Option<&Event>,
 ) -> Option<Alert> {
     let sc = &rs.scenarios[i];
-    if let Some(until) = state.blackhole_until.get(key)
+    let same_key = |(k, _): &(Box<str>, Timestamp)| **k == *key;
+    if let Some((_, until)) = state.blackhole_until.find(hash, same_key)
         && at < *until
     {
         stats.blackholed[i] += 1;
         return None;
     }
     if let Some(bh) = sc.blackhole {
-        state.blackhole_until.insert(Box::from(key), add(at, bh.0));
+        let until = add(at, bh.0);
+        match state
+            .blackhole_until
+            .entry(hash, same_key, |(k, _)| key_hash(k))
+        {
+            Entry::Occupied(mut o) => o.get_mut().1 = until,
+            Entry::Vacant(v) => {
+                v.insert((Box::from(key), until));
+            }
+        }
     }
     let alert = build_alert(rs, sc, bucket, at, last)?;
     stats.overflows[i] += 1;
@@ -2080,6 +2111,41 @@ mod tests {
             let count = times.iter().filter(|(s, ..)| s == n).count();
             assert!(count >= 10, "{count} {n} alerts");
         }
+    }
+
+    #[test]
+    fn a_blackhole_ignores_overflows_of_its_key_until_it_ends_and_then_starts_again() {
+        let (rs, meta) = default_rules();
+        let (log_type, ip) = (meta("log_type"), meta("source_ip"));
+        let mut detector = Detector::new(rs.clone());
+        detector.only(&["ssh-bf".to_string()]);
+        let t0 = Timestamp::from_second(1_700_000_000).expect("a time");
+        // Six failures in a second overflow ssh-bf (capacity 5), blackholed for a minute.
+        let burst = |detector: &mut Detector, from: &str, secs: i64| {
+            let mut alerts = Vec::new();
+            for k in 0..6 {
+                let at = t0 + jiff::SignedDuration::from_millis(secs * 1000 + k * 100);
+                let mut e = Event::new(String::new(), at, rs.fields.len());
+                e.set(log_type, FieldValue::Static("ssh_failed-auth"));
+                e.set(ip, FieldValue::Owned(from.to_string()));
+                detector.pour(&e, at, &mut alerts);
+            }
+            alerts.iter().map(|a| a.value.clone()).collect::<Vec<_>>()
+        };
+        let a = "192.0.2.1";
+        assert_eq!(burst(&mut detector, a, 0), [a]);
+        // In blackhole: no alert, for this key only.
+        assert!(burst(&mut detector, a, 30).is_empty());
+        assert_eq!(burst(&mut detector, "192.0.2.2", 30), ["192.0.2.2"]);
+        // Ended (its entry not yet dropped by `expire`): an alert, and a new minute.
+        assert_eq!(burst(&mut detector, a, 61), [a]);
+        assert!(burst(&mut detector, a, 100).is_empty());
+        assert_eq!(burst(&mut detector, a, 125), [a]);
+        // Dropped by `expire` once ended: the next overflow alerts as well.
+        detector.expire(t0 + jiff::SignedDuration::from_secs(200));
+        assert!(detector.states.iter().all(|s| s.blackhole_until.is_empty()));
+        assert_eq!(burst(&mut detector, a, 201), [a]);
+        assert!(burst(&mut detector, a, 230).is_empty());
     }
 
     #[test]
