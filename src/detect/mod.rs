@@ -1912,6 +1912,21 @@ mod tests {
         (rs, meta)
     }
 
+    /// A detector running only ssh-bf, and an sshd failure from an address at a time.
+    fn ssh_bf_only() -> (Detector, impl Fn(&str, Timestamp) -> Event) {
+        let (rs, meta) = default_rules();
+        let (log_type, ip) = (meta("log_type"), meta("source_ip"));
+        let mut detector = Detector::new(rs.clone());
+        detector.only(&["ssh-bf".to_string()]);
+        let failure = move |from: &str, at: Timestamp| {
+            let mut e = Event::new(String::new(), at, rs.fields.len());
+            e.set(log_type, FieldValue::Static("ssh_failed-auth"));
+            e.set(ip, FieldValue::Owned(from.to_string()));
+            e
+        };
+        (detector, failure)
+    }
+
     #[test]
     fn a_bucket_idle_past_its_lifetime_starts_afresh() {
         let (rs, meta) = default_rules();
@@ -2115,20 +2130,14 @@ mod tests {
 
     #[test]
     fn a_blackhole_ignores_overflows_of_its_key_until_it_ends_and_then_starts_again() {
-        let (rs, meta) = default_rules();
-        let (log_type, ip) = (meta("log_type"), meta("source_ip"));
-        let mut detector = Detector::new(rs.clone());
-        detector.only(&["ssh-bf".to_string()]);
+        let (mut detector, failure) = ssh_bf_only();
         let t0 = Timestamp::from_second(1_700_000_000).expect("a time");
         // Six failures in a second overflow ssh-bf (capacity 5), blackholed for a minute.
         let burst = |detector: &mut Detector, from: &str, secs: i64| {
             let mut alerts = Vec::new();
             for k in 0..6 {
                 let at = t0 + jiff::SignedDuration::from_millis(secs * 1000 + k * 100);
-                let mut e = Event::new(String::new(), at, rs.fields.len());
-                e.set(log_type, FieldValue::Static("ssh_failed-auth"));
-                e.set(ip, FieldValue::Owned(from.to_string()));
-                detector.pour(&e, at, &mut alerts);
+                detector.pour(&failure(from, at), at, &mut alerts);
             }
             alerts.iter().map(|a| a.value.clone()).collect::<Vec<_>>()
         };
@@ -2150,16 +2159,10 @@ mod tests {
 
     #[test]
     fn expired_groups_give_their_memory_back_and_the_rest_stay_found() {
-        let (rs, meta) = default_rules();
-        let (log_type, ip) = (meta("log_type"), meta("source_ip"));
-        let mut detector = Detector::new(rs.clone());
-        detector.only(&["ssh-bf".to_string()]);
+        let (mut detector, failure) = ssh_bf_only();
         let t0 = Timestamp::from_second(1_700_000_000).expect("a time");
         let pour = |detector: &mut Detector, from: &str, at: Timestamp| {
-            let mut e = Event::new(String::new(), at, rs.fields.len());
-            e.set(log_type, FieldValue::Static("ssh_failed-auth"));
-            e.set(ip, FieldValue::Owned(from.to_string()));
-            detector.pour(&e, at, &mut Vec::new());
+            detector.pour(&failure(from, at), at, &mut Vec::new());
         };
         // 3,000 addresses, then ten of them again two minutes later (ssh-bf lives 60 s).
         for k in 0..3000 {
