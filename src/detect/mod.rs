@@ -1912,6 +1912,31 @@ mod tests {
         (rs, meta)
     }
 
+    /// The default rules, and an ssh event of a `log_type` from an address for a user at
+    /// a time, as the sshd parser sets them.
+    fn ssh_events() -> (
+        Arc<Ruleset>,
+        impl Fn(&'static str, &'static str, &'static str, Timestamp) -> Event,
+    ) {
+        let (rs, meta) = default_rules();
+        let (log_type, service, ip, user) = (
+            meta("log_type"),
+            meta("service"),
+            meta("source_ip"),
+            meta("target_user"),
+        );
+        let fields = rs.fields.len();
+        let event = move |kind, from, who, at| {
+            let mut e = Event::new(String::new(), at, fields);
+            e.set(log_type, FieldValue::Static(kind));
+            e.set(service, FieldValue::Static("ssh"));
+            e.set(ip, FieldValue::Static(from));
+            e.set(user, FieldValue::Static(who));
+            e
+        };
+        (rs, event)
+    }
+
     /// A detector running only ssh-bf, and an sshd failure from an address at a time.
     fn ssh_bf_only() -> (Detector, impl Fn(&str, Timestamp) -> Event) {
         let (rs, meta) = default_rules();
@@ -2010,21 +2035,11 @@ mod tests {
 
     #[test]
     fn buckets_of_a_key_share_a_group_until_they_expire() {
-        let (rs, meta) = default_rules();
-        let (log_type, service, ip, user) = (
-            meta("log_type"),
-            meta("service"),
-            meta("source_ip"),
-            meta("target_user"),
-        );
-        let mut detector = Detector::new(rs.clone());
+        let (rs, ssh_event) = ssh_events();
+        let mut detector = Detector::new(rs);
         let t0 = Timestamp::from_second(1_700_000_000).expect("a time");
         let pour = |detector: &mut Detector, kind: &'static str, from: &'static str| {
-            let mut e = Event::new(String::new(), t0, rs.fields.len());
-            e.set(log_type, FieldValue::Static(kind));
-            e.set(service, FieldValue::Static("ssh"));
-            e.set(ip, FieldValue::Static(from));
-            e.set(user, FieldValue::Static("root"));
+            let e = ssh_event(kind, from, "root", t0);
             let mut out = Vec::new();
             let poured = detector.pour(&e, t0, &mut out);
             assert!(out.is_empty());
@@ -2054,13 +2069,7 @@ mod tests {
 
     #[test]
     fn conditions_over_queued_times_overflow_as_over_queued_events() {
-        let (rs, meta) = default_rules();
-        let (log_type, service, ip, user) = (
-            meta("log_type"),
-            meta("service"),
-            meta("source_ip"),
-            meta("target_user"),
-        );
+        let (rs, ssh_event) = ssh_events();
         let names = ["ssh-time-based-bf", "ssh-time-based-bf_user-enum"].map(String::from);
         let mut times_only = Detector::new(rs.clone());
         times_only.only(&names);
@@ -2091,18 +2100,14 @@ mod tests {
                 _ => 300 + (x >> 8) % 2400,
             } as i64;
             let at = t0 + jiff::SignedDuration::from_secs(secs);
-            let mut e = Event::new(String::new(), at, rs.fields.len());
             let kind = if (x >> 20).is_multiple_of(40) {
                 "auth_success"
             } else {
                 "ssh_failed-auth"
             };
-            e.set(log_type, FieldValue::Static(kind));
-            e.set(service, FieldValue::Static("ssh"));
             let from = ["192.0.2.1", "192.0.2.2", "192.0.2.3"][((x >> 30) % 3) as usize];
-            e.set(ip, FieldValue::Static(from));
             let who = ["root", "admin", "pi", "git", "oracle", "test", "ubuntu"];
-            e.set(user, FieldValue::Static(who[((x >> 40) % 7) as usize]));
+            let e = ssh_event(kind, from, who[((x >> 40) % 7) as usize], at);
             times_only.pour(&e, at, &mut alerts.0);
             events.pour(&e, at, &mut alerts.1);
         }
