@@ -153,7 +153,12 @@ impl DistinctSeen {
         if self.table.is_empty() {
             let mut start = 0;
             for &end in &self.ends {
-                if self.text.as_bytes().get(start..end as usize) == Some(value.as_bytes()) {
+                if self
+                    .text
+                    .as_bytes()
+                    .get(start..end as usize)
+                    .is_some_and(|seen| crate::same_bytes(seen, value.as_bytes()))
+                {
                     return false;
                 }
                 start = end as usize;
@@ -231,7 +236,7 @@ impl BucketGroups {
         let groups = &mut self.groups;
         let entry = self.index.entry(
             hash,
-            |&s| *groups[s as usize].key == *key,
+            |&s| crate::same_text(&groups[s as usize].key, key),
             |&s| groups[s as usize].hash,
         );
         match entry {
@@ -321,7 +326,7 @@ struct KeyHasher {
 impl KeyHasher {
     /// The hash of `key` ([`key_hash`]).
     fn hash(&mut self, key: &str) -> u64 {
-        if key != self.last_key || self.last_key.is_empty() {
+        if !crate::same_text(key, &self.last_key) || self.last_key.is_empty() {
             self.last_hash = key_hash(key);
             self.last_key.clear();
             self.last_key.push_str(key);

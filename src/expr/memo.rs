@@ -33,7 +33,7 @@ impl MemoValue {
     fn holds(&self, event: &Event, id: FieldId) -> bool {
         match self {
             MemoValue::Static(key) => event.slot(id).and_then(FieldValue::static_key) == Some(*key),
-            MemoValue::Text(t) => *t == event.get(id),
+            MemoValue::Text(t) => crate::same_text(t, event.get(id)),
         }
     }
 }

@@ -128,7 +128,7 @@ impl WhitelistMemo {
         }
         let at = self.keys.hash_one(text.as_bytes()) as usize & (Self::SLOTS - 1);
         let (known, reason) = &mut self.entries[at];
-        if known != text {
+        if !crate::same_text(known, text) {
             *reason = judge();
             known.clear();
             known.push_str(text);
@@ -389,7 +389,7 @@ impl Scratch {
             return None;
         }
         let last = match &mut self.last_time {
-            Some(last) if last.text == text && last.context == context => last,
+            Some(last) if crate::same_text(&last.text, text) && last.context == context => last,
             Some(last) => {
                 // A new second: the same buffers, refilled.
                 let (time, offset) = parse_timestamp_with_offset(text, &context)?;
@@ -433,7 +433,7 @@ impl Scratch {
 fn applies_to_program(p: &CompiledParser, event: &Event, program: FieldId) -> bool {
     if !p.programs.is_empty() {
         let prog = event.get(program);
-        if !p.programs.iter().any(|t| &**t == prog) {
+        if !p.programs.iter().any(|t| crate::same_text(t, prog)) {
             return false;
         }
     }
