@@ -381,6 +381,47 @@ fn dotted_quad(b: &[u8], i: usize) -> Option<usize> {
     (!b.get(end).is_some_and(u8::is_ascii_digit)).then_some(end)
 }
 
+/// A client address at `i` as the sshd patterns' `IP_WORKAROUND` takes it first: a
+/// canonical dotted quad (see [`dotted_quad`]), or else the stock `IPV6`'s leftmost-first
+/// match there ([`ipv6_first`]). Its end.
+///
+/// The scanner then checks what follows along the pattern's first choices and declines
+/// when that fails, because the regex would go on to the address's later choices (shorter
+/// `IPV6` matches, then the quad). So where it accepts, its address is the regex's, even
+/// where `IPV6`'s first choice is not the whole token (`::ffff:1.2.3.4` is first taken as
+/// `::ffff:1`).
+fn address_first(b: &[u8], i: usize) -> Option<usize> {
+    match dotted_quad(b, i) {
+        Some(end) => Some(end),
+        None => ipv6_first(b.get(i..)?).map(|n| i + n),
+    }
+}
+
+/// The length of the stock `IPV6`'s leftmost-first match at the start of `b` (`\d` as
+/// `[0-9]`, as the grok expands it), if it matches there. A lazy DFA finds the end of
+/// the match a backtracking engine would try first: where the full pattern's regex
+/// spends ~17,000 instructions on an sshd line with an IPv6 address (its backtracker
+/// clears a visited set the size of the `IPV6` alternation times the line), this costs a
+/// few hundred.
+fn ipv6_first(b: &[u8]) -> Option<usize> {
+    static FIRST: std::sync::OnceLock<Option<regex::bytes::Regex>> = std::sync::OnceLock::new();
+    // Only a hex digit or `:` can start an `IPV6` match.
+    if !b
+        .first()
+        .is_some_and(|c| c.is_ascii_hexdigit() || *c == b':')
+    {
+        return None;
+    }
+    FIRST
+        .get_or_init(|| {
+            let text = format!("^(?:{})", super::STOCK_IPV6.replace(r"\d", "[0-9]"));
+            regex::bytes::Regex::new(&text).ok()
+        })
+        .as_ref()?
+        .find(b)
+        .map(|m| m.end())
+}
+
 /// Whether `token` (no space, no `%`, at least one `:`) is, whole, a match of the stock
 /// `IPV6` as the grok expands it (`\d` as `[0-9]`).
 ///
@@ -626,7 +667,8 @@ fn address_before_space(b: &[u8], i: usize) -> Option<usize> {
     (plausible && ipv6_token(token)).then_some(end)
 }
 
-/// `Failed <method> for [invalid user ]<user> from <quad>[ port N][ <word>](:...| *)`.
+/// `Failed <method> for [invalid user ]<user> from <address>[ port N][ <word>](:...| *)`,
+/// the address as [`address_first`] takes it.
 ///
 /// The method is a greedy non-space run that ` for ` must follow: all of it. `(?:invalid
 /// user )?` is greedy: taken when present. The user is lazy: it ends at the first
@@ -658,7 +700,7 @@ fn sshd_failed_spans(b: &[u8]) -> Option<[(usize, usize); 5]> {
         from
     };
     let ip_start = from + 5;
-    let ip_end = dotted_quad(b, ip_start)?;
+    let ip_end = address_first(b, ip_start)?;
     let mut j = ip_end;
     let mut port = (j, j);
     if at(b, j, b" port ") {
@@ -762,9 +804,9 @@ fn sshd_connection_closed_spans(b: &[u8]) -> Option<[(usize, usize); 2]> {
     Some([user, (j + 1, ip_end)])
 }
 
-/// `Invalid user<blanks><user> from <quad>...`: the blanks and the user are greedy runs of
-/// disjoint classes, which ` from ` must follow; nothing after the address matters (see
-/// [`dotted_quad`]). A message without a user name declines.
+/// `Invalid user<blanks><user> from <address>...`: the blanks and the user are greedy runs of
+/// disjoint classes, which ` from ` must follow; nothing after the address matters, so
+/// it is the one [`address_first`] takes. A message without a user name declines.
 fn sshd_invalid_user(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
     fill(spans, sshd_invalid_user_spans(b))
 }
@@ -779,12 +821,12 @@ fn sshd_invalid_user_spans(b: &[u8]) -> Option<[(usize, usize); 2]> {
         return None;
     }
     let ip_start = user_end + 6;
-    let ip_end = dotted_quad(b, ip_start)?;
+    let ip_end = address_first(b, ip_start)?;
     Some([(user_start, user_end), (ip_start, ip_end)])
 }
 
 /// `pam_<type>(sshd:auth): authentication failure; logname= uid=N euid=N tty=ssh ruser=
-/// rhost=<quad>[ <blanks>user=<user>]`: the type is lazy, so it ends at the first
+/// rhost=<address>[ <blanks>user=<user>]`: the type is lazy, so it ends at the first
 /// `(sshd:auth): ...` (the scanner declines if the rest fails there); the ids are optional
 /// digit runs that a fixed literal must follow; the user group is greedy and its user run
 /// ends the pattern, so it takes the whole run.
@@ -809,7 +851,7 @@ fn sshd_auth_failure_spans(b: &[u8]) -> Option<[(usize, usize); 5]> {
         return None;
     }
     let ip_start = euid_end + 22;
-    let ip_end = dotted_quad(b, ip_start)?;
+    let ip_end = address_first(b, ip_start)?;
     let mut user = (ip_end, ip_end);
     if b.get(ip_end) == Some(&b' ') {
         let key = run(b, ip_end + 1, is_space);
@@ -829,8 +871,8 @@ fn sshd_auth_failure_spans(b: &[u8]) -> Option<[(usize, usize); 5]> {
     ])
 }
 
-/// `banner exchange: Connection from <quad> port N: invalid format`: the pattern is all
-/// fixed text around the quad and a digit run that `:` ends, so the only match at the
+/// `banner exchange: Connection from <address> port N: invalid format`: the pattern is all
+/// fixed text around the address and a digit run that `:` ends, so the only match at the
 /// start is this one (anything after it is outside the match).
 fn sshd_invalid_banner(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
     fill(spans, sshd_invalid_banner_spans(b))
@@ -838,24 +880,24 @@ fn sshd_invalid_banner(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
 
 fn sshd_invalid_banner_spans(b: &[u8]) -> Option<[(usize, usize); 1]> {
     const PREFIX: &[u8] = b"banner exchange: Connection from ";
-    let (ip_end, port_end) = quad_and_port_after(b, PREFIX)?;
+    let (ip_end, port_end) = address_and_port_after(b, PREFIX)?;
     at(b, port_end, b": invalid format").then_some([(PREFIX.len(), ip_end)])
 }
 
-/// `<prefix><quad> port N` at the start of `b`: the ends of the quad and of the port's
-/// digits.
-fn quad_and_port_after(b: &[u8], prefix: &[u8]) -> Option<(usize, usize)> {
+/// `<prefix><address> port N` at the start of `b` ([`address_first`]): the ends of the
+/// address and of the port's digits.
+fn address_and_port_after(b: &[u8], prefix: &[u8]) -> Option<(usize, usize)> {
     if !b.starts_with(prefix) {
         return None;
     }
-    let ip_end = dotted_quad(b, prefix.len())?;
+    let ip_end = address_first(b, prefix.len())?;
     if !at(b, ip_end, b" port ") {
         return None;
     }
     Some((ip_end, digit_run(b, ip_end + 6)?))
 }
 
-/// `Unable to negotiate with <quad> port N: no matching <what> found<c>`, where `<what>`
+/// `Unable to negotiate with <address> port N: no matching <what> found<c>`, where `<what>`
 /// is one of the three listed and `<c>` any character but a newline (the pattern's `.`).
 fn sshd_bad_key_negotiation(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
     fill(spans, sshd_bad_key_negotiation_spans(b))
@@ -863,7 +905,7 @@ fn sshd_bad_key_negotiation(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
 
 fn sshd_bad_key_negotiation_spans(b: &[u8]) -> Option<[(usize, usize); 1]> {
     const PREFIX: &[u8] = b"Unable to negotiate with ";
-    let (ip_end, port_end) = quad_and_port_after(b, PREFIX)?;
+    let (ip_end, port_end) = address_and_port_after(b, PREFIX)?;
     let what = port_end + b": no matching ".len();
     if !at(b, port_end, b": no matching ") {
         return None;
@@ -877,8 +919,8 @@ fn sshd_bad_key_negotiation_spans(b: &[u8]) -> Option<[(usize, usize); 1]> {
     ok.then_some([(PREFIX.len(), ip_end)])
 }
 
-/// `Timeout before authentication for <quad>...`: the port group is optional and the
-/// pattern ends there, so the quad is the whole match that matters.
+/// `Timeout before authentication for <address>...`: the port group is optional and the
+/// pattern ends there, so the address [`address_first`] takes is the match.
 fn sshd_auth_timeout(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
     fill(spans, sshd_auth_timeout_spans(b))
 }
@@ -888,13 +930,13 @@ fn sshd_auth_timeout_spans(b: &[u8]) -> Option<[(usize, usize); 1]> {
     if !b.starts_with(PREFIX) {
         return None;
     }
-    let ip_end = dotted_quad(b, PREFIX.len())?;
+    let ip_end = address_first(b, PREFIX.len())?;
     Some([(PREFIX.len(), ip_end)])
 }
 
-/// `Received disconnect from <quad>[ port N]:<blanks>N: ...` ending in `[preauth]` or
-/// holding `Auth fail`: the address must be followed by ` port` or `:`, so it is the whole
-/// quad; the rest is only checked, along the regex's first choice (the port group when
+/// `Received disconnect from <address>[ port N]:<blanks>N: ...` ending in `[preauth]` or
+/// holding `Auth fail`: the address ([`address_first`]) must be followed by ` port` or
+/// `:`; the rest is only checked, along the regex's first choice (the port group when
 /// it is there).
 fn sshd_received_disconnect(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
     fill(spans, sshd_received_disconnect_spans(b))
@@ -904,7 +946,7 @@ fn sshd_received_disconnect_spans(b: &[u8]) -> Option<[(usize, usize); 1]> {
     if !b.starts_with(b"Received disconnect from ") || memchr::memchr(b'\n', b).is_some() {
         return None;
     }
-    let ip_end = dotted_quad(b, 25)?;
+    let ip_end = address_first(b, 25)?;
     let mut j = ip_end;
     if at(b, j, b" port ") {
         j = digit_run(b, j + 6)?;
@@ -953,24 +995,24 @@ fn sshd_disc_preauth_refuted(b: &[u8]) -> bool {
     true
 }
 
-/// `SSHD_PROBE` on `Connection closed by <quad> port N` and nothing after (no `[preauth]`:
+/// `SSHD_PROBE` on `Connection closed by <address> port N` and nothing after (no `[preauth]`:
 /// the earlier alternatives took those). A match of the second alternative at 0 is the
 /// leftmost, and the first and third cannot start there (they start with other letters),
-/// so its captures are the regex's: the quad (see [`dotted_quad`]) in the second group.
+/// so its captures are the regex's: the address ([`address_first`]) in the second group.
 fn sshd_probe(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
     fill(spans, sshd_probe_spans(b))
 }
 
 fn sshd_probe_spans(b: &[u8]) -> Option<[(usize, usize); 3]> {
     const PREFIX: &[u8] = b"Connection closed by ";
-    let (ip_end, port_end) = quad_and_port_after(b, PREFIX)?;
+    let (ip_end, port_end) = address_and_port_after(b, PREFIX)?;
     (port_end == b.len()).then_some([(0, 0), (PREFIX.len(), ip_end), (0, 0)])
 }
 
-/// `Accepted <method> for <user> from <quad> port N ssh2<trail>` from the start, with no
+/// `Accepted <method> for <user> from <address> port N ssh2<trail>` from the start, with no
 /// newline: the method is one of the five listed (none a prefix of another), the user
-/// name class holds no space (its run before ` from ` is forced), the quad is whole (see
-/// [`dotted_quad`]), the port a plain digit run before ` ssh2`, and the greedy trail is
+/// name class holds no space (its run before ` from ` is forced), the address is
+/// [`address_first`]'s, the port a plain digit run before ` ssh2`, and the greedy trail is
 /// the rest of the text.
 fn sshd_accepted(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
     fill(spans, sshd_accepted_spans(b))
@@ -1000,7 +1042,7 @@ fn sshd_accepted_spans(b: &[u8]) -> Option<[(usize, usize); 4]> {
         return None;
     }
     let ip_start = user_end + 6;
-    let ip_end = dotted_quad(b, ip_start)?;
+    let ip_end = address_first(b, ip_start)?;
     if !at(b, ip_end, b" port ") {
         return None;
     }

@@ -1054,6 +1054,44 @@ fn native_sshd_scanners_agree_with_the_regex() {
     .into_iter()
     .map(str::to_owned)
     .collect();
+    // Each message with an IPv4 address again with IPv6 addresses in its place: whole
+    // tokens, a mapped quad (`IPV6` first takes `::ffff:1`), a zone, too many groups.
+    let ipv6 = [
+        "2001:db8::1",
+        "2a04:bde:f9b:4f51::752",
+        "1:2:3:4:5:6:7:8",
+        "1:2:3:4:5:6:7:8:9",
+        "1::2:3:4:5:6:7",
+        "::",
+        "::1",
+        "::ffff:1.2.3.4",
+        "::ffff:1.2.3.4:5",
+        "fe80::1%eth0",
+        "abcd::",
+        "abcd:",
+        "12345::1",
+        "1:2:3:4:5:6:1.2.3.4",
+    ];
+    let with_ipv6: Vec<String> = messages
+        .iter()
+        .filter(|m| m.contains("1.2.3.4"))
+        .flat_map(|m| ipv6.iter().map(move |a| m.replacen("1.2.3.4", a, 1)))
+        .collect();
+    // The scanners decide IPv6 lines themselves (not only by leaving them to the regex).
+    let ipv6_accepted = shipped_groks("sshd-logs")
+        .iter()
+        .filter(|g| g.native.is_some())
+        .map(|grok| {
+            let mut regex_only = grok.clone();
+            regex_only.native = None;
+            with_ipv6
+                .iter()
+                .filter(|m| matches!(native_and_regex(grok, &regex_only, m).0, Some(Some(_))))
+                .count()
+        })
+        .sum::<usize>();
+    assert!(ipv6_accepted >= 200, "IPv6 lines scanned: {ipv6_accepted}");
+    messages.extend(with_ipv6);
     // The message of every syslog line of the hub's fixtures and of fail2ban's sshd samples.
     let mut lines = hub_fixture_lines();
     let f2b = concat!(
