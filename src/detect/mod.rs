@@ -64,8 +64,14 @@ struct Bucket {
 
 impl Bucket {
     /// A bucket whose queue holds at most `queue_limit + 1` samples (none unless
-    /// `keeps_samples`).
-    fn new(capacity: i64, queue_limit: usize, keeps_samples: bool, now: PourTime) -> Self {
+    /// `keeps_samples`), with room for `cond_times` queued times.
+    fn new(
+        capacity: i64,
+        queue_limit: usize,
+        keeps_samples: bool,
+        cond_times: usize,
+        now: PourTime,
+    ) -> Self {
         let reserved = if keeps_samples {
             (queue_limit + 1).min(Self::QUEUE_START)
         } else {
@@ -81,7 +87,9 @@ impl Bucket {
             // allocation, instead of growing 4 → 8; big queues still grow as they fill.
             queue: VecDeque::with_capacity(reserved),
             cond_queue: VecDeque::new(),
-            cond_times: VecDeque::new(),
+            // The few times a time-based condition reads, in one allocation for the
+            // bucket's life instead of growing 4 → 8 → ... as attempts come.
+            cond_times: VecDeque::with_capacity(cond_times.min(Self::QUEUE_START)),
             seen: DistinctSeen::default(),
         }
     }
@@ -1033,6 +1041,9 @@ struct Plan {
     cond_raw: bool,
     /// Conditional scenarios: whether buckets queue only event times (`Bucket::cond_times`).
     cond_times_only: bool,
+    /// How many times such a bucket keeps: the queue's (`queue_limit` + 1), or fewer when
+    /// the condition reads only the most recent ([`Program::queue_times_read`]).
+    cond_times_kept: usize,
     /// Whether its buckets queue event samples for their alerts (see
     /// [`Detector::without_alert_events`]).
     keeps_samples: bool,
@@ -1068,6 +1079,13 @@ impl Detector {
                     .condition
                     .as_ref()
                     .is_some_and(Program::reads_queue_times_only),
+                cond_times_kept: sc
+                    .condition
+                    .as_ref()
+                    .and_then(Program::queue_times_read)
+                    .map_or(queue_limit(sc) + 1, |read| {
+                        read.clamp(1, queue_limit(sc) + 1)
+                    }),
                 keeps_samples: true,
             })
             .collect();
@@ -1541,7 +1559,17 @@ impl Detector {
             None => {
                 group.buckets.push((
                     i,
-                    Bucket::new(sc.capacity, queue_limit, plan.keeps_samples, now),
+                    Bucket::new(
+                        sc.capacity,
+                        queue_limit,
+                        plan.keeps_samples,
+                        if plan.cond_times_only {
+                            plan.cond_times_kept
+                        } else {
+                            0
+                        },
+                        now,
+                    ),
                 ));
                 group.buckets.len() - 1
             }
@@ -1590,7 +1618,7 @@ impl Detector {
                 if plan.cond_times_only {
                     let times = &mut bucket.cond_times;
                     if admitted {
-                        if times.len() > queue_limit {
+                        if times.len() >= plan.cond_times_kept {
                             times.pop_front();
                         }
                         times.push_back(event.time.as_nanosecond());

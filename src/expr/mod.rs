@@ -622,6 +622,12 @@ impl Program {
             .is_some_and(|c| !c.wants_prefiltered() || self.queue_filter.is_some())
     }
 
+    /// How many of the most recent queued times the condition reads at most, when
+    /// [`Self::reads_queue_times_only`] and that is bounded: a bucket need keep no more.
+    pub fn queue_times_read(&self) -> Option<usize> {
+        self.queue_condition.as_ref()?.times_read()
+    }
+
     /// The condition over a queue whose events' times are `times` (Unix nanoseconds, in
     /// queue order), when [`Self::reads_queue_times_only`]; `false` otherwise.
     pub fn holds_over_times(&self, times: &VecDeque<i128>) -> bool {

@@ -100,6 +100,30 @@ impl QueueCondition {
         self.filtered
     }
 
+    /// How many of the queue's most recent times decide the answer, when that is bounded:
+    /// a queue cut to its last this many (or fewer, all it has) answers as the whole
+    /// queue does. `len(Q) >= 4` needs 5 (to tell 4 from more), `Q[-4:]` the last 4;
+    /// `None` when a test reads the queue from its start (no bound, `Q[1:]`, `Q[:3]`).
+    /// The hub's time-based condition needs 5 of the 65 events its buckets keep.
+    pub(crate) fn times_read(&self) -> Option<usize> {
+        self.tests.iter().try_fold(0usize, |most, t| {
+            let read = match (&t.measure, &t.against) {
+                (Measure::Len, Against::Int(n)) => {
+                    usize::try_from(n.saturating_add(1)).unwrap_or(0)
+                }
+                (
+                    Measure::MedianInterval {
+                        from: Some(f),
+                        to: None,
+                    },
+                    _,
+                ) if *f < 0 => usize::try_from(f.unsigned_abs()).ok()?,
+                _ => return None,
+            };
+            Some(most.max(read))
+        })
+    }
+
     /// The condition's value over `queue`.
     pub(crate) fn holds(&self, queue: &[Event]) -> bool {
         self.holds_by(queue.len(), |i| {

@@ -1054,6 +1054,7 @@ fn queue_conditions_answer_like_the_interpreter() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let last = event_at(&e, "ssh_failed-auth", 0);
     let mut verdicts = [0, 0];
+    let mut bounded = 0;
     for src in &sources {
         let p = e.ok(src);
         assert!(p.queue_condition.is_some(), "compiled: {src}");
@@ -1093,11 +1094,27 @@ fn queue_conditions_answer_like_the_interpreter() {
                         interpreted,
                         "{src} over the times of {queue:?}"
                     );
+                    // A bucket keeps only the times the condition reads.
+                    if let Some(read) = p.queue_times_read() {
+                        let cut = times.len().saturating_sub(read);
+                        let recent: VecDeque<i128> = times.iter().skip(cut).copied().collect();
+                        assert_eq!(
+                            p.holds_over_times(&recent),
+                            interpreted,
+                            "{src}, last {read}"
+                        );
+                        bounded += 1;
+                    }
                 }
             }
         }
     }
     assert!(verdicts[0] > 1000 && verdicts[1] > 1000, "{verdicts:?}");
+    assert!(bounded > 3000, "queues cut to what they read: {bounded}");
+    // The hub's condition reads the last 5 times: 4 for the median, and 5 to tell `>= 4`.
+    assert_eq!(e.ok(&sources[0]).queue_times_read(), Some(5));
+    assert_eq!(e.ok("len(queue.Queue) > 2").queue_times_read(), Some(3));
+    assert_eq!(e.ok(&sources[2]).queue_times_read(), None);
     // The queue filter's predicate runs as field tests of the element, with the same verdict.
     let p = e.ok(&sources[0]);
     assert!(p.queue_filter_tests.is_some());
