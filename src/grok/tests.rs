@@ -1067,6 +1067,7 @@ fn native_sshd_scanners_agree_with_the_regex() {
         "::ffff:1.2.3.4",
         "::ffff:1.2.3.4:5",
         "fe80::1%eth0",
+        "fe80::1%eth0\nx",
         "abcd::",
         "abcd:",
         "12345::1",
