@@ -1052,11 +1052,10 @@ struct Plan {
     /// line.
     cond_fields: Vec<FieldId>,
     cond_raw: bool,
-    /// Conditional scenarios: whether buckets queue only event times (`Bucket::cond_times`).
-    cond_times_only: bool,
-    /// How many times such a bucket keeps: the queue's (`queue_limit` + 1), or fewer when
-    /// the condition reads only the most recent ([`Program::queue_times_read`]).
-    cond_times_kept: usize,
+    /// Conditional scenarios whose buckets queue only event times (`Bucket::cond_times`):
+    /// how many a bucket keeps, the queue's (`queue_limit` + 1) or fewer when the condition
+    /// reads only the most recent ([`Program::queue_times_read`]).
+    cond_times: Option<usize>,
     /// Whether its buckets queue event samples for their alerts (see
     /// [`Detector::without_alert_events`]).
     keeps_samples: bool,
@@ -1088,16 +1087,14 @@ impl Detector {
                     .map(|c| c.queued_event_fields())
                     .unwrap_or_default(),
                 cond_raw: sc.condition.as_ref().is_some_and(reads_raw_line),
-                cond_times_only: sc
+                cond_times: sc
                     .condition
                     .as_ref()
-                    .is_some_and(Program::reads_queue_times_only),
-                cond_times_kept: sc
-                    .condition
-                    .as_ref()
-                    .and_then(Program::queue_times_read)
-                    .map_or(queue_limit(sc) + 1, |read| {
-                        read.clamp(1, queue_limit(sc) + 1)
+                    .filter(|c| c.reads_queue_times_only())
+                    .map(|c| {
+                        let queue = queue_limit(sc) + 1;
+                        c.queue_times_read()
+                            .map_or(queue, |read| read.clamp(1, queue))
                     }),
                 keeps_samples: true,
             })
@@ -1582,11 +1579,7 @@ impl Detector {
                         sc.capacity,
                         queue_limit,
                         plan.keeps_samples,
-                        if plan.cond_times_only {
-                            plan.cond_times_kept
-                        } else {
-                            0
-                        },
+                        plan.cond_times.unwrap_or(0),
                         now,
                     ),
                 ));
@@ -1634,10 +1627,10 @@ impl Detector {
                 // then counts the events the condition can see.
                 let prefiltered = c.has_queue_filter();
                 let admitted = !prefiltered || c.queue_filter_admits(event, &rs.data);
-                if plan.cond_times_only {
+                if let Some(kept) = plan.cond_times {
                     let times = &mut bucket.cond_times;
                     if admitted {
-                        if times.len() >= plan.cond_times_kept {
+                        if times.len() >= kept {
                             times.pop_front();
                         }
                         times.push_back(event.time.as_nanosecond());
@@ -2127,16 +2120,13 @@ mod tests {
         times_only.only(&names);
         assert!(names.iter().all(|n| {
             let i = rs.scenarios.iter().position(|s| &*s.name == n);
-            i.is_some_and(|i| times_only.plans[i].cond_times_only)
+            i.is_some_and(|i| times_only.plans[i].cond_times.is_some())
         }));
         // The same scenarios with their queues as events, as any other condition keeps
         // them.
         let mut events = Detector::new(rs.clone());
         events.only(&names);
-        events
-            .plans
-            .iter_mut()
-            .for_each(|p| p.cond_times_only = false);
+        events.plans.iter_mut().for_each(|p| p.cond_times = None);
         let t0 = Timestamp::from_second(1_700_000_000).expect("a time");
         let mut x = 0x2545_f491_4f6c_dd1du64;
         let mut secs = 0i64;

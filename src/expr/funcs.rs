@@ -448,8 +448,9 @@ pub(crate) fn median_interval_of(l: &List<'_>) -> Option<SignedDuration> {
 }
 
 /// CrowdSec's `MedianInterval` (the median of successive differences) of `n` times, read
-/// in order by index as Unix nanoseconds (`None` when one cannot be read). The intervals of the few times a condition reads stay on the
-/// stack: no allocation, and for up to [`FEW_TIMES`] no 32-slot array to clear.
+/// in order by index as Unix nanoseconds (`None` when one cannot be read). The intervals
+/// of the few times a condition reads stay on the stack: no allocation, and for up to
+/// [`FEW_TIMES`] no 32-slot array to clear.
 pub(crate) fn median_interval_by(
     n: usize,
     nanos: impl Fn(usize) -> Option<i128>,

@@ -397,8 +397,8 @@ fn address_first(b: &[u8], i: usize) -> Option<usize> {
     }
 }
 
-/// The length of the stock `IPV6`'s leftmost-first match at the start of `b` (`\d` as
-/// `[0-9]`, as the grok expands it), if it matches there. A lazy DFA finds the end of
+/// The length of the stock `IPV6`'s leftmost-first match at the start of `b` (as the grok
+/// expands it), if it matches there. A lazy DFA finds the end of
 /// the match a backtracking engine would try first: where the full pattern's regex
 /// spends ~17,000 instructions on an sshd line with an IPv6 address (its backtracker
 /// clears a visited set the size of the `IPV6` alternation times the line), this costs a
@@ -414,12 +414,16 @@ fn ipv6_first(b: &[u8]) -> Option<usize> {
     }
     FIRST
         .get_or_init(|| {
-            let text = format!("^(?:{})", super::STOCK_IPV6.replace(r"\d", "[0-9]"));
-            regex::bytes::Regex::new(&text).ok()
+            regex::bytes::Regex::new(&format!("^(?:{})", stock_ipv6_as_expanded())).ok()
         })
         .as_ref()?
         .find(b)
         .map(|m| m.end())
+}
+
+/// The stock `IPV6` as the grok expands it: `\d` as `[0-9]`.
+fn stock_ipv6_as_expanded() -> String {
+    super::STOCK_IPV6.replace(r"\d", "[0-9]")
 }
 
 /// Whether `token` (no space, no `%`, at least one `:`) is, whole, a match of the stock
@@ -431,8 +435,7 @@ fn ipv6_first(b: &[u8]) -> Option<usize> {
 fn ipv6_token(token: &[u8]) -> bool {
     static FULL: std::sync::OnceLock<Option<regex::bytes::Regex>> = std::sync::OnceLock::new();
     FULL.get_or_init(|| {
-        let text = format!("^(?:{})$", super::STOCK_IPV6.replace(r"\d", "[0-9]"));
-        regex::bytes::Regex::new(&text).ok()
+        regex::bytes::Regex::new(&format!("^(?:{})$", stock_ipv6_as_expanded())).ok()
     })
     .as_ref()
     .is_some_and(|re| re.is_match(token))
