@@ -1035,6 +1035,14 @@ impl Dispatch {
     }
 }
 
+/// A scenario filter's verdict on an event ([`Detector::judge_filter`]).
+enum Judged {
+    Fails,
+    Holds,
+    /// It holds, and it set these fields (`evt.SetMeta`).
+    HoldsWriting(Vec<(FieldId, String)>),
+}
+
 /// A scenario's constants, computed once.
 #[derive(Debug)]
 struct Plan {
@@ -1369,60 +1377,80 @@ impl Detector {
                 break;
             };
             let (i, slot) = (step.scenario, step.slot);
-            let mut writes = Vec::new();
             if step.run_filter {
                 match self.filter_memo[slot] {
                     Some(false) => continue,
                     Some(true) => {}
-                    None => {
-                        // The filter may set fields (`evt.SetMeta`); apply them to a copy
-                        // for this scenario. Filters that write are not shared.
-                        let (filter, skip) =
-                            (&self.ruleset.scenarios[i].filter, self.filter_skip[slot]);
-                        let data = &self.ruleset.data;
-                        // The context is built only when the filter runs: most verdicts
-                        // come from the cache.
-                        let ok = self.verdicts.verdict(slot, event, || {
-                            let ctx = EvalCtx::for_event(event, data);
-                            let ok = filter.eval_bool_skipping(&ctx, skip);
-                            writes = ctx.writes.take();
-                            ok
-                        });
-                        if writes.is_empty() {
-                            self.filter_memo[slot] = Some(ok);
-                        }
-                        if !ok {
+                    None => match self.judge_filter(i, slot, event) {
+                        Judged::Fails => continue,
+                        Judged::Holds => {}
+                        Judged::HoldsWriting(writes) => {
+                            poured(i);
+                            self.pour_rewritten(i, event, writes, now, out);
                             continue;
                         }
-                    }
+                    },
                 }
             }
             poured(i);
             self.stats.pours[i] += 1;
-            let keeps_samples = self.plans[i].keeps_samples;
-            let alert = if writes.is_empty() {
-                let s = keeps_samples.then(|| {
-                    sample
-                        .get_or_insert_with(|| self.sample_spec.sample(event))
-                        .clone()
-                });
-                self.pour_one(i, event, &mut keys, s, now)
-            } else {
-                let mut e = event.clone();
-                for (id, v) in writes {
-                    e.set_owned(id, v);
-                }
-                let s = keeps_samples.then(|| self.sample_spec.sample(&e));
-                // Keys computed for this copy are not the line's, before or after it.
-                self.line += 1;
-                let alert = self.pour_one(i, &e, &mut LineKeys::default(), s, now);
-                self.line += 1;
-                alert
-            };
-            if let Some(alert) = alert {
-                out.push(alert);
-            }
+            let s = self.plans[i].keeps_samples.then(|| {
+                sample
+                    .get_or_insert_with(|| self.sample_spec.sample(event))
+                    .clone()
+            });
+            self.pour_one(i, event, &mut keys, s, now, out);
         }
+    }
+
+    /// Scenario `i`'s filter (in filter slot `slot`) on `event`, its verdict remembered
+    /// for the line unless the filter writes fields.
+    fn judge_filter(&mut self, i: usize, slot: usize, event: &Event) -> Judged {
+        // The filter may set fields (`evt.SetMeta`); they apply to a copy for this
+        // scenario. Filters that write are not shared.
+        let mut writes = Vec::new();
+        let (filter, skip) = (&self.ruleset.scenarios[i].filter, self.filter_skip[slot]);
+        let data = &self.ruleset.data;
+        // The context is built only when the filter runs: most verdicts come from the
+        // cache.
+        let ok = self.verdicts.verdict(slot, event, || {
+            let ctx = EvalCtx::for_event(event, data);
+            let ok = filter.eval_bool_skipping(&ctx, skip);
+            writes = ctx.writes.take();
+            ok
+        });
+        if writes.is_empty() {
+            self.filter_memo[slot] = Some(ok);
+        }
+        match (ok, writes.is_empty()) {
+            (false, _) => Judged::Fails,
+            (true, true) => Judged::Holds,
+            (true, false) => Judged::HoldsWriting(writes),
+        }
+    }
+
+    /// Pours into scenario `i` a copy of `event` with the fields its filter wrote.
+    #[cold]
+    fn pour_rewritten(
+        &mut self,
+        i: usize,
+        event: &Event,
+        writes: Vec<(FieldId, String)>,
+        now: PourTime,
+        out: &mut Vec<Alert>,
+    ) {
+        self.stats.pours[i] += 1;
+        let mut e = event.clone();
+        for (id, v) in writes {
+            e.set_owned(id, v);
+        }
+        let s = self.plans[i]
+            .keeps_samples
+            .then(|| self.sample_spec.sample(&e));
+        // Keys computed for this copy are not the line's, before or after it.
+        self.line += 1;
+        self.pour_one(i, &e, &mut LineKeys::default(), s, now, out);
+        self.line += 1;
     }
 
     /// The steps `event` goes through: from the route table, or worked out (and kept) the
@@ -1477,7 +1505,8 @@ impl Detector {
         keys: &mut LineKeys<'e>,
         sample: Option<QueuedSample>,
         now: PourTime,
-    ) -> Option<Alert> {
+        out: &mut Vec<Alert>,
+    ) {
         // Borrowed field by field: the ruleset is read while the buckets change, with no
         // reference count taken on it.
         let Detector {
@@ -1502,19 +1531,21 @@ impl Detector {
             KeyExpr::None => {
                 let id = rs.well_known.source_ip;
                 if keys.value(event, id).is_empty() {
-                    return None;
+                    return;
                 }
                 keys.group(event, id, hasher, groups)
             }
             KeyExpr::Field(id) => keys.group(event, id, hasher, groups),
-            KeyExpr::Program(k) => computed_keys.get_mut(k)?.group(
-                sc.groupby.as_ref()?,
-                rs,
-                event,
-                line,
-                hasher,
-                groups,
-            )?,
+            KeyExpr::Program(k) => {
+                let (Some(keys), Some(groupby)) = (computed_keys.get_mut(k), sc.groupby.as_ref())
+                else {
+                    return;
+                };
+                let Some(slot) = keys.group(groupby, rs, event, line, hasher, groups) else {
+                    return;
+                };
+                slot
+            }
         };
         let distinct = match (plans[i].distinct_field, &sc.distinct) {
             (_, None) => None,
@@ -1532,7 +1563,9 @@ impl Detector {
         let lifetime = plan.lifetime;
         let queue_limit = plan.queue_limit;
         let state = &mut states[i];
-        let group = groups.groups.get_mut(slot as usize)?;
+        let Some(group) = groups.groups.get_mut(slot as usize) else {
+            return;
+        };
 
         // A bucket idle past its lifetime is gone (underflow): it starts afresh, in place.
         // A counter past its duration overflowed at its deadline, which replay sees only
@@ -1545,7 +1578,7 @@ impl Detector {
                 {
                     let (_, b) = group.buckets.swap_remove(at);
                     let at = sc.duration.map_or(now.at, |d| add(b.first_at, d.0));
-                    return overflow_alert(
+                    out.extend(overflow_alert(
                         rs,
                         state,
                         stats,
@@ -1554,18 +1587,19 @@ impl Detector {
                         b,
                         at,
                         None,
-                    );
+                    ));
+                    return;
                 }
                 if cancel {
                     group.buckets.swap_remove(at);
-                    return None;
+                    return;
                 }
                 if lifetime.is_some_and(|l| now.ns.saturating_sub(b.last_at) > l) {
                     b.restart(sc.capacity, now);
                 }
                 at
             }
-            None if cancel => return None,
+            None if cancel => return,
             None => {
                 if group.buckets.capacity() == 0 {
                     // The scenarios an event pours into mostly share its key (six ssh
@@ -1594,7 +1628,7 @@ impl Detector {
                 None => key_hash(&d),
             };
             if !bucket.seen.insert(&d, hash) {
-                return None;
+                return;
             }
         }
         bucket.count += 1;
@@ -1660,10 +1694,10 @@ impl Detector {
             }),
         };
         if !overflow {
-            return None;
+            return;
         }
         let (_, bucket) = group.buckets.swap_remove(at);
-        overflow_alert(
+        out.extend(overflow_alert(
             rs,
             state,
             stats,
@@ -1672,7 +1706,7 @@ impl Detector {
             bucket,
             now.at,
             Some(event),
-        )
+        ));
     }
 
     /// Ends a replay: counters whose deadline passed by `now` overflow.
