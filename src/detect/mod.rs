@@ -57,7 +57,8 @@ struct Bucket {
     /// Conditional scenarios whose condition reads only the number and times of queued
     /// events ([`Program::reads_queue_times_only`]): the queue as those times (Unix
     /// nanoseconds), instead of `cond_queue`.
-    cond_times: VecDeque<i128>,
+    /// Oldest first; a full one drops its oldest as the next comes.
+    cond_times: Vec<i128>,
     /// `distinct` values already poured.
     seen: DistinctSeen,
 }
@@ -89,7 +90,7 @@ impl Bucket {
             cond_queue: VecDeque::new(),
             // The few times a time-based condition reads, in one allocation for the
             // bucket's life instead of growing 4 → 8 → ... as attempts come.
-            cond_times: VecDeque::with_capacity(cond_times.min(Self::QUEUE_START)),
+            cond_times: Vec::with_capacity(cond_times.min(Self::QUEUE_START)),
             seen: DistinctSeen::default(),
         }
     }
@@ -1664,10 +1665,17 @@ impl Detector {
                 if let Some(kept) = plan.cond_times {
                     let times = &mut bucket.cond_times;
                     if admitted {
-                        if times.len() >= kept {
-                            times.pop_front();
+                        let t = event.time.as_nanosecond();
+                        match times.len() {
+                            n @ 1.. if n >= kept => {
+                                // The oldest goes: a handful of times, moved by hand.
+                                for j in 1..n {
+                                    times[j - 1] = times[j];
+                                }
+                                times[n - 1] = t;
+                            }
+                            _ => times.push(t),
                         }
-                        times.push_back(event.time.as_nanosecond());
                     }
                     return c.holds_over_times(times);
                 }

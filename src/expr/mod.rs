@@ -43,7 +43,6 @@ pub(crate) use memo::VerdictMemo;
 use queue_condition::QueueCondition;
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::fmt;
 use std::ops::Range;
 use std::rc::Rc;
@@ -498,7 +497,7 @@ fn field_tests_hold(tests: &[eval::FieldTest], event: &Event) -> bool {
         let v = event.get(*field);
         let mut found = false;
         for x in values.iter() {
-            if **x == *v {
+            if crate::same_text(x, v) {
                 found = true;
                 break;
             }
@@ -630,7 +629,7 @@ impl Program {
 
     /// The condition over a queue whose events' times are `times` (Unix nanoseconds, in
     /// queue order), when [`Self::reads_queue_times_only`]; `false` otherwise.
-    pub fn holds_over_times(&self, times: &VecDeque<i128>) -> bool {
+    pub fn holds_over_times(&self, times: &[i128]) -> bool {
         self.queue_condition
             .as_ref()
             .is_some_and(|c| c.holds_by(times.len(), |i| times.get(i).copied()))
