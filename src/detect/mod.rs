@@ -1405,7 +1405,9 @@ impl Detector {
     }
 
     /// Scenario `i`'s filter (in filter slot `slot`) on `event`, its verdict remembered
-    /// for the line unless the filter writes fields.
+    /// for the line unless the filter writes fields. Inlined: an nginx line judges nine
+    /// filters, and a call each cost ~20 instructions.
+    #[inline(always)]
     fn judge_filter(&mut self, i: usize, slot: usize, event: &Event) -> Judged {
         // The filter may set fields (`evt.SetMeta`); they apply to a copy for this
         // scenario. Filters that write are not shared.
