@@ -1,7 +1,8 @@
 //! Verdicts of conditions remembered by the values of the fields that decide them.
 
-use super::Program;
+use super::{DataLists, EvalCtx, Program};
 use crate::event::{Event, FieldId, FieldValue};
+use std::hash::BuildHasher;
 
 /// The last verdict of a condition whose verdict is a function of a few fields' values
 /// ([`Program::value_fields`]), with the values it was given for. Such conditions (parser
@@ -91,6 +92,117 @@ impl VerdictMemo {
                 }
             }
         }
+    }
+}
+
+/// The values of a string expression that a few fields' values decide
+/// ([`Program::value_fields`]), by those values: a parser static such as the hub's
+/// `Upper(evt.Parsed.file_ext) in ['.JPG', ...] ? 'true' : 'false'` runs on every HTTP
+/// line (~300 instructions) over the few values a site's file extensions take.
+/// Direct-mapped by a seeded hash, fixed size: new values (an attacker's) only evict.
+#[derive(Debug)]
+pub(crate) struct ValueMemo {
+    fields: Box<[FieldId]>,
+    /// The expression's string literals, interned: a value equal to one (`'true'`) is
+    /// given as rule-constant text, which later look-ups compare by address.
+    literals: Box<[&'static str]>,
+    /// Per slot: whether it is filled, the values (of several fields: each one's length,
+    /// then its bytes) and the expression's value on them (empty for `nil`).
+    entries: Vec<MemoSlot>,
+    keys: crate::FastState,
+    joined: Vec<u8>,
+}
+
+/// A [`ValueMemo`] slot.
+#[derive(Debug, Clone, Default)]
+struct MemoSlot {
+    filled: bool,
+    values: Vec<u8>,
+    /// The value, when it is one of the literals.
+    literal: Option<&'static str>,
+    /// The value otherwise.
+    text: String,
+}
+
+/// A value a [`ValueMemo`] gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MemoText<'a> {
+    /// One of the expression's literals (interned).
+    Literal(&'static str),
+    /// Any other text (empty for `nil`).
+    Text(&'a str),
+}
+
+impl ValueMemo {
+    /// Slots (a power of two).
+    const SLOTS: usize = 64;
+    /// Longer values are not kept (they are evaluated each time).
+    const MAX_LEN: usize = 64;
+
+    /// A memo for `program`, when a few fields' values decide its value.
+    pub(crate) fn of(program: &Program) -> Option<Self> {
+        let fields = program.value_fields(0)?;
+        (!fields.is_empty() && fields.len() <= MEMO_FIELDS).then(|| ValueMemo {
+            fields: fields.into_boxed_slice(),
+            literals: program
+                .string_literals()
+                .into_iter()
+                .map(crate::event::intern)
+                .collect(),
+            entries: Vec::new(),
+            keys: crate::FastState::default(),
+            joined: Vec::new(),
+        })
+    }
+
+    /// `program`'s value on `event`, as [`Program::eval_string_into`] gives it (empty for
+    /// `nil`); `program` must be the one the memo was made for. `None` when the values are
+    /// too long to keep: the caller evaluates it.
+    pub(crate) fn value(
+        &mut self,
+        program: &Program,
+        event: &Event,
+        data: &DataLists,
+    ) -> Option<MemoText<'_>> {
+        let ValueMemo {
+            fields,
+            literals,
+            entries,
+            keys,
+            joined,
+        } = self;
+        let key: &[u8] = match &**fields {
+            [one] => event.get(*one).as_bytes(),
+            fields => {
+                joined.clear();
+                for &id in fields {
+                    let v = event.get(id);
+                    joined.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    joined.extend_from_slice(v.as_bytes());
+                }
+                joined
+            }
+        };
+        if key.len() > Self::MAX_LEN {
+            return None;
+        }
+        if entries.is_empty() {
+            entries.resize(Self::SLOTS, MemoSlot::default());
+        }
+        let at = keys.hash_one(key) as usize & (Self::SLOTS - 1);
+        let slot = entries.get_mut(at)?;
+        if !slot.filled || !crate::same_bytes(&slot.values, key) {
+            slot.text.clear();
+            program.eval_string_into(&EvalCtx::for_event(event, data), &mut slot.text);
+            slot.literal = literals.iter().copied().find(|l| *l == slot.text);
+            slot.values.clear();
+            slot.values.extend_from_slice(key);
+            slot.filled = true;
+        }
+        Some(match slot.literal {
+            Some(l) => MemoText::Literal(l),
+            None => MemoText::Text(&slot.text),
+        })
     }
 }
 

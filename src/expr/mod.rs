@@ -39,7 +39,7 @@ use crate::alert::Alert;
 use crate::data::DataLists;
 use crate::event::{Event, FieldId, FieldRegistry, Timestamp};
 pub(crate) use eval::FieldLogic;
-pub(crate) use memo::VerdictMemo;
+pub(crate) use memo::{MemoText, ValueMemo, VerdictMemo};
 use queue_condition::QueueCondition;
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -646,6 +646,19 @@ impl Program {
                 eval::element_verdict(p, event, &EvalCtx::new(data)).unwrap_or(false)
             }
         }
+    }
+
+    /// The string literals the expression holds, in order of appearance (with repeats).
+    pub(crate) fn string_literals(&self) -> Vec<&str> {
+        fn walk<'n>(n: &'n eval::Node, out: &mut Vec<&'n str>) {
+            if let eval::K::Lit(eval::Lit::Str(s)) = &n.k {
+                out.push(s);
+            }
+            n.for_each_child(&mut |c| walk(c, out));
+        }
+        let mut out = Vec::new();
+        walk(&self.root, &mut out);
+        out
     }
 
     /// Whether the expression may read the events of the alert it runs on (`Alert.Events`,

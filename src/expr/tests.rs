@@ -2069,3 +2069,59 @@ fn what_a_program_reads_beyond_its_fields() {
         assert!(e.ok(src).reads_alert_events(), "{src}");
     }
 }
+
+#[test]
+fn value_memos_give_what_their_expressions_give() {
+    let mut e = env();
+    for src in [
+        // The hub's static_ressource: literal values.
+        "Upper(evt.Parsed.file_ext) in ['.JPG', '.CSS', '.PNG'] ? 'true' : 'false'",
+        // Two fields, computed values, and an empty one.
+        "evt.Parsed.file_frag == 'skip' ? '' : evt.Parsed.file_frag + '|' + evt.Parsed.file_ext",
+    ] {
+        let p = e.ok(src);
+        let mut memo = ValueMemo::of(&p).expect("a few fields decide it");
+        let literals = p.string_literals();
+        let (mut literal, mut text, mut unkept) = (0, 0, 0);
+        // More values than the memo has slots, three times over, so that slots are
+        // evicted and filled again; some too long to keep.
+        for round in 0..3 {
+            for n in 0..150usize {
+                let ext = match n % 5 {
+                    0 => ".jpg".to_owned(),
+                    1 => ".PNG".to_owned(),
+                    2 => String::new(),
+                    _ => format!(".e{}", (n * 7 + round) % 90),
+                };
+                let frag = match n % 7 {
+                    0 => "skip".to_owned(),
+                    1 => "x".repeat(70),
+                    _ => format!("f{}", n % 11),
+                };
+                let ev = e.event(&[("Parsed.file_ext", &ext), ("Parsed.file_frag", &frag)]);
+                let mut want = String::new();
+                p.eval_string_into(&EvalCtx::for_event(&ev, &e.data), &mut want);
+                match memo.value(&p, &ev, &e.data) {
+                    Some(MemoText::Literal(l)) => {
+                        assert_eq!(l, want, "{src} on {ext:?} {frag:?}");
+                        assert!(literals.contains(&l));
+                        literal += 1;
+                    }
+                    Some(MemoText::Text(t)) => {
+                        assert_eq!(t, want, "{src} on {ext:?} {frag:?}");
+                        assert!(!literals.contains(&t), "{t:?} is a literal");
+                        text += 1;
+                    }
+                    None => unkept += 1,
+                }
+            }
+        }
+        match literals.len() {
+            // The computed one: its long values are not kept.
+            3 => assert!(text > 0 && unkept > 0, "{text} {unkept}"),
+            _ => assert!(literal > 0 && text == 0 && unkept == 0, "{literal} {text}"),
+        }
+    }
+    // Reading the whole event or the clock: no memo.
+    assert!(ValueMemo::of(&e.ok("evt.Line.Raw + 'x'")).is_none());
+}

@@ -7,7 +7,7 @@ use crate::compile::{
     StaticValue,
 };
 use crate::event::{Event, FieldId, FieldValue, Timestamp};
-use crate::expr::{EvalCtx, VerdictMemo};
+use crate::expr::{EvalCtx, MemoText, ValueMemo, VerdictMemo};
 use crate::grok::PairSet;
 use crate::rules::model::{Decoder, ParserOnSuccess, Stage};
 use std::hash::BuildHasher;
@@ -84,11 +84,38 @@ struct Scratch {
     /// with `unread`, so that a line does not test each of them.
     syslog_fields: Vec<(FieldId, SyslogPart)>,
     whitelist: WhitelistMemo,
+    /// Per parser node, the memos of its expression statics ([`ValueMemo`]).
+    static_memos: Vec<StaticMemos>,
     /// Per parser node, whether its `types` admit the acquisition type in `types_for`
     /// (by [`crate::event::static_text_key`]: types are interned per source, so a
     /// source's lines are judged once; `None` before the first line).
     types_ok: Vec<bool>,
     types_for: Option<(usize, usize)>,
+}
+
+/// A parser node's [`ValueMemo`]s: per static, of its own statics and of each grok
+/// alternative's (`None` where the static is no expression a few fields decide).
+struct StaticMemos {
+    own: Box<[Option<ValueMemo>]>,
+    groks: Box<[Box<[Option<ValueMemo>]>]>,
+}
+
+impl StaticMemos {
+    fn of(p: &CompiledParser) -> Self {
+        let memos = |statics: &[CompiledStatic]| -> Box<[Option<ValueMemo>]> {
+            statics
+                .iter()
+                .map(|st| match &st.value {
+                    StaticValue::Expr(e) => ValueMemo::of(e),
+                    _ => None,
+                })
+                .collect()
+        };
+        StaticMemos {
+            own: memos(&p.statics),
+            groks: p.groks.iter().map(|g| memos(&g.statics)).collect(),
+        }
+    }
 }
 
 /// The CIDR whitelist's verdicts by the source address text they were given for. Reading
@@ -144,8 +171,10 @@ impl Pipeline {
         let mut grok_index = Vec::new();
         let mut one_target = Vec::new();
         let mut filter_memos = Vec::new();
+        let mut static_memos = Vec::new();
         for stage in &ruleset.stages {
             for p in stage {
+                static_memos.push(StaticMemos::of(p));
                 filter_memos.push(p.filter.as_ref().and_then(VerdictMemo::of));
                 one_target.push(p.groks.windows(2).all(|w| w[0].target == w[1].target));
                 let mut idx = Vec::new();
@@ -169,6 +198,7 @@ impl Pipeline {
                 unread: Vec::new(),
                 syslog_fields: syslog_fields(&ruleset, &[]),
                 whitelist: WhitelistMemo::new(),
+                static_memos,
                 types_ok: Vec::new(),
                 types_for: None,
             },
@@ -362,9 +392,11 @@ impl Scratch {
             }
         };
         if let Some(gi) = matched_statics {
-            apply_statics(&p.groks[gi].statics, event, rs, &self.unread);
+            let memos = (&mut self.static_memos[..], index, Some(gi));
+            apply_statics(&p.groks[gi].statics, memos, event, rs, &self.unread);
         }
-        apply_statics(&p.statics, event, rs, &self.unread);
+        let memos = (&mut self.static_memos[..], index, None);
+        apply_statics(&p.statics, memos, event, rs, &self.unread);
         if let Some(tf) = p.time {
             let rendered = rs.well_known.meta_timestamp;
             let rendered = (!is_unread(&self.unread, rendered)).then_some(rendered);
@@ -612,8 +644,16 @@ fn run_grok_matched(
     ok
 }
 
-fn apply_statics(statics: &[CompiledStatic], event: &mut Event, rs: &Ruleset, unread: &[bool]) {
-    for st in statics {
+/// Sets `statics` on `event`: those of parser node `node` in `memos`, or of its grok
+/// alternative `grok`, whose memos keep the values of expressions.
+fn apply_statics(
+    statics: &[CompiledStatic],
+    (memos, node, grok): (&mut [StaticMemos], usize, Option<usize>),
+    event: &mut Event,
+    rs: &Ruleset,
+    unread: &[bool],
+) {
+    for (k, st) in statics.iter().enumerate() {
         if is_unread(unread, st.target) {
             continue;
         }
@@ -642,17 +682,49 @@ fn apply_statics(statics: &[CompiledStatic], event: &mut Event, rs: &Ruleset, un
                 }
             },
             StaticValue::Expr(p) => {
-                let mut buf = event.take_buffer();
-                p.eval_string_into(&EvalCtx::for_event(event, &rs.data), &mut buf);
-                if buf.is_empty() {
-                    event.recycle(buf);
-                    continue;
+                match expr_value(p, memos.get_mut(node), (grok, k), event, rs) {
+                    Some(value) => value,
+                    None => continue,
                 }
-                FieldValue::Owned(buf)
             }
         };
         event.set(st.target, value);
     }
+}
+
+/// The value of expression static `p` (static `k` of grok alternative `grok`, or of the
+/// parser, whose memos are `memos`) on `event`; `None` when it is empty. Out of line:
+/// most statics copy a field, and the expression's registers would cost them.
+#[inline(never)]
+fn expr_value(
+    p: &crate::expr::Program,
+    memos: Option<&mut StaticMemos>,
+    (grok, k): (Option<usize>, usize),
+    event: &mut Event,
+    rs: &Ruleset,
+) -> Option<FieldValue> {
+    let memo = memos.and_then(|m| match grok {
+        Some(g) => m.groks.get_mut(g)?.get_mut(k)?.as_mut(),
+        None => m.own.get_mut(k)?.as_mut(),
+    });
+    Some(match memo.and_then(|memo| memo.value(p, event, &rs.data)) {
+        Some(MemoText::Literal("") | MemoText::Text("")) => return None,
+        Some(MemoText::Literal(l)) => FieldValue::Static(l),
+        Some(MemoText::Text(t)) => {
+            let mut buf = event.take_buffer();
+            buf.push_str(t);
+            FieldValue::Owned(buf)
+        }
+        None => {
+            let mut buf = event.take_buffer();
+            p.eval_string_into(&EvalCtx::for_event(event, &rs.data), &mut buf);
+            if buf.is_empty() {
+                event.recycle(buf);
+                return None;
+            }
+            FieldValue::Owned(buf)
+        }
+    })
 }
 
 /// The fields `ids` joined, when their non-empty values are adjacent ranges of the line in
@@ -856,7 +928,7 @@ mod tests {
                 }
             }
             let want: String = [a, b, c].iter().map(|id| e.get(*id)).collect();
-            apply_statics(&statics, &mut e, &rs, &[]);
+            apply_statics(&statics, (&mut [], 0, None), &mut e, &rs, &[]);
             assert_eq!(e.get(out), want, "case {n}");
             assert_eq!(
                 e.slot(out).is_some_and(|v| matches!(v, FieldValue::Unset))
