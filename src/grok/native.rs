@@ -611,10 +611,18 @@ fn http_request_path(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
 }
 
 fn http_request_path_spans(b: &[u8]) -> Option<[(usize, usize); 5]> {
-    if memchr::memchr(b'\n', b).is_some() {
-        return None;
-    }
-    let q = memchr::memchr(b'?', b).unwrap_or(b.len());
+    // The first `?` and the newline check in one pass where there is no `?` (most
+    // requests); past a `?`, the rest is checked for a newline.
+    let q = match memchr::memchr2(b'\n', b'?', b) {
+        None => b.len(),
+        Some(i) if b[i] == b'\n' => return None,
+        Some(i) => {
+            if memchr::memchr(b'\n', &b[i + 1..]).is_some() {
+                return None;
+            }
+            i
+        }
+    };
     let slash = memchr::memrchr(b'/', &b[..q])?;
     let name = slash + 1;
     let dot = memchr::memrchr(b'.', &b[name..q])
