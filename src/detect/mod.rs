@@ -1036,14 +1036,6 @@ impl Dispatch {
     }
 }
 
-/// A scenario filter's verdict on an event ([`Detector::judge_filter`]).
-enum Judged {
-    Fails,
-    Holds,
-    /// It holds, and it set these fields (`evt.SetMeta`).
-    HoldsWriting(Vec<(FieldId, String)>),
-}
-
 /// A scenario's constants, computed once.
 #[derive(Debug)]
 struct Plan {
@@ -1382,15 +1374,17 @@ impl Detector {
                 match self.filter_memo[slot] {
                     Some(false) => continue,
                     Some(true) => {}
-                    None => match self.judge_filter(i, slot, event) {
-                        Judged::Fails => continue,
-                        Judged::Holds => {}
-                        Judged::HoldsWriting(writes) => {
+                    None => {
+                        let mut writes = Vec::new();
+                        if !self.judge_filter(i, slot, event, &mut writes) {
+                            continue;
+                        }
+                        if !writes.is_empty() {
                             poured(i);
                             self.pour_rewritten(i, event, writes, now, out);
                             continue;
                         }
-                    },
+                    }
                 }
             }
             poured(i);
@@ -1405,13 +1399,17 @@ impl Detector {
     }
 
     /// Scenario `i`'s filter (in filter slot `slot`) on `event`, its verdict remembered
-    /// for the line unless the filter writes fields. Inlined: an nginx line judges nine
-    /// filters, and a call each cost ~20 instructions.
+    /// for the line unless the filter wrote fields (`evt.SetMeta`): those go to `writes`,
+    /// for a copy of the event that only this scenario sees. Inlined: an nginx line
+    /// judges nine filters, and a call each cost ~20 instructions.
     #[inline(always)]
-    fn judge_filter(&mut self, i: usize, slot: usize, event: &Event) -> Judged {
-        // The filter may set fields (`evt.SetMeta`); they apply to a copy for this
-        // scenario. Filters that write are not shared.
-        let mut writes = Vec::new();
+    fn judge_filter(
+        &mut self,
+        i: usize,
+        slot: usize,
+        event: &Event,
+        writes: &mut Vec<(FieldId, String)>,
+    ) -> bool {
         let (filter, skip) = (&self.ruleset.scenarios[i].filter, self.filter_skip[slot]);
         let data = &self.ruleset.data;
         // The context is built only when the filter runs: most verdicts come from the
@@ -1419,17 +1417,13 @@ impl Detector {
         let ok = self.verdicts.verdict(slot, event, || {
             let ctx = EvalCtx::for_event(event, data);
             let ok = filter.eval_bool_skipping(&ctx, skip);
-            writes = ctx.writes.take();
+            *writes = ctx.writes.take();
             ok
         });
         if writes.is_empty() {
             self.filter_memo[slot] = Some(ok);
         }
-        match (ok, writes.is_empty()) {
-            (false, _) => Judged::Fails,
-            (true, true) => Judged::Holds,
-            (true, false) => Judged::HoldsWriting(writes),
-        }
+        ok
     }
 
     /// Pours into scenario `i` a copy of `event` with the fields its filter wrote.
