@@ -293,6 +293,24 @@ impl Event {
         }
     }
 
+    /// The values of `fields` as one key: the value itself for one field; for several,
+    /// each one's length then its bytes, written into `joined` (so that `a|b` and `ab|`
+    /// differ).
+    pub fn values_key<'a>(&'a self, fields: &[FieldId], joined: &'a mut Vec<u8>) -> &'a [u8] {
+        match fields {
+            [one] => self.get(*one).as_bytes(),
+            fields => {
+                joined.clear();
+                for &id in fields {
+                    let v = self.get(id);
+                    joined.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    joined.extend_from_slice(v.as_bytes());
+                }
+                joined
+            }
+        }
+    }
+
     /// The slot of a field as stored (`None` past the last slot).
     pub fn slot(&self, id: FieldId) -> Option<&FieldValue> {
         self.fields.get(usize::from(id.0))

@@ -126,19 +126,7 @@ impl FieldVerdicts {
         let table = &mut self.tables[t];
         if table.looked_up != self.line {
             table.looked_up = self.line;
-            let value: &[u8] = match &*table.fields {
-                [one] => event.get(*one).as_bytes(),
-                fields => {
-                    let joined = &mut self.joined;
-                    joined.clear();
-                    for &f in fields {
-                        let v = event.get(f);
-                        joined.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                        joined.extend_from_slice(v.as_bytes());
-                    }
-                    joined
-                }
-            };
+            let value = event.values_key(&table.fields, &mut self.joined);
             table.line_entry = if value.len() > MAX_LEN {
                 SKIP
             } else {

@@ -171,18 +171,7 @@ impl ValueMemo {
             keys,
             joined,
         } = self;
-        let key: &[u8] = match &**fields {
-            [one] => event.get(*one).as_bytes(),
-            fields => {
-                joined.clear();
-                for &id in fields {
-                    let v = event.get(id);
-                    joined.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                    joined.extend_from_slice(v.as_bytes());
-                }
-                joined
-            }
-        };
+        let key = event.values_key(fields, joined);
         if key.len() > Self::MAX_LEN {
             return None;
         }

@@ -644,8 +644,8 @@ fn run_grok_matched(
     ok
 }
 
-/// Sets `statics` on `event`: those of parser node `node` in `memos`, or of its grok
-/// alternative `grok`, whose memos keep the values of expressions.
+/// Sets `statics` on `event`: parser node `node`'s own, or those of its grok alternative
+/// `grok`; `memos` (per parser node) keep the values of expression statics.
 fn apply_statics(
     statics: &[CompiledStatic],
     (memos, node, grok): (&mut [StaticMemos], usize, Option<usize>),
