@@ -1,6 +1,7 @@
 //! The parse stage: raw lines into events.
 
 pub mod pipeline;
+mod plan;
 pub mod syslog;
 pub mod timefmt;
 

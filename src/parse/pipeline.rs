@@ -1,6 +1,7 @@
 //! The stage runner: a raw line through `raw` → `parse` → `enrich`, then the whitelists.
 
 use super::normalize_ip;
+use super::plan::StagePlans;
 use super::timefmt::{TimeContext, format_rfc3339, parse_timestamp_with_offset};
 use crate::compile::{
     CompiledGrok, CompiledParser, CompiledStatic, CompiledWhitelist, MatchTarget, Ruleset,
@@ -59,6 +60,8 @@ pub struct Pipeline {
     /// Per-line state, apart from the ruleset so that a line borrows the ruleset instead of
     /// taking a reference count on it (an atomic add and sub a line).
     scratch: Scratch,
+    /// Per stage, the nodes a line goes through by its type and program.
+    plans: StagePlans,
     /// When enabled (see [`Pipeline::count_parsers`]): (accepted, refused) lines per
     /// parser node, by its index in the stages flattened in order.
     pub parser_counts: Option<Vec<(u64, u64)>>,
@@ -202,6 +205,7 @@ impl Pipeline {
                 types_ok: Vec::new(),
                 types_for: None,
             },
+            plans: StagePlans::new(&ruleset),
             ruleset,
             parser_counts: None,
         }
@@ -246,8 +250,8 @@ impl Pipeline {
         if !is_unread(&self.scratch.unread, wk.label_type) {
             event.set(wk.label_type, FieldValue::Static(log_type));
         }
-        let type_key = Some(crate::event::static_text_key(log_type));
-        if self.scratch.types_for != type_key {
+        let type_key = crate::event::static_text_key(log_type);
+        if self.scratch.types_for != Some(type_key) {
             // In place: a daemon whose sources interleave types switches often.
             self.scratch.types_ok.clear();
             self.scratch.types_ok.extend(
@@ -256,23 +260,38 @@ impl Pipeline {
                     .flatten()
                     .map(|p| p.types.is_empty() || p.types.iter().any(|t| &**t == log_type)),
             );
-            self.scratch.types_for = type_key;
+            self.scratch.types_for = Some(type_key);
         }
         let mut base = 0usize;
         for stage in Stage::ALL {
             let parsers = &rs.stages[stage as usize];
             let stage_base = base;
             base += parsers.len();
+            let types_ok = self
+                .scratch
+                .types_ok
+                .get(stage_base..base)
+                .unwrap_or_default();
+            let steps = self
+                .plans
+                .steps(rs, stage as usize, type_key, types_ok, event);
             let mut any = false;
-            for (n, p) in parsers.iter().enumerate() {
-                let this = stage_base + n;
-                let type_ok = self.scratch.types_ok.get(this).copied().unwrap_or(false);
-                if !type_ok || !applies_to_program(p, event, wk.program) {
+            for step in steps {
+                let Some(p) = parsers.get(usize::from(step.node)) else {
+                    continue;
+                };
+                if step.check_program && !applies_to_program(p, event, wk.program) {
                     continue;
                 }
-                let ok = self
-                    .scratch
-                    .run_parser(rs, self.time, p, this, event, log_type);
+                let this = stage_base + usize::from(step.node);
+                let ok = !step.refused
+                    && self.scratch.run_parser(
+                        rs,
+                        self.time,
+                        (p, this, step.run_filter),
+                        event,
+                        log_type,
+                    );
                 if let Some(c) = self.parser_counts.as_mut().and_then(|c| c.get_mut(this)) {
                     if ok {
                         c.0 += 1;
@@ -324,16 +343,20 @@ impl Pipeline {
 }
 
 impl Scratch {
+    /// Runs parser node `p` (number `index` in the stages flattened in order) on `event`,
+    /// its filter first when `run_filter`; whether it succeeded. Inlined into its one
+    /// caller, the stage loop: out of line, its arguments and the event's fields went
+    /// through memory at every node.
+    #[inline(always)]
     fn run_parser(
         &mut self,
         rs: &Ruleset,
         time: TimeContext,
-        p: &CompiledParser,
-        index: usize,
+        (p, index, run_filter): (&CompiledParser, usize, bool),
         event: &mut Event,
         log_type: &'static str,
     ) -> bool {
-        if let Some(f) = &p.filter {
+        if run_filter && let Some(f) = &p.filter {
             let judge = || f.eval_bool(&EvalCtx::for_event(event, &rs.data));
             let ok = match self.filter_memos.get_mut(index) {
                 Some(Some(memo)) => memo.verdict(event, judge),
@@ -462,7 +485,7 @@ impl Scratch {
 
 /// Whether `p`'s `programs` (if any) admit the event's program. (Its `types` are judged
 /// once per acquisition type: [`Scratch::types_ok`].)
-fn applies_to_program(p: &CompiledParser, event: &Event, program: FieldId) -> bool {
+pub(super) fn applies_to_program(p: &CompiledParser, event: &Event, program: FieldId) -> bool {
     if !p.programs.is_empty() {
         let prog = event.get(program);
         if !p.programs.iter().any(|t| crate::same_text(t, prog)) {
@@ -854,6 +877,79 @@ mod tests {
         };
         assert_eq!(meta("http_args_len"), Some(false));
         assert_eq!(meta("http_user_agent"), Some(true));
+    }
+
+    #[test]
+    fn stage_plans_run_what_testing_every_node_runs() {
+        let options = crate::compile::CompileOptions { all_rules: true };
+        let rs = crate::compile::compile_path_with(None, options)
+            .expect("every shipped rule compiles")
+            .ruleset;
+        let mut planned = Pipeline::new(rs.clone(), TimeContext::default());
+        assert_eq!(planned.plans.keys(), ["type", "program", "type"]);
+        let mut unplanned = Pipeline::new(rs.clone(), TimeContext::default());
+        unplanned.plans = StagePlans::unplanned(&rs);
+        planned.count_parsers();
+        unplanned.count_parsers();
+        // Every sample, twice (the second time from kept plans), interleaving types and
+        // programs; and lines whose program is too long to be a plan's key.
+        let mut lines: Vec<(String, &'static str)> = Vec::new();
+        for p in rs.stages.iter().flatten() {
+            for sample in &p.samples {
+                lines.push((sample.line.clone(), crate::event::intern(&sample.log_type)));
+            }
+        }
+        let long = "p".repeat(80);
+        lines.push((
+            format!("Nov 18 09:48:53 web01 {long}[1]: Invalid user pi from 1.2.3.4"),
+            "syslog",
+        ));
+        lines.push((format!("Nov 18 09:48:53 web01 sshd{long}: x"), "syslog"));
+        let mut probe = StagePlans::new(&rs);
+        let (mut parsed, mut refused) = (0, 0);
+        for (line, log_type) in lines.iter().chain(lines.iter().rev()) {
+            let parse = |pipeline: &mut Pipeline| {
+                let mut e = Event::new(line.clone(), Timestamp::UNIX_EPOCH, rs.fields.len());
+                let mut trace = Vec::new();
+                let outcome = pipeline.parse(&mut e, log_type, Some(&mut trace));
+                let steps: Vec<(Stage, Arc<str>, bool)> = trace
+                    .into_iter()
+                    .map(|t| (t.stage, t.parser, t.success))
+                    .collect();
+                (outcome, e, steps)
+            };
+            let (plan_outcome, plan_event, plan_steps) = parse(&mut planned);
+            let (outcome, event, steps) = parse(&mut unplanned);
+            assert_eq!(plan_outcome, outcome, "{line}");
+            assert_eq!(plan_steps, steps, "{line}");
+            assert_eq!(plan_event.time, event.time, "{line}");
+            for i in 0..rs.fields.len() {
+                let id = FieldId(i as u16);
+                assert_eq!(
+                    plan_event.get(id),
+                    event.get(id),
+                    "{:?} of {line}",
+                    rs.fields.name(id)
+                );
+            }
+            parsed += usize::from(outcome != Outcome::Unparsed(Stage::Raw));
+            // The parse stage's plan for the line's program as the stage saw it.
+            let types_ok: Vec<bool> = rs.stages[Stage::Parse as usize]
+                .iter()
+                .map(|p| p.types.is_empty() || p.types.iter().any(|t| &**t == *log_type))
+                .collect();
+            let steps = probe.steps(
+                &rs,
+                Stage::Parse as usize,
+                crate::event::static_text_key(log_type),
+                &types_ok,
+                &plan_event,
+            );
+            refused += steps.iter().filter(|s| s.refused).count();
+        }
+        assert_eq!(planned.parser_counts, unplanned.parser_counts);
+        assert!(parsed > 400, "{parsed} lines parsed");
+        assert!(refused > 1000, "{refused} filters decided by the program");
     }
 
     #[test]
