@@ -295,7 +295,9 @@ impl Event {
 
     /// The values of `fields` as one key: the value itself for one field; for several,
     /// each one's length then its bytes, written into `joined` (so that `a|b` and `ab|`
-    /// differ).
+    /// differ). Inlined: the scenario verdict caches ask for six keys an nginx line, and
+    /// the call cost a fifth of each.
+    #[inline(always)]
     pub fn values_key<'a>(&'a self, fields: &[FieldId], joined: &'a mut Vec<u8>) -> &'a [u8] {
         match fields {
             [one] => self.get(*one).as_bytes(),
