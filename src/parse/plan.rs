@@ -60,9 +60,9 @@ pub(super) struct StagePlans {
     /// Per stage and node: whether the node's filter reads only the type label and the
     /// program.
     key_decided: [Vec<bool>; 3],
-    /// Per stage, [`StagePlans::SLOTS`] plans by program, direct-mapped by a seeded hash
-    /// (programs come from logs: a stream of new ones only evicts), then the one plan of
-    /// a stage not kept by program, or for a program too long to be a key.
+    /// Per stage, [`StagePlans::SLOTS`] plans by type (and program), direct-mapped by a
+    /// hash (seeded for programs: they come from logs, and a stream of new ones only
+    /// evicts), then the one plan for a program too long to be a key.
     slots: [Vec<Plan>; 3],
     keys: crate::FastState,
 }
@@ -150,17 +150,20 @@ impl StagePlans {
         event: &Event,
     ) -> &[Step] {
         // Where the plan is kept, and whether it may decide what the type and program
-        // decide: per program when the stage's nodes read it, else one per type.
+        // decide: by type and program when the stage's nodes read the program, else by
+        // type (a daemon's sources interleave a few types).
+        let by_type = (type_key.0 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        let slot_of = |h: u64| h as usize & (Self::SLOTS - 1);
         let (at, program, decide) = match self.by_program[stage] {
-            StageKey::Unplanned => (Self::SLOTS, None, false),
-            StageKey::Type => (Self::SLOTS, None, true),
+            StageKey::Unplanned => (slot_of(by_type), None, false),
+            StageKey::Type => (slot_of(by_type), None, true),
             StageKey::Program => {
                 let program = event.get(rs.well_known.program);
                 if program.len() > Self::MAX_PROGRAM {
                     (Self::SLOTS, None, false)
                 } else {
-                    let at = self.keys.hash_one(program.as_bytes()) as usize & (Self::SLOTS - 1);
-                    (at, Some(program), true)
+                    let h = self.keys.hash_one(program.as_bytes()) ^ by_type;
+                    (slot_of(h), Some(program), true)
                 }
             }
         };
