@@ -1365,6 +1365,9 @@ impl Detector {
         // The event's sample, built on its first pour and shared by every bucket.
         let mut sample: Option<QueuedSample> = None;
         let mut keys = LineKeys::default();
+        // Fields a filter wrote: empty but for the rare filter that writes (declared once,
+        // not at each of an nginx line's nine judged filters).
+        let mut writes = Vec::new();
         for k in 0..self.dispatch.steps(route).len() {
             let Some(&step) = self.dispatch.steps(route).get(k) else {
                 break;
@@ -1375,12 +1378,12 @@ impl Detector {
                     Some(false) => continue,
                     Some(true) => {}
                     None => {
-                        let mut writes = Vec::new();
                         if !self.judge_filter(i, slot, event, &mut writes) {
                             continue;
                         }
                         if !writes.is_empty() {
                             poured(i);
+                            let writes = std::mem::take(&mut writes);
                             self.pour_rewritten(i, event, writes, now, out);
                             continue;
                         }
@@ -1399,9 +1402,10 @@ impl Detector {
     }
 
     /// Scenario `i`'s filter (in filter slot `slot`) on `event`, its verdict remembered
-    /// for the line unless the filter wrote fields (`evt.SetMeta`): those go to `writes`,
-    /// for a copy of the event that only this scenario sees. Inlined: an nginx line
-    /// judges nine filters, and a call each cost ~20 instructions.
+    /// for the line unless the filter wrote fields (`evt.SetMeta`). When it admits the
+    /// event, those go to `writes` (empty on entry and left empty otherwise), for a copy
+    /// of the event that only this scenario sees. Inlined: an nginx line judges nine
+    /// filters, and a call each cost ~20 instructions.
     #[inline(always)]
     fn judge_filter(
         &mut self,
@@ -1414,13 +1418,19 @@ impl Detector {
         let data = &self.ruleset.data;
         // The context is built only when the filter runs: most verdicts come from the
         // cache.
+        let mut wrote = false;
         let ok = self.verdicts.verdict(slot, event, || {
             let ctx = EvalCtx::for_event(event, data);
             let ok = filter.eval_bool_skipping(&ctx, skip);
-            *writes = ctx.writes.take();
+            let written = ctx.writes.take();
+            wrote = !written.is_empty();
+            // A filter that fails pours nothing: its writes go nowhere.
+            if ok {
+                *writes = written;
+            }
             ok
         });
-        if writes.is_empty() {
+        if !wrote {
             self.filter_memo[slot] = Some(ok);
         }
         ok
@@ -2313,6 +2323,58 @@ mod tests {
         assert_eq!((key >> 42) & 63, 63);
         assert_ne!(d.key(0, &[1, 2, 3, 4, 5, 6, 7, 62, 9]), Some(key));
         assert_eq!(d.key(1, &classes), None);
+    }
+
+    #[test]
+    fn only_filters_that_admit_an_event_give_their_writes() {
+        let dir = std::env::temp_dir().join(format!("garrison-writes-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("rules")).expect("a temporary directory");
+        std::fs::write(
+            dir.join("rules/writes.kdl"),
+            r#"
+scenarios {
+    - "test-writes-then-fails" {
+        type trigger
+        filter "evt.SetMeta('cve', 'x') && evt.Meta.log_type contains 'never'"
+    }
+    - "test-writes-and-admits" {
+        type trigger
+        filter "evt.SetMeta('cve', 'y') && evt.Meta.log_type contains 'failed'"
+    }
+}
+"#,
+        )
+        .expect("rules written");
+        let config = dir.join("garrison.kdl");
+        std::fs::write(
+            &config,
+            "collections \"sshd\" \"linux\"\nrule-dirs \"rules\"\n",
+        )
+        .expect("config written");
+        let compiled = crate::compile::compile_path(Some(&config));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rs = compiled.expect("the configuration compiles").ruleset;
+        let mut detector = Detector::new(rs.clone());
+        let meta = |n: &str| rs.fields.get(Namespace::Meta, n).expect("a Meta field");
+        let mut e = Event::new(String::new(), Timestamp::UNIX_EPOCH, rs.fields.len());
+        e.set(meta("log_type"), FieldValue::Static("ssh_failed-auth"));
+        let index = |name: &str| {
+            rs.scenarios
+                .iter()
+                .position(|s| &*s.name == name)
+                .expect("a local scenario")
+        };
+        let (fails, admits) = (
+            index("test-writes-then-fails"),
+            index("test-writes-and-admits"),
+        );
+        let mut writes = Vec::new();
+        let slot = detector.filter_slot[fails];
+        assert!(!detector.judge_filter(fails, slot, &e, &mut writes));
+        assert!(writes.is_empty(), "a failed filter's writes: {writes:?}");
+        let slot = detector.filter_slot[admits];
+        assert!(detector.judge_filter(admits, slot, &e, &mut writes));
+        assert_eq!(writes, [(meta("cve"), "y".to_string())]);
     }
 
     #[test]
