@@ -326,19 +326,7 @@ profiles {
 
     #[test]
     fn alerts_without_events_say_what_alerts_with_events_say() {
-        let dir = std::env::temp_dir().join(format!("garrison-summaries-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("rules")).expect("a temporary directory");
-        std::fs::write(dir.join("rules/range.kdl"), RANGE_RULES).expect("rules written");
-        let config = dir.join("garrison.kdl");
-        std::fs::write(
-            &config,
-            "collections \"sshd\" \"linux\"\nrule-dirs \"rules\"\n",
-        )
-        .expect("config written");
-        let rs = crate::compile::compile_path(Some(&config))
-            .expect("the configuration compiles")
-            .ruleset;
-        let _ = std::fs::remove_dir_all(&dir);
+        let rs = crate::compile::ruleset_with_local_rules(RANGE_RULES);
 
         let mut with_events = Engine::new(rs.clone(), Clock::EventTime);
         let mut without = Engine::new(rs.clone(), Clock::EventTime);

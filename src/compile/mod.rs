@@ -1172,3 +1172,28 @@ fn compile_profiles(
     }
     out
 }
+
+/// The ruleset of the `sshd` and `linux` collections plus local `rules` (a rule file in a
+/// `rule-dirs` directory), for tests of rules the shipped ones lack.
+#[cfg(test)]
+pub(crate) fn ruleset_with_local_rules(rules: &str) -> Arc<Ruleset> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static RUN: AtomicUsize = AtomicUsize::new(0);
+    // One directory per call: tests run in parallel.
+    let dir = std::env::temp_dir().join(format!(
+        "garrison-local-rules-{}-{}",
+        std::process::id(),
+        RUN.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(dir.join("rules")).expect("a temporary directory");
+    std::fs::write(dir.join("rules/local.kdl"), rules).expect("rules written");
+    let config = dir.join("garrison.kdl");
+    std::fs::write(
+        &config,
+        "collections \"sshd\" \"linux\"\nrule-dirs \"rules\"\n",
+    )
+    .expect("config written");
+    let compiled = compile_path(Some(&config));
+    let _ = std::fs::remove_dir_all(&dir);
+    compiled.expect("the configuration compiles").ruleset
+}

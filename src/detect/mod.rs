@@ -2327,10 +2327,7 @@ mod tests {
 
     #[test]
     fn only_filters_that_admit_an_event_give_their_writes() {
-        let dir = std::env::temp_dir().join(format!("garrison-writes-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("rules")).expect("a temporary directory");
-        std::fs::write(
-            dir.join("rules/writes.kdl"),
+        let rs = crate::compile::ruleset_with_local_rules(
             r#"
 scenarios {
     - "test-writes-then-fails" {
@@ -2343,17 +2340,7 @@ scenarios {
     }
 }
 "#,
-        )
-        .expect("rules written");
-        let config = dir.join("garrison.kdl");
-        std::fs::write(
-            &config,
-            "collections \"sshd\" \"linux\"\nrule-dirs \"rules\"\n",
-        )
-        .expect("config written");
-        let compiled = crate::compile::compile_path(Some(&config));
-        let _ = std::fs::remove_dir_all(&dir);
-        let rs = compiled.expect("the configuration compiles").ruleset;
+        );
         let mut detector = Detector::new(rs.clone());
         let meta = |n: &str| rs.fields.get(Namespace::Meta, n).expect("a Meta field");
         let mut e = Event::new(String::new(), Timestamp::UNIX_EPOCH, rs.fields.len());

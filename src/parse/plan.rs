@@ -242,18 +242,7 @@ parsers {
 
     #[test]
     fn stages_where_a_node_writes_what_a_later_one_reads_are_not_planned() {
-        let dir = std::env::temp_dir().join(format!("garrison-plans-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("rules")).expect("a temporary directory");
-        std::fs::write(dir.join("rules/local.kdl"), RULES).expect("rules written");
-        let config = dir.join("garrison.kdl");
-        std::fs::write(
-            &config,
-            "collections \"sshd\" \"linux\"\nrule-dirs \"rules\"\n",
-        )
-        .expect("config written");
-        let compiled = crate::compile::compile_path(Some(&config));
-        let _ = std::fs::remove_dir_all(&dir);
-        let rs = compiled.expect("the configuration compiles").ruleset;
+        let rs = crate::compile::ruleset_with_local_rules(RULES);
         assert_eq!(StagePlans::new(&rs).keys(), ["type", "unplanned", "type"]);
 
         // The renamed line reaches the node for its new program.
