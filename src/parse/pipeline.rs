@@ -89,11 +89,6 @@ struct Scratch {
     whitelist: WhitelistMemo,
     /// Per parser node, the memos of its expression statics ([`ValueMemo`]).
     static_memos: Vec<StaticMemos>,
-    /// Per parser node, whether its `types` admit the acquisition type in `types_for`
-    /// (by [`crate::event::static_text_key`]: types are interned per source, so a
-    /// source's lines are judged once; `None` before the first line).
-    types_ok: Vec<bool>,
-    types_for: Option<(usize, usize)>,
 }
 
 /// A parser node's [`ValueMemo`]s: per static, of its own statics and of each grok
@@ -202,8 +197,6 @@ impl Pipeline {
                 syslog_fields: syslog_fields(&ruleset, &[]),
                 whitelist: WhitelistMemo::new(),
                 static_memos,
-                types_ok: Vec::new(),
-                types_for: None,
             },
             plans: StagePlans::new(&ruleset),
             ruleset,
@@ -250,31 +243,12 @@ impl Pipeline {
         if !is_unread(&self.scratch.unread, wk.label_type) {
             event.set(wk.label_type, FieldValue::Static(log_type));
         }
-        let type_key = crate::event::static_text_key(log_type);
-        if self.scratch.types_for != Some(type_key) {
-            // In place: a daemon whose sources interleave types switches often.
-            self.scratch.types_ok.clear();
-            self.scratch.types_ok.extend(
-                rs.stages
-                    .iter()
-                    .flatten()
-                    .map(|p| p.types.is_empty() || p.types.iter().any(|t| &**t == log_type)),
-            );
-            self.scratch.types_for = Some(type_key);
-        }
         let mut base = 0usize;
         for stage in Stage::ALL {
             let parsers = &rs.stages[stage as usize];
             let stage_base = base;
             base += parsers.len();
-            let types_ok = self
-                .scratch
-                .types_ok
-                .get(stage_base..base)
-                .unwrap_or_default();
-            let steps = self
-                .plans
-                .steps(rs, stage as usize, type_key, types_ok, event);
+            let steps = self.plans.steps(rs, stage as usize, log_type, event);
             let mut any = false;
             for step in steps {
                 let Some(p) = parsers.get(usize::from(step.node)) else {
@@ -482,8 +456,12 @@ impl Scratch {
     }
 }
 
-/// Whether `p`'s `programs` (if any) admit the event's program. (Its `types` are judged
-/// once per acquisition type: [`Scratch::types_ok`].)
+/// Whether `p`'s `types` (if any) admit acquisition type `log_type`.
+pub(super) fn applies_to_type(p: &CompiledParser, log_type: &str) -> bool {
+    p.types.is_empty() || p.types.iter().any(|t| &**t == log_type)
+}
+
+/// Whether `p`'s `programs` (if any) admit the event's program.
 pub(super) fn applies_to_program(p: &CompiledParser, event: &Event, program: FieldId) -> bool {
     if !p.programs.is_empty() {
         let prog = event.get(program);
@@ -932,18 +910,9 @@ mod tests {
                 );
             }
             parsed += usize::from(outcome != Outcome::Unparsed(Stage::Raw));
-            // The parse stage's plan for the line's program as the stage saw it.
-            let types_ok: Vec<bool> = rs.stages[Stage::Parse as usize]
-                .iter()
-                .map(|p| p.types.is_empty() || p.types.iter().any(|t| &**t == *log_type))
-                .collect();
-            let steps = probe.steps(
-                &rs,
-                Stage::Parse as usize,
-                crate::event::static_text_key(log_type),
-                &types_ok,
-                &plan_event,
-            );
+            // The parse stage's plan for the line's final program (no shipped parser
+            // rewrites it).
+            let steps = probe.steps(&rs, Stage::Parse as usize, log_type, &plan_event);
             refused += steps.iter().filter(|s| s.refused).count();
         }
         assert_eq!(planned.parser_counts, unplanned.parser_counts);

@@ -8,7 +8,7 @@
 //! look-up a stage instead of a test a node (sshd: ~90 instructions a line fewer, of
 //! ~6,900).
 
-use super::pipeline::applies_to_program;
+use super::pipeline::{applies_to_program, applies_to_type};
 use crate::compile::{CompiledParser, Ruleset};
 use crate::event::{Event, FieldId};
 use crate::expr::EvalCtx;
@@ -140,15 +140,16 @@ impl StagePlans {
     }
 
     /// The steps of stage `stage` for `event` (holding its type label) of acquisition type
-    /// `type_key`, whose nodes `types_ok` admits: kept, or worked out now.
+    /// `log_type`: kept, or worked out now. Types are interned per source, so a type is
+    /// known by the address of its text.
     pub fn steps(
         &mut self,
         rs: &Ruleset,
         stage: usize,
-        type_key: (usize, usize),
-        types_ok: &[bool],
+        log_type: &'static str,
         event: &Event,
     ) -> &[Step] {
+        let type_key = crate::event::static_text_key(log_type);
         // Where the plan is kept, and whether it may decide what the type and program
         // decide: by type and program when the stage's nodes read the program, else by
         // type (a daemon's sources interleave a few types).
@@ -178,7 +179,7 @@ impl StagePlans {
             plan.steps.clear();
             let program_id = rs.well_known.program;
             for (n, p) in rs.stages[stage].iter().enumerate() {
-                if !types_ok.get(n).copied().unwrap_or(false) {
+                if !applies_to_type(p, log_type) {
                     continue;
                 }
                 if decide && !applies_to_program(p, event, program_id) {
