@@ -415,6 +415,31 @@ impl<'e> LineKeys<'e> {
         }
     }
 
+    /// [`LineKeys::group`] when `event`'s value of `id` is not empty (a scenario
+    /// without `groupby` keys by the source address and ignores events with none),
+    /// with one look-up of the entry.
+    #[inline]
+    fn group_if_set(
+        &mut self,
+        event: &'e Event,
+        id: FieldId,
+        hasher: &mut KeyHasher,
+        groups: &mut BucketGroups,
+    ) -> Option<u32> {
+        match self.entry(event, id) {
+            Some((_, _, _, Some(slot))) => Some(*slot),
+            Some((_, "", _, _)) => None,
+            Some((_, value, hash, slot)) => {
+                let h = *hash.get_or_insert_with(|| hasher.hash(value));
+                Some(*slot.insert(groups.slot(value, h)))
+            }
+            None => {
+                let value = event.get(id);
+                (!value.is_empty()).then(|| groups.slot(value, hasher.hash(value)))
+            }
+        }
+    }
+
     /// The slot in `groups` of the bucket group keyed by `event`'s value of `id`.
     #[inline]
     fn group(
@@ -1060,6 +1085,12 @@ struct Plan {
     /// Whether its buckets queue event samples for their alerts (see
     /// [`Detector::without_alert_events`]).
     keeps_samples: bool,
+    /// The scenario's kind, capacity and whether it has a `distinct` or a `cancel-on`,
+    /// copied here so that a pour reads one plan instead of the scenario too.
+    kind: ScenarioKind,
+    capacity: i64,
+    has_distinct: bool,
+    has_cancel: bool,
 }
 
 impl Detector {
@@ -1098,6 +1129,10 @@ impl Detector {
                             .map_or(queue, |read| read.clamp(1, queue))
                     }),
                 keeps_samples: true,
+                kind: sc.kind,
+                capacity: sc.capacity,
+                has_distinct: sc.distinct.is_some(),
+                has_cancel: sc.cancel_on.is_some(),
             })
             .collect();
         let mut filters: Vec<&Program> = Vec::new();
@@ -1530,21 +1565,26 @@ impl Detector {
         } = self;
         let line = *line;
         let rs: &Ruleset = ruleset;
-        let sc = &rs.scenarios[i];
+        let Some(plan) = plans.get(i) else {
+            return;
+        };
+        // The scenario itself is read only off the common path (a program key, a
+        // `distinct` or `cancel-on` to run, a counter, a condition, an alert).
+        let sc = || &rs.scenarios[i];
         // The bucket key's group and the distinct value, with its hash. Bare field reads
         // and the default (`Meta.source_ip`) borrow from the event, hashed and looked up
         // once a line.
-        let slot = match plans[i].groupby {
+        let slot = match plan.groupby {
             KeyExpr::None => {
-                let id = rs.well_known.source_ip;
-                if keys.value(event, id).is_empty() {
+                let Some(slot) = keys.group_if_set(event, rs.well_known.source_ip, hasher, groups)
+                else {
                     return;
-                }
-                keys.group(event, id, hasher, groups)
+                };
+                slot
             }
             KeyExpr::Field(id) => keys.group(event, id, hasher, groups),
             KeyExpr::Program(k) => {
-                let (Some(keys), Some(groupby)) = (computed_keys.get_mut(k), sc.groupby.as_ref())
+                let (Some(keys), Some(groupby)) = (computed_keys.get_mut(k), sc().groupby.as_ref())
                 else {
                     return;
                 };
@@ -1554,22 +1594,25 @@ impl Detector {
                 slot
             }
         };
-        let distinct = match (plans[i].distinct_field, &sc.distinct) {
-            (_, None) => None,
-            (Some(id), Some(_)) => Some((Cow::Borrowed(keys.value(event, id)), Some(id))),
-            (_, Some(d)) => string_of(d, rs, event).map(|d| (d, None)),
+        let distinct = match (plan.has_distinct, plan.distinct_field) {
+            (false, _) => None,
+            (true, Some(id)) => Some((Cow::Borrowed(keys.value(event, id)), Some(id))),
+            (true, None) => sc()
+                .distinct
+                .as_ref()
+                .and_then(|d| string_of(d, rs, event))
+                .map(|d| (d, None)),
         };
-        let cancel = sc.cancel_on.as_ref().is_some_and(|c| {
-            let judge = || c.eval_bool(&EvalCtx::for_event(event, &rs.data));
-            match cancel_memos.get_mut(i) {
-                Some(Some(memo)) => memo.verdict(event, judge),
-                _ => judge(),
-            }
-        });
-        let plan = &plans[i];
+        let cancel = plan.has_cancel
+            && sc().cancel_on.as_ref().is_some_and(|c| {
+                let judge = || c.eval_bool(&EvalCtx::for_event(event, &rs.data));
+                match cancel_memos.get_mut(i) {
+                    Some(Some(memo)) => memo.verdict(event, judge),
+                    _ => judge(),
+                }
+            });
         let lifetime = plan.lifetime;
         let queue_limit = plan.queue_limit;
-        let state = &mut states[i];
         let Some(group) = groups.groups.get_mut(slot as usize) else {
             return;
         };
@@ -1580,14 +1623,15 @@ impl Detector {
         let at = match group.buckets.iter().position(|(s, _)| *s == i) {
             Some(at) => {
                 let b = &mut group.buckets[at].1;
-                if sc.kind == ScenarioKind::Counter
-                    && sc.duration.is_some_and(|d| add(b.first_at, d.0) <= now.at)
-                {
+                let duration = (plan.kind == ScenarioKind::Counter)
+                    .then(|| sc().duration)
+                    .flatten();
+                if duration.is_some_and(|d| add(b.first_at, d.0) <= now.at) {
                     let (_, b) = group.buckets.swap_remove(at);
-                    let at = sc.duration.map_or(now.at, |d| add(b.first_at, d.0));
+                    let at = duration.map_or(now.at, |d| add(b.first_at, d.0));
                     out.extend(overflow_alert(
                         rs,
-                        state,
+                        &mut states[i],
                         stats,
                         i,
                         (&group.key, group.hash),
@@ -1602,7 +1646,7 @@ impl Detector {
                     return;
                 }
                 if lifetime.is_some_and(|l| now.ns.saturating_sub(b.last_at) > l) {
-                    b.restart(sc.capacity, now);
+                    b.restart(plan.capacity, now);
                 }
                 at
             }
@@ -1617,7 +1661,7 @@ impl Detector {
                 group.buckets.push((
                     i,
                     Bucket::new(
-                        sc.capacity,
+                        plan.capacity,
                         queue_limit,
                         plan.keeps_samples,
                         plan.cond_times.unwrap_or(0),
@@ -1647,12 +1691,12 @@ impl Detector {
             bucket.queue.push_back(sample);
         }
 
-        let overflow = match sc.kind {
+        let overflow = match plan.kind {
             ScenarioKind::Trigger => true,
             ScenarioKind::Counter => false,
             ScenarioKind::Leaky => {
                 let elapsed = now.ns.saturating_sub(bucket.last_refill).max(0) as f64;
-                bucket.tokens = (bucket.tokens + elapsed / plan.leak_ns).min(sc.capacity as f64);
+                bucket.tokens = (bucket.tokens + elapsed / plan.leak_ns).min(plan.capacity as f64);
                 bucket.last_refill = now.ns;
                 if bucket.tokens >= 1.0 {
                     bucket.tokens -= 1.0;
@@ -1661,7 +1705,7 @@ impl Detector {
                     true
                 }
             }
-            ScenarioKind::Conditional => sc.condition.as_ref().is_some_and(|c| {
+            ScenarioKind::Conditional => sc().condition.as_ref().is_some_and(|c| {
                 // A condition that reads the queue only as `filter(queue.Queue, P)` sees
                 // only the events `P` admits: the bucket tests each once, here, instead of
                 // the condition filtering the whole queue at every pour. The queue limit
@@ -1713,7 +1757,7 @@ impl Detector {
         let (_, bucket) = group.buckets.swap_remove(at);
         out.extend(overflow_alert(
             rs,
-            state,
+            &mut states[i],
             stats,
             i,
             (&group.key, group.hash),
@@ -2362,6 +2406,45 @@ scenarios {
         let slot = detector.filter_slot[admits];
         assert!(detector.judge_filter(admits, slot, &e, &mut writes));
         assert_eq!(writes, [(meta("cve"), "y".to_string())]);
+    }
+
+    #[test]
+    fn scenarios_without_groupby_key_by_the_source_and_skip_events_without_one() {
+        let rs = crate::compile::ruleset_with_local_rules(
+            r#"
+scenarios {
+    - "test-no-groupby" {
+        type leaky
+        filter "evt.Meta.log_type == 'test-line'"
+        capacity 1
+        leakspeed "1m"
+    }
+}
+"#,
+        );
+        let mut detector = Detector::new(rs.clone());
+        detector.only(&["test-no-groupby".to_string()]);
+        let meta = |n: &str| rs.fields.get(Namespace::Meta, n).expect("a Meta field");
+        let event = |ip: &'static str| {
+            let mut e = Event::new(String::new(), Timestamp::UNIX_EPOCH, rs.fields.len());
+            e.set(meta("log_type"), FieldValue::Static("test-line"));
+            e.set(meta("source_ip"), FieldValue::Static(ip));
+            e
+        };
+        let mut out = Vec::new();
+        // Events without an address (before, between and after the others) neither fill
+        // the address's bucket nor make one of their own.
+        let mut buckets = Vec::new();
+        for ip in ["", "192.0.2.1", "", "", "192.0.2.1", ""] {
+            detector.pour(&event(ip), Timestamp::UNIX_EPOCH, &mut out);
+            buckets.push(detector.bucket_count());
+        }
+        assert_eq!(buckets, [0, 1, 1, 1, 0, 0]);
+        let alerts: Vec<(&str, u64)> = out
+            .iter()
+            .map(|a| (a.value.as_str(), a.events_count))
+            .collect();
+        assert_eq!(alerts, [("192.0.2.1", 2)]);
     }
 
     #[test]
