@@ -364,6 +364,11 @@ impl KeyHasher {
 struct LineKeys<'e> {
     entries: [LineKey<'e>; LineKeys::SLOTS],
     len: usize,
+    /// The key of the last pour ([`KeyExpr::code`]; `u32::MAX` before the first) and its
+    /// group's slot ([`LineKeys::NO_GROUP`] when the event has no such key), compared as
+    /// plain numbers: a comparison of the enums cost more than the look-up it saved.
+    last_key: u32,
+    last_slot: u32,
 }
 
 /// A field's value on the current line, its [`key_hash`] and its bucket group's slot in
@@ -375,6 +380,8 @@ impl Default for LineKeys<'_> {
         LineKeys {
             entries: [(FieldId(0), "", None, None); LineKeys::SLOTS],
             len: 0,
+            last_key: u32::MAX,
+            last_slot: LineKeys::NO_GROUP,
         }
     }
 }
@@ -382,6 +389,9 @@ impl Default for LineKeys<'_> {
 impl<'e> LineKeys<'e> {
     /// Fields remembered (more are read at every use).
     const SLOTS: usize = 4;
+    /// The `last_slot` of an event without the last key (no group has this slot: slots
+    /// index a vector of groups).
+    const NO_GROUP: u32 = u32::MAX;
 
     /// The entry of `id`, read from `event` the first time.
     #[inline(always)]
@@ -548,6 +558,15 @@ enum KeyExpr {
 }
 
 impl KeyExpr {
+    /// A number that tells key expressions apart, compared in one instruction.
+    fn code(self) -> u32 {
+        match self {
+            KeyExpr::None => 0,
+            KeyExpr::Field(id) => 1 + u32::from(id.0),
+            KeyExpr::Program(k) => (1 << 20) + k as u32,
+        }
+    }
+
     /// `p` as a key expression; programs get an index among `programs` (by source text).
     fn of(p: Option<&Program>, rs: &Ruleset, programs: &mut Vec<Box<str>>) -> Self {
         let Some(p) = p else {
@@ -1065,6 +1084,8 @@ impl Dispatch {
 #[derive(Debug)]
 struct Plan {
     groupby: KeyExpr,
+    /// `groupby`'s [`KeyExpr::code`].
+    key_code: u32,
     /// The field `distinct` reads, when it is a bare field read (every shipped scenario's
     /// is); other programs run at each pour.
     distinct_field: Option<FieldId>,
@@ -1101,38 +1122,42 @@ impl Detector {
         let plans: Vec<Plan> = ruleset
             .scenarios
             .iter()
-            .map(|sc| Plan {
-                groupby: KeyExpr::of(sc.groupby.as_ref(), &ruleset, &mut key_programs),
-                distinct_field: sc
-                    .distinct
-                    .as_ref()
-                    .and_then(|d| bare_field(d.source(), &ruleset)),
-                lifetime: bucket_lifetime(sc).map(duration_nanos),
-                leak_ns: sc
-                    .leakspeed
-                    .map_or(1e9, |l| duration_nanos(l.0) as f64)
-                    .max(1.0),
-                queue_limit: queue_limit(sc),
-                cond_fields: sc
-                    .condition
-                    .as_ref()
-                    .map(|c| c.queued_event_fields())
-                    .unwrap_or_default(),
-                cond_raw: sc.condition.as_ref().is_some_and(reads_raw_line),
-                cond_times: sc
-                    .condition
-                    .as_ref()
-                    .filter(|c| c.reads_queue_times_only())
-                    .map(|c| {
-                        let queue = queue_limit(sc) + 1;
-                        c.queue_times_read()
-                            .map_or(queue, |read| read.clamp(1, queue))
-                    }),
-                keeps_samples: true,
-                kind: sc.kind,
-                capacity: sc.capacity,
-                has_distinct: sc.distinct.is_some(),
-                has_cancel: sc.cancel_on.is_some(),
+            .map(|sc| {
+                let groupby = KeyExpr::of(sc.groupby.as_ref(), &ruleset, &mut key_programs);
+                Plan {
+                    groupby,
+                    key_code: groupby.code(),
+                    distinct_field: sc
+                        .distinct
+                        .as_ref()
+                        .and_then(|d| bare_field(d.source(), &ruleset)),
+                    lifetime: bucket_lifetime(sc).map(duration_nanos),
+                    leak_ns: sc
+                        .leakspeed
+                        .map_or(1e9, |l| duration_nanos(l.0) as f64)
+                        .max(1.0),
+                    queue_limit: queue_limit(sc),
+                    cond_fields: sc
+                        .condition
+                        .as_ref()
+                        .map(|c| c.queued_event_fields())
+                        .unwrap_or_default(),
+                    cond_raw: sc.condition.as_ref().is_some_and(reads_raw_line),
+                    cond_times: sc
+                        .condition
+                        .as_ref()
+                        .filter(|c| c.reads_queue_times_only())
+                        .map(|c| {
+                            let queue = queue_limit(sc) + 1;
+                            c.queue_times_read()
+                                .map_or(queue, |read| read.clamp(1, queue))
+                        }),
+                    keeps_samples: true,
+                    kind: sc.kind,
+                    capacity: sc.capacity,
+                    has_distinct: sc.distinct.is_some(),
+                    has_cancel: sc.cancel_on.is_some(),
+                }
             })
             .collect();
         let mut filters: Vec<&Program> = Vec::new();
@@ -1573,27 +1598,28 @@ impl Detector {
         let sc = || &rs.scenarios[i];
         // The bucket key's group and the distinct value, with its hash. Bare field reads
         // and the default (`Meta.source_ip`) borrow from the event, hashed and looked up
-        // once a line.
-        let slot = match plan.groupby {
-            KeyExpr::None => {
-                let Some(slot) = keys.group_if_set(event, rs.well_known.source_ip, hasher, groups)
-                else {
-                    return;
-                };
-                slot
+        // once a line. The scenarios an event pours into mostly share their key (six ssh
+        // ones): the last pour's group is kept for the next.
+        let slot = if keys.last_key == plan.key_code {
+            keys.last_slot
+        } else {
+            let slot = match plan.groupby {
+                KeyExpr::None => keys.group_if_set(event, rs.well_known.source_ip, hasher, groups),
+                KeyExpr::Field(id) => Some(keys.group(event, id, hasher, groups)),
+                KeyExpr::Program(k) => match (computed_keys.get_mut(k), &sc().groupby) {
+                    (Some(keys), Some(groupby)) => {
+                        keys.group(groupby, rs, event, line, hasher, groups)
+                    }
+                    _ => None,
+                },
             }
-            KeyExpr::Field(id) => keys.group(event, id, hasher, groups),
-            KeyExpr::Program(k) => {
-                let (Some(keys), Some(groupby)) = (computed_keys.get_mut(k), sc().groupby.as_ref())
-                else {
-                    return;
-                };
-                let Some(slot) = keys.group(groupby, rs, event, line, hasher, groups) else {
-                    return;
-                };
-                slot
-            }
+            .unwrap_or(LineKeys::NO_GROUP);
+            (keys.last_key, keys.last_slot) = (plan.key_code, slot);
+            slot
         };
+        if slot == LineKeys::NO_GROUP {
+            return;
+        }
         let distinct = match (plan.has_distinct, plan.distinct_field) {
             (false, _) => None,
             (true, Some(id)) => Some((Cow::Borrowed(keys.value(event, id)), Some(id))),
@@ -2445,6 +2471,94 @@ scenarios {
             .map(|a| (a.value.as_str(), a.events_count))
             .collect();
         assert_eq!(alerts, [("192.0.2.1", 2)]);
+    }
+
+    #[test]
+    fn scenarios_pouring_one_event_by_different_keys_keep_apart_buckets() {
+        let rs = crate::compile::ruleset_with_local_rules(
+            r#"
+scenarios {
+    - "test-by-default" {
+        type leaky
+        filter "evt.Meta.log_type == 'test-line'"
+        capacity 2
+        leakspeed "1m"
+    }
+    - "test-by-user" {
+        type leaky
+        filter "evt.Meta.log_type == 'test-line'"
+        groupby "evt.Meta.target_user"
+        capacity 1
+        leakspeed "1m"
+    }
+    - "test-by-address" {
+        type leaky
+        filter "evt.Meta.log_type == 'test-line'"
+        groupby "evt.Meta.source_ip"
+        capacity 3
+        leakspeed "1m"
+    }
+    - "test-by-user-and-address" {
+        type leaky
+        filter "evt.Meta.log_type == 'test-line'"
+        groupby "evt.Meta.target_user + '@' + evt.Meta.source_ip"
+        capacity 1
+        leakspeed "1m"
+    }
+}
+"#,
+        );
+        let meta = |n: &str| rs.fields.get(Namespace::Meta, n).expect("a Meta field");
+        let all = [
+            "test-by-default",
+            "test-by-user",
+            "test-by-address",
+            "test-by-user-and-address",
+        ];
+        // Every pair too, so that each two keys follow each other in some route.
+        let mut sets = vec![all.to_vec()];
+        for (k, a) in all.iter().enumerate() {
+            for b in &all[k + 1..] {
+                sets.push(vec![*a, *b]);
+            }
+        }
+        for names in sets {
+            let mut detector = Detector::new(rs.clone());
+            let enabled: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            detector.only(&enabled);
+            let mut out = Vec::new();
+            // One address; the user alternates, so that each key counts differently.
+            for (n, user) in ["a", "b", "a", "b"].into_iter().enumerate() {
+                let mut e = Event::new(String::new(), Timestamp::UNIX_EPOCH, rs.fields.len());
+                e.set(meta("log_type"), FieldValue::Static("test-line"));
+                e.set(meta("source_ip"), FieldValue::Static("192.0.2.1"));
+                e.set(meta("target_user"), FieldValue::Static(user));
+                let before = out.len();
+                detector.pour(&e, Timestamp::UNIX_EPOCH, &mut out);
+                let mut fired: Vec<&str> = out[before..].iter().map(|a| &*a.scenario).collect();
+                fired.sort_unstable();
+                let expected: &[&str] = match n {
+                    0 | 1 => &[],
+                    // The third event overflows the address's capacity 2 and user a's 1.
+                    2 => &[
+                        "test-by-default",
+                        "test-by-user",
+                        "test-by-user-and-address",
+                    ],
+                    _ => &[
+                        "test-by-address",
+                        "test-by-user",
+                        "test-by-user-and-address",
+                    ],
+                };
+                let expected: Vec<&str> = expected
+                    .iter()
+                    .copied()
+                    .filter(|s| names.contains(s))
+                    .collect();
+                assert_eq!(fired, expected, "event {n} with {names:?}");
+            }
+        }
     }
 
     #[test]
