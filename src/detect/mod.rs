@@ -736,13 +736,28 @@ impl ClassLogic {
 /// constants (`log_type`, `service`) are the same `&'static str` line after line, so
 /// comparing its address and length ([`crate::event::static_text_key`]) replaces hashing and
 /// comparing the text.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct StaticMemo<T: Copy> {
-    text: Option<(usize, usize)>,
+    /// The text's address and length; [`StaticMemo::NONE`] before the first.
+    text: (usize, usize),
     answer: T,
 }
 
+impl<T: Copy + Default> Default for StaticMemo<T> {
+    fn default() -> Self {
+        StaticMemo {
+            text: Self::NONE,
+            answer: T::default(),
+        }
+    }
+}
+
 impl<T: Copy> StaticMemo<T> {
+    /// No text: no `&'static str` ends at the last address (compared as plain numbers,
+    /// not as an `Option`, which cost a few instructions more at each of an event's
+    /// guard fields).
+    const NONE: (usize, usize) = (usize::MAX, usize::MAX);
+
     /// The answer for `event`'s value of `id` when it is the static text last seen, else
     /// `look_up(value)`, remembered when the value is static text.
     #[inline(always)]
@@ -753,9 +768,9 @@ impl<T: Copy> StaticMemo<T> {
             Some(FieldValue::Unset) | None => ((0, 0), ""),
             Some(_) => return look_up(event.get(id)),
         };
-        if self.text != Some(at) {
+        if self.text != at {
             self.answer = look_up(text);
-            self.text = Some(at);
+            self.text = at;
         }
         self.answer
     }
