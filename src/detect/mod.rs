@@ -522,6 +522,10 @@ pub struct Detector {
     /// fields: a route knows their value from its classes, drops the filter's scenario
     /// when one is false, and the filter skips them ([`Detector::filter_skip`]).
     filter_determined: Vec<Vec<ClassLogic>>,
+    /// Per scenario, its `cancel-on` over guard fields when it is nothing but
+    /// combinations of field tests against literals (`evt.Meta.log_type ==
+    /// 'auth_success'`): a route whose key holds those fields knows its verdict.
+    cancel_determined: Vec<Option<Vec<ClassLogic>>>,
     /// Per distinct filter, whether it is nothing but such checked tests
     /// (`evt.Meta.log_type == 'ssh_failed-auth'`): then it is not run at all.
     filter_checked_only: Vec<bool>,
@@ -1037,6 +1041,8 @@ struct Step {
     /// Whether the filter still has to run: false when the index and guards checked all
     /// of it.
     run_filter: bool,
+    /// The verdict of the scenario's `cancel-on` when the route's classes decide it.
+    cancel: Option<bool>,
 }
 
 /// The routes of events through the scenarios: for each candidate list, the guard fields
@@ -1048,6 +1054,9 @@ struct Step {
 struct Dispatch {
     /// Per candidate list: the guard fields (by index in [`GuardFields`]) its filters test.
     fields: Vec<Box<[usize]>>,
+    /// Per candidate list, whether `fields` also holds those of its scenarios'
+    /// determined `cancel-on` ([`Detector::cancel_determined`]).
+    cancel_fields: Vec<bool>,
     /// Routes by route key ([`Dispatch::key`]): indices into `steps`.
     routes: HashMap<u64, usize, FastState>,
     /// The steps of each route. An event reads them by index, with no reference count
@@ -1254,6 +1263,22 @@ impl Detector {
                 determined
             })
             .collect();
+        let cancel_determined: Vec<Option<Vec<ClassLogic>>> = ruleset
+            .scenarios
+            .iter()
+            .map(|sc| {
+                let logic = sc.cancel_on.as_ref()?.conjunct_logic();
+                let mark = guard_fields.mark();
+                let classes: Option<Vec<ClassLogic>> = logic
+                    .iter()
+                    .map(|l| ClassLogic::of(l.as_ref()?, &mut guard_fields))
+                    .collect();
+                if classes.is_none() {
+                    guard_fields.rewind(&mark);
+                }
+                classes
+            })
+            .collect();
         let guard_classes = vec![GuardFields::UNKNOWN; guard_fields.fields.len()];
         let filter_checked_only: Vec<bool> = filters
             .iter()
@@ -1264,26 +1289,42 @@ impl Detector {
         let runs: Vec<bool> = filter_checked_only.iter().map(|only| !only).collect();
         let verdicts = verdicts::FieldVerdicts::new(&filters, &filter_skip, &runs);
         let sample_spec = SampleSpec::new(&ruleset);
-        let dispatch = Dispatch {
-            fields: index
-                .lists
-                .iter()
-                .map(|list| {
-                    let mut fields: Vec<usize> = list
-                        .iter()
-                        .flat_map(|&i| &filter_guards[filter_slot[i]])
-                        .map(|g| g.field)
-                        .collect();
-                    for &i in list.iter() {
-                        for logic in &filter_determined[filter_slot[i]] {
-                            logic.fields(&mut fields);
-                        }
+        let (list_fields, cancel_fields) = index
+            .lists
+            .iter()
+            .map(|list| {
+                let mut fields: Vec<usize> = list
+                    .iter()
+                    .flat_map(|&i| &filter_guards[filter_slot[i]])
+                    .map(|g| g.field)
+                    .collect();
+                for &i in list.iter() {
+                    for logic in &filter_determined[filter_slot[i]] {
+                        logic.fields(&mut fields);
                     }
-                    fields.sort_unstable();
-                    fields.dedup();
-                    fields.into_boxed_slice()
-                })
-                .collect(),
+                }
+                fields.sort_unstable();
+                fields.dedup();
+                // The `cancel-on` fields too, while a route key still holds them all
+                // (else those scenarios run their `cancel-on` at each pour).
+                let mut with_cancel = fields.clone();
+                for &i in list.iter() {
+                    for logic in cancel_determined[i].iter().flatten() {
+                        logic.fields(&mut with_cancel);
+                    }
+                }
+                with_cancel.sort_unstable();
+                with_cancel.dedup();
+                if with_cancel.len() <= Dispatch::MAX_FIELDS || with_cancel.len() == fields.len() {
+                    (with_cancel.into_boxed_slice(), true)
+                } else {
+                    (fields.into_boxed_slice(), false)
+                }
+            })
+            .unzip();
+        let dispatch = Dispatch {
+            fields: list_fields,
+            cancel_fields,
             ..Dispatch::default()
         };
         Detector {
@@ -1295,6 +1336,7 @@ impl Detector {
             guard_classes,
             filter_skip,
             filter_determined,
+            cancel_determined,
             filter_checked_only,
             verdicts,
             index,
@@ -1472,7 +1514,7 @@ impl Detector {
                     .get_or_insert_with(|| self.sample_spec.sample(event))
                     .clone()
             });
-            self.pour_one(i, event, &mut keys, s, now, out);
+            self.pour_one((i, step.cancel), event, &mut keys, s, now, out);
         }
     }
 
@@ -1531,7 +1573,8 @@ impl Detector {
             .then(|| self.sample_spec.sample(&e));
         // Keys computed for this copy are not the line's, before or after it.
         self.line += 1;
-        self.pour_one(i, &e, &mut LineKeys::default(), s, now, out);
+        // The copy's written fields may change what `cancel-on` reads.
+        self.pour_one((i, None), &e, &mut LineKeys::default(), s, now, out);
         self.line += 1;
     }
 
@@ -1564,6 +1607,12 @@ impl Detector {
                     scenario: i,
                     slot,
                     run_filter: !self.filter_checked_only[slot],
+                    cancel: self
+                        .cancel_determined
+                        .get(i)
+                        .and_then(Option::as_ref)
+                        .filter(|_| self.dispatch.cancel_fields[list])
+                        .map(|logic| logic.iter().all(|l| l.holds(classes))),
                 })
             })
             .collect();
@@ -1580,9 +1629,11 @@ impl Detector {
         r
     }
 
+    /// Pours `event` into scenario `i`'s bucket for its key; `cancel` is its `cancel-on`
+    /// verdict when the route knows it (else it runs here).
     fn pour_one<'e>(
         &mut self,
-        i: usize,
+        (i, cancel): (usize, Option<bool>),
         event: &'e Event,
         keys: &mut LineKeys<'e>,
         sample: Option<QueuedSample>,
@@ -1644,14 +1695,17 @@ impl Detector {
                 .and_then(|d| string_of(d, rs, event))
                 .map(|d| (d, None)),
         };
-        let cancel = plan.has_cancel
-            && sc().cancel_on.as_ref().is_some_and(|c| {
-                let judge = || c.eval_bool(&EvalCtx::for_event(event, &rs.data));
-                match cancel_memos.get_mut(i) {
-                    Some(Some(memo)) => memo.verdict(event, judge),
-                    _ => judge(),
-                }
-            });
+        // Known from the route, or run (through its memo).
+        let cancel = cancel.unwrap_or_else(|| {
+            plan.has_cancel
+                && sc().cancel_on.as_ref().is_some_and(|c| {
+                    let judge = || c.eval_bool(&EvalCtx::for_event(event, &rs.data));
+                    match cancel_memos.get_mut(i) {
+                        Some(Some(memo)) => memo.verdict(event, judge),
+                        _ => judge(),
+                    }
+                })
+        });
         let lifetime = plan.lifetime;
         let queue_limit = plan.queue_limit;
         let Some(group) = groups.groups.get_mut(slot as usize) else {
@@ -2574,6 +2628,95 @@ scenarios {
                 assert_eq!(fired, expected, "event {n} with {names:?}");
             }
         }
+    }
+
+    #[test]
+    fn cancel_verdicts_known_from_routes_agree_with_running_cancel_on() {
+        let rs = crate::compile::ruleset_with_local_rules(
+            r#"
+scenarios {
+    - "test-cancel-by-type" {
+        type leaky
+        filter "evt.Meta.log_type in ['test-line', 'test-ok']"
+        capacity 2
+        leakspeed "1m"
+        cancel-on "evt.Meta.log_type == 'test-ok'"
+    }
+    - "test-cancel-by-service-and-type" {
+        type leaky
+        filter "evt.Meta.log_type in ['test-line', 'test-ok']"
+        capacity 2
+        leakspeed "1m"
+        cancel-on "evt.Meta.service == 'test-svc' && evt.Meta.log_type != 'test-line'"
+    }
+    - "test-cancel-by-any-service" {
+        type leaky
+        filter "evt.Meta.log_type in ['test-line', 'test-ok']"
+        capacity 2
+        leakspeed "1m"
+        cancel-on "evt.Meta.service in ['test-svc', 'test-other']"
+    }
+    - "test-cancel-by-user" {
+        type leaky
+        filter "evt.Meta.log_type in ['test-line', 'test-ok']"
+        capacity 2
+        leakspeed "1m"
+        cancel-on "evt.Meta.target_user contains 'admin'"
+    }
+}
+"#,
+        );
+        let names = [
+            "test-cancel-by-type",
+            "test-cancel-by-service-and-type",
+            "test-cancel-by-any-service",
+            "test-cancel-by-user",
+        ];
+        let enabled: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let index = |name: &str| {
+            rs.scenarios
+                .iter()
+                .position(|s| &*s.name == name)
+                .expect("a local scenario")
+        };
+        let mut routed = Detector::new(rs.clone());
+        routed.only(&enabled);
+        // The reference runs every `cancel-on`.
+        let mut running = Detector::new(rs.clone());
+        running.only(&enabled);
+        running.cancel_determined.iter_mut().for_each(|c| *c = None);
+        let known: Vec<bool> = names
+            .iter()
+            .map(|n| routed.cancel_determined[index(n)].is_some())
+            .collect();
+        assert_eq!(known, [true, true, true, false]);
+        let meta = |n: &str| rs.fields.get(Namespace::Meta, n).expect("a Meta field");
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut cancels = 0;
+        for n in 0..120usize {
+            let mut e = Event::new(String::new(), Timestamp::UNIX_EPOCH, rs.fields.len());
+            let log_type = ["test-line", "test-line", "test-ok"][n % 3];
+            let service = ["test-svc", "", "test-other", "ssh"][n / 3 % 4];
+            let user = ["bob", "admin7"][n / 12 % 2];
+            e.set(meta("log_type"), FieldValue::Static(log_type));
+            if !service.is_empty() {
+                e.set(meta("service"), FieldValue::Static(service));
+            }
+            e.set(meta("target_user"), FieldValue::Static(user));
+            e.set(meta("source_ip"), FieldValue::Static("192.0.2.1"));
+            let (buckets, alerts) = (routed.bucket_count(), a.len());
+            routed.pour(&e, Timestamp::UNIX_EPOCH, &mut a);
+            running.pour(&e, Timestamp::UNIX_EPOCH, &mut b);
+            cancels += usize::from(routed.bucket_count() < buckets && a.len() == alerts);
+            let alerts = |out: &[Alert]| -> Vec<(String, u64)> {
+                out.iter()
+                    .map(|a| (a.scenario.to_string(), a.events_count))
+                    .collect()
+            };
+            assert_eq!(alerts(&a), alerts(&b), "event {n}");
+            assert_eq!(routed.bucket_count(), running.bucket_count(), "event {n}");
+        }
+        assert!(cancels > 0, "no event cancelled a bucket");
     }
 
     #[test]
