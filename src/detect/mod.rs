@@ -1479,7 +1479,7 @@ impl Detector {
         self.line += 1;
         self.filter_memo.iter_mut().for_each(|m| *m = None);
         self.verdicts.start_line();
-        // The event's sample, built on its first pour and shared by every bucket.
+        // The event's sample, built by its first pour that keeps one.
         let mut sample: Option<QueuedSample> = None;
         let mut keys = LineKeys::default();
         // Fields a filter wrote: empty but for the rare filter that writes (declared once,
@@ -1508,13 +1508,7 @@ impl Detector {
                 }
             }
             poured(i);
-            self.stats.pours[i] += 1;
-            let s = self.plans[i].keeps_samples.then(|| {
-                sample
-                    .get_or_insert_with(|| self.sample_spec.sample(event))
-                    .clone()
-            });
-            self.pour_one((i, step.cancel), event, &mut keys, s, now, out);
+            self.pour_one((i, step.cancel), event, &mut keys, &mut sample, now, out);
         }
     }
 
@@ -1563,18 +1557,14 @@ impl Detector {
         now: PourTime,
         out: &mut Vec<Alert>,
     ) {
-        self.stats.pours[i] += 1;
         let mut e = event.clone();
         for (id, v) in writes {
             e.set_owned(id, v);
         }
-        let s = self.plans[i]
-            .keeps_samples
-            .then(|| self.sample_spec.sample(&e));
         // Keys computed for this copy are not the line's, before or after it.
         self.line += 1;
         // The copy's written fields may change what `cancel-on` reads.
-        self.pour_one((i, None), &e, &mut LineKeys::default(), s, now, out);
+        self.pour_one((i, None), &e, &mut LineKeys::default(), &mut None, now, out);
         self.line += 1;
     }
 
@@ -1636,7 +1626,7 @@ impl Detector {
         (i, cancel): (usize, Option<bool>),
         event: &'e Event,
         keys: &mut LineKeys<'e>,
-        sample: Option<QueuedSample>,
+        sample: &mut Option<QueuedSample>,
         now: PourTime,
         out: &mut Vec<Alert>,
     ) {
@@ -1652,6 +1642,7 @@ impl Detector {
             stats,
             computed_keys,
             line,
+            sample_spec,
             ..
         } = self;
         let line = *line;
@@ -1659,6 +1650,9 @@ impl Detector {
         let Some(plan) = plans.get(i) else {
             return;
         };
+        if let Some(n) = stats.pours.get_mut(i) {
+            *n += 1;
+        }
         // The scenario itself is read only off the common path (a program key, a
         // `distinct` or `cancel-on` to run, a counter, a condition, an alert).
         let sc = || &rs.scenarios[i];
@@ -1779,7 +1773,11 @@ impl Detector {
         }
         bucket.count += 1;
         bucket.last_at = now.ns;
-        if let Some(sample) = sample {
+        if plan.keeps_samples {
+            // The event's sample, built at its first pour and shared by every bucket.
+            let sample = sample
+                .get_or_insert_with(|| sample_spec.sample(event))
+                .clone();
             if bucket.queue.len() > queue_limit {
                 bucket.queue.pop_front();
             }
