@@ -1074,12 +1074,24 @@ impl Dispatch {
     /// The route of an event whose list has no key: its steps are worked out each time.
     const UNKEYED: usize = usize::MAX;
 
-    /// The steps of route `r` ([`Detector::route`]).
-    fn steps(&self, r: usize) -> &[Step] {
+    /// Where the steps of route `r` ([`Detector::route`]) are kept.
+    fn steps_mut(&mut self, r: usize) -> Option<&mut Box<[Step]>> {
         if r == Self::UNKEYED {
-            &self.unkeyed
+            Some(&mut self.unkeyed)
         } else {
-            self.steps.get(r).map_or(&[], |s| s)
+            self.steps.get_mut(r)
+        }
+    }
+
+    /// The steps of route `r`, taken out until [`Dispatch::put_back`].
+    fn take(&mut self, r: usize) -> Box<[Step]> {
+        self.steps_mut(r).map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Puts back the steps [`Dispatch::take`] took from route `r`.
+    fn put_back(&mut self, r: usize, steps: Box<[Step]>) {
+        if let Some(s) = self.steps_mut(r) {
+            *s = steps;
         }
     }
 
@@ -1485,10 +1497,10 @@ impl Detector {
         // Fields a filter wrote: empty but for the rare filter that writes (declared once,
         // not at each of an nginx line's nine judged filters).
         let mut writes = Vec::new();
-        for k in 0..self.dispatch.steps(route).len() {
-            let Some(&step) = self.dispatch.steps(route).get(k) else {
-                break;
-            };
+        // Taken out of the table for the walk (nothing in it reads the routes), instead of
+        // looked up again at each step while the pours borrow the detector.
+        let steps = self.dispatch.take(route);
+        for &step in steps.iter() {
             let (i, slot) = (step.scenario, step.slot);
             if step.run_filter {
                 match self.filter_memo[slot] {
@@ -1510,6 +1522,7 @@ impl Detector {
             poured(i);
             self.pour_one((i, step.cancel), event, &mut keys, &mut sample, now, out);
         }
+        self.dispatch.put_back(route, steps);
     }
 
     /// Scenario `i`'s filter (in filter slot `slot`) on `event`, its verdict remembered
