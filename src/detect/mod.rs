@@ -425,49 +425,28 @@ impl<'e> LineKeys<'e> {
         }
     }
 
-    /// [`LineKeys::group`] when `event`'s value of `id` is not empty (a scenario
-    /// without `groupby` keys by the source address and ignores events with none),
-    /// with one look-up of the entry.
+    /// The slot in `groups` of the bucket group keyed by `event`'s value of `id`; `None`
+    /// when that value is empty and `skip_empty` (a scenario without `groupby` keys by
+    /// the source address and ignores events with none).
     #[inline]
-    fn group_if_set(
+    fn group(
         &mut self,
         event: &'e Event,
         id: FieldId,
+        skip_empty: bool,
         hasher: &mut KeyHasher,
         groups: &mut BucketGroups,
     ) -> Option<u32> {
         match self.entry(event, id) {
             Some((_, _, _, Some(slot))) => Some(*slot),
-            Some((_, "", _, _)) => None,
+            Some((_, "", _, _)) if skip_empty => None,
             Some((_, value, hash, slot)) => {
                 let h = *hash.get_or_insert_with(|| hasher.hash(value));
                 Some(*slot.insert(groups.slot(value, h)))
             }
             None => {
                 let value = event.get(id);
-                (!value.is_empty()).then(|| groups.slot(value, hasher.hash(value)))
-            }
-        }
-    }
-
-    /// The slot in `groups` of the bucket group keyed by `event`'s value of `id`.
-    #[inline]
-    fn group(
-        &mut self,
-        event: &'e Event,
-        id: FieldId,
-        hasher: &mut KeyHasher,
-        groups: &mut BucketGroups,
-    ) -> u32 {
-        match self.entry(event, id) {
-            Some((_, _, _, Some(slot))) => *slot,
-            Some((_, value, hash, slot)) => {
-                let h = *hash.get_or_insert_with(|| hasher.hash(value));
-                *slot.insert(groups.slot(value, h))
-            }
-            None => {
-                let value = event.get(id);
-                groups.slot(value, hasher.hash(value))
+                (!(skip_empty && value.is_empty())).then(|| groups.slot(value, hasher.hash(value)))
             }
         }
     }
@@ -1677,8 +1656,8 @@ impl Detector {
             keys.last_slot
         } else {
             let slot = match plan.groupby {
-                KeyExpr::None => keys.group_if_set(event, rs.well_known.source_ip, hasher, groups),
-                KeyExpr::Field(id) => Some(keys.group(event, id, hasher, groups)),
+                KeyExpr::None => keys.group(event, rs.well_known.source_ip, true, hasher, groups),
+                KeyExpr::Field(id) => keys.group(event, id, false, hasher, groups),
                 KeyExpr::Program(k) => match (computed_keys.get_mut(k), &sc().groupby) {
                     (Some(keys), Some(groupby)) => {
                         keys.group(groupby, rs, event, line, hasher, groups)
