@@ -17,11 +17,12 @@ pub struct PairSet(u64);
 impl PairSet {
     /// The set of `text`'s pairs.
     pub fn of(text: &[u8]) -> Self {
-        let mut bits = 0u64;
-        for w in text.windows(2) {
-            bits |= 1 << pair_slot(w[0], w[1]);
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return PairSet(unsafe { pair_bits_avx2(text) });
         }
-        PairSet(bits)
+        PairSet(pair_bits(text))
     }
 
     /// The pairs of both sets (of several literals a text must all contain).
@@ -81,8 +82,29 @@ impl PairGate {
 }
 
 /// A pair's bit: the top six bits of a multiplicative hash of the two bytes.
+#[inline(always)]
 fn pair_slot(a: u8, b: u8) -> u32 {
-    u32::from(u16::from_le_bytes([a, b])).wrapping_mul(0x9E37_79B1) >> 26
+    (u32::from(a) | u32::from(b) << 8).wrapping_mul(0x9E37_79B1) >> 26
+}
+
+/// The bits of `text`'s pairs ([`PairSet::of`]), in a loop the compiler vectorizes where
+/// the target allows (each pair is independent of the others).
+#[inline(always)]
+fn pair_bits(text: &[u8]) -> u64 {
+    let Some(rest) = text.get(1..) else {
+        return 0;
+    };
+    text.iter()
+        .zip(rest)
+        .fold(0u64, |bits, (&a, &b)| bits | 1 << pair_slot(a, b))
+}
+
+/// [`pair_bits`] compiled for AVX2, whose per-lane 64-bit shifts set eight pairs' bits in
+/// a few instructions: a message's set cost ~5 instructions a byte one pair at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn pair_bits_avx2(text: &[u8]) -> u64 {
+    pair_bits(text)
 }
 
 #[cfg(test)]
@@ -139,6 +161,20 @@ mod tests {
             open.admits(PairSet::default()),
             "a branch without literals admits all"
         );
+    }
+
+    #[test]
+    fn every_way_of_building_a_set_gives_the_same_set() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15;
+        for len in 0..200 {
+            let t = text(&mut seed, len, b"abcdefghij :[]0123456789\xc3\xa9\x00\xff");
+            let one_at_a_time = t
+                .windows(2)
+                .fold(0u64, |bits, w| bits | 1 << pair_slot(w[0], w[1]));
+            // `of` takes the vectorized path where the CPU has one.
+            assert_eq!(PairSet::of(&t).0, one_at_a_time, "{t:?}");
+            assert_eq!(pair_bits(&t), one_at_a_time, "{t:?}");
+        }
     }
 
     #[test]
