@@ -29,7 +29,7 @@ fn hand_on_all(bytes: &[u8], stats: &mut ReadStats, f: &mut impl FnMut(&str)) {
         Ok(text) => {
             // `str::split` searches with core's generic `memchr`, slower on log lines.
             let mut rest = text;
-            while let Some(pos) = memchr::memchr(b'\n', rest.as_bytes()) {
+            while let Some(pos) = crate::find_byte(b'\n', rest.as_bytes()) {
                 let (line, tail) = rest.split_at_checked(pos).unwrap_or((rest, ""));
                 hand_on_str(line, stats, f);
                 rest = tail.get(1..).unwrap_or("");

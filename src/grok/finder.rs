@@ -52,9 +52,10 @@ impl LiteralFinder {
         let Some(window) = text.get(r1..=last_start + r1) else {
             return false;
         };
-        memchr::memchr_iter(b1, window).any(|start| {
+        crate::find_byte_where(b1, window, |start| {
             text.get(start + r2) == Some(&b2) && text.get(start..start + n) == Some(&self.literal)
         })
+        .is_some()
     }
 }
 

@@ -350,10 +350,10 @@ fn at(b: &[u8], i: usize, lit: &[u8]) -> bool {
 }
 
 /// The first occurrence of `lit` (not empty) in `h`. For the short haystacks and literals
-/// here, `memchr` on the first byte beats building a `memmem` searcher per call.
+/// here, a search for the first byte beats building a `memmem` searcher per call.
 fn find_lit(h: &[u8], lit: &[u8]) -> Option<usize> {
     let (&first, tail) = lit.split_first()?;
-    memchr::memchr_iter(first, h).find(|&i| h.get(i + 1..i + lit.len()) == Some(tail))
+    crate::find_byte_where(first, h, |i| h.get(i + 1..i + lit.len()) == Some(tail))
 }
 
 /// The end of the run of bytes from `i` that `class` admits.
@@ -500,7 +500,7 @@ fn nginx_access(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
 
 fn nginx_access_spans(b: &[u8]) -> Option<[(usize, usize); 16]> {
     // `.` (in the lazy request) does not match a newline.
-    if memchr::memchr(b'\n', b).is_some() {
+    if crate::find_byte(b'\n', b).is_some() {
         return None;
     }
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
@@ -562,12 +562,12 @@ fn nginx_access_spans(b: &[u8]) -> Option<[(usize, usize); 16]> {
         return None;
     }
     let ref_start = bytes_end + 2;
-    let ref_end = ref_start + memchr::memchr(b'"', b.get(ref_start..)?)?;
+    let ref_end = ref_start + crate::find_byte(b'"', b.get(ref_start..)?)?;
     if !at(b, ref_end, b"\" \"") {
         return None;
     }
     let ua_start = ref_end + 3;
-    let ua_end = ua_start + memchr::memchr(b'"', b.get(ua_start..)?)?;
+    let ua_end = ua_start + crate::find_byte(b'"', b.get(ua_start..)?)?;
     if ua_end + 1 != b.len() {
         return None;
     }
@@ -617,7 +617,7 @@ fn http_request_path_spans(b: &[u8]) -> Option<[(usize, usize); 5]> {
         None => b.len(),
         Some(i) if b[i] == b'\n' => return None,
         Some(i) => {
-            if memchr::memchr(b'\n', &b[i + 1..]).is_some() {
+            if crate::find_byte(b'\n', &b[i + 1..]).is_some() {
                 return None;
             }
             i
@@ -669,9 +669,9 @@ fn address_before_space(b: &[u8], i: usize) -> Option<usize> {
     {
         return Some(end);
     }
-    let end = i + memchr::memchr(b' ', b.get(i..)?)?;
+    let end = i + crate::find_byte(b' ', b.get(i..)?)?;
     let token = &b[i..end];
-    let plausible = memchr::memchr(b':', token).is_some()
+    let plausible = crate::find_byte(b':', token).is_some()
         && token
             .iter()
             .all(|c| c.is_ascii_hexdigit() || matches!(c, b':' | b'.'));
@@ -693,7 +693,7 @@ fn sshd_failed(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
 }
 
 fn sshd_failed_spans(b: &[u8]) -> Option<[(usize, usize); 5]> {
-    if !b.starts_with(b"Failed ") || memchr::memchr(b'\n', b).is_some() {
+    if !b.starts_with(b"Failed ") || crate::find_byte(b'\n', b).is_some() {
         return None;
     }
     let method_end = run(b, 7, |c| !is_space(c));
@@ -847,7 +847,7 @@ fn sshd_auth_failure(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
 
 fn sshd_auth_failure_spans(b: &[u8]) -> Option<[(usize, usize); 5]> {
     const AFTER_TYPE: &[u8] = b"(sshd:auth): authentication failure; logname= uid=";
-    if !b.starts_with(b"pam_") || memchr::memchr(b'\n', b).is_some() {
+    if !b.starts_with(b"pam_") || crate::find_byte(b'\n', b).is_some() {
         return None;
     }
     let type_end = 4 + find_lit(&b[4..], AFTER_TYPE)?;
@@ -954,7 +954,7 @@ fn sshd_received_disconnect(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
 }
 
 fn sshd_received_disconnect_spans(b: &[u8]) -> Option<[(usize, usize); 1]> {
-    if !b.starts_with(b"Received disconnect from ") || memchr::memchr(b'\n', b).is_some() {
+    if !b.starts_with(b"Received disconnect from ") || crate::find_byte(b'\n', b).is_some() {
         return None;
     }
     let ip_end = address_first(b, 25)?;
@@ -1031,7 +1031,7 @@ fn sshd_accepted(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
 
 fn sshd_accepted_spans(b: &[u8]) -> Option<[(usize, usize); 4]> {
     const PREFIX: &[u8] = b"Accepted ";
-    if !b.starts_with(PREFIX) || memchr::memchr(b'\n', b).is_some() {
+    if !b.starts_with(PREFIX) || crate::find_byte(b'\n', b).is_some() {
         return None;
     }
     let method_end = [
