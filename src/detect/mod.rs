@@ -159,7 +159,7 @@ struct DistinctSeen {
 
 impl DistinctSeen {
     /// Values compared in turn at most.
-    const LINEAR: usize = 16;
+    const LINEAR: usize = 32;
     /// Values the first insertion makes room for.
     const FIRST_VALUES: usize = 8;
 
