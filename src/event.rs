@@ -172,9 +172,12 @@ pub struct Event {
     pub time: Timestamp,
     /// Whether a timestamp was found in the line (replay needs one).
     pub has_line_time: bool,
-    /// Slots indexed by [`FieldId`], written only through [`Event::set`]: it records what
-    /// [`Event::reset`] must clear, so a value can never outlive its line.
-    fields: Vec<FieldValue>,
+    /// Slots indexed by [`FieldId`], written only through [`Event::set`], each stamped with
+    /// the generation it was written in: one of an earlier generation reads as unset, so a
+    /// value can never outlive its line, and [`Event::reset`] clears nothing slot by slot.
+    fields: Vec<Slot>,
+    /// The current generation: 0 until the first reset, then one more at each.
+    generation: u32,
     /// What an event reused line after line keeps between lines (from its first reset on);
     /// boxed, so the many events built once (conditional queues) stay small.
     reuse: Option<Box<Reuse>>,
@@ -188,21 +191,22 @@ pub struct Event {
     pub memo: std::cell::Cell<u64>,
 }
 
+/// A field's value and the generation of the event it was written in.
+#[derive(Debug, Clone, Default)]
+struct Slot {
+    value: FieldValue,
+    generation: u32,
+}
+
+/// What an unset or stale slot reads as.
+static UNSET: FieldValue = FieldValue::Unset;
+
 /// The bookkeeping of an event reused line after line.
 #[derive(Debug, Clone, Default)]
 struct Reuse {
-    /// The slots [`Event::set`] wrote since the last reset, with repeats. A reset then
-    /// clears only these, not the hundreds of fields a ruleset knows.
-    written: Vec<u16>,
-    /// Emptied strings of computed values a reset or an overwrite let go of: the next
-    /// computed value ([`Event::take_buffer`]) reuses one instead of allocating.
+    /// Emptied strings of computed values an overwrite let go of: the next computed value
+    /// ([`Event::take_buffer`]) reuses one instead of allocating.
     spare: Vec<String>,
-}
-
-impl Reuse {
-    /// Slots recorded before the record grows: more than a line of the shipped rules
-    /// writes, so [`Event::set`] stays on its inlined path.
-    const WRITTEN_START: usize = 64;
 }
 
 /// Keeps `s`'s allocation among `spare`, up to [`SPARE_BUFFERS`].
@@ -223,7 +227,8 @@ impl Event {
             line,
             time,
             has_line_time: false,
-            fields: vec![FieldValue::Unset; field_count],
+            fields: vec![Slot::default(); field_count],
+            generation: 0,
             reuse: None,
             whitelisted: false,
             whitelist_reason: None,
@@ -246,34 +251,31 @@ impl Event {
         }
     }
 
-    /// Reuses this event for another line, keeping its allocations.
+    /// Reuses this event for another line, keeping its allocations. The fields of the
+    /// last line become stale at once; a computed value's buffer is reused when its slot
+    /// is next written.
     pub fn reset(&mut self, line: &str, time: Timestamp) {
         self.line.clear();
         self.line.push_str(line);
         self.time = time;
         self.has_line_time = false;
-        match &mut self.reuse {
-            Some(r) => {
-                let Reuse { written, spare } = &mut **r;
-                for i in written.drain(..) {
-                    match self.fields.get_mut(usize::from(i)) {
-                        // Nothing to drop: most slots hold ranges of the line.
-                        Some(f @ FieldValue::Line { .. }) => *f = FieldValue::Unset,
-                        Some(f) => {
-                            if let FieldValue::Owned(s) = std::mem::take(f) {
-                                keep_spare(spare, s);
-                            }
-                        }
-                        None => {}
+        if self.reuse.is_none() {
+            self.reuse = Some(Box::default());
+        }
+        match self.generation.checked_add(1) {
+            Some(g) => self.generation = g,
+            // After four billion lines: every slot back to generation 0, which no reset
+            // makes current again.
+            None => {
+                for slot in &mut self.fields {
+                    let old = std::mem::take(slot);
+                    if let FieldValue::Owned(s) = old.value
+                        && let Some(r) = &mut self.reuse
+                    {
+                        keep_spare(&mut r.spare, s);
                     }
                 }
-            }
-            None => {
-                self.fields.fill(FieldValue::Unset);
-                self.reuse = Some(Box::new(Reuse {
-                    written: Vec::with_capacity(Reuse::WRITTEN_START),
-                    spare: Vec::new(),
-                }));
+                self.generation = 1;
             }
         }
         self.whitelisted = false;
@@ -283,7 +285,7 @@ impl Event {
 
     /// The value of a field; `""` when unset (CrowdSec semantics for a missing map key).
     pub fn get(&self, id: FieldId) -> &str {
-        match self.fields.get(usize::from(id.0)) {
+        match self.slot(id) {
             None | Some(FieldValue::Unset) => "",
             Some(FieldValue::Line { start, end }) => {
                 self.line.get(*start as usize..*end as usize).unwrap_or("")
@@ -314,22 +316,30 @@ impl Event {
     }
 
     /// The slot of a field as stored (`None` past the last slot).
+    #[inline]
     pub fn slot(&self, id: FieldId) -> Option<&FieldValue> {
-        self.fields.get(usize::from(id.0))
-    }
-
-    /// Every slot, in [`FieldId`] order.
-    pub fn slots(&self) -> &[FieldValue] {
-        &self.fields
+        let slot = self.fields.get(usize::from(id.0))?;
+        Some(if slot.generation == self.generation {
+            &slot.value
+        } else {
+            &UNSET
+        })
     }
 
     /// Takes every slot out, leaving the event without fields (to renumber them after a
     /// reload renumbered the registry; set them back with [`Event::set`]).
     pub fn take_slots(&mut self) -> Vec<FieldValue> {
-        if let Some(r) = &mut self.reuse {
-            r.written.clear();
-        }
+        let generation = self.generation;
         std::mem::take(&mut self.fields)
+            .into_iter()
+            .map(|s| {
+                if s.generation == generation {
+                    s.value
+                } else {
+                    FieldValue::Unset
+                }
+            })
+            .collect()
     }
 
     /// True when the field holds a non-empty value.
@@ -340,62 +350,46 @@ impl Event {
     /// Sets a field.
     #[inline]
     pub fn set(&mut self, id: FieldId, value: FieldValue) {
-        // The common case on a reused event, inlined: the slot is empty since its reset,
-        // so there is nothing to drop or keep, and the record of written slots has room.
-        if let (Some(slot @ FieldValue::Unset), Some(r)) = (
-            self.fields.get_mut(usize::from(id.0)),
-            self.reuse.as_deref_mut(),
-        ) && r.written.len() < r.written.capacity()
+        let generation = self.generation;
+        // The common case, inlined: the slot holds no computed value (most hold ranges of
+        // the line or nothing), so there is nothing to drop or keep.
+        if let Some(slot) = self.fields.get_mut(usize::from(id.0))
+            && !matches!(slot.value, FieldValue::Owned(_))
         {
-            *slot = value;
-            r.written.push(id.0);
+            // Not a computed value: forgetting it drops nothing.
+            std::mem::forget(std::mem::replace(&mut slot.value, value));
+            slot.generation = generation;
+            // Memoised verdicts were about the old value.
             self.memo.set(0);
             return;
         }
         self.set_any(id, value);
     }
 
-    /// [`Event::set`] in every case: a slot past the end, a value to let go of, an event
-    /// not reused.
+    /// [`Event::set`] in every case: a slot past the end, or one holding a computed value
+    /// to keep the buffer of.
     #[inline(never)]
     fn set_any(&mut self, id: FieldId, value: FieldValue) {
         let i = usize::from(id.0);
         if i >= self.fields.len() {
-            self.fields.resize(i + 1, FieldValue::Unset);
+            self.fields.resize(i + 1, Slot::default());
         }
-        if let FieldValue::Owned(old) = std::mem::replace(&mut self.fields[i], value) {
-            self.recycle(old);
+        let generation = self.generation;
+        let slot = &mut self.fields[i];
+        let old = std::mem::replace(&mut slot.value, value);
+        slot.generation = generation;
+        if let FieldValue::Owned(s) = old {
+            self.recycle(s);
         }
-        if let Some(r) = &mut self.reuse {
-            r.written.push(id.0);
-        }
-        // Memoised verdicts were about the old value.
         self.memo.set(0);
     }
 
     /// Sets fields to byte ranges of the line (`(field, start, end)`), as a pattern match
-    /// does: the bookkeeping of [`Event::set`] once for all its captures, which are most of
-    /// the fields a line gets.
+    /// does: most of the fields a line gets.
     pub fn set_ranges(&mut self, ranges: impl IntoIterator<Item = (FieldId, u32, u32)>) {
-        let Some(r) = self.reuse.as_deref_mut() else {
-            for (id, start, end) in ranges {
-                self.set(id, FieldValue::Line { start, end });
-            }
-            return;
-        };
         for (id, start, end) in ranges {
-            let i = usize::from(id.0);
-            if i >= self.fields.len() {
-                self.fields.resize(i + 1, FieldValue::Unset);
-            }
-            // Most slots are empty since the reset: nothing to drop or keep.
-            let old = std::mem::replace(&mut self.fields[i], FieldValue::Line { start, end });
-            if let FieldValue::Owned(s) = old {
-                keep_spare(&mut r.spare, s);
-            }
-            r.written.push(id.0);
+            self.set(id, FieldValue::Line { start, end });
         }
-        self.memo.set(0);
     }
 
     /// Sets a field to a computed string.
@@ -418,37 +412,81 @@ mod tests {
         assert!(!std::ptr::eq(a, intern("http_error-log")));
     }
 
+    /// Whether every slot of `e` reads as unset.
+    fn all_unset(e: &Event) -> bool {
+        (0..e.fields.len()).all(|i| e.slot(FieldId(i as u16)) == Some(&FieldValue::Unset))
+    }
+
     #[test]
     fn reset_clears_every_field_written_before_and_after_the_first_reset() {
         let mut e = Event::new("a b".into(), Timestamp::UNIX_EPOCH, 4);
         e.set(FieldId(0), FieldValue::Static("x"));
         e.set(FieldId(6), FieldValue::Owned("grown".into()));
+        assert_eq!(e.get(FieldId(6)), "grown");
         e.reset("c d", Timestamp::UNIX_EPOCH);
-        assert!(e.fields.iter().all(|f| *f == FieldValue::Unset));
+        assert!(all_unset(&e));
         for _ in 0..3 {
             e.set(FieldId(2), FieldValue::Line { start: 0, end: 1 });
             e.set(FieldId(2), FieldValue::Owned("again".into()));
             e.set(FieldId(5), FieldValue::Static("y"));
             assert_eq!(e.get(FieldId(2)), "again");
+            assert_eq!(e.get(FieldId(5)), "y");
             e.reset("e f", Timestamp::UNIX_EPOCH);
-            assert!(e.fields.iter().all(|f| *f == FieldValue::Unset));
+            assert!(all_unset(&e));
             assert_eq!(e.line, "e f");
         }
-        // More writes than the record first holds: the ones past it are cleared too.
         for round in 0..2 {
-            for i in 0..(Reuse::WRITTEN_START as u16 + 10) {
+            for i in 0..200u16 {
                 e.set(FieldId(i % 40), FieldValue::Static("z"));
             }
             assert_eq!(e.get(FieldId(39)), "z", "round {round}");
             e.reset("g", Timestamp::UNIX_EPOCH);
-            assert!(e.fields.iter().all(|f| *f == FieldValue::Unset));
+            assert!(all_unset(&e));
         }
+        // Slots renumbered after a reload come out as the line left them.
+        e.set(FieldId(1), FieldValue::Static("kept"));
+        let slots = e.take_slots();
+        assert_eq!(slots.len(), 40);
+        assert_eq!(slots[1], FieldValue::Static("kept"));
+        assert!(
+            slots
+                .iter()
+                .enumerate()
+                .all(|(i, v)| i == 1 || *v == FieldValue::Unset)
+        );
+    }
+
+    #[test]
+    fn fields_of_the_last_generation_stay_stale_when_the_count_wraps() {
+        let mut e = Event::new("a b".into(), Timestamp::UNIX_EPOCH, 4);
+        e.reset("a b", Timestamp::UNIX_EPOCH);
+        // Written at generation 1 and never again: after the wrap, generation 1 comes back.
+        e.set(FieldId(3), FieldValue::Static("ancient"));
+        e.generation = u32::MAX - 1;
+        e.set(FieldId(0), FieldValue::Static("old"));
+        e.set(FieldId(1), FieldValue::Owned("computed".into()));
+        e.reset("a b", Timestamp::UNIX_EPOCH);
+        assert_eq!(e.generation, u32::MAX);
+        assert!(all_unset(&e));
+        e.set(FieldId(2), FieldValue::Line { start: 0, end: 1 });
+        e.reset("c d", Timestamp::UNIX_EPOCH);
+        assert_eq!(e.generation, 1);
+        assert!(
+            all_unset(&e),
+            "no slot of an earlier generation reads as current"
+        );
+        e.set(FieldId(0), FieldValue::Line { start: 2, end: 3 });
+        assert_eq!(e.get(FieldId(0)), "d");
+        assert!(
+            e.reuse.as_ref().is_some_and(|r| !r.spare.is_empty()),
+            "the computed value's buffer is kept"
+        );
     }
 
     #[test]
     fn ranges_set_in_one_call_are_cleared_and_recycled_like_single_sets() {
         let mut e = Event::new("alpha beta gamma".into(), Timestamp::UNIX_EPOCH, 4);
-        // Before the first reset (no bookkeeping yet), then on a reused event.
+        // Before the first reset, then on a reused event.
         e.set_ranges([(FieldId(0), 0, 5)]);
         assert_eq!(e.get(FieldId(0)), "alpha");
         e.reset("alpha beta gamma", Timestamp::UNIX_EPOCH);
@@ -471,11 +509,11 @@ mod tests {
         let reused = e.take_buffer();
         assert_eq!(reused.as_ptr(), ptr, "the overwritten buffer is reused");
         e.reset("x", Timestamp::UNIX_EPOCH);
-        assert!(e.fields.iter().all(|f| *f == FieldValue::Unset));
+        assert!(all_unset(&e));
     }
 
     #[test]
-    fn computed_values_reuse_the_buffers_a_reset_freed() {
+    fn computed_values_reuse_the_buffers_of_stale_ones() {
         let mut e = Event::new("a".into(), Timestamp::UNIX_EPOCH, 4);
         e.reset("b", Timestamp::UNIX_EPOCH);
         let mut first = e.take_buffer();
@@ -484,6 +522,11 @@ mod tests {
         e.set(FieldId(1), FieldValue::Owned(first));
         e.reset("c", Timestamp::UNIX_EPOCH);
         assert_eq!(e.get(FieldId(1)), "");
+        // The next line's value of the same field lets the stale one's buffer go.
+        let mut second = e.take_buffer();
+        second.push_str("another");
+        e.set(FieldId(1), FieldValue::Owned(second));
+        assert_eq!(e.get(FieldId(1)), "another");
         let again = e.take_buffer();
         assert!(again.is_empty());
         assert_eq!(again.as_ptr(), ptr, "the same allocation");
