@@ -86,6 +86,8 @@ struct Scratch {
     /// The syslog envelope's fields some rule reads, each with the part it takes: set
     /// with `unread`, so that a line does not test each of them.
     syslog_fields: Vec<(FieldId, SyslogPart)>,
+    /// The last common-shape syslog header, for the next line's to be compared with.
+    syslog_memo: super::syslog::HeaderMemo,
     whitelist: WhitelistMemo,
     /// Per parser node, the memos of its expression statics ([`ValueMemo`]).
     static_memos: Vec<StaticMemos>,
@@ -195,6 +197,7 @@ impl Pipeline {
                 filter_memos,
                 unread: Vec::new(),
                 syslog_fields: syslog_fields(&ruleset, &[]),
+                syslog_memo: Default::default(),
                 whitelist: WhitelistMemo::new(),
                 static_memos,
             },
@@ -341,7 +344,7 @@ impl Scratch {
         }
         let matched_statics: Option<usize> = match p.decoder {
             Some(Decoder::Syslog) => {
-                if !decode_syslog(event, &self.syslog_fields) {
+                if !decode_syslog(event, &self.syslog_fields, &mut self.syslog_memo) {
                     return false;
                 }
                 None
@@ -481,6 +484,7 @@ fn range_in(whole: &str, part: &str) -> Option<(u32, u32)> {
 
 /// A part of a syslog envelope a field takes.
 #[derive(Debug, Clone, Copy)]
+#[repr(u8)]
 enum SyslogPart {
     Timestamp,
     Program,
@@ -507,22 +511,34 @@ fn syslog_fields(rs: &Ruleset, unread: &[bool]) -> Vec<(FieldId, SyslogPart)> {
 }
 
 /// Sets the syslog envelope's `fields` ([`syslog_fields`]), or returns false when the
-/// line is not syslog.
-fn decode_syslog(event: &mut Event, fields: &[(FieldId, SyslogPart)]) -> bool {
-    let Some(h) = super::syslog::parse_syslog(&event.line) else {
-        return false;
+/// line is not syslog. `memo` remembers the last common-shape header
+/// ([`super::syslog::common_spans`]).
+fn decode_syslog(
+    event: &mut Event,
+    fields: &[(FieldId, SyslogPart)],
+    memo: &mut super::syslog::HeaderMemo,
+) -> bool {
+    // Each part's span, in `SyslogPart` order.
+    let parts: [Option<(u32, u32)>; 5] = match super::syslog::common_spans(&event.line, memo) {
+        Some(h) => [Some(h.timestamp), h.program, Some(h.message), h.pid, h.host],
+        None => {
+            let Some(h) = super::syslog::parse_syslog(&event.line) else {
+                return false;
+            };
+            let line = &event.line;
+            [
+                range_in(line, h.timestamp),
+                range_in(line, h.program),
+                range_in(line, h.message),
+                h.pid.and_then(|t| range_in(line, t)),
+                h.host.and_then(|t| range_in(line, t)),
+            ]
+        }
     };
     let mut sets = [(FieldId(0), 0, 0); 6];
     let mut n = 0;
     for &(id, part) in fields.iter().take(sets.len()) {
-        let text = match part {
-            SyslogPart::Timestamp => Some(h.timestamp),
-            SyslogPart::Program => Some(h.program),
-            SyslogPart::Message => Some(h.message),
-            SyslogPart::Pid => h.pid,
-            SyslogPart::Host => h.host,
-        };
-        if let Some((start, end)) = text.and_then(|t| range_in(&event.line, t)) {
+        if let Some((start, end)) = parts[part as usize] {
             sets[n] = (id, start, end);
             n += 1;
         }

@@ -92,95 +92,194 @@ pub fn parse_syslog(line: &str) -> Option<SyslogLine<'_>> {
     bsd(line, i, out)
 }
 
+/// A part of a line as byte offsets, `start..end`.
+pub type Span = (u32, u32);
+
+/// The envelope of a syslog line in the common RFC 3164 shape (see [`common_spans`]) as
+/// spans of the line: the parts of [`SyslogLine`] that shape has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SyslogSpans {
+    /// [`SyslogLine::timestamp`].
+    pub timestamp: Span,
+    /// [`SyslogLine::host`].
+    pub host: Option<Span>,
+    /// [`SyslogLine::program`]; `None` when the line has no tag.
+    pub program: Option<Span>,
+    /// [`SyslogLine::pid`].
+    pub pid: Option<Span>,
+    /// [`SyslogLine::message`].
+    pub message: Span,
+}
+
+impl SyslogSpans {
+    /// The parts as text of `line` (the line the spans were read from).
+    fn in_line(self, line: &str) -> Option<SyslogLine<'_>> {
+        let part = |(s, e): Span| line.get(s as usize..e as usize);
+        Some(SyslogLine {
+            timestamp: part(self.timestamp)?,
+            host: match self.host {
+                Some(h) => Some(part(h)?),
+                None => None,
+            },
+            program: match self.program {
+                Some(p) => part(p)?,
+                None => "",
+            },
+            pid: match self.pid {
+                Some(p) => Some(part(p)?),
+                None => None,
+            },
+            message: part(self.message)?,
+            ..SyslogLine::default()
+        })
+    }
+}
+
+/// What the last line in the common shape began with, for [`common_spans`] to recognise
+/// the next one's header without reading it again: a log's lines mostly share their
+/// second and their `host program[`.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderMemo {
+    /// The last timestamp (with the space after it) that had the shape.
+    stamp: Option<[u8; 16]>,
+    /// The bytes from the host to the `[` of the last `host prog[pid]:` header, up to
+    /// [`HeaderMemo::PREFIX`] of them; `prefix_len` 0 when there is none.
+    prefix: [u8; HeaderMemo::PREFIX],
+    prefix_len: u8,
+    /// The host's length in `prefix`.
+    host_len: u8,
+}
+
+impl HeaderMemo {
+    /// The longest `host prog[` remembered.
+    const PREFIX: usize = 32;
+}
+
 /// The common RFC 3164 line, `Mmm dd hh:mm:ss host prog[pid]: message` with single spaces
 /// (or `Mmm  d`), in one pass over each header field; `None` for anything else, which
 /// [`bsd`] then reads. Where it answers, it answers as [`bsd`] does (a test checks them
 /// against each other), reading the host while finding its end and the tag while finding
 /// its end, instead of finding each token's end and then checking its bytes.
 fn bsd_common(line: &str) -> Option<SyslogLine<'_>> {
+    bsd_common_spans(line, &mut HeaderMemo::default())?.in_line(line)
+}
+
+/// [`parse_syslog`] as spans of `line`, for a line in the common RFC 3164 shape (see
+/// [`bsd_common`]); `None` for any other line, which [`parse_syslog`] then reads. `memo`
+/// carries what the last such line began with: the same timestamp is not checked again,
+/// and the same `host prog[` is not scanned again.
+pub fn common_spans(line: &str, memo: &mut HeaderMemo) -> Option<SyslogSpans> {
+    bsd_common_spans(strip_eol(line), memo)
+}
+
+fn bsd_common_spans(line: &str, memo: &mut HeaderMemo) -> Option<SyslogSpans> {
     let b = line.as_bytes();
     let head: &[u8; 16] = b.get(..16)?.try_into().ok()?;
-    let digit = |c: u8| c.is_ascii_digit();
-    let shape = head[3] == b' '
-        && (head[4] == b' ' || digit(head[4]))
-        && digit(head[5])
-        && head[6] == b' '
-        && digit(head[7])
-        && digit(head[8])
-        && head[9] == b':'
-        && digit(head[10])
-        && digit(head[11])
-        && head[12] == b':'
-        && digit(head[13])
-        && digit(head[14])
-        && head[15] == b' ';
-    if !shape || !is_month(&head[..3]) {
-        return None;
+    if memo.stamp.as_ref() != Some(head) {
+        let digit = |c: u8| c.is_ascii_digit();
+        let shape = head[3] == b' '
+            && (head[4] == b' ' || digit(head[4]))
+            && digit(head[5])
+            && head[6] == b' '
+            && digit(head[7])
+            && digit(head[8])
+            && head[9] == b':'
+            && digit(head[10])
+            && digit(head[11])
+            && head[12] == b':'
+            && digit(head[13])
+            && digit(head[14])
+            && head[15] == b' ';
+        if !shape || !is_month(&head[..3]) {
+            return None;
+        }
+        memo.stamp = Some(*head);
     }
-    // The host: host bytes up to a space. A first token ending in `:` may be a tag (a
-    // host-less line), and anything else is for the general reader.
-    let is_host_byte = |c: u8| HEADER_BYTES[usize::from(c)] & HOST_BYTE != 0;
     let host_start = 16;
-    if !matches!(b.get(host_start), Some(c) if c.is_ascii_alphanumeric() || *c == b':') {
-        return None;
-    }
-    let mut j = host_start;
-    while j < b.len() && is_host_byte(b[j]) {
-        j += 1;
-    }
-    if b.get(j) != Some(&b' ') || b[j - 1] == b':' {
-        return None;
-    }
-    let host = line.get(host_start..j)?;
-    let tag_start = j + 1;
-    if matches!(b.get(tag_start), None | Some(b' ')) {
-        return None;
-    }
-    // The tag: program bytes, then `[digits]:` or `:` ending the token.
-    let is_prog = |c: u8| HEADER_BYTES[usize::from(c)] & PROGRAM_BYTE != 0;
-    let mut k = tag_start;
-    while k < b.len() && is_prog(b[k]) {
-        k += 1;
-    }
+    let known = usize::from(memo.prefix_len);
+    let (host_end, tag_start, k) =
+        if known > 0 && b.get(host_start..host_start + known) == Some(&memo.prefix[..known]) {
+            // The bytes the scans below read to the `[`, as last time: the same answers.
+            let host_end = host_start + usize::from(memo.host_len);
+            (host_end, host_end + 1, host_start + known - 1)
+        } else {
+            // The host: host bytes up to a space. A first token ending in `:` may be a tag (a
+            // host-less line), and anything else is for the general reader.
+            let is_host_byte = |c: u8| HEADER_BYTES[usize::from(c)] & HOST_BYTE != 0;
+            if !matches!(b.get(host_start), Some(c) if c.is_ascii_alphanumeric() || *c == b':') {
+                return None;
+            }
+            let mut j = host_start;
+            while j < b.len() && is_host_byte(b[j]) {
+                j += 1;
+            }
+            if b.get(j) != Some(&b' ') || b[j - 1] == b':' {
+                return None;
+            }
+            let tag_start = j + 1;
+            if matches!(b.get(tag_start), None | Some(b' ')) {
+                return None;
+            }
+            // The tag: program bytes, then `[digits]:` or `:` ending the token.
+            let is_prog = |c: u8| HEADER_BYTES[usize::from(c)] & PROGRAM_BYTE != 0;
+            let mut k = tag_start;
+            while k < b.len() && is_prog(b[k]) {
+                k += 1;
+            }
+            if b.get(k) == Some(&b'[')
+                && k > tag_start
+                && let Some(prefix) = b.get(host_start..=k)
+                && prefix.len() <= HeaderMemo::PREFIX
+            {
+                memo.prefix[..prefix.len()].copy_from_slice(prefix);
+                memo.prefix_len = prefix.len() as u8;
+                memo.host_len = (j - host_start) as u8;
+            }
+            (j, tag_start, k)
+        };
+    let span = |s: usize, e: usize| (s as u32, e as u32);
+    let timestamp = span(0, 15);
+    let host = Some(span(host_start, host_end));
     let ends_token = |at: usize| matches!(b.get(at), None | Some(b' '));
     let (program, pid, tag_end) = match b.get(k) {
         Some(b'[') if k > tag_start => {
             let digits_start = k + 1;
             let mut d = digits_start;
-            while d < b.len() && digit(b[d]) {
+            while d < b.len() && b[d].is_ascii_digit() {
                 d += 1;
             }
             if d == digits_start || b.get(d..d + 2) != Some(b"]:") || !ends_token(d + 2) {
                 return None;
             }
-            (
-                line.get(tag_start..k)?,
-                Some(line.get(digits_start..d)?),
-                d + 2,
-            )
+            (Some(span(tag_start, k)), Some(span(digits_start, d)), d + 2)
         }
         None | Some(b' ') => {
             if k > tag_start + 1 && b[k - 1] == b':' {
-                (line.get(tag_start..k - 1)?, None, k)
+                (Some(span(tag_start, k - 1)), None, k)
             } else {
                 // Not a tag: the message is the rest, as grok reads it.
-                return Some(SyslogLine {
-                    timestamp: line.get(..15)?,
-                    host: Some(host),
-                    message: line.get(tag_start..)?,
-                    ..SyslogLine::default()
+                return Some(SyslogSpans {
+                    timestamp,
+                    host,
+                    program: None,
+                    pid: None,
+                    message: span(tag_start, b.len()),
                 });
             }
         }
         _ => return None,
     };
-    Some(SyslogLine {
-        timestamp: line.get(..15)?,
-        host: Some(host),
+    let message_start = if b.get(tag_end) == Some(&b' ') {
+        tag_end + 1
+    } else {
+        tag_end
+    };
+    Some(SyslogSpans {
+        timestamp,
+        host,
         program,
         pid,
-        message: message_after(line, tag_end)?,
-        ..SyslogLine::default()
+        message: span(message_start.min(b.len()), b.len()),
     })
 }
 
@@ -1159,16 +1258,25 @@ mod tests {
         let bytes = [
             b' ', b':', b'[', b']', b'0', b'9', b'a', b'Z', b'<', b'\t', b'.', b'-', b'%', 0xc3,
         ];
-        let (mut same, mut checked) = (0usize, 0usize);
+        let (mut same, mut checked, mut remembered) = (0usize, 0usize, 0usize);
+        // One memo for every line checked: each mutation is read after its seed (or a
+        // sibling), whose header the memo holds.
+        let mut memo = HeaderMemo::default();
         let mut check = |line: &[u8]| {
             let Ok(line) = std::str::from_utf8(line) else {
                 return;
             };
             let line = strip_eol(line);
             checked += 1;
+            let known = usize::from(memo.prefix_len);
+            let prefix_seen =
+                known > 0 && line.as_bytes().get(16..16 + known) == Some(&memo.prefix[..known]);
+            let spans = bsd_common_spans(line, &mut memo).and_then(|s| s.in_line(line));
+            assert_eq!(spans, bsd_common(line), "with the memo: {line:?}");
             if let Some(fast) = bsd_common(line) {
                 assert_eq!(Some(fast), bsd(line, 0, SyslogLine::default()), "{line:?}");
                 same += 1;
+                remembered += usize::from(prefix_seen);
             }
         };
         for seed in &seeds {
@@ -1203,6 +1311,10 @@ mod tests {
         assert!(
             same > 10_000,
             "the common shape read only {same} of {checked}"
+        );
+        assert!(
+            remembered > 5_000,
+            "only {remembered} lines were read with a remembered header"
         );
     }
 }
