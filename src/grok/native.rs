@@ -441,38 +441,71 @@ fn ipv6_token(token: &[u8]) -> bool {
     .is_some_and(|re| re.is_match(token))
 }
 
-/// Two ASCII digits at `i`, as a number.
-fn two_digits(b: &[u8], i: usize) -> Option<u32> {
-    match b.get(i..i + 2)? {
-        [x @ b'0'..=b'9', y @ b'0'..=b'9'] => Some(u32::from(x - b'0') * 10 + u32::from(y - b'0')),
-        _ => None,
-    }
-}
-
 /// `dd/Mon/yyyy:hh:mm:ss +zzzz` at `i`, every part in the range the stock `HTTPDATE`
 /// matches whole: its end. (The capture is everything between `[` and `]`, which
 /// `HTTPDATE` cannot contain, so only whether it matches matters, not how.)
+///
+/// Read as four overlapping words: one masked comparison checks the separators, one
+/// carry-free sum the sixteen digits, instead of a test a byte.
 fn httpdate(b: &[u8], i: usize) -> Option<usize> {
-    const MONTHS: [&[u8; 3]; 12] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-        b"Dec",
+    let d: &[u8; 26] = b.get(i..i + 26)?.try_into().ok()?;
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&d[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    // Bytes 0-7, 8-15, 16-23 and 18-25: `dd/Mon/y`, `yyy:hh:m`, `m:ss +zz`, `ss +zzzz`.
+    let words = [word(0), word(8), word(16), word(18)];
+    // Per word: the digit bytes, and the separators with their values (the sign is
+    // checked alone).
+    const DIGITS: [u64; 4] = [
+        0xff00_0000_0000_ffff,
+        0xff00_ffff_00ff_ffff,
+        0xffff_0000_ffff_00ff,
+        0xffff_ffff_0000_0000,
     ];
-    let d = b.get(i..i + 26)?;
-    let day = two_digits(d, 0)?;
-    let ok = (1..=31).contains(&day)
-        && d[2] == b'/'
-        && MONTHS.iter().any(|m| d[3..6] == m[..])
-        && d[6] == b'/'
-        && d[7..11].iter().all(u8::is_ascii_digit)
-        && d[11] == b':'
-        && two_digits(d, 12)? <= 23
-        && d[14] == b':'
-        && two_digits(d, 15)? <= 59
-        && d[17] == b':'
-        && two_digits(d, 18)? <= 59
-        && d[20] == b' '
-        && matches!(d[21], b'+' | b'-')
-        && d[22..26].iter().all(u8::is_ascii_digit);
+    const SEPARATORS: [(u64, u64); 4] = [
+        (0x00ff_0000_00ff_0000, 0x002f_0000_002f_0000),
+        (0x00ff_0000_ff00_0000, 0x003a_0000_3a00_0000),
+        (0x0000_00ff_0000_ff00, 0x0000_0020_0000_3a00),
+        (0, 0),
+    ];
+    let mut bad = 0u64;
+    for k in 0..4 {
+        // A digit is `0x30 ^ c < 10`: bit 7 of `(t & 0x7f) + 0x76 | t` is clear exactly
+        // then, and the sum cannot carry into the next byte.
+        let t = words[k] ^ 0x3030_3030_3030_3030;
+        let over = ((t & 0x7f7f_7f7f_7f7f_7f7f).wrapping_add(0x7676_7676_7676_7676) | t)
+            & 0x8080_8080_8080_8080;
+        bad |= over & DIGITS[k];
+        let (mask, want) = SEPARATORS[k];
+        bad |= (words[k] & mask) ^ want;
+    }
+    if bad != 0 || !matches!(d[21], b'+' | b'-') {
+        return None;
+    }
+    let digit = |at: usize| u32::from(d[at].wrapping_sub(b'0'));
+    let two = |at: usize| digit(at) * 10 + digit(at + 1);
+    let month = [d[3], d[4], d[5]];
+    let ok = (1..=31).contains(&two(0))
+        && matches!(
+            &month,
+            b"Jan"
+                | b"Feb"
+                | b"Mar"
+                | b"Apr"
+                | b"May"
+                | b"Jun"
+                | b"Jul"
+                | b"Aug"
+                | b"Sep"
+                | b"Oct"
+                | b"Nov"
+                | b"Dec"
+        )
+        && two(12) <= 23
+        && two(15) <= 59
+        && two(18) <= 59;
     ok.then_some(i + 26)
 }
 
@@ -499,10 +532,6 @@ fn nginx_access(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
 }
 
 fn nginx_access_spans(b: &[u8]) -> Option<[(usize, usize); 16]> {
-    // `.` (in the lazy request) does not match a newline.
-    if crate::find_byte(b'\n', b).is_some() {
-        return None;
-    }
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     let user =
         |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'@' | b'-' | b'+' | b'_' | b'%');
@@ -539,7 +568,9 @@ fn nginx_access_spans(b: &[u8]) -> Option<[(usize, usize); 16]> {
     }
     let req_start = verb_end + 1;
     let req_end = req_start + find_lit(b.get(req_start..)?, b" HTTP/")?;
-    if req_end == req_start {
+    // `.` (in the lazy request) does not match a newline; no other part the scanner
+    // accepts can hold one but the quoted `[^"]*` fields, which match it too.
+    if req_end == req_start || crate::find_byte(b'\n', &b[req_start..req_end]).is_some() {
         return None;
     }
     // `HTTP/NUMBER"`: digits, optionally `.digits`, then the quote.
