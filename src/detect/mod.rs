@@ -262,6 +262,12 @@ struct BucketGroups {
     groups: Vec<Group>,
     /// Slots of `groups` that hold no key.
     free: Vec<u32>,
+    /// The slot each recently looked-up key had, by a fast hash of the key (one entry a
+    /// hash, the last key wins; empty until the first look-up): a key found here and
+    /// still in that slot needs neither its keyed hash (~100 instructions for an address)
+    /// nor a probe of `index`. An attacker who makes keys collide here only makes them
+    /// miss, and a miss costs what a look-up cost without it.
+    recent: Box<[u32]>,
 }
 
 /// The buckets of one key: one per scenario that has one, by scenario index.
@@ -280,6 +286,32 @@ impl Group {
 }
 
 impl BucketGroups {
+    /// Entries of [`BucketGroups::recent`]: more than the addresses a busy host sees
+    /// attacking at once, in 16 KiB.
+    const RECENT: usize = 4096;
+
+    /// The slot of `key`'s group, made when it has none: from the recent keys when it is
+    /// there, else by its [`key_hash`] (through `hasher`).
+    #[inline]
+    fn slot_of(&mut self, key: &str, hasher: &mut KeyHasher) -> u32 {
+        static FAST: std::sync::LazyLock<crate::FastState> =
+            std::sync::LazyLock::new(crate::FastState::default);
+        if self.recent.is_empty() {
+            self.recent = vec![LineKeys::NO_GROUP; Self::RECENT].into_boxed_slice();
+        }
+        let at = FAST.hash_one(key.as_bytes()) as usize & (Self::RECENT - 1);
+        let known = self.recent[at];
+        if let Some(g) = self.groups.get(known as usize)
+            && g.live
+            && crate::same_text(&g.key, key)
+        {
+            return known;
+        }
+        let slot = self.slot(key, hasher.hash(key));
+        self.recent[at] = slot;
+        slot
+    }
+
     /// The slot of `key`'s group (`hash` is its [`key_hash`]), made when it has none.
     fn slot(&mut self, key: &str, hash: u64) -> u32 {
         let groups = &mut self.groups;
@@ -467,13 +499,10 @@ impl<'e> LineKeys<'e> {
         match self.entry(event, id) {
             Some((_, _, _, Some(slot))) => Some(*slot),
             Some((_, "", _, _)) if skip_empty => None,
-            Some((_, value, hash, slot)) => {
-                let h = *hash.get_or_insert_with(|| hasher.hash(value));
-                Some(*slot.insert(groups.slot(value, h)))
-            }
+            Some((_, value, _, slot)) => Some(*slot.insert(groups.slot_of(value, hasher))),
             None => {
                 let value = event.get(id);
-                (!(skip_empty && value.is_empty())).then(|| groups.slot(value, hasher.hash(value)))
+                (!(skip_empty && value.is_empty())).then(|| groups.slot_of(value, hasher))
             }
         }
     }
@@ -633,7 +662,7 @@ impl ComputedKey {
         Some(
             *self
                 .slot
-                .get_or_insert_with(|| groups.slot(text, hasher.hash(text))),
+                .get_or_insert_with(|| groups.slot_of(text, hasher)),
         )
     }
 }
@@ -2297,6 +2326,44 @@ mod tests {
         }
         few.clear();
         assert!(few.insert("root", || panic!("hashed")));
+    }
+
+    /// Checks that each of `keys` has its own group, holding it, the same at each look-up.
+    fn assert_own_groups(groups: &mut BucketGroups, hasher: &mut KeyHasher, keys: &[String]) {
+        let slots: Vec<u32> = keys.iter().map(|k| groups.slot_of(k, hasher)).collect();
+        let distinct: HashSet<&u32> = slots.iter().collect();
+        assert_eq!(distinct.len(), keys.len(), "one group a key");
+        for (k, &s) in keys.iter().zip(&slots) {
+            assert_eq!(groups.slot_of(k, hasher), s, "{k} again");
+            assert_eq!(&*groups.groups[s as usize].key, k.as_str());
+            assert_eq!(groups.slot(k, key_hash(k)), s, "{k} through the index");
+        }
+    }
+
+    #[test]
+    fn recent_keys_lead_to_their_own_group_through_collisions_and_reused_slots() {
+        let mut groups = BucketGroups::default();
+        let mut hasher = KeyHasher::default();
+        // More keys than recent entries: many share one, and the last looked up wins it.
+        let keys: Vec<String> = (0..3 * BucketGroups::RECENT)
+            .map(|i| format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
+            .collect();
+        assert_own_groups(&mut groups, &mut hasher, &keys);
+        // Every group freed (and the table compacted): remembered slots now hold other
+        // keys or none. Looked up in another order, each key still gets its own.
+        groups.free_empty();
+        assert!(groups.groups.len() < keys.len());
+        let mut reversed = keys.clone();
+        reversed.reverse();
+        assert_own_groups(&mut groups, &mut hasher, &reversed);
+        // Freed without compaction (slots reused in place), then new keys take them.
+        let mut small = BucketGroups::default();
+        let few: Vec<String> = (0..100).map(|i| format!("192.0.2.{i}")).collect();
+        assert_own_groups(&mut small, &mut hasher, &few);
+        small.free_empty();
+        let others: Vec<String> = (0..100).map(|i| format!("198.51.100.{i}")).collect();
+        assert_own_groups(&mut small, &mut hasher, &others);
+        assert_own_groups(&mut small, &mut hasher, &few);
     }
 
     #[test]
