@@ -484,7 +484,6 @@ fn range_in(whole: &str, part: &str) -> Option<(u32, u32)> {
 
 /// A part of a syslog envelope a field takes.
 #[derive(Debug, Clone, Copy)]
-#[repr(u8)]
 enum SyslogPart {
     Timestamp,
     Program,

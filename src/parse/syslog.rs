@@ -197,46 +197,48 @@ fn bsd_common_spans(line: &str, memo: &mut HeaderMemo) -> Option<SyslogSpans> {
     }
     let host_start = 16;
     let known = usize::from(memo.prefix_len);
-    let (host_end, tag_start, k) =
-        if known > 0 && b.get(host_start..host_start + known) == Some(&memo.prefix[..known]) {
-            // The bytes the scans below read to the `[`, as last time: the same answers.
-            let host_end = host_start + usize::from(memo.host_len);
-            (host_end, host_end + 1, host_start + known - 1)
-        } else {
-            // The host: host bytes up to a space. A first token ending in `:` may be a tag (a
-            // host-less line), and anything else is for the general reader.
-            let is_host_byte = |c: u8| HEADER_BYTES[usize::from(c)] & HOST_BYTE != 0;
-            if !matches!(b.get(host_start), Some(c) if c.is_ascii_alphanumeric() || *c == b':') {
-                return None;
-            }
-            let mut j = host_start;
-            while j < b.len() && is_host_byte(b[j]) {
-                j += 1;
-            }
-            if b.get(j) != Some(&b' ') || b[j - 1] == b':' {
-                return None;
-            }
-            let tag_start = j + 1;
-            if matches!(b.get(tag_start), None | Some(b' ')) {
-                return None;
-            }
-            // The tag: program bytes, then `[digits]:` or `:` ending the token.
-            let is_prog = |c: u8| HEADER_BYTES[usize::from(c)] & PROGRAM_BYTE != 0;
-            let mut k = tag_start;
-            while k < b.len() && is_prog(b[k]) {
-                k += 1;
-            }
-            if b.get(k) == Some(&b'[')
-                && k > tag_start
-                && let Some(prefix) = b.get(host_start..=k)
-                && prefix.len() <= HeaderMemo::PREFIX
-            {
-                memo.prefix[..prefix.len()].copy_from_slice(prefix);
-                memo.prefix_len = prefix.len() as u8;
-                memo.host_len = (j - host_start) as u8;
-            }
-            (j, tag_start, k)
-        };
+    let (host_end, tag_start, k) = if known > 0
+        && b.get(host_start..host_start + known)
+            .is_some_and(|at| crate::same_bytes(at, &memo.prefix[..known]))
+    {
+        // The bytes the scans below read to the `[`, as last time: the same answers.
+        let host_end = host_start + usize::from(memo.host_len);
+        (host_end, host_end + 1, host_start + known - 1)
+    } else {
+        // The host: host bytes up to a space. A first token ending in `:` may be a tag (a
+        // host-less line), and anything else is for the general reader.
+        let is_host_byte = |c: u8| HEADER_BYTES[usize::from(c)] & HOST_BYTE != 0;
+        if !matches!(b.get(host_start), Some(c) if c.is_ascii_alphanumeric() || *c == b':') {
+            return None;
+        }
+        let mut j = host_start;
+        while j < b.len() && is_host_byte(b[j]) {
+            j += 1;
+        }
+        if b.get(j) != Some(&b' ') || b[j - 1] == b':' {
+            return None;
+        }
+        let tag_start = j + 1;
+        if matches!(b.get(tag_start), None | Some(b' ')) {
+            return None;
+        }
+        // The tag: program bytes, then `[digits]:` or `:` ending the token.
+        let is_prog = |c: u8| HEADER_BYTES[usize::from(c)] & PROGRAM_BYTE != 0;
+        let mut k = tag_start;
+        while k < b.len() && is_prog(b[k]) {
+            k += 1;
+        }
+        if b.get(k) == Some(&b'[')
+            && k > tag_start
+            && let Some(prefix) = b.get(host_start..=k)
+            && prefix.len() <= HeaderMemo::PREFIX
+        {
+            memo.prefix[..prefix.len()].copy_from_slice(prefix);
+            memo.prefix_len = prefix.len() as u8;
+            memo.host_len = (j - host_start) as u8;
+        }
+        (j, tag_start, k)
+    };
     let span = |s: usize, e: usize| (s as u32, e as u32);
     let timestamp = span(0, 15);
     let host = Some(span(host_start, host_end));
