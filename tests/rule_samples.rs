@@ -80,3 +80,27 @@ fn parser_samples_hold() {
         failures.join("\n")
     );
 }
+
+/// The shipped rules' regexes are built on first use, not when the rules compile: this
+/// builds every one, so that a shipped pattern the regex crate refuses fails here and not
+/// on some user's first matching line.
+#[test]
+fn every_shipped_grok_builds() {
+    let compiled = compile_path_with(None, CompileOptions { all_rules: true })
+        .unwrap_or_else(|d| panic!("shipped rules must compile:\n{d}"));
+    let mut built = 0;
+    let mut failures = Vec::new();
+    for parser in compiled.ruleset.stages.iter().flatten() {
+        for (i, g) in parser.groks.iter().enumerate() {
+            match g.grok.regex() {
+                Some(_) => built += 1,
+                None => failures.push(format!("{} grok {i}: {}", parser.name, g.grok.as_str())),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        built > 100,
+        "only {built} groks: the shipped rules have shrunk"
+    );
+}

@@ -17,6 +17,18 @@ impl<'a> Locator<'a> {
         Locator { file, tree }
     }
 
+    /// The pointer of item `i` of the `len`-item list at `base`: `base/i`, or `base`
+    /// itself for a one-item list the file writes as the item alone (a KDL node's single
+    /// argument, a JSON object in place of an array).
+    pub(crate) fn item(&self, base: &str, i: usize, len: usize) -> String {
+        let indexed = format!("{base}/{i}");
+        if len == 1 && self.tree.pointer(&indexed).is_none() {
+            base.to_owned()
+        } else {
+            indexed
+        }
+    }
+
     /// A diagnostic at the value `pointer` names.
     pub(crate) fn at(&self, pointer: &str, message: impl Into<String>) -> Diagnostic {
         crate::config::diag_at(self.file, self.tree, pointer, message)

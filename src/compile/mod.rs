@@ -175,15 +175,31 @@ pub fn compile_loaded_with(
     {
         fields.intern(Namespace::Labels, k);
     }
-    let enabled_parsers: Vec<(&ParserRule, Locator<'_>, String)> = selection
+    // A shipped parser's regexes are built on first use: a test builds every one, and a
+    // run needs few (a syslog replay none of the web parsers'). Its patterns stay shipped
+    // unless a local rule file adds to the pattern library: then it is built at once,
+    // so that what the local patterns do to it is reported now.
+    let local_patterns = rules
+        .files
+        .iter()
+        .any(|f| !f.shipped && !f.rules.patterns.is_empty());
+    let enabled_parsers: Vec<(&ParserRule, Locator<'_>, String, grok::Build)> = selection
         .parsers
         .iter()
         .filter_map(|name| index.parsers.get(name.as_str()))
-        .map(|(rule, file, ptr)| (*rule, Locator::new(&file.file, &file.tree), ptr.clone()))
+        .map(|(rule, file, ptr)| {
+            let build = if file.shipped && !local_patterns {
+                grok::Build::OnFirstUse
+            } else {
+                grok::Build::Now
+            };
+            let loc = Locator::new(&file.file, &file.tree);
+            (*rule, loc, ptr.clone(), build)
+        })
         .collect();
     // Each parser's own patterns layer over the shared library.
     let mut owns: Vec<PatternLibrary> = Vec::with_capacity(enabled_parsers.len());
-    for (rule, loc, ptr) in &enabled_parsers {
+    for (rule, loc, ptr, _) in &enabled_parsers {
         let mut own = PatternLibrary::new();
         for (name, pattern) in &rule.patterns {
             if let Err(e) = own.add(name, pattern) {
@@ -202,7 +218,7 @@ pub fn compile_loaded_with(
     let jobs: Vec<(usize, usize)> = enabled_parsers
         .iter()
         .enumerate()
-        .flat_map(|(p, (rule, _, _))| (0..rule.grok.len()).map(move |g| (p, g)))
+        .flat_map(|(p, (rule, _, _, _))| (0..rule.grok.len()).map(move |g| (p, g)))
         .collect();
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -218,10 +234,9 @@ pub fn compile_loaded_with(
                             .step_by(threads)
                             .map(|&(p, g)| {
                                 let local = library.with_local(&owns[p]);
-                                (
-                                    (p, g),
-                                    grok::compile(&enabled[p].0.grok.0[g].pattern, &local),
-                                )
+                                let (rule, _, _, build) = &enabled[p];
+                                let pattern = &rule.grok.0[g].pattern;
+                                ((p, g), grok::compile_with(pattern, &local, *build))
                             })
                             .collect::<Vec<_>>()
                     })
@@ -235,7 +250,7 @@ pub fn compile_loaded_with(
     results.sort_by_key(|(k, _)| *k);
     let mut groks: HashMap<(String, usize), grok::Grok> = HashMap::new();
     for ((p, i), result) in results {
-        let (rule, loc, ptr) = &enabled_parsers[p];
+        let (rule, loc, ptr, _) = &enabled_parsers[p];
         match result {
             Ok(compiled) => {
                 for f in compiled.fields() {
@@ -246,7 +261,7 @@ pub fn compile_loaded_with(
             Err(e) => {
                 let gptr = format!(
                     "{}/pattern",
-                    list_ptr(&format!("{ptr}/grok"), i, rule.grok.len())
+                    loc.item(&format!("{ptr}/grok"), i, rule.grok.len())
                 );
                 diags.push(
                     loc.in_string(&gptr, e.offset.clone(), e.message.clone())
@@ -255,7 +270,7 @@ pub fn compile_loaded_with(
             }
         }
     }
-    for (rule, _, _) in &enabled_parsers {
+    for (rule, _, _, _) in &enabled_parsers {
         for st in rule
             .statics
             .iter()
@@ -273,7 +288,7 @@ pub fn compile_loaded_with(
 
     let t = Instant::now();
     let mut stages: [Vec<CompiledParser>; 3] = Default::default();
-    for (rule, loc, ptr) in &enabled_parsers {
+    for (rule, loc, ptr, _) in &enabled_parsers {
         if let Some(p) = compile_parser(rule, loc, ptr, &mut groks, &mut fields, &data, &mut diags)
         {
             stages[rule.stage as usize].push(p);
@@ -742,7 +757,7 @@ fn compile_statics(
 ) -> Vec<CompiledStatic> {
     let mut out = Vec::new();
     for (i, st) in statics.iter().enumerate() {
-        let ptr = list_ptr(base, i, statics.len());
+        let ptr = loc.item(base, i, statics.len());
         let Some((ns, name)) = static_target(st) else {
             diags.push(loc.at(
                 &ptr,
@@ -804,7 +819,7 @@ fn compile_parser(
     let default_target = match_target(&rule.apply_on, fields);
     let mut compiled_groks = Vec::new();
     for (i, g) in rule.grok.iter().enumerate() {
-        let gptr = list_ptr(&format!("{ptr}/grok"), i, rule.grok.len());
+        let gptr = loc.item(&format!("{ptr}/grok"), i, rule.grok.len());
         let Some(grok) = groks.remove(&(rule.name.clone(), i)) else {
             continue;
         };

@@ -443,10 +443,49 @@ fn did_you_mean(unknown: &str, lib: &(impl Resolver + ?Sized)) -> Option<String>
     best.map(|(_, name)| format!("did you mean `{name}`?"))
 }
 
+/// When [`compile_with`] builds a grok's regex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Build {
+    /// At once, so that a pattern too large for the regex crate is reported with the
+    /// rest of the configuration's errors.
+    Now,
+    /// At the first line that needs it. Building is most of a ruleset's compile time,
+    /// and a run needs few of the shipped patterns (a syslog replay none of the web
+    /// ones): for patterns a test builds, such as the shipped rules'.
+    OnFirstUse,
+}
+
+/// A grok's full regex: built at compile time or on first use (see [`Build`]).
+#[derive(Debug, Clone)]
+struct FullRegex {
+    text: Box<str>,
+    built: OnceLock<Option<Regex>>,
+}
+
+impl FullRegex {
+    /// The regex, built now if it was not. A build that fails here (over the regex
+    /// crate's size limit: only a pattern built on first use can get this far) is logged
+    /// once and matches nothing, so a line is never stalled or crashed on.
+    fn get(&self) -> Option<&Regex> {
+        self.built
+            .get_or_init(|| {
+                build_regex(&self.text)
+                    .map_err(|e| {
+                        tracing::error!(
+                            "a grok regex could not be built, it matches nothing: {}",
+                            regex_error_message(&e)
+                        );
+                    })
+                    .ok()
+            })
+            .as_ref()
+    }
+}
+
 /// A compiled grok pattern.
 #[derive(Debug, Clone)]
 pub struct Grok {
-    regex: Regex,
+    regex: FullRegex,
     fields: Box<[Box<str>]>,
     /// For each field, the range of `groups` holding its capture groups.
     field_groups: Box<[Range<u32>]>,
@@ -664,12 +703,26 @@ fn regex_error_message(err: &regex::Error) -> String {
 /// be located (a bad reference, or the reference whose expansion is invalid)
 /// and a "did you mean" hint for unknown names.
 pub fn compile(pattern: &str, lib: &(impl Resolver + ?Sized)) -> Result<Grok, GrokError> {
+    compile_with(pattern, lib, Build::Now)
+}
+
+/// [`compile`], building the regex when `build` says. With [`Build::OnFirstUse`] the
+/// expanded pattern's syntax is not checked here: for patterns a test builds.
+pub fn compile_with(
+    pattern: &str,
+    lib: &(impl Resolver + ?Sized),
+    build: Build,
+) -> Result<Grok, GrokError> {
     if pattern.is_empty() {
         return Err(GrokError::new("empty grok pattern", None));
     }
     let mut exp = Expander::new(lib, pattern.len() * 4, Shortcuts::default());
     exp.expand(pattern, 0)?;
-    let regex = build_regex(&exp.out).map_err(|e| locate_regex_error(pattern, lib, &e))?;
+    let built = OnceLock::new();
+    if build == Build::Now {
+        let regex = build_regex(&exp.out).map_err(|e| locate_regex_error(pattern, lib, &e))?;
+        let _ = built.set(Some(regex));
+    }
 
     let mut field_groups = Vec::with_capacity(exp.fields.len());
     let mut groups = Vec::with_capacity(exp.group_fields.len());
@@ -708,7 +761,10 @@ pub fn compile(pattern: &str, lib: &(impl Resolver + ?Sized)) -> Result<Grok, Gr
     let fields: Box<[Box<str>]> = exp.fields.into_keys().collect();
     let native = native::Native::for_pattern(&exp.out, &fields, &exp.group_fields);
     Ok(Grok {
-        regex,
+        regex: FullRegex {
+            text: exp.out.into_boxed_str(),
+            built,
+        },
         fields,
         field_groups: field_groups.into_boxed_slice(),
         groups: groups.into_boxed_slice(),
@@ -757,53 +813,50 @@ impl Grok {
     }
 
     /// The compiled regex (its capture groups are the field groups, numbered
-    /// from 1 in pattern order; everything else is non-capturing).
-    pub fn regex(&self) -> &Regex {
-        &self.regex
+    /// from 1 in pattern order; everything else is non-capturing), built now if it was
+    /// not; `None` when it cannot be built (see [`Build::OnFirstUse`]).
+    pub fn regex(&self) -> Option<&Regex> {
+        self.regex.get()
     }
 
     /// The expanded regex text.
     pub fn as_str(&self) -> &str {
-        self.regex.as_str()
-    }
-
-    /// Allocates capture locations suitable for [`Grok::captures_into`];
-    /// allocate once per thread/worker and reuse for every line.
-    pub fn capture_locations(&self) -> CaptureLocations {
-        self.regex.capture_locations()
+        &self.regex.text
     }
 
     /// Whether the pattern matches somewhere in `haystack`.
     pub fn is_match(&self, haystack: &str) -> bool {
-        self.regex_for(haystack).is_match(haystack)
+        self.regex_for(haystack)
+            .is_some_and(|regex| regex.is_match(haystack))
     }
 
     /// The regex to run on `haystack`: the smallest variant whose shortcuts the line allows
     /// (same match and captures as the full pattern, a smaller automaton).
-    fn regex_for(&self, haystack: &str) -> &Regex {
+    fn regex_for(&self, haystack: &str) -> Option<&Regex> {
         let Some(v) = &self.variants else {
-            return &self.regex;
+            return self.regex.get();
         };
         let shortcuts = Shortcuts {
             drop_ipv6: v.possible.drop_ipv6 && !may_hold_ipv6(haystack),
             relax_hostname: v.possible.relax_hostname && !may_hold_long_label(haystack),
         };
-        v.regex(shortcuts).unwrap_or(&self.regex)
+        v.regex(shortcuts).or_else(|| self.regex.get())
     }
 
     /// Searches `haystack`; on a match calls `out(field_index, start, end)`
     /// once per field that has a non-empty value (see the module docs for
     /// which group wins) and returns `true`. Byte offsets index `haystack`.
     ///
-    /// `locs` should come from [`Grok::capture_locations`]; if it belongs to
-    /// a regex with a different number of groups it is replaced (the only
-    /// allocation this method can do). Patterns without fields only run the
-    /// (faster) match test.
+    /// `locs` holds this grok's capture locations for the next search: `None` at first,
+    /// allocated by the first search that needs them (a line a native scanner decides
+    /// does not build the regex), replaced if they belong to a regex with a different
+    /// number of groups (the only allocations this method can do). Patterns without
+    /// fields only run the (faster) match test.
     #[inline]
     pub fn captures_into(
         &self,
         haystack: &str,
-        locs: &mut CaptureLocations,
+        locs: &mut Option<CaptureLocations>,
         mut out: impl FnMut(usize, usize, usize),
     ) -> bool {
         if let Some(decided) = self
@@ -813,13 +866,16 @@ impl Grok {
         {
             return decided;
         }
-        let regex = self.regex_for(haystack);
+        let Some(regex) = self.regex_for(haystack) else {
+            return false;
+        };
         if self.groups.is_empty() {
             return regex.is_match(haystack);
         }
-        if locs.len() != regex.captures_len() {
-            *locs = regex.capture_locations();
-        }
+        let locs = match locs {
+            Some(locs) if locs.len() == regex.captures_len() => locs,
+            _ => locs.insert(regex.capture_locations()),
+        };
         if regex.captures_read(locs, haystack).is_none() {
             return false;
         }
@@ -844,7 +900,7 @@ impl Grok {
     /// `(field, value)` pairs in field order, or `None` when there is no
     /// match.
     pub fn captures<'h>(&self, haystack: &'h str) -> Option<Vec<(&str, &'h str)>> {
-        let mut locs = self.capture_locations();
+        let mut locs = None;
         let mut values = Vec::new();
         let matched = self.captures_into(haystack, &mut locs, |field, start, end| {
             if let (Some(name), Some(value)) = (self.fields.get(field), haystack.get(start..end)) {

@@ -113,7 +113,7 @@ fn expansion_and_fields() {
         ["first", "key", "value"]
     );
     assert_eq!(
-        g.regex().captures_len(),
+        g.regex().expect("builds").captures_len(),
         4,
         "only field groups capture: {}",
         g.as_str()
@@ -169,7 +169,7 @@ fn duplicate_fields() {
 fn empty_captures_are_skipped() {
     let lib = lib_of(&[("DATA", ".*?"), ("N", "[0-9]+")]);
     let g = compile("a%{DATA:d}b(%{N:n})?", &lib).expect("compile");
-    let mut locs = g.capture_locations();
+    let mut locs = None;
     let mut seen = Vec::new();
     assert!(g.captures_into("ab", &mut locs, |f, s, e| seen.push((f, s, e))));
     assert!(seen.is_empty());
@@ -177,7 +177,7 @@ fn empty_captures_are_skipped() {
     assert_eq!(seen, [(0, 2, 3), (1, 4, 6)]);
     assert!(!g.captures_into("nothing", &mut locs, |_, _, _| {}));
     // Foreign capture locations are replaced, not a panic.
-    let mut foreign = Regex::new("x").expect("regex").capture_locations();
+    let mut foreign = Some(Regex::new("x").expect("regex").capture_locations());
     assert!(g.captures_into("aZb", &mut foreign, |_, _, _| {}));
     // No fields: plain match test.
     let g = compile("a%{DATA}b", &lib).expect("compile");
@@ -637,8 +637,8 @@ fn throughput() {
         .collect();
     let log = read(&format!("{HUB}/.tests/sshd-logs/sshd-logs.log"));
     let lines: Vec<&str> = log.lines().collect();
-    let mut syslog_locs = syslog.capture_locations();
-    let mut node_locs: Vec<_> = nodes.iter().map(Grok::capture_locations).collect();
+    let mut syslog_locs = None;
+    let mut node_locs: Vec<_> = nodes.iter().map(|_| None).collect();
     let rounds = 20_000;
     let start = std::time::Instant::now();
     let mut fields = 0usize;
@@ -689,7 +689,10 @@ fn throughput() {
     let start = std::time::Instant::now();
     for _ in 0..rounds {
         for line in &lines {
-            fields += syslog.regex().find(line).map_or(0, |m| m.end());
+            fields += syslog
+                .regex()
+                .and_then(|r| r.find(line))
+                .map_or(0, |m| m.end());
         }
     }
     println!(
@@ -779,15 +782,15 @@ fn shortcuts_keep_matches_and_captures() {
             drop_ipv6: v.possible.drop_ipv6 && !may_hold_ipv6(line),
             relax_hostname: v.possible.relax_hostname && !may_hold_long_label(line),
         };
-        let chosen = g.regex_for(line).as_str();
+        let chosen = g.regex_for(line).expect("builds").as_str();
         match v.regex(expected) {
             Some(small) => assert_eq!(chosen, small.as_str(), "{line}"),
-            None => assert_eq!(chosen, g.regex.as_str(), "{line}"),
+            None => assert_eq!(chosen, g.as_str(), "{line}"),
         }
-        let full = capture_ranges(&g.regex, line);
+        let full = capture_ranges(g.regex().expect("builds"), line);
         assert_eq!(
             full,
-            capture_ranges(g.regex_for(line), line),
+            capture_ranges(g.regex_for(line).expect("builds"), line),
             "{pattern} on {line}"
         );
         assert!(full.is_some(), "{pattern} should match {line}");
@@ -807,7 +810,7 @@ fn shortcuts_keep_matches_and_captures() {
         .expect("variant");
     assert_ne!(
         capture_ranges(relaxed, &long_host),
-        capture_ranges(&g.regex, &long_host)
+        capture_ranges(g.regex().expect("builds"), &long_host)
     );
     assert_eq!(
         g.captures(&long_host),
@@ -875,7 +878,7 @@ fn native_and_regex<'h>(
     let native = grok.native.as_ref().expect("a native scanner");
     let mut got = Vec::new();
     let decided = native.captures(line, &mut |f, s, e| got.push((f, &line[s..e])));
-    let mut locs = regex_only.capture_locations();
+    let mut locs = None;
     let mut want = Vec::new();
     let matched = regex_only.captures_into(line, &mut locs, |f, s, e| want.push((f, &line[s..e])));
     (decided.map(|m| m.then_some(got)), matched.then_some(want))
@@ -1235,4 +1238,21 @@ fn a_stock_text_with_its_names_on_other_groups_gets_no_scanner() {
         "{caps:?}"
     );
     assert!(caps.contains(&("http_referer", "https://ref/")), "{caps:?}");
+}
+
+#[test]
+fn a_grok_built_on_first_use_is_built_by_its_first_search_and_a_failed_build_matches_nothing() {
+    let lib = lib_of(&[("N", "[0-9]+")]);
+    let g = compile_with("port %{N:port}", &lib, Build::OnFirstUse).expect("compile");
+    assert!(g.regex.built.get().is_none(), "built before any search");
+    assert_eq!(g.captures("from port 22"), Some(vec![("port", "22")]));
+    assert!(g.regex.built.get().is_some());
+    // Over the size limit: `Build::Now` reports it, a deferred build matches nothing.
+    let huge = r"x(?:\w{1000}){1000}%{N:n}";
+    let e = compile_with(huge, &lib, Build::Now).expect_err("too big");
+    assert!(e.message.contains("size limit"), "{e}");
+    let g = compile_with(huge, &lib, Build::OnFirstUse).expect("syntax is not checked");
+    assert_eq!(g.captures("x1"), None);
+    assert!(!g.is_match("x1"));
+    assert!(g.regex().is_none());
 }

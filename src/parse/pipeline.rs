@@ -69,7 +69,8 @@ pub struct Pipeline {
 
 /// What the pipeline reuses from line to line.
 struct Scratch {
-    locs: Vec<regex::CaptureLocations>,
+    /// Per grok, its capture locations once a search needed them.
+    locs: Vec<Option<regex::CaptureLocations>>,
     grok_index: Vec<Vec<usize>>,
     /// Per parser node, whether all its grok alternatives match the same target (then one
     /// pair set of it rules alternatives out before anything else is looked at).
@@ -177,12 +178,8 @@ impl Pipeline {
                 static_memos.push(StaticMemos::of(p));
                 filter_memos.push(p.filter.as_ref().and_then(VerdictMemo::of));
                 one_target.push(p.groks.windows(2).all(|w| w[0].target == w[1].target));
-                let mut idx = Vec::new();
-                for g in &p.groks {
-                    idx.push(locs.len());
-                    locs.push(g.grok.capture_locations());
-                }
-                grok_index.push(idx);
+                grok_index.push((locs.len()..locs.len() + p.groks.len()).collect());
+                locs.resize_with(locs.len() + p.groks.len(), || None);
             }
         }
         Pipeline {
@@ -618,7 +615,7 @@ fn is_unread(unread: &[bool], id: FieldId) -> bool {
 fn run_grok_matched(
     g: &CompiledGrok,
     event: &mut Event,
-    locs: &mut regex::CaptureLocations,
+    locs: &mut Option<regex::CaptureLocations>,
     captures: &mut Vec<(FieldId, u32, u32)>,
     unread: &[bool],
 ) -> bool {
