@@ -443,6 +443,9 @@ fn did_you_mean(unknown: &str, lib: &(impl Resolver + ?Sized)) -> Option<String>
     best.map(|(_, name)| format!("did you mean `{name}`?"))
 }
 
+/// The spans a native scanner fills (see [`Grok::native_spans`]).
+pub type NativeSpans = [(usize, usize); native::MAX_GROUPS];
+
 /// When [`compile_with`] builds a grok's regex.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Build {
@@ -843,6 +846,21 @@ impl Grok {
         v.regex(shortcuts).or_else(|| self.regex.get())
     }
 
+    /// The grok field index of each span [`Grok::native_spans`] fills: empty when no
+    /// native scanner reads this pattern.
+    pub fn native_fields(&self) -> &[usize] {
+        self.native.as_ref().map_or(&[], |n| n.fields())
+    }
+
+    /// The native scanner's verdict on `haystack` (`None`: there is no scanner, or it
+    /// leaves the line to the regex, which [`Grok::captures_into`] then runs). On a match,
+    /// `spans[i]` is the byte range of the field [`Grok::native_fields`]`[i]` (an empty
+    /// range: no value): what `captures_into` would report, without a call per capture.
+    #[inline]
+    pub fn native_spans(&self, haystack: &str, spans: &mut NativeSpans) -> Option<bool> {
+        self.native.as_ref()?.spans(haystack, spans)
+    }
+
     /// Searches `haystack`; on a match calls `out(field_index, start, end)`
     /// once per field that has a non-empty value (see the module docs for
     /// which group wins) and returns `true`. Byte offsets index `haystack`.
@@ -866,6 +884,17 @@ impl Grok {
         {
             return decided;
         }
+        self.regex_captures(haystack, locs, out)
+    }
+
+    /// [`Grok::captures_into`] without the native scanner: the regex decides (for a
+    /// caller that ran [`Grok::native_spans`] first).
+    pub fn regex_captures(
+        &self,
+        haystack: &str,
+        locs: &mut Option<CaptureLocations>,
+        mut out: impl FnMut(usize, usize, usize),
+    ) -> bool {
         let Some(regex) = self.regex_for(haystack) else {
             return false;
         };

@@ -275,7 +275,7 @@ const STOCK: [Stock; 14] = [
 ];
 
 /// Most capture groups of a stock text.
-const MAX_GROUPS: usize = 16;
+pub(crate) const MAX_GROUPS: usize = 16;
 
 /// A native scanner bound to one grok's field indices.
 #[derive(Debug, Clone)]
@@ -317,12 +317,8 @@ impl Native {
         out: &mut impl FnMut(usize, usize, usize),
     ) -> Option<bool> {
         let mut spans = [(0usize, 0usize); MAX_GROUPS];
-        let spans = spans.get_mut(..self.fields.len())?;
-        if !(self.scan)(h.as_bytes(), spans) {
-            return self
-                .refute
-                .is_some_and(|refute| refute(h.as_bytes()))
-                .then_some(false);
+        if !self.spans(h, &mut spans)? {
+            return Some(false);
         }
         for (&field, &(start, end)) in self.fields.iter().zip(spans.iter()) {
             if start < end {
@@ -330,6 +326,25 @@ impl Native {
             }
         }
         Some(true)
+    }
+
+    /// [`Native::captures`] without the callback: on an accepted line, `spans[i]` is the
+    /// span of group `i + 1`, for the grok field [`Native::fields`]`[i]` (empty: no value).
+    #[inline]
+    pub(crate) fn spans(&self, h: &str, spans: &mut [(usize, usize); MAX_GROUPS]) -> Option<bool> {
+        let spans = spans.get_mut(..self.fields.len())?;
+        if !(self.scan)(h.as_bytes(), spans) {
+            return self
+                .refute
+                .is_some_and(|refute| refute(h.as_bytes()))
+                .then_some(false);
+        }
+        Some(true)
+    }
+
+    /// The grok field index of each span [`Native::spans`] fills.
+    pub(crate) fn fields(&self) -> &[usize] {
+        &self.fields
     }
 }
 

@@ -9,7 +9,7 @@ use crate::compile::{
 };
 use crate::event::{Event, FieldId, FieldValue, Timestamp};
 use crate::expr::{EvalCtx, MemoText, ValueMemo, VerdictMemo};
-use crate::grok::PairSet;
+use crate::grok::{NativeSpans, PairSet};
 use crate::rules::model::{Decoder, ParserOnSuccess, Stage};
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -72,6 +72,9 @@ struct Scratch {
     /// Per grok, its capture locations once a search needed them.
     locs: Vec<Option<regex::CaptureLocations>>,
     grok_index: Vec<Vec<usize>>,
+    /// Per grok (as `locs`), the field each span of its native scanner sets (`None`: the
+    /// grok has no field there, or no rule reads it): see [`native_field_maps`].
+    native_fields: Vec<Box<[Option<FieldId>]>>,
     /// Per parser node, whether all its grok alternatives match the same target (then one
     /// pair set of it rules alternatives out before anything else is looked at).
     one_target: Vec<bool>,
@@ -188,6 +191,7 @@ impl Pipeline {
             scratch: Scratch {
                 locs,
                 grok_index,
+                native_fields: native_field_maps(&ruleset, &[]),
                 one_target,
                 last_time: None,
                 captures: Vec::new(),
@@ -223,6 +227,7 @@ impl Pipeline {
             .map(|read| read.iter().map(|r| !r).collect())
             .unwrap_or_default();
         self.scratch.syslog_fields = syslog_fields(&self.ruleset, &self.scratch.unread);
+        self.scratch.native_fields = native_field_maps(&self.ruleset, &self.scratch.unread);
     }
 
     /// The ruleset.
@@ -370,7 +375,7 @@ impl Scratch {
                     let loc = self.grok_index[index][gi];
                     if scans.may_match(g, event)
                         && run_grok_matched(
-                            g,
+                            (g, &self.native_fields[loc]),
                             event,
                             &mut self.locs[loc],
                             &mut self.captures,
@@ -612,8 +617,32 @@ fn is_unread(unread: &[bool], id: FieldId) -> bool {
     unread.get(usize::from(id.0)).copied().unwrap_or(false)
 }
 
+/// Per grok, in the order of [`Scratch::locs`], the field each of its native scanner's
+/// spans sets, unless no rule reads it (per `unread`; empty: all are read).
+fn native_field_maps(rs: &Ruleset, unread: &[bool]) -> Vec<Box<[Option<FieldId>]>> {
+    rs.stages
+        .iter()
+        .flatten()
+        .flat_map(|p| &p.groks)
+        .map(|g| {
+            g.grok
+                .native_fields()
+                .iter()
+                .map(|&fi| {
+                    g.fields
+                        .get(fi)
+                        .copied()
+                        .filter(|&id| !is_unread(unread, id))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Runs `g` on its target in `event`, setting the captures of a match. `native_fields` is
+/// its [`native_field_maps`] entry: a line its native scanner reads sets them directly.
 fn run_grok_matched(
-    g: &CompiledGrok,
+    (g, native_fields): (&CompiledGrok, &[Option<FieldId>]),
     event: &mut Event,
     locs: &mut Option<regex::CaptureLocations>,
     captures: &mut Vec<(FieldId, u32, u32)>,
@@ -642,8 +671,24 @@ fn run_grok_matched(
         }
         return ok;
     }
+    let mut spans: NativeSpans = Default::default();
+    match g.grok.native_spans(haystack, &mut spans) {
+        Some(true) => {
+            for (&(start, end), &id) in spans.iter().zip(native_fields) {
+                if let Some(id) = id
+                    && start < end
+                {
+                    let (start, end) = (base + start as u32, base + end as u32);
+                    event.set(id, FieldValue::Line { start, end });
+                }
+            }
+            return true;
+        }
+        Some(false) => return false,
+        None => {}
+    }
     captures.clear();
-    let ok = g.grok.captures_into(haystack, locs, &mut |fi, s, e| {
+    let ok = g.grok.regex_captures(haystack, locs, &mut |fi, s, e| {
         if let Some(&id) = g.fields.get(fi)
             && !is_unread(unread, id)
         {
