@@ -73,6 +73,26 @@ pub(crate) fn find_byte(byte: u8, text: &[u8]) -> Option<usize> {
     find_byte_where(byte, text, |_| true)
 }
 
+/// The first position of `a` or `b` in `text`: [`find_byte`] for two bytes.
+#[inline]
+pub(crate) fn find_either(a: u8, b: u8, text: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(two) = memchr::arch::x86_64::sse2::memchr::Two::new(a, b) {
+        return two.find(text);
+    }
+    memchr::memchr2(a, b, text)
+}
+
+/// The last position of `byte` in `text`: [`find_byte`] from the end.
+#[inline]
+pub(crate) fn rfind_byte(byte: u8, text: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(one) = memchr::arch::x86_64::sse2::memchr::One::new(byte) {
+        return one.rfind(text);
+    }
+    memchr::memrchr(byte, text)
+}
+
 /// Whether two byte strings are equal. The texts compared line after line (programs, bucket
 /// keys, user names, timestamps, addresses) are short: up to 16 bytes they are compared in
 /// two overlapping word loads each, where `==` on slices calls `memcmp` (~20 instructions

@@ -235,7 +235,7 @@ const PACKED_BYTES: usize = 7;
 /// heads are, and longer ones only if their heads are. Its guard-class [`head`] packed
 /// into one word.
 fn packed_head(value: &str) -> u64 {
-    let (len, word) = head(value);
+    let (len, word) = head(value.as_bytes());
     word & 0x00ff_ffff_ffff_ffff | (len.min(255) as u64) << 56
 }
 
@@ -800,12 +800,12 @@ impl<T: Copy> StaticMemo<T> {
     /// The answer for `event`'s value of `id` when it is the static text last seen, else
     /// `look_up(value)`, remembered when the value is static text.
     #[inline(always)]
-    fn get(&mut self, event: &Event, id: FieldId, look_up: impl FnOnce(&str) -> T) -> T {
+    fn get(&mut self, event: &Event, id: FieldId, look_up: impl FnOnce(&[u8]) -> T) -> T {
         let (at, text) = match event.slot(id) {
-            Some(&FieldValue::Static(s)) => (crate::event::static_text_key(s), s),
+            Some(&FieldValue::Static(s)) => (crate::event::static_text_key(s), s.as_bytes()),
             // Unset (an HTTP field on an sshd line): the empty text, at no address.
-            Some(FieldValue::Unset) | None => ((0, 0), ""),
-            Some(_) => return look_up(event.get(id)),
+            Some(FieldValue::Unset) | None => ((0, 0), &b""[..]),
+            Some(_) => return look_up(event.get_bytes(id)),
         };
         if self.text != at {
             self.answer = look_up(text);
@@ -847,8 +847,7 @@ fn probe_start(h: (usize, u64)) -> usize {
 
 /// A string's length and first eight bytes (zero-padded), one comparison for short
 /// strings.
-fn head(s: &str) -> (usize, u64) {
-    let b = s.as_bytes();
+fn head(b: &[u8]) -> (usize, u64) {
     let word = match (
         b.first_chunk::<8>(),
         b.first_chunk::<4>(),
@@ -900,7 +899,7 @@ impl GuardFields {
                 Some(c) => c,
                 None => {
                     known.push(v.clone());
-                    self.heads[fi].push(head(v));
+                    self.heads[fi].push(head(v.as_bytes()));
                     known.len() - 1
                 }
             };
@@ -941,16 +940,16 @@ impl GuardFields {
             values,
             ..
         } = self;
-        let look_up = |v: &str| Self::class_of(v, probes.get(fi), heads.get(fi), values.get(fi));
+        let look_up = |v: &[u8]| Self::class_of(v, probes.get(fi), heads.get(fi), values.get(fi));
         match memos.get_mut(fi) {
             Some(memo) => memo.get(event, field, look_up),
-            None => look_up(event.get(field)),
+            None => look_up(event.get_bytes(field)),
         }
     }
 
     /// The class of value `v` of a field with this probe table, these heads and values.
     fn class_of(
-        v: &str,
+        v: &[u8],
         table: Option<&[u8; PROBES]>,
         heads: Option<&Vec<(usize, u64)>>,
         values: Option<&Vec<Box<str>>>,
@@ -967,7 +966,9 @@ impl GuardFields {
                 return Self::OTHER;
             }
             let c = usize::from(class);
-            if heads.get(c) == Some(&h) && (h.0 <= 8 || values.get(c).is_some_and(|k| **k == *v)) {
+            if heads.get(c) == Some(&h)
+                && (h.0 <= 8 || values.get(c).is_some_and(|k| k.as_bytes() == v))
+            {
                 return class;
             }
             at = (at + 1) & (PROBES - 1);
@@ -1008,7 +1009,7 @@ struct ScenarioIndex {
     field: Option<FieldId>,
     /// Per value: its candidate list in `lists`. The values come from the rules and the
     /// map never grows, so a fast unkeyed hash is safe here.
-    by_value: HashMap<Box<str>, usize, FastState>,
+    by_value: HashMap<Box<[u8]>, usize, FastState>,
     /// Candidate lists, each in ruleset order; the last one holds the scenarios that
     /// accept any value (events whose value no filter names).
     lists: Vec<Box<[usize]>>,
@@ -1055,7 +1056,7 @@ impl ScenarioIndex {
             by_value: values
                 .into_iter()
                 .enumerate()
-                .map(|(k, v)| (v, k))
+                .map(|(k, v)| (Box::<[u8]>::from(v.as_bytes()), k))
                 .collect(),
             lists: lists.into_iter().map(Vec::into_boxed_slice).collect(),
             memo: StaticMemo::default(),

@@ -659,7 +659,7 @@ fn http_request_path(b: &[u8], spans: &mut [(usize, usize)]) -> bool {
 fn http_request_path_spans(b: &[u8]) -> Option<[(usize, usize); 5]> {
     // The first `?` and the newline check in one pass where there is no `?` (most
     // requests); past a `?`, the rest is checked for a newline.
-    let q = match memchr::memchr2(b'\n', b'?', b) {
+    let q = match crate::find_either(b'\n', b'?', b) {
         None => b.len(),
         Some(i) if b[i] == b'\n' => return None,
         Some(i) => {
@@ -669,9 +669,9 @@ fn http_request_path_spans(b: &[u8]) -> Option<[(usize, usize); 5]> {
             i
         }
     };
-    let slash = memchr::memrchr(b'/', &b[..q])?;
+    let slash = crate::rfind_byte(b'/', &b[..q])?;
     let name = slash + 1;
-    let dot = memchr::memrchr(b'.', &b[name..q])
+    let dot = crate::rfind_byte(b'.', &b[name..q])
         .filter(|&d| d > 0)
         .map_or(q, |d| name + d);
     let args = if q < b.len() {
