@@ -846,6 +846,11 @@ impl Grok {
         v.regex(shortcuts).or_else(|| self.regex.get())
     }
 
+    /// Whether a native scanner reads this pattern (see `native.rs`).
+    pub fn has_native(&self) -> bool {
+        self.native.is_some()
+    }
+
     /// The grok field index of each span [`Grok::native_spans`] fills: empty when no
     /// native scanner reads this pattern.
     pub fn native_fields(&self) -> &[usize] {
@@ -853,11 +858,12 @@ impl Grok {
     }
 
     /// The native scanner's verdict on `haystack` (`None`: there is no scanner, or it
-    /// leaves the line to the regex, which [`Grok::captures_into`] then runs). On a match,
+    /// leaves the line to the regex, which [`Grok::captures_into`] then runs). The scanner
+    /// reads bytes, and its spans start and end at ASCII bytes or the ends. On a match,
     /// `spans[i]` is the byte range of the field [`Grok::native_fields`]`[i]` (an empty
     /// range: no value): what `captures_into` would report, without a call per capture.
     #[inline]
-    pub fn native_spans(&self, haystack: &str, spans: &mut NativeSpans) -> Option<bool> {
+    pub fn native_spans(&self, haystack: &[u8], spans: &mut NativeSpans) -> Option<bool> {
         self.native.as_ref()?.spans(haystack, spans)
     }
 

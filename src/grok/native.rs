@@ -317,7 +317,7 @@ impl Native {
         out: &mut impl FnMut(usize, usize, usize),
     ) -> Option<bool> {
         let mut spans = [(0usize, 0usize); MAX_GROUPS];
-        if !self.spans(h, &mut spans)? {
+        if !self.spans(h.as_bytes(), &mut spans)? {
             return Some(false);
         }
         for (&field, &(start, end)) in self.fields.iter().zip(spans.iter()) {
@@ -331,13 +331,10 @@ impl Native {
     /// [`Native::captures`] without the callback: on an accepted line, `spans[i]` is the
     /// span of group `i + 1`, for the grok field [`Native::fields`]`[i]` (empty: no value).
     #[inline]
-    pub(crate) fn spans(&self, h: &str, spans: &mut [(usize, usize); MAX_GROUPS]) -> Option<bool> {
+    pub(crate) fn spans(&self, h: &[u8], spans: &mut [(usize, usize); MAX_GROUPS]) -> Option<bool> {
         let spans = spans.get_mut(..self.fields.len())?;
-        if !(self.scan)(h.as_bytes(), spans) {
-            return self
-                .refute
-                .is_some_and(|refute| refute(h.as_bytes()))
-                .then_some(false);
+        if !(self.scan)(h, spans) {
+            return self.refute.is_some_and(|refute| refute(h)).then_some(false);
         }
         Some(true)
     }

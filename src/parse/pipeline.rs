@@ -375,7 +375,11 @@ impl Scratch {
                     let loc = self.grok_index[index][gi];
                     if scans.may_match(g, event)
                         && run_grok_matched(
-                            (g, &self.native_fields[loc]),
+                            GrokRun {
+                                g,
+                                native_fields: &self.native_fields[loc],
+                                range: scans.range(g),
+                            },
                             event,
                             &mut self.locs[loc],
                             &mut self.captures,
@@ -564,6 +568,13 @@ struct Scans {
 }
 
 impl Scans {
+    /// `g`'s target as a range of the line, when the last scan read it there.
+    fn range(&self, g: &CompiledGrok) -> Option<(u32, u32)> {
+        self.target
+            .filter(|&(target, _, _)| target == g.target)
+            .map(|(_, start, end)| (start, end))
+    }
+
     /// Whether `g` may match `event`: its target is set and holds its literal.
     fn may_match(&mut self, g: &CompiledGrok, event: &Event) -> bool {
         let text: &[u8] = match self.target {
@@ -594,6 +605,11 @@ impl Scans {
         }
         finder.is_in(text)
     }
+}
+
+/// Bytes `start..end` of `event`'s line.
+fn line_bytes(event: &Event, start: u32, end: u32) -> Option<&[u8]> {
+    event.line.as_bytes().get(start as usize..end as usize)
 }
 
 /// The text a grok matches and its offset in the line (`u32::MAX` when it is not a range of
@@ -639,15 +655,55 @@ fn native_field_maps(rs: &Ruleset, unread: &[bool]) -> Vec<Box<[Option<FieldId>]
         .collect()
 }
 
-/// Runs `g` on its target in `event`, setting the captures of a match. `native_fields` is
-/// its [`native_field_maps`] entry: a line its native scanner reads sets them directly.
+/// A grok alternative to run on a line, with what the pipeline knows of it.
+struct GrokRun<'a> {
+    g: &'a CompiledGrok,
+    /// Its [`native_field_maps`] entry: a line its native scanner reads sets them directly.
+    native_fields: &'a [Option<FieldId>],
+    /// Its target's range of the line, when the literal scan found it there.
+    range: Option<(u32, u32)>,
+}
+
+/// Runs a grok on its target in `event`, setting the captures of a match.
 fn run_grok_matched(
-    (g, native_fields): (&CompiledGrok, &[Option<FieldId>]),
+    GrokRun {
+        g,
+        native_fields,
+        range,
+    }: GrokRun<'_>,
     event: &mut Event,
     locs: &mut Option<regex::CaptureLocations>,
     captures: &mut Vec<(FieldId, u32, u32)>,
     unread: &[bool],
 ) -> bool {
+    if g.grok.has_native() {
+        // The scanner reads bytes: no field look-up when the range is known, and no check
+        // that the range starts and ends on character boundaries.
+        let target = match range {
+            Some((start, end)) => line_bytes(event, start, end).map(|t| (start, t)),
+            None => target_text(g, event)
+                .filter(|&(base, _)| base != u32::MAX)
+                .map(|(base, t)| (base, t.as_bytes())),
+        };
+        if let Some((base, text)) = target {
+            let mut spans: NativeSpans = Default::default();
+            match g.grok.native_spans(text, &mut spans) {
+                Some(true) => {
+                    for (&(start, end), &id) in spans.iter().zip(native_fields) {
+                        if let Some(id) = id
+                            && start < end
+                        {
+                            let (start, end) = (base + start as u32, base + end as u32);
+                            event.set(id, FieldValue::Line { start, end });
+                        }
+                    }
+                    return true;
+                }
+                Some(false) => return false,
+                None => {}
+            }
+        }
+    }
     let Some((base, haystack)) = target_text(g, event) else {
         return false;
     };
@@ -670,22 +726,6 @@ fn run_grok_matched(
             }
         }
         return ok;
-    }
-    let mut spans: NativeSpans = Default::default();
-    match g.grok.native_spans(haystack, &mut spans) {
-        Some(true) => {
-            for (&(start, end), &id) in spans.iter().zip(native_fields) {
-                if let Some(id) = id
-                    && start < end
-                {
-                    let (start, end) = (base + start as u32, base + end as u32);
-                    event.set(id, FieldValue::Line { start, end });
-                }
-            }
-            return true;
-        }
-        Some(false) => return false,
-        None => {}
     }
     captures.clear();
     let ok = g.grok.regex_captures(haystack, locs, &mut |fi, s, e| {
