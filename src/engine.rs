@@ -80,9 +80,6 @@ pub struct Engine {
     pub stats: EngineStats,
 }
 
-/// Lines between two sweeps of idle buckets.
-const EXPIRE_EVERY: u64 = 8192;
-
 impl Engine {
     /// An engine for a compiled ruleset.
     pub fn new(ruleset: Arc<Ruleset>, clock: Clock) -> Self {
@@ -194,8 +191,9 @@ impl Engine {
                 };
                 self.now = self.now.max(at);
                 self.detector.pour_quiet(&self.event, at, &mut self.alerts);
-                // Buckets idle past their lifetime are gone: free them as time moves.
-                if self.stats.lines.is_multiple_of(EXPIRE_EVERY) {
+                // Buckets idle past their lifetime are gone: free them as new keys
+                // come.
+                if self.detector.expiry_due() {
                     self.detector.expire(self.now);
                 }
             }
@@ -258,6 +256,38 @@ mod tests {
         replay.pipeline.time.now = long_ago;
         replay.tick();
         assert_eq!(replay.pipeline.time.now, long_ago);
+    }
+
+    #[test]
+    fn a_replay_frees_the_buckets_of_addresses_gone_quiet() {
+        let rs = crate::compile::compile_path(None)
+            .expect("the default configuration compiles")
+            .ruleset;
+        let source = LineSource::new(&rs, "syslog", std::iter::empty());
+        let mut engine = Engine::new(rs, Clock::EventTime);
+        // 20,000 addresses failing once each, 10 s apart: at most 720 of them (2 h, the
+        // longest ssh bucket lifetime) have live buckets at any time.
+        for n in 0..20_000u32 {
+            let secs = n * 10;
+            let (d, h, m, s) = (
+                18 + secs / 86_400,
+                secs / 3_600 % 24,
+                secs / 60 % 60,
+                secs % 60,
+            );
+            let line = format!(
+                "Nov {d} {h:02}:{m:02}:{s:02} web01 sshd[7]: Failed password for root from 198.18.{}.{} port 22 ssh2",
+                n >> 8,
+                n & 255
+            );
+            assert!(matches!(engine.process(&line, &source), Outcome::Parsed));
+        }
+        let buckets = engine.detector_mut().bucket_count();
+        // Six ssh scenarios pour a failed login; sweeps are due from 1,024 live groups.
+        assert!(
+            buckets > 0 && buckets <= 6 * 2 * 1024,
+            "{buckets} live buckets"
+        );
     }
 
     /// Beside the default rules: a counter (it overflows at a deadline after its last

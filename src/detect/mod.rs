@@ -268,6 +268,9 @@ struct BucketGroups {
     /// nor a probe of `index`. An attacker who makes keys collide here only makes them
     /// miss, and a miss costs what a look-up cost without it.
     recent: Box<[u32]>,
+    /// Live groups at which the next sweep of idle buckets is due
+    /// ([`BucketGroups::sweep_due`]).
+    sweep_at: usize,
 }
 
 /// The buckets of one key: one per scenario that has one, by scenario index.
@@ -347,6 +350,22 @@ impl BucketGroups {
 
     /// Slots below which the table is never compacted.
     const COMPACT_MIN: usize = 1024;
+
+    /// Live groups a sweep is never due below.
+    const SWEEP_MIN: usize = 1024;
+
+    /// Groups that hold a key.
+    fn live(&self) -> usize {
+        self.groups.len() - self.free.len()
+    }
+
+    /// Whether a sweep of idle buckets is due: the live groups doubled since the last one
+    /// (and are more than [`Self::SWEEP_MIN`]). A sweep walks every group, so the
+    /// groups made between two sweeps pay for it (a sweep every 8,192 lines was 3 % of
+    /// an sshd replay), while memory stays within twice what the last sweep left.
+    fn sweep_due(&self) -> bool {
+        self.live() >= self.sweep_at.max(Self::SWEEP_MIN)
+    }
 
     /// Frees the slots of groups left without buckets. When fewer than a quarter of the
     /// slots are live, the table is compacted, so that the memory of an attack's
@@ -1980,9 +1999,17 @@ impl Detector {
             });
         }
         self.groups.free_empty();
+        self.groups.sweep_at = 2 * self.groups.live();
         for state in &mut self.states {
             state.blackhole_until.retain(|(_, until)| *until > now);
         }
+    }
+
+    /// Whether a sweep of idle buckets ([`Detector::expire`]) is due: the live bucket
+    /// groups doubled since the last one. The engine sweeps when it is, between lines;
+    /// the daemon sweeps on a timer as well.
+    pub fn expiry_due(&self) -> bool {
+        self.groups.sweep_due()
     }
 
     /// Live buckets in total (for metrics and memory bounds).
