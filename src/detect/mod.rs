@@ -1128,6 +1128,56 @@ struct Dispatch {
     steps: Vec<Box<[Step]>>,
     /// The steps of the last event whose list has no key ([`Dispatch::UNKEYED`]).
     unkeyed: Box<[Step]>,
+    /// Routes by [`ConstKey`], direct-mapped ([`Dispatch::CONST_ROUTES`] entries, made at
+    /// the first one kept): an sshd line's guard fields all hold constants its parser set,
+    /// so its route is found by comparing a few addresses, without classifying the fields
+    /// (~190 instructions a line when its type differs from the last line's).
+    const_routes: Vec<(ConstKey, usize)>,
+}
+
+/// An event's candidate list and the constants its guard fields hold (each as
+/// [`crate::event::static_text_key`]; an unset field as `(0, 0)`), when they all hold one
+/// and are at most [`ConstKey::FIELDS`]. Its route is that of the classes of those
+/// constants, which never change once the detector is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ConstKey {
+    list: usize,
+    texts: [(usize, usize); ConstKey::FIELDS],
+}
+
+impl ConstKey {
+    /// Guard fields a key holds at most.
+    const FIELDS: usize = 6;
+    /// The key of no event.
+    const NONE: ConstKey = ConstKey {
+        list: usize::MAX,
+        texts: [(0, 0); ConstKey::FIELDS],
+    };
+
+    /// The key of `event` in candidate list `list` whose guard fields (indices into
+    /// `guard_fields`) are `fields`; `None` when one holds other than a constant.
+    fn of(list: usize, fields: &[usize], guard_fields: &[FieldId], event: &Event) -> Option<Self> {
+        if fields.len() > Self::FIELDS {
+            return None;
+        }
+        let mut texts = [(0, 0); Self::FIELDS];
+        for (text, &f) in texts.iter_mut().zip(fields) {
+            *text = match event.slot(*guard_fields.get(f)?) {
+                Some(&FieldValue::Static(s)) => crate::event::static_text_key(s),
+                Some(FieldValue::Unset) | None => (0, 0),
+                Some(_) => return None,
+            };
+        }
+        Some(ConstKey { list, texts })
+    }
+
+    /// Its entry in [`Dispatch::const_routes`].
+    fn at(&self) -> usize {
+        let mixed = self.texts.iter().fold(self.list as u64, |h, t| {
+            (h ^ t.0 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        });
+        (mixed >> 58) as usize & (Dispatch::CONST_ROUTES - 1)
+    }
 }
 
 impl Dispatch {
@@ -1163,6 +1213,28 @@ impl Dispatch {
     fn clear(&mut self) {
         self.routes.clear();
         self.steps.clear();
+        self.const_routes.clear();
+    }
+
+    /// Entries of [`Dispatch::const_routes`].
+    const CONST_ROUTES: usize = 64;
+
+    /// The route kept for `key`.
+    fn const_route(&self, key: &ConstKey) -> Option<usize> {
+        self.const_routes
+            .get(key.at())
+            .filter(|(k, _)| k == key)
+            .map(|&(_, r)| r)
+    }
+
+    /// Keeps route `r` for `key`, in place of what its entry held.
+    fn keep_const_route(&mut self, key: ConstKey, r: usize) {
+        if self.const_routes.is_empty() {
+            self.const_routes = vec![(ConstKey::NONE, 0); Self::CONST_ROUTES];
+        }
+        if let Some(entry) = self.const_routes.get_mut(key.at()) {
+            *entry = (key, r);
+        }
     }
 
     /// The route key of an event in candidate list `list`, or `None` when the list's
@@ -1651,11 +1723,19 @@ impl Detector {
     /// out at every event (no shipped ruleset has one).
     fn route(&mut self, event: &Event) -> usize {
         let list = self.index.list_of(event);
-        for &f in self.dispatch.fields[list].iter() {
+        let fields = &self.dispatch.fields[list];
+        let const_key = ConstKey::of(list, fields, &self.guard_fields.fields, event);
+        if let Some(r) = const_key.and_then(|k| self.dispatch.const_route(&k)) {
+            return r;
+        }
+        for &f in fields.iter() {
             self.guard_classes[f] = self.guard_fields.classify(f, event);
         }
         let key = self.dispatch.key(list, &self.guard_classes);
         if let Some(&r) = key.and_then(|k| self.dispatch.routes.get(&k)) {
+            if let Some(c) = const_key {
+                self.dispatch.keep_const_route(c, r);
+            }
             return r;
         }
         let steps: Box<[Step]> = self.index.lists[list]
@@ -1693,6 +1773,9 @@ impl Detector {
         self.dispatch.steps.push(steps);
         let r = self.dispatch.steps.len() - 1;
         self.dispatch.routes.insert(k, r);
+        if let Some(c) = const_key {
+            self.dispatch.keep_const_route(c, r);
+        }
         r
     }
 
