@@ -22,8 +22,12 @@ pub struct DataList {
     pub kind: DataKind,
     /// The lines, without comments (`#`) and blank lines.
     pub lines: Vec<String>,
-    /// For [`DataKind::Regexes`]: all lines compiled into one set, on first use (when an
-    /// expression referencing the list is compiled), so unused lists cost nothing.
+    /// Shipped with garrison: a test builds its regexes, so an expression that uses it
+    /// leaves them to the first value it tests (a syslog replay never builds the web
+    /// lists') instead of building them when it is compiled.
+    pub shipped: bool,
+    /// For [`DataKind::Regexes`]: all lines compiled into one set, on first use, so unused
+    /// lists cost nothing.
     regexes: std::sync::OnceLock<Result<regex::RegexSet, String>>,
 }
 
@@ -48,6 +52,7 @@ impl DataList {
             name: Arc::from(name),
             kind,
             lines,
+            shipped: false,
             regexes: std::sync::OnceLock::new(),
         })
     }
@@ -57,16 +62,23 @@ impl DataList {
         if self.kind == DataKind::Strings {
             return Ok(());
         }
-        self.regexes
-            .get_or_init(|| {
-                regex::RegexSetBuilder::new(&self.lines)
-                    .size_limit(64 << 20)
-                    .build()
-                    .map_err(|e| format!("data list {}: {e}", self.name))
-            })
-            .as_ref()
-            .map(|_| ())
-            .map_err(Clone::clone)
+        self.built().as_ref().map(|_| ()).map_err(Clone::clone)
+    }
+
+    /// The list's set, built by the first caller. A shipped list is built on first use (a
+    /// test builds each): should one fail all the same, that is logged once, and it matches
+    /// nothing.
+    fn built(&self) -> &Result<regex::RegexSet, String> {
+        self.regexes.get_or_init(|| {
+            let built = regex::RegexSetBuilder::new(&self.lines)
+                .size_limit(64 << 20)
+                .build()
+                .map_err(|e| format!("data list {}: {e}", self.name));
+            if let (Err(e), true) = (&built, self.shipped) {
+                tracing::error!("{e}: the list matches nothing");
+            }
+            built
+        })
     }
 
     /// The compiled regexes of a regex list (compiled on first call).
@@ -74,24 +86,13 @@ impl DataList {
         if self.kind == DataKind::Strings {
             return Err(format!("data list {} is not a regex list", self.name));
         }
-        self.compile()?;
-        match self.regexes.get() {
-            Some(Ok(set)) => Ok(set),
-            Some(Err(e)) => Err(e.clone()),
-            None => Err(format!("data list {} did not compile", self.name)),
-        }
+        self.built().as_ref().map_err(Clone::clone)
     }
 
     /// True when any regex of the list matches `s` (false for string lists and for a list
-    /// whose regexes failed to compile, which `garrison check` reports).
+    /// whose regexes failed to compile, which `garrison check` reports for local lists).
     pub fn any_regex_matches(&self, s: &str) -> bool {
-        if self.kind == DataKind::Strings || self.compile().is_err() {
-            return false;
-        }
-        self.regexes
-            .get()
-            .and_then(|r| r.as_ref().ok())
-            .is_some_and(|set| set.is_match(s))
+        self.kind == DataKind::Regexes && self.built().as_ref().is_ok_and(|set| set.is_match(s))
     }
 }
 
@@ -102,7 +103,9 @@ pub struct DataId(pub u32);
 /// Every data list the enabled rules reference.
 #[derive(Debug, Default)]
 pub struct DataLists {
-    lists: Vec<DataList>,
+    /// Shared with the expressions that test values against a regex list
+    /// (`RegexpInFile`), which build its set on first use.
+    lists: Vec<Arc<DataList>>,
     by_name: HashMap<Arc<str>, DataId>,
 }
 
@@ -115,12 +118,12 @@ impl DataLists {
     /// Adds a list; a list of the same name replaces the earlier one.
     pub fn insert(&mut self, list: DataList) -> DataId {
         if let Some(id) = self.by_name.get(&list.name) {
-            self.lists[id.0 as usize] = list;
+            self.lists[id.0 as usize] = Arc::new(list);
             return *id;
         }
         let id = DataId(self.lists.len() as u32);
         self.by_name.insert(list.name.clone(), id);
-        self.lists.push(list);
+        self.lists.push(Arc::new(list));
         id
     }
 
@@ -132,6 +135,11 @@ impl DataLists {
     /// The list behind an id.
     pub fn get(&self, id: DataId) -> &DataList {
         &self.lists[id.0 as usize]
+    }
+
+    /// The list behind an id, shared.
+    pub fn shared(&self, id: DataId) -> Arc<DataList> {
+        self.lists[id.0 as usize].clone()
     }
 
     /// All list names, for hints.

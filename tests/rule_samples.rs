@@ -4,6 +4,7 @@
 //! it: the detector's `log_type` index and filter guards may skip filters, never change a verdict.
 
 use garrison::compile::{CompileOptions, compile_path_with};
+use garrison::data::DataKind;
 use garrison::detect::Detector;
 use garrison::event::Event;
 use garrison::parse::timefmt::TimeContext;
@@ -84,6 +85,28 @@ fn parser_samples_hold() {
 /// The shipped rules' regexes are built on first use, not when the rules compile: this
 /// builds every one, so that a shipped pattern the regex crate refuses fails here and not
 /// on some user's first matching line.
+/// Shipped regex lists are built by the first value an expression tests against one (a
+/// syslog replay never builds the web lists): this builds each, so that a line the regex
+/// crate refuses fails here and not in some user's running daemon.
+#[test]
+fn every_shipped_regex_list_builds() {
+    let compiled = compile_path_with(None, CompileOptions { all_rules: true })
+        .unwrap_or_else(|d| panic!("shipped rules must compile:\n{d}"));
+    let data = &compiled.ruleset.data;
+    let mut built = 0;
+    for name in data.names() {
+        let list = data.get(data.id(name).expect("a listed name has an id"));
+        if list.kind == DataKind::Regexes {
+            assert!(list.shipped, "{name}");
+            if let Err(e) = list.regex_set() {
+                panic!("{e}");
+            }
+            built += 1;
+        }
+    }
+    assert!(built > 0, "no shipped regex list");
+}
+
 #[test]
 fn every_shipped_grok_builds() {
     let compiled = compile_path_with(None, CompileOptions { all_rules: true })

@@ -155,7 +155,8 @@ pub fn compile_loaded_with(
     let mut data = DataLists::new();
     for d in &rules.data {
         match DataList::from_text_lazy(&d.name, d.kind, &d.text) {
-            Ok(list) => {
+            Ok(mut list) => {
+                list.shipped = d.shipped;
                 data.insert(list);
             }
             Err(e) => diags.push(Diagnostic::global(format!("{}: {e}", d.origin))),

@@ -905,14 +905,14 @@ impl<'e, 'a> Checker<'e, 'a> {
                 let x =
                     self.lower_typed(&args[0], &Type::Str, "the first argument of RegexpInFile")?;
                 let id = self.data_list(&args[1], Some(DataKind::Regexes))?;
-                let set = self
-                    .env
-                    .data
-                    .get(id)
-                    .regex_set()
-                    .map_err(|e| ExprError::new(args[1].span.clone(), e))?
-                    .clone();
-                let list = super::matcher::RegexList::new(set);
+                let list = self.env.data.shared(id);
+                if !list.shipped {
+                    // A local list's regexes are built now, so that an error in them is
+                    // reported with the configuration's.
+                    list.regex_set()
+                        .map_err(|e| ExprError::new(args[1].span.clone(), e))?;
+                }
+                let list = super::matcher::RegexList::new(list);
                 return Ok((
                     Node::new(K::RegexpInFile(Box::new(x), list), sp),
                     Type::Bool,

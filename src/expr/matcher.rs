@@ -234,7 +234,9 @@ impl Trie {
 /// cost half as much as the regex set's verdict on a typical user agent).
 #[derive(Debug, Clone)]
 pub(crate) struct RegexList {
-    set: regex::RegexSet,
+    /// A regex list ([`DataKind::Regexes`](crate::data::DataKind)), its set built on first
+    /// use.
+    list: std::sync::Arc<crate::data::DataList>,
     /// Tells this list's cached verdicts apart from other lists' (unique per process).
     id: u64,
 }
@@ -258,11 +260,11 @@ thread_local! {
 }
 
 impl RegexList {
-    /// Wraps a compiled list.
-    pub(crate) fn new(set: regex::RegexSet) -> Self {
+    /// Wraps a regex list.
+    pub(crate) fn new(list: std::sync::Arc<crate::data::DataList>) -> Self {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         RegexList {
-            set,
+            list,
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
@@ -271,11 +273,11 @@ impl RegexList {
     pub(crate) fn is_match(&self, s: &str) -> bool {
         use std::hash::BuildHasher;
         if s.len() > VERDICT_MAX_LEN {
-            return self.set.is_match(s);
+            return self.list.any_regex_matches(s);
         }
         VERDICTS.with(|cell| {
             let Ok(mut cache) = cell.try_borrow_mut() else {
-                return self.set.is_match(s);
+                return self.list.any_regex_matches(s);
             };
             let cache = &mut *cache;
             if cache.slots.is_empty() {
@@ -285,7 +287,7 @@ impl RegexList {
             match &mut cache.slots[slot] {
                 Some((id, text, verdict)) if *id == self.id && text == s => *verdict,
                 entry => {
-                    let verdict = self.set.is_match(s);
+                    let verdict = self.list.any_regex_matches(s);
                     match entry {
                         Some((id, text, v)) => {
                             *id = self.id;

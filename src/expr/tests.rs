@@ -1949,8 +1949,12 @@ fn implied_values_of_filters() {
 #[test]
 fn regex_list_verdicts_are_the_sets_verdicts_whatever_the_cache_holds() {
     use super::matcher::RegexList;
-    let bots = RegexList::new(regex::RegexSet::new([r"(?i)bot\b", r"^curl/"]).expect("a set"));
-    let digits = RegexList::new(regex::RegexSet::new([r"^[0-9]+$"]).expect("a set"));
+    let list = |name: &str, text: &str| {
+        let list = DataList::from_text(name, DataKind::Regexes, text).expect("a list");
+        RegexList::new(std::sync::Arc::new(list))
+    };
+    let bots = list("bots.regex.txt", "(?i)bot\\b\n^curl/\n");
+    let digits = list("digits.regex.txt", "^[0-9]+$\n");
     // More values than the cache has slots, each asked twice of both lists, in an order
     // that makes them evict each other.
     let values: Vec<String> = (0..2000)

@@ -38,6 +38,8 @@ pub struct DataSource {
     pub text: String,
     /// Where it came from.
     pub origin: String,
+    /// Shipped with garrison (else from the configuration's `rule-dirs`).
+    pub shipped: bool,
 }
 
 /// Every rule file and data list.
@@ -100,7 +102,12 @@ fn push_file(
 }
 
 /// A data list named after its file.
-fn data_source(file_name: Option<&std::ffi::OsStr>, text: String, origin: String) -> DataSource {
+fn data_source(
+    file_name: Option<&std::ffi::OsStr>,
+    text: String,
+    origin: String,
+    shipped: bool,
+) -> DataSource {
     let name = file_name
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -109,6 +116,7 @@ fn data_source(file_name: Option<&std::ffi::OsStr>, text: String, origin: String
         name,
         text,
         origin,
+        shipped,
     }
 }
 
@@ -158,6 +166,7 @@ pub fn load_shipped() -> Result<LoadedRules, Diagnostics> {
                 f.path().file_name(),
                 text.to_owned(),
                 format!("rules/{path}"),
+                true,
             ));
         }
     }
@@ -207,7 +216,8 @@ pub fn load(extra_dirs: &[String]) -> Result<Arc<LoadedRules>, Diagnostics> {
             if display.ends_with(".kdl") {
                 push_file(&mut out, &mut diags, display, text, None, false);
             } else if is_data(&rel) {
-                out.data.push(data_source(p.file_name(), text, display));
+                out.data
+                    .push(data_source(p.file_name(), text, display, false));
             }
         }
     }
