@@ -360,7 +360,7 @@ impl BucketGroups {
     }
 
     /// Whether a sweep of idle buckets is due: the live groups doubled since the last one
-    /// (and are more than [`Self::SWEEP_MIN`]). A sweep walks every group, so the
+    /// (and are at least [`Self::SWEEP_MIN`]). A sweep walks every group, so the
     /// groups made between two sweeps pay for it (a sweep every 8,192 lines was 3 % of
     /// an sshd replay), while memory stays within twice what the last sweep left.
     fn sweep_due(&self) -> bool {
