@@ -35,7 +35,9 @@ impl DataList {
     /// Builds a list from file text and compiles its regexes now.
     pub fn from_text(name: &str, kind: DataKind, text: &str) -> Result<Self, String> {
         let list = Self::from_text_lazy(name, kind, text)?;
-        list.compile()?;
+        if kind == DataKind::Regexes {
+            list.regex_set()?;
+        }
         Ok(list)
     }
 
@@ -55,14 +57,6 @@ impl DataList {
             shipped: false,
             regexes: std::sync::OnceLock::new(),
         })
-    }
-
-    /// Compiles the regexes of a regex list (once); the error names the list.
-    pub fn compile(&self) -> Result<(), String> {
-        if self.kind == DataKind::Strings {
-            return Ok(());
-        }
-        self.built().as_ref().map(|_| ()).map_err(Clone::clone)
     }
 
     /// The list's set, built by the first caller. A shipped list is built on first use (a
