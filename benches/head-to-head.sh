@@ -14,11 +14,12 @@ fi
 kind=$1 rounds=$2 a=$3 b=$4
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-rate() { grep -o '= [0-9]* lines/s' "$1" | grep -o '[0-9]*'; }
+# The last figure: the median line of a build that replays several times (one run here).
+rate() { grep -o '= [0-9]* lines/s' "$1" | tail -n 1 | grep -o '[0-9]*'; }
 for ((r = 1; r <= rounds; r++)); do
     ca=$((r % 2)) cb=$(((r + 1) % 2))
-    GARRISON_BENCH_KINDS=$kind taskset -c "$ca" "$a" --bench >"$out/a" 2>&1 &
-    GARRISON_BENCH_KINDS=$kind taskset -c "$cb" "$b" --bench >"$out/b" 2>&1 &
+    GARRISON_BENCH_RUNS=1 GARRISON_BENCH_KINDS=$kind taskset -c "$ca" "$a" --bench >"$out/a" 2>&1 &
+    GARRISON_BENCH_RUNS=1 GARRISON_BENCH_KINDS=$kind taskset -c "$cb" "$b" --bench >"$out/b" 2>&1 &
     wait
     ra=$(rate "$out/a") rb=$(rate "$out/b")
     awk -v a="$ra" -v b="$rb" 'BEGIN { printf "%d %d %.3f\n", a, b, b / a }'
