@@ -580,6 +580,10 @@ pub struct Detector {
     /// combinations of field tests against literals (`evt.Meta.log_type ==
     /// 'auth_success'`): a route whose key holds those fields knows its verdict.
     cancel_determined: Vec<Option<Vec<ClassLogic>>>,
+    /// Per scenario, the predicate of its condition's queue filter
+    /// ([`Program::queue_filter_tests`]) over guard fields, likewise: a route whose key
+    /// holds those fields knows whether an event joins the queue the condition reads.
+    queue_filter_determined: Vec<Option<Vec<ClassLogic>>>,
     /// Per distinct filter, whether it is nothing but such checked tests
     /// (`evt.Meta.log_type == 'ssh_failed-auth'`): then it is not run at all.
     filter_checked_only: Vec<bool>,
@@ -1107,6 +1111,9 @@ struct Step {
     run_filter: bool,
     /// The verdict of the scenario's `cancel-on` when the route's classes decide it.
     cancel: Option<bool>,
+    /// Whether the event joins the queue its condition filters, when the route's classes
+    /// decide it.
+    queue_admits: Option<bool>,
 }
 
 /// The routes of events through the scenarios: for each candidate list, the guard fields
@@ -1119,8 +1126,9 @@ struct Dispatch {
     /// Per candidate list: the guard fields (by index in [`GuardFields`]) its filters test.
     fields: Vec<Box<[usize]>>,
     /// Per candidate list, whether `fields` also holds those of its scenarios'
-    /// determined `cancel-on` ([`Detector::cancel_determined`]).
-    cancel_fields: Vec<bool>,
+    /// determined `cancel-on` and queue filters ([`Detector::cancel_determined`],
+    /// [`Detector::queue_filter_determined`]).
+    pour_fields: Vec<bool>,
     /// Routes by route key ([`Dispatch::key`]): indices into `steps`.
     routes: HashMap<u64, usize, FastState>,
     /// The steps of each route. An event reads them by index, with no reference count
@@ -1427,6 +1435,25 @@ impl Detector {
                 classes
             })
             .collect();
+        let queue_filter_determined: Vec<Option<Vec<ClassLogic>>> = ruleset
+            .scenarios
+            .iter()
+            .map(|sc| {
+                let tests = sc.condition.as_ref()?.queue_filter_tests()?;
+                let mark = guard_fields.mark();
+                let classes: Option<Vec<ClassLogic>> = tests
+                    .iter()
+                    .map(|(field, values, member)| {
+                        let test = FieldLogic::Test(*field, values.to_vec(), *member);
+                        ClassLogic::of(&test, &mut guard_fields)
+                    })
+                    .collect();
+                if classes.is_none() {
+                    guard_fields.rewind(&mark);
+                }
+                classes
+            })
+            .collect();
         let guard_classes = vec![GuardFields::UNKNOWN; guard_fields.fields.len()];
         let filter_checked_only: Vec<bool> = filters
             .iter()
@@ -1437,7 +1464,7 @@ impl Detector {
         let runs: Vec<bool> = filter_checked_only.iter().map(|only| !only).collect();
         let verdicts = verdicts::FieldVerdicts::new(&filters, &filter_skip, &runs);
         let sample_spec = SampleSpec::new(&ruleset);
-        let (list_fields, cancel_fields) = index
+        let (list_fields, pour_fields) = index
             .lists
             .iter()
             .map(|list| {
@@ -1453,11 +1480,12 @@ impl Detector {
                 }
                 fields.sort_unstable();
                 fields.dedup();
-                // The `cancel-on` fields too, while a route key still holds them all
-                // (else those scenarios run their `cancel-on` at each pour).
+                // The `cancel-on` and queue filter fields too, while a route key still
+                // holds them all (else those scenarios run them at each pour).
                 let mut with_cancel = fields.clone();
                 for &i in list.iter() {
-                    for logic in cancel_determined[i].iter().flatten() {
+                    let pour_logic = [&cancel_determined[i], &queue_filter_determined[i]];
+                    for logic in pour_logic.into_iter().flatten().flatten() {
                         logic.fields(&mut with_cancel);
                     }
                 }
@@ -1472,7 +1500,7 @@ impl Detector {
             .unzip();
         let dispatch = Dispatch {
             fields: list_fields,
-            cancel_fields,
+            pour_fields,
             ..Dispatch::default()
         };
         Detector {
@@ -1485,6 +1513,7 @@ impl Detector {
             filter_skip,
             filter_determined,
             cancel_determined,
+            queue_filter_determined,
             filter_checked_only,
             verdicts,
             index,
@@ -1656,7 +1685,8 @@ impl Detector {
                 }
             }
             poured(i);
-            self.pour_one((i, step.cancel), event, &mut keys, &mut sample, now, out);
+            let known = (i, step.cancel, step.queue_admits);
+            self.pour_one(known, event, &mut keys, &mut sample, now, out);
         }
         self.dispatch.put_back(route, steps);
     }
@@ -1712,8 +1742,9 @@ impl Detector {
         }
         // Keys computed for this copy are not the line's, before or after it.
         self.line += 1;
-        // The copy's written fields may change what `cancel-on` reads.
-        self.pour_one((i, None), &e, &mut LineKeys::default(), &mut None, now, out);
+        // The copy's written fields may change what `cancel-on` and a queue filter read.
+        let unknown = (i, None, None);
+        self.pour_one(unknown, &e, &mut LineKeys::default(), &mut None, now, out);
         self.line += 1;
     }
 
@@ -1758,7 +1789,13 @@ impl Detector {
                         .cancel_determined
                         .get(i)
                         .and_then(Option::as_ref)
-                        .filter(|_| self.dispatch.cancel_fields[list])
+                        .filter(|_| self.dispatch.pour_fields[list])
+                        .map(|logic| logic.iter().all(|l| l.holds(classes))),
+                    queue_admits: self
+                        .queue_filter_determined
+                        .get(i)
+                        .and_then(Option::as_ref)
+                        .filter(|_| self.dispatch.pour_fields[list])
                         .map(|logic| logic.iter().all(|l| l.holds(classes))),
                 })
             })
@@ -1780,10 +1817,11 @@ impl Detector {
     }
 
     /// Pours `event` into scenario `i`'s bucket for its key; `cancel` is its `cancel-on`
-    /// verdict when the route knows it (else it runs here).
+    /// verdict and `queue_admits` its condition's queue filter verdict when the route
+    /// knows them (else they run here).
     fn pour_one<'e>(
         &mut self,
-        (i, cancel): (usize, Option<bool>),
+        (i, cancel, queue_admits): (usize, Option<bool>, Option<bool>),
         event: &'e Event,
         keys: &mut LineKeys<'e>,
         sample: &mut Option<QueuedSample>,
@@ -1964,7 +2002,8 @@ impl Detector {
                 // the condition filtering the whole queue at every pour. The queue limit
                 // then counts the events the condition can see.
                 let prefiltered = c.has_queue_filter();
-                let admitted = !prefiltered || c.queue_filter_admits(event, &rs.data);
+                let admitted = !prefiltered
+                    || queue_admits.unwrap_or_else(|| c.queue_filter_admits(event, &rs.data));
                 if let Some(kept) = plan.cond_times {
                     let times = &mut bucket.cond_times;
                     if admitted {
@@ -2958,6 +2997,82 @@ scenarios {
             assert_eq!(routed.bucket_count(), running.bucket_count(), "event {n}");
         }
         assert!(cancels > 0, "no event cancelled a bucket");
+    }
+
+    #[test]
+    fn queue_filter_verdicts_known_from_routes_agree_with_running_the_filter() {
+        let rs = crate::compile::ruleset_with_local_rules(
+            r#"
+scenarios {
+    - "test-queue-by-type" {
+        type conditional
+        filter "evt.Meta.log_type in ['test-line', 'test-ok']"
+        capacity -1
+        leakspeed "1h"
+        condition "let lines = filter(queue.Queue, {#.Meta.log_type == 'test-line'}); len(lines) >= 3"
+    }
+    - "test-queue-by-service" {
+        type conditional
+        filter "evt.Meta.log_type in ['test-line', 'test-ok']"
+        capacity -1
+        leakspeed "1h"
+        condition "len(filter(queue.Queue, {#.Meta.service in ['test-svc', 'test-other']})) >= 2"
+    }
+    - "test-queue-by-user" {
+        type conditional
+        filter "evt.Meta.log_type in ['test-line', 'test-ok']"
+        capacity -1
+        leakspeed "1h"
+        condition "len(filter(queue.Queue, {#.Meta.target_user contains 'admin'})) >= 2"
+    }
+}
+"#,
+        );
+        let names = [
+            "test-queue-by-type",
+            "test-queue-by-service",
+            "test-queue-by-user",
+        ];
+        let enabled: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut routed = Detector::new(rs.clone());
+        routed.only(&enabled);
+        // The reference runs every queue filter.
+        let mut running = Detector::new(rs.clone());
+        running.only(&enabled);
+        running
+            .queue_filter_determined
+            .iter_mut()
+            .for_each(|c| *c = None);
+        let known: Vec<bool> = names
+            .iter()
+            .map(|n| routed.queue_filter_determined[scenario_index(&rs, n)].is_some())
+            .collect();
+        assert_eq!(known, [true, true, false]);
+        let meta = |n: &str| rs.fields.get(Namespace::Meta, n).expect("a Meta field");
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for n in 0..120usize {
+            let mut e = Event::new(String::new(), Timestamp::UNIX_EPOCH, rs.fields.len());
+            let log_type = ["test-line", "test-ok", "test-ok"][n % 3];
+            let service = ["test-svc", "", "test-other", "ssh"][n / 3 % 4];
+            let user = ["bob", "admin7"][n / 12 % 2];
+            e.set(meta("log_type"), FieldValue::Static(log_type));
+            if !service.is_empty() {
+                e.set(meta("service"), FieldValue::Static(service));
+            }
+            e.set(meta("target_user"), FieldValue::Static(user));
+            e.set(meta("source_ip"), FieldValue::Static("192.0.2.1"));
+            routed.pour(&e, Timestamp::UNIX_EPOCH, &mut a);
+            running.pour(&e, Timestamp::UNIX_EPOCH, &mut b);
+            let alerts = |out: &[Alert]| -> Vec<(String, u64)> {
+                out.iter()
+                    .map(|a| (a.scenario.to_string(), a.events_count))
+                    .collect()
+            };
+            assert_eq!(alerts(&a), alerts(&b), "event {n}");
+            assert_eq!(routed.bucket_count(), running.bucket_count(), "event {n}");
+        }
+        let fired = |name: &str| a.iter().filter(|x| &*x.scenario == name).count();
+        assert!(names.iter().all(|n| fired(n) > 0), "every scenario fired");
     }
 
     #[test]

@@ -611,6 +611,13 @@ impl Program {
         self.queue_filter.is_some()
     }
 
+    /// The predicate of [`Self::has_queue_filter`] as tests of the element's fields against
+    /// literals, when it is only such tests (all must hold): [`Self::queue_filter_admits`]
+    /// is then their verdict, which a route that knows those fields' classes can know.
+    pub(crate) fn queue_filter_tests(&self) -> Option<&[eval::FieldTest]> {
+        self.queue_filter_tests.as_deref()
+    }
+
     /// Whether the condition reads its queue only for the number and times of the events
     /// in it ([`QueueCondition`]), the queue being the one its bucket keeps: the whole
     /// queue, or the events [`Self::queue_filter_admits`] admits when it filters one. A
