@@ -540,15 +540,11 @@ fn decode_syslog(
             ]
         }
     };
-    let mut sets = [(FieldId(0), 0, 0); 6];
-    let mut n = 0;
-    for &(id, part) in fields.iter().take(sets.len()) {
+    for &(id, part) in fields {
         if let Some((start, end)) = parts[part as usize] {
-            sets[n] = (id, start, end);
-            n += 1;
+            event.set(id, FieldValue::Line { start, end });
         }
     }
-    event.set_ranges(sets.into_iter().take(n));
     true
 }
 
