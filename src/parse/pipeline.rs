@@ -72,9 +72,10 @@ struct Scratch {
     /// Per grok, its capture locations once a search needed them.
     locs: Vec<Option<regex::CaptureLocations>>,
     grok_index: Vec<Vec<usize>>,
-    /// Per grok (as `locs`), the field each span of its native scanner sets (`None`: the
-    /// grok has no field there, or no rule reads it): see [`native_field_maps`].
-    native_fields: Vec<Box<[Option<FieldId>]>>,
+    /// Per grok (as `locs`), the fields its native scanner's spans set, each with its
+    /// span (none where the grok has no field or no rule reads it): see
+    /// [`native_field_maps`].
+    native_fields: Vec<Box<[NativeField]>>,
     /// Per parser node, whether all its grok alternatives match the same target (then one
     /// pair set of it rules alternatives out before anything else is looked at).
     one_target: Vec<bool>,
@@ -631,7 +632,7 @@ fn is_unread(unread: &[bool], id: FieldId) -> bool {
 
 /// Per grok, in the order of [`Scratch::locs`], the field each of its native scanner's
 /// spans sets, unless no rule reads it (per `unread`; empty: all are read).
-fn native_field_maps(rs: &Ruleset, unread: &[bool]) -> Vec<Box<[Option<FieldId>]>> {
+fn native_field_maps(rs: &Ruleset, unread: &[bool]) -> Vec<Box<[NativeField]>> {
     rs.stages
         .iter()
         .flatten()
@@ -640,22 +641,35 @@ fn native_field_maps(rs: &Ruleset, unread: &[bool]) -> Vec<Box<[Option<FieldId>]
             g.grok
                 .native_fields()
                 .iter()
-                .map(|&fi| {
-                    g.fields
-                        .get(fi)
-                        .copied()
-                        .filter(|&id| !is_unread(unread, id))
+                .enumerate()
+                .filter_map(|(span, &fi)| {
+                    let id = g.fields.get(fi).copied()?;
+                    let span = u8::try_from(span).ok()?;
+                    (!is_unread(unread, id)).then_some(NativeField { span, id })
                 })
                 .collect()
         })
         .collect()
 }
 
+/// A field a native scanner's span sets (only those some rule reads).
+#[derive(Debug, Clone, Copy)]
+struct NativeField {
+    /// The span's index in [`NativeSpans`] (below [`NATIVE_SPANS`]).
+    span: u8,
+    id: FieldId,
+}
+
+/// Spans a native scanner fills at most (the length of [`NativeSpans`], a power of two).
+const NATIVE_SPANS: usize =
+    std::mem::size_of::<NativeSpans>() / std::mem::size_of::<(usize, usize)>();
+const _: () = assert!(NATIVE_SPANS.is_power_of_two());
+
 /// A grok alternative to run on a line, with what the pipeline knows of it.
 struct GrokRun<'a> {
     g: &'a CompiledGrok,
     /// Its [`native_field_maps`] entry: a line its native scanner reads sets them directly.
-    native_fields: &'a [Option<FieldId>],
+    native_fields: &'a [NativeField],
     /// Its target's range of the line, when the literal scan found it there.
     range: Option<(u32, u32)>,
 }
@@ -685,10 +699,10 @@ fn run_grok_matched(
             let mut spans: NativeSpans = Default::default();
             match g.grok.native_spans(text, &mut spans) {
                 Some(true) => {
-                    for (&(start, end), &id) in spans.iter().zip(native_fields) {
-                        if let Some(id) = id
-                            && start < end
-                        {
+                    for &NativeField { span, id } in native_fields {
+                        // Masked, not bounds-checked: the index is below the length.
+                        let (start, end) = spans[usize::from(span) & (NATIVE_SPANS - 1)];
+                        if start < end {
                             let (start, end) = (base + start as u32, base + end as u32);
                             event.set(id, FieldValue::Line { start, end });
                         }
