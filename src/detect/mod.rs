@@ -2914,6 +2914,40 @@ scenarios {
         }
     }
 
+    /// Event `n` of a run from one address whose `log_type` cycles through `log_types`,
+    /// its service through two tested values, none and another, its user through two.
+    fn varied_event(rs: &Ruleset, log_types: [&'static str; 3], n: usize) -> Event {
+        let meta = |n: &str| rs.fields.get(Namespace::Meta, n).expect("a Meta field");
+        let mut e = Event::new(String::new(), Timestamp::UNIX_EPOCH, rs.fields.len());
+        let service = ["test-svc", "", "test-other", "ssh"][n / 3 % 4];
+        e.set(meta("log_type"), FieldValue::Static(log_types[n % 3]));
+        if !service.is_empty() {
+            e.set(meta("service"), FieldValue::Static(service));
+        }
+        let user = ["bob", "admin7"][n / 12 % 2];
+        e.set(meta("target_user"), FieldValue::Static(user));
+        e.set(meta("source_ip"), FieldValue::Static("192.0.2.1"));
+        e
+    }
+
+    /// Two detectors of `rs` running only the scenarios `names`.
+    fn two_detectors(rs: &Arc<Ruleset>, names: &[&str]) -> (Detector, Detector) {
+        let enabled: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let one = || {
+            let mut d = Detector::new(rs.clone());
+            d.only(&enabled);
+            d
+        };
+        (one(), one())
+    }
+
+    /// Each alert's scenario and events count.
+    fn scenario_counts(out: &[Alert]) -> Vec<(String, u64)> {
+        out.iter()
+            .map(|a| (a.scenario.to_string(), a.events_count))
+            .collect()
+    }
+
     #[test]
     fn cancel_verdicts_known_from_routes_agree_with_running_cancel_on() {
         let rs = crate::compile::ruleset_with_local_rules(
@@ -2956,44 +2990,25 @@ scenarios {
             "test-cancel-by-any-service",
             "test-cancel-by-user",
         ];
-        let enabled: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut routed = Detector::new(rs.clone());
-        routed.only(&enabled);
         // The reference runs every `cancel-on`.
-        let mut running = Detector::new(rs.clone());
-        running.only(&enabled);
+        let (mut routed, mut running) = two_detectors(&rs, &names);
         running.cancel_determined.iter_mut().for_each(|c| *c = None);
         let known: Vec<bool> = names
             .iter()
             .map(|n| routed.cancel_determined[scenario_index(&rs, n)].is_some())
             .collect();
         assert_eq!(known, [true, true, true, false]);
-        let meta = |n: &str| rs.fields.get(Namespace::Meta, n).expect("a Meta field");
         let (mut a, mut b) = (Vec::new(), Vec::new());
         let mut cancels = 0;
         for n in 0..120usize {
-            let mut e = Event::new(String::new(), Timestamp::UNIX_EPOCH, rs.fields.len());
-            let log_type = ["test-line", "test-line", "test-ok"][n % 3];
-            let service = ["test-svc", "", "test-other", "ssh"][n / 3 % 4];
-            let user = ["bob", "admin7"][n / 12 % 2];
-            e.set(meta("log_type"), FieldValue::Static(log_type));
-            if !service.is_empty() {
-                e.set(meta("service"), FieldValue::Static(service));
-            }
-            e.set(meta("target_user"), FieldValue::Static(user));
-            e.set(meta("source_ip"), FieldValue::Static("192.0.2.1"));
+            let e = varied_event(&rs, ["test-line", "test-line", "test-ok"], n);
             let (buckets_before, alerts_before) = (routed.bucket_count(), a.len());
             routed.pour(&e, Timestamp::UNIX_EPOCH, &mut a);
             running.pour(&e, Timestamp::UNIX_EPOCH, &mut b);
             // A bucket gone without an alert was cancelled.
             cancels +=
                 usize::from(routed.bucket_count() < buckets_before && a.len() == alerts_before);
-            let alerts = |out: &[Alert]| -> Vec<(String, u64)> {
-                out.iter()
-                    .map(|a| (a.scenario.to_string(), a.events_count))
-                    .collect()
-            };
-            assert_eq!(alerts(&a), alerts(&b), "event {n}");
+            assert_eq!(scenario_counts(&a), scenario_counts(&b), "event {n}");
             assert_eq!(routed.bucket_count(), running.bucket_count(), "event {n}");
         }
         assert!(cancels > 0, "no event cancelled a bucket");
@@ -3033,12 +3048,8 @@ scenarios {
             "test-queue-by-service",
             "test-queue-by-user",
         ];
-        let enabled: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut routed = Detector::new(rs.clone());
-        routed.only(&enabled);
         // The reference runs every queue filter.
-        let mut running = Detector::new(rs.clone());
-        running.only(&enabled);
+        let (mut routed, mut running) = two_detectors(&rs, &names);
         running
             .queue_filter_determined
             .iter_mut()
@@ -3048,27 +3059,12 @@ scenarios {
             .map(|n| routed.queue_filter_determined[scenario_index(&rs, n)].is_some())
             .collect();
         assert_eq!(known, [true, true, false]);
-        let meta = |n: &str| rs.fields.get(Namespace::Meta, n).expect("a Meta field");
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for n in 0..120usize {
-            let mut e = Event::new(String::new(), Timestamp::UNIX_EPOCH, rs.fields.len());
-            let log_type = ["test-line", "test-ok", "test-ok"][n % 3];
-            let service = ["test-svc", "", "test-other", "ssh"][n / 3 % 4];
-            let user = ["bob", "admin7"][n / 12 % 2];
-            e.set(meta("log_type"), FieldValue::Static(log_type));
-            if !service.is_empty() {
-                e.set(meta("service"), FieldValue::Static(service));
-            }
-            e.set(meta("target_user"), FieldValue::Static(user));
-            e.set(meta("source_ip"), FieldValue::Static("192.0.2.1"));
+            let e = varied_event(&rs, ["test-line", "test-ok", "test-ok"], n);
             routed.pour(&e, Timestamp::UNIX_EPOCH, &mut a);
             running.pour(&e, Timestamp::UNIX_EPOCH, &mut b);
-            let alerts = |out: &[Alert]| -> Vec<(String, u64)> {
-                out.iter()
-                    .map(|a| (a.scenario.to_string(), a.events_count))
-                    .collect()
-            };
-            assert_eq!(alerts(&a), alerts(&b), "event {n}");
+            assert_eq!(scenario_counts(&a), scenario_counts(&b), "event {n}");
             assert_eq!(routed.bucket_count(), running.bucket_count(), "event {n}");
         }
         let fired = |name: &str| a.iter().filter(|x| &*x.scenario == name).count();
