@@ -630,8 +630,8 @@ fn is_unread(unread: &[bool], id: FieldId) -> bool {
     unread.get(usize::from(id.0)).copied().unwrap_or(false)
 }
 
-/// Per grok, in the order of [`Scratch::locs`], the field each of its native scanner's
-/// spans sets, unless no rule reads it (per `unread`; empty: all are read).
+/// Per grok, in the order of [`Scratch::locs`], the fields its native scanner's spans set,
+/// each with its span, but those no rule reads (per `unread`; empty: all are read).
 fn native_field_maps(rs: &Ruleset, unread: &[bool]) -> Vec<Box<[NativeField]>> {
     rs.stages
         .iter()
@@ -657,6 +657,7 @@ fn native_field_maps(rs: &Ruleset, unread: &[bool]) -> Vec<Box<[NativeField]>> {
 struct NativeField {
     /// The span's index in [`NativeSpans`] (below [`NATIVE_SPANS`]).
     span: u8,
+    /// The field it sets.
     id: FieldId,
 }
 
