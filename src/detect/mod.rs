@@ -766,6 +766,23 @@ impl ClassLogic {
         })
     }
 
+    /// Each of `logic` (conjuncts: all must hold) over classes, when every one is a
+    /// [`FieldLogic`] that [`ClassLogic::of`] takes; else `None`, with `fields` as it was.
+    fn of_all(
+        logic: impl IntoIterator<Item = Option<FieldLogic>>,
+        fields: &mut GuardFields,
+    ) -> Option<Vec<ClassLogic>> {
+        let mark = fields.mark();
+        let classes: Option<Vec<ClassLogic>> = logic
+            .into_iter()
+            .map(|l| ClassLogic::of(&l?, fields))
+            .collect();
+        if classes.is_none() {
+            fields.rewind(&mark);
+        }
+        classes
+    }
+
     /// Its value for an event whose fields have `classes`. A value equals one of a test's
     /// literals exactly when its class is one of theirs: every literal has a class.
     fn holds(&self, classes: &[u8]) -> bool {
@@ -1424,15 +1441,7 @@ impl Detector {
             .iter()
             .map(|sc| {
                 let logic = sc.cancel_on.as_ref()?.conjunct_logic();
-                let mark = guard_fields.mark();
-                let classes: Option<Vec<ClassLogic>> = logic
-                    .iter()
-                    .map(|l| ClassLogic::of(l.as_ref()?, &mut guard_fields))
-                    .collect();
-                if classes.is_none() {
-                    guard_fields.rewind(&mark);
-                }
-                classes
+                ClassLogic::of_all(logic, &mut guard_fields)
             })
             .collect();
         let queue_filter_determined: Vec<Option<Vec<ClassLogic>>> = ruleset
@@ -1440,18 +1449,10 @@ impl Detector {
             .iter()
             .map(|sc| {
                 let tests = sc.condition.as_ref()?.queue_filter_tests()?;
-                let mark = guard_fields.mark();
-                let classes: Option<Vec<ClassLogic>> = tests
-                    .iter()
-                    .map(|(field, values, member)| {
-                        let test = FieldLogic::Test(*field, values.to_vec(), *member);
-                        ClassLogic::of(&test, &mut guard_fields)
-                    })
-                    .collect();
-                if classes.is_none() {
-                    guard_fields.rewind(&mark);
-                }
-                classes
+                let logic = tests.iter().map(|(field, values, member)| {
+                    Some(FieldLogic::Test(*field, values.to_vec(), *member))
+                });
+                ClassLogic::of_all(logic, &mut guard_fields)
             })
             .collect();
         let guard_classes = vec![GuardFields::UNKNOWN; guard_fields.fields.len()];
@@ -1482,17 +1483,19 @@ impl Detector {
                 fields.dedup();
                 // The `cancel-on` and queue filter fields too, while a route key still
                 // holds them all (else those scenarios run them at each pour).
-                let mut with_cancel = fields.clone();
+                let mut with_pour_logic = fields.clone();
                 for &i in list.iter() {
                     let pour_logic = [&cancel_determined[i], &queue_filter_determined[i]];
                     for logic in pour_logic.into_iter().flatten().flatten() {
-                        logic.fields(&mut with_cancel);
+                        logic.fields(&mut with_pour_logic);
                     }
                 }
-                with_cancel.sort_unstable();
-                with_cancel.dedup();
-                if with_cancel.len() <= Dispatch::MAX_FIELDS || with_cancel.len() == fields.len() {
-                    (with_cancel.into_boxed_slice(), true)
+                with_pour_logic.sort_unstable();
+                with_pour_logic.dedup();
+                if with_pour_logic.len() <= Dispatch::MAX_FIELDS
+                    || with_pour_logic.len() == fields.len()
+                {
+                    (with_pour_logic.into_boxed_slice(), true)
                 } else {
                     (fields.into_boxed_slice(), false)
                 }
@@ -1769,6 +1772,14 @@ impl Detector {
             }
             return r;
         }
+        // A scenario's determined verdict (`cancel-on`, queue filter), when the key holds
+        // its fields.
+        let decided = |logic: Option<&Option<Vec<ClassLogic>>>| {
+            logic
+                .and_then(Option::as_ref)
+                .filter(|_| self.dispatch.pour_fields[list])
+                .map(|logic| logic.iter().all(|l| l.holds(&self.guard_classes)))
+        };
         let steps: Box<[Step]> = self.index.lists[list]
             .iter()
             .filter(|&&i| self.enabled[i])
@@ -1785,18 +1796,8 @@ impl Detector {
                     scenario: i,
                     slot,
                     run_filter: !self.filter_checked_only[slot],
-                    cancel: self
-                        .cancel_determined
-                        .get(i)
-                        .and_then(Option::as_ref)
-                        .filter(|_| self.dispatch.pour_fields[list])
-                        .map(|logic| logic.iter().all(|l| l.holds(classes))),
-                    queue_admits: self
-                        .queue_filter_determined
-                        .get(i)
-                        .and_then(Option::as_ref)
-                        .filter(|_| self.dispatch.pour_fields[list])
-                        .map(|logic| logic.iter().all(|l| l.holds(classes))),
+                    cancel: decided(self.cancel_determined.get(i)),
+                    queue_admits: decided(self.queue_filter_determined.get(i)),
                 })
             })
             .collect();
