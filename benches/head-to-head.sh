@@ -14,7 +14,8 @@ fi
 kind=$1 rounds=$2 a=$3 b=$4
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-# The last figure: the median line of a build that replays several times (one run here).
+# A build's lines/s: the last `= N lines/s` it printed (its one run here; older builds'
+# benches printed only that line).
 rate() { grep -o '= [0-9]* lines/s' "$1" | tail -n 1 | grep -o '[0-9]*'; }
 for ((r = 1; r <= rounds; r++)); do
     ca=$((r % 2)) cb=$(((r + 1) % 2))

@@ -82,9 +82,6 @@ fn parser_samples_hold() {
     );
 }
 
-/// The shipped rules' regexes are built on first use, not when the rules compile: this
-/// builds every one, so that a shipped pattern the regex crate refuses fails here and not
-/// on some user's first matching line.
 /// Shipped regex lists are built by the first value an expression tests against one (a
 /// syslog replay never builds the web lists): this builds each, so that a line the regex
 /// crate refuses fails here and not in some user's running daemon.
@@ -107,6 +104,9 @@ fn every_shipped_regex_list_builds() {
     assert!(built > 0, "no shipped regex list");
 }
 
+/// The shipped rules' regexes are built on first use, not when the rules compile: this
+/// builds every one, so that a shipped pattern the regex crate refuses fails here and not
+/// on some user's first matching line.
 #[test]
 fn every_shipped_grok_builds() {
     let compiled = compile_path_with(None, CompileOptions { all_rules: true })
