@@ -68,7 +68,7 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
         (None, None) => return ExitCode::FAILURE,
     };
     let mut stats = ReadStats::default();
-    let mut out = std::io::stdout().lock();
+    let mut out = super::records::Records::stdout();
     let mut n = 0u64;
     let mut event = Event::new(String::new(), jiff::Timestamp::now(), rs.fields.len());
     for_each_line(&bytes, &mut stats, |line| {
@@ -143,6 +143,8 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
                 }
             }
         }
+        let _ = out.end_record();
     });
+    let _ = out.flush();
     ExitCode::SUCCESS
 }

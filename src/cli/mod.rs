@@ -7,6 +7,7 @@ pub mod explain;
 pub mod lapi;
 mod metrics;
 pub mod nft;
+mod records;
 pub mod replay;
 
 use clap::{Parser, Subcommand};

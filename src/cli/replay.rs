@@ -5,7 +5,7 @@ use crate::alert::{Alert, AlertEvents};
 use crate::compile::{CompileOptions, compile_path_with};
 use crate::decide::{Decision, History, decide};
 use crate::engine::{Clock, Engine, EngineStats, LineSource};
-use crate::event::{Event, Namespace};
+use crate::event::{Event, Namespace, Timestamp};
 use crate::parse::timefmt::format_go_duration;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -169,27 +169,73 @@ fn progress_bar(enabled: bool, len: usize) -> Option<indicatif::ProgressBar> {
     })
 }
 
-/// The JSON object printed for one alert with `-o json`.
-pub fn finding_json(f: &Finding) -> serde_json::Value {
-    serde_json::json!({
-        "scenario": &*f.alert.scenario,
-        "source": { "scope": f.alert.scope.as_str(), "value": f.alert.value },
-        "events_count": f.alert.events_count,
-        "start_at": f.alert.start_at.to_string(),
-        "stop_at": f.alert.stop_at.to_string(),
-        "decisions": f.decisions.iter().map(|d| serde_json::json!({
-            "type": d.decision_type,
-            "duration": format_go_duration(d.duration),
-            "scope": d.scope.as_str(),
-            "value": d.value,
-        })).collect::<Vec<_>>(),
-    })
+/// A finding as one `-o json` line: `{"scenario","source":{"scope","value"},"events_count",
+/// "start_at","stop_at","decisions":[{"type","duration","scope","value"}]}`, serialized
+/// from borrowed fields straight into the output (no JSON tree built per alert).
+#[derive(serde::Serialize)]
+pub struct FindingJson<'a> {
+    scenario: &'a str,
+    source: SourceJson<'a>,
+    events_count: u64,
+    #[serde(serialize_with = "displayed")]
+    start_at: Timestamp,
+    #[serde(serialize_with = "displayed")]
+    stop_at: Timestamp,
+    decisions: Vec<DecisionJson<'a>>,
+}
+
+/// The alert's source in a [`FindingJson`].
+#[derive(serde::Serialize)]
+struct SourceJson<'a> {
+    scope: &'static str,
+    value: &'a str,
+}
+
+/// One decision in a [`FindingJson`].
+#[derive(serde::Serialize)]
+struct DecisionJson<'a> {
+    #[serde(rename = "type")]
+    decision_type: &'a str,
+    duration: String,
+    scope: &'static str,
+    value: &'a str,
+}
+
+impl<'a> FindingJson<'a> {
+    /// The line of `f`.
+    pub fn of(f: &'a Finding) -> Self {
+        FindingJson {
+            scenario: &f.alert.scenario,
+            source: SourceJson {
+                scope: f.alert.scope.as_str(),
+                value: &f.alert.value,
+            },
+            events_count: f.alert.events_count,
+            start_at: f.alert.start_at,
+            stop_at: f.alert.stop_at,
+            decisions: f
+                .decisions
+                .iter()
+                .map(|d| DecisionJson {
+                    decision_type: &d.decision_type,
+                    duration: format_go_duration(d.duration),
+                    scope: d.scope.as_str(),
+                    value: &d.value,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A value serialized as its `Display` text.
+fn displayed<S: serde::Serializer>(v: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
 }
 
 /// Runs `garrison replay`.
 pub fn run(args: &ReplayArgs) -> ExitCode {
     let tty = std::io::stderr().is_terminal();
-    let mut out = std::io::stdout().lock();
+    let mut out = super::records::Records::stdout();
     let mut count = 0u64;
     // JSON lines are printed as alerts come; the table needs them all, as rows only.
     let mut table = (args.output == Output::Table).then(|| {
@@ -202,7 +248,9 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
         count += 1;
         match table.as_mut() {
             None => {
-                let _ = writeln!(out, "{}", finding_json(&f));
+                let _ = serde_json::to_writer(&mut out, &FindingJson::of(&f));
+                let _ = out.write_all(b"\n");
+                let _ = out.end_record();
             }
             Some(t) => {
                 let ds: Vec<String> = f
@@ -238,6 +286,7 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
     if let Some(t) = table {
         let _ = writeln!(out, "{t}");
     }
+    let _ = out.flush();
     eprintln!(
         "{} lines: {} parsed ({} whitelisted, {} without a timestamp), {} unparsed, {} not UTF-8, {} too long; {count} alerts",
         stats.read.lines,
